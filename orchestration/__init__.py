@@ -1,0 +1,1 @@
+"""Host-side orchestration: topology model, backends, links, lifecycle, command line."""

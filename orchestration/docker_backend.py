@@ -1,0 +1,189 @@
+"""Nodes as Docker containers.
+
+Each node is a container started with ``--network none`` (so no route can lead out of the
+testbed), the capabilities it needs by name (``--privileged`` fails on this kind of VM),
+``/dev/net/tun`` for userspace tunnels and ESP, and the labels ``testbed.lab`` and
+``testbed.node`` by which ``clean`` finds exactly what the testbed made and nothing else.
+"""
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import time
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from .backend import Backend, BackendError, ExecResult, NodeSpec
+
+LABEL_LAB = "testbed.lab"
+LABEL_NODE = "testbed.node"
+LABEL_ROLE = "testbed.role"
+
+
+def container_name(lab: str, node: str) -> str:
+    # Lab names have no dots and node names have none either, so "<lab>.<node>" is unique.
+    return f"{lab}.{node}"
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self) -> None:
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = docker.from_env(timeout=120, max_pool_size=16)
+                    self._client.ping()
+                except docker.errors.DockerException as e:
+                    self._client = None
+                    raise BackendError(
+                        f"no Docker engine answers ({e}); start one with 'make setup' (it starts dockerd) "
+                        "or check /var/run/docker.sock") from None
+            return self._client
+
+    def ensure_ready(self) -> None:
+        _ = self.client
+
+    def _get(self, lab: str, node: str) -> Container | None:
+        try:
+            return self.client.containers.get(container_name(lab, node))
+        except docker.errors.NotFound:
+            return None
+
+    def start_node(self, spec: NodeSpec) -> int:
+        name = container_name(spec.lab, spec.name)
+        old = self._get(spec.lab, spec.name)
+        if old is not None:
+            old.remove(force=True)
+        volumes = {host: {"bind": inside, "mode": "ro" if ro else "rw"} for host, (inside, ro) in spec.mounts.items()}
+        try:
+            c = self.client.containers.run(
+                spec.image,
+                name=name,
+                hostname=spec.name,
+                detach=True,
+                init=True,
+                network_mode="none",
+                cap_add=spec.capabilities,
+                devices=[f"{d}:{d}:rwm" for d in spec.devices],
+                sysctls=spec.sysctls or None,
+                environment=spec.env,
+                volumes=volumes,
+                labels={LABEL_LAB: spec.lab, LABEL_NODE: spec.name, LABEL_ROLE: spec.role},
+                tmpfs={"/run": "rw,exec,mode=755", "/tmp": "rw,exec,mode=1777"},
+                stop_signal="SIGKILL",
+            )
+        except docker.errors.ImageNotFound:
+            raise BackendError(f"image {spec.image} is missing; build it with 'make images'") from None
+        except docker.errors.APIError as e:
+            raise BackendError(f"docker could not start node {spec.name}: {e.explanation or e}") from None
+        return self._pid_of(c)
+
+    def _pid_of(self, c: Container) -> int:
+        for _ in range(50):
+            c.reload()
+            pid = c.attrs["State"].get("Pid") or 0
+            if pid:
+                return pid
+            if c.status in ("exited", "dead"):
+                raise BackendError(f"node {c.name} exited at once: {c.logs(tail=20).decode(errors='replace')}")
+            time.sleep(0.05)
+        raise BackendError(f"node {c.name} did not start")
+
+    def node_pid(self, lab: str, node: str) -> int | None:
+        c = self._get(lab, node)
+        if c is None or c.status != "running":
+            return None
+        return c.attrs["State"].get("Pid") or None
+
+    def exec(self, lab: str, node: str, cmd: list[str], detach: bool = False,
+             env: dict[str, str] | None = None, stdin: bytes | None = None,
+             timeout: float | None = None) -> ExecResult:
+        c = self._get(lab, node)
+        if c is None:
+            raise BackendError(f"lab {lab!r} has no node {node!r}; 'testbed status' lists what runs")
+        if timeout is not None:
+            cmd = ["timeout", "-s", "KILL", str(timeout)] + cmd
+        if stdin is not None:
+            return self._exec_stdin(c, cmd, env, stdin)
+        r = c.exec_run(cmd, detach=detach, environment=env, demux=True)
+        if detach:
+            return ExecResult(0, "", "")
+        out, err = r.output if r.output else (b"", b"")
+        return ExecResult(r.exit_code if r.exit_code is not None else -1,
+                          (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace"))
+
+    def _exec_stdin(self, c: Container, cmd: list[str], env: dict[str, str] | None, data: bytes) -> ExecResult:
+        # The SDK's exec_run cannot feed stdin; write it to a file and redirect.
+        path = f"/tmp/.stdin.{time.monotonic_ns()}"
+        self._put(c, path, data, 0o600)
+        quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in cmd)
+        r = c.exec_run(["sh", "-c", f"{quoted} < {path}; rc=$?; rm -f {path}; exit $rc"], environment=env, demux=True)
+        out, err = r.output if r.output else (b"", b"")
+        return ExecResult(r.exit_code, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace"))
+
+    def _put(self, c: Container, path: str, content: bytes, mode: int) -> None:
+        d, _, base = path.rpartition("/")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(base)
+            info.size = len(content)
+            info.mode = mode
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(content))
+        c.exec_run(["mkdir", "-p", d or "/"])
+        if not c.put_archive(d or "/", buf.getvalue()):
+            raise BackendError(f"could not write {path} in {c.name}")
+
+    def put_file(self, lab: str, node: str, path: str, content: bytes, mode: int = 0o644) -> None:
+        c = self._get(lab, node)
+        if c is None:
+            raise BackendError(f"lab {lab!r} has no node {node!r}")
+        self._put(c, path, content, mode)
+
+    def logs(self, lab: str, node: str) -> str:
+        c = self._get(lab, node)
+        return c.logs().decode(errors="replace") if c is not None else ""
+
+    def restart_node(self, lab: str, node: str) -> int:
+        c = self._get(lab, node)
+        if c is None:
+            raise BackendError(f"lab {lab!r} has no node {node!r}")
+        c.restart(timeout=1)
+        return self._pid_of(c)
+
+    def remove_node(self, lab: str, node: str) -> None:
+        c = self._get(lab, node)
+        if c is not None:
+            try:
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+    def list_nodes(self, lab: str | None = None) -> dict[str, list[str]]:
+        label = f"{LABEL_LAB}={lab}" if lab else LABEL_LAB
+        out: dict[str, list[str]] = {}
+        for c in self.client.containers.list(all=True, filters={"label": label}):
+            out.setdefault(c.labels[LABEL_LAB], []).append(c.labels.get(LABEL_NODE, c.name))
+        return out
+
+    def remove_lab(self, lab: str) -> list[str]:
+        gone = []
+        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"}):
+            # Only exactly this lab's label: another lab's containers never match.
+            if c.labels.get(LABEL_LAB) != lab:
+                continue
+            try:
+                c.remove(force=True)
+                gone.append(c.labels.get(LABEL_NODE, c.name))
+            except docker.errors.NotFound:
+                pass
+        return gone

@@ -1,0 +1,97 @@
+"""Node images: a base (from a registry, or from debootstrap where none is reachable) and
+role images built ``FROM`` it.
+
+Each image's tag is a hash of its inputs (the files of its folder under ``images/`` and
+the tag of what it is built from), so an image is rebuilt exactly when its inputs change
+and a second run finds everything done. Agent code is not part of any image: it is
+bind-mounted from the working tree.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import docker
+import docker.errors
+
+from .backend import BackendError, repo_root
+
+IMAGES_DIR = repo_root() / "images"
+REGISTRY_BASE = "debian:bookworm-slim"
+
+Say = Callable[[str], None]
+
+
+def _digest(folder: Path, extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def base_tag() -> str:
+    return f"testbed-base:{_digest(IMAGES_DIR / 'base')}"
+
+
+def role_dir(role: str) -> Path:
+    d = IMAGES_DIR / role
+    return d if (d / "Dockerfile").is_file() else IMAGES_DIR / "node"
+
+
+def role_tag(role: str) -> str:
+    d = role_dir(role)
+    return f"testbed-{d.name}:{_digest(d, base_tag())}"
+
+
+def _exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def ensure_base(client: docker.DockerClient, say: Say = print) -> str:
+    tag = base_tag()
+    if _exists(client, tag):
+        return tag
+    say(f"building base image {tag} (once; about a minute)")
+    try:
+        client.images.pull(REGISTRY_BASE)
+        say(f"  from registry image {REGISTRY_BASE}")
+        client.images.build(path=str(IMAGES_DIR / "base"), dockerfile="Dockerfile.registry", tag=tag, rm=True)
+        return tag
+    except docker.errors.APIError:
+        say("  no registry reachable: debootstrap + docker import")
+    except docker.errors.BuildError as e:
+        raise BackendError(f"building {tag} from {REGISTRY_BASE} failed: {e}") from None
+    r = subprocess.run([str(IMAGES_DIR / "base" / "debootstrap.sh"), tag], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BackendError(f"debootstrap build of {tag} failed:\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
+    return tag
+
+
+def ensure_role(client: docker.DockerClient, role: str, say: Say = print) -> str:
+    tag = role_tag(role)
+    if _exists(client, tag):
+        return tag
+    base = ensure_base(client, say)
+    d = role_dir(role)
+    say(f"building image {tag} from {d.relative_to(repo_root())}")
+    try:
+        client.images.build(path=str(d), tag=tag, buildargs={"BASE": base}, rm=True, network_mode="none",
+                            labels={"testbed.image": d.name})
+    except docker.errors.BuildError as e:
+        log = "".join(str(x.get("stream", "")) for x in e.build_log)[-2000:]
+        raise BackendError(f"building {tag} failed: {e}\n{log}") from None
+    return tag
+
+
+def ensure_images(roles: set[str], say: Say = print) -> dict[str, str]:
+    """Role -> image tag, building what is missing."""
+    client = docker.from_env(timeout=600)
+    return {role: ensure_role(client, role, say) for role in sorted(roles)}

@@ -1,0 +1,158 @@
+"""Wires between nodes: veth pairs, segment bridges, addresses, routes and impairments.
+
+All of it is netlink from the host (pyroute2), into namespaces named by ``netns.py``.
+A veth is created with both ends already in their target namespaces, so a crash never
+leaves a half-moved interface in the host's namespace. Segment bridges live in the lab's
+switch namespace; a node's port on a segment is the switch end of its veth, and moving a
+node to another segment is just giving that port another bridge as master: this is how
+a mobile node's radio handover is emulated, with its addresses and sockets intact.
+"""
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .netns import switch_ns
+from .topology import Impairment, Route
+
+# Routes installed by the testbed carry this protocol number so they are told apart from
+# routes the agents (AODV, Mobile IP) install later.
+RTPROT_TESTBED = 4  # "static"
+
+
+def bridge_name(lab: str, index: int) -> str:
+    return f"{lab}.b{index:x}"
+
+
+def port_name(lab: str, seq: int) -> str:
+    return f"{lab}.{seq:x}"
+
+
+@dataclass
+class Port:
+    """A node's interface as wired: where its other end is. Saved in the lab state."""
+
+    key: str
+    node: str
+    ifname: str
+    segment: str | None = None
+    switch_if: str | None = None
+    peer_node: str | None = None
+    peer_if: str | None = None
+
+
+class Wiring:
+    """An open set of netlink sockets, one per namespace, reused for a batch of changes."""
+
+    def __init__(self, lab: str):
+        self.lab = lab
+        self._ns: dict[str, IPRoute] = {}
+
+    def __enter__(self) -> "Wiring":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for ipr in self._ns.values():
+            ipr.close()
+        self._ns.clear()
+
+    def ns(self, name: str) -> IPRoute:
+        if name not in self._ns:
+            self._ns[name] = IPRoute(netns=name)
+        return self._ns[name]
+
+    def forget(self, name: str) -> None:
+        ipr = self._ns.pop(name, None)
+        if ipr is not None:
+            ipr.close()
+
+    def index(self, ns: str, ifname: str) -> int:
+        found = self.ns(ns).link_lookup(ifname=ifname)
+        if not found:
+            raise LookupError(f"no interface {ifname} in namespace {ns}")
+        return found[0]
+
+    # --- creation -------------------------------------------------------------------
+    def add_bridge(self, name: str) -> None:
+        sw = self.ns(switch_ns(self.lab))
+        if not sw.link_lookup(ifname=name):
+            # No STP and no forwarding delay: a port is usable at once, as after a radio attach.
+            sw.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        sw.link("set", index=self.index(switch_ns(self.lab), name), state="up")
+
+    def veth(self, ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
+        """Create a veth with each end directly inside its namespace."""
+        host = self.ns(ns_a)
+        try:
+            host.link("add", ifname=if_a, kind="veth", peer={"ifname": if_b, "net_ns_fd": ns_b})
+        except NetlinkError as e:
+            raise RuntimeError(f"cannot create veth {ns_a}/{if_a} <-> {ns_b}/{if_b}: {e}") from None
+
+    def set_master(self, switch_if: str, bridge: str | None) -> None:
+        sw = switch_ns(self.lab)
+        idx = self.index(sw, switch_if)
+        master = self.index(sw, bridge) if bridge else 0
+        self.ns(sw).link("set", index=idx, master=master)
+
+    def set_up(self, ns: str, ifname: str, up: bool = True) -> None:
+        self.ns(ns).link("set", index=self.index(ns, ifname), state="up" if up else "down")
+
+    def is_up(self, ns: str, ifname: str) -> bool:
+        link = self.ns(ns).get_links(self.index(ns, ifname))[0]
+        return "UP" in (link.get("flags_names") or []) or bool(link["flags"] & 1)
+
+    def address(self, ns: str, ifname: str, addr: ipaddress.IPv4Interface) -> None:
+        ipr = self.ns(ns)
+        try:
+            ipr.addr("add", index=self.index(ns, ifname), address=str(addr.ip), prefixlen=addr.network.prefixlen,
+                     broadcast=str(addr.network.broadcast_address))
+        except NetlinkError as e:
+            if e.code != 17:  # EEXIST: already there (idempotent re-wiring)
+                raise
+
+    def loopback_up(self, ns: str) -> None:
+        self.set_up(ns, "lo")
+
+    def route(self, ns: str, r: Route) -> None:
+        ipr = self.ns(ns)
+        kw: dict[str, object] = {"dst": "0.0.0.0/0" if r.to == "default" else r.to, "proto": RTPROT_TESTBED}
+        if r.via is not None:
+            kw["gateway"] = str(r.via)
+        if r.dev is not None:
+            kw["oif"] = self.index(ns, r.dev)
+        if r.metric is not None:
+            kw["priority"] = r.metric
+        try:
+            ipr.route("replace", **kw)
+        except NetlinkError as e:
+            raise RuntimeError(f"route {r.to} in {ns}: {e}") from None
+
+    # --- impairment -------------------------------------------------------------------
+    def impair(self, ns: str, ifname: str, imp: Impairment, bridge_family: bool = False) -> None:
+        """Rate with tbf; loss with an nftables random drop on egress (no netem on this kernel)."""
+        idx = self.index(ns, ifname)
+        ipr = self.ns(ns)
+        try:
+            ipr.tc("del", index=idx)
+        except NetlinkError:
+            pass
+        if imp.rate:
+            ipr.tc("add", "tbf", idx, rate=imp.rate, burst=32 * 1024, latency="100ms")
+        table = f"impair_{ifname.replace('.', '_').replace('-', '_')}"
+        family = "bridge" if bridge_family else "inet"
+        hook = "forward" if bridge_family else "postrouting"
+        rules = f"table {family} {table}\ndelete table {family} {table}\n"
+        if imp.loss > 0:
+            per_10k = int(round(imp.loss * 100))
+            rules += (f"table {family} {table} {{\n chain egress {{\n  type filter hook {hook} priority 0; policy accept;\n"
+                      f"  oifname \"{ifname}\" numgen random mod 10000 < {per_10k} counter drop\n }}\n}}\n")
+        r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, capture_output=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"nft in {ns}: {r.stderr.strip()}")

@@ -1,0 +1,1 @@
+"""Node-side agents of the mobile-workgroup testbed (run inside the containers)."""
