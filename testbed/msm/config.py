@@ -1,0 +1,102 @@
+"""Configuration of the MSM agent, read from a JSON or YAML file.
+
+Unknown keys are refused (a typo must not silently fall back to a default), and
+every error names the field, so a bad scenario file fails loudly at start.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """The config file is unreadable or a field is invalid; the message names it."""
+
+
+class SeedWorkgroup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    members: list[str] = []
+
+
+class Seed(BaseModel):
+    """Objects to create at start if absent (a scenario's initial portal state)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mvpns: list[dict[str, Any]] = []
+    users: list[dict[str, Any]] = []
+    workgroups: list[SeedWorkgroup] = []
+
+
+class MsmConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    db_path: str = "/var/lib/msm/msm.db"
+    ca_dir: str = "/var/lib/msm/ca"
+    ca_common_name: str = "Mobile Workgroup MSM CA"
+    key_type: Literal["rsa", "ec"] = "rsa"
+    cert_days: int = Field(365, ge=1, le=3650)
+    http_address: str = "0.0.0.0"
+    http_port: int = Field(8080, ge=0, le=65535)
+    dns_enabled: bool = True
+    dns_address: str = "0.0.0.0"
+    dns_port: int = Field(53, ge=0, le=65535)
+    zone: str = "mwg.test."
+    msm_fqdn: str | None = None  # default msm.<zone>
+    msm_address: str | None = None  # the MSM's public address, served in DNS
+    longpoll_max: float = Field(60.0, gt=0, le=600)
+    status_file: str = "/run/testbed/msm.json"
+    status_interval: float = Field(1.0, gt=0, le=60)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    seed: Seed = Seed()
+
+    @field_validator("http_address", "dns_address", "msm_address")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not value.rstrip("."):
+            raise ValueError("zone must not be empty")
+        return value if value.endswith(".") else value + "."
+
+    @property
+    def msm_name(self) -> str:
+        return (self.msm_fqdn or "msm." + self.zone).rstrip(".").lower()
+
+
+def parse_config(data: Any) -> MsmConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("config: top level must be a mapping")
+    try:
+        return MsmConfig.model_validate(data)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "config"
+            msgs.append(f"{field}: {err['msg']}")
+        raise ConfigError("invalid config: " + "; ".join(msgs)) from None
+
+
+def load_config(path: str) -> MsmConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc}") from None
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config: {path} is not valid JSON/YAML: {exc}") from None
+    return parse_config(data)

@@ -1,0 +1,38 @@
+"""The one error type the portal turns into a 4xx answer.
+
+Kept apart so that the store, the CA and the validators can refuse input without
+knowing about HTTP, and the portal never has to guess which status to send.
+"""
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """Refused input or a missing object; `field` names what was wrong."""
+
+    def __init__(self, status: int, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.message = message
+
+    def to_json(self) -> dict:
+        text = f"{self.field}: {self.message}" if self.field else self.message
+        body: dict = {"error": text}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+def bad(field: str | None, message: str) -> ApiError:
+    """400: the value of `field` is malformed."""
+    return ApiError(400, field, message)
+
+
+def not_found(field: str | None, message: str) -> ApiError:
+    """404: `field` refers to something the MSM does not know."""
+    return ApiError(404, field, message)
+
+
+def conflict(field: str | None, message: str) -> ApiError:
+    """409: `field` would duplicate an existing object."""
+    return ApiError(409, field, message)

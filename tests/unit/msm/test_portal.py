@@ -1,0 +1,224 @@
+"""Portal over real HTTP against a real `python -m testbed.msm` process."""
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+
+import pytest
+
+from testbed.msm.client import MsmClient, MsmError
+
+from .harness import MsmProcess, populate_example
+
+
+def raw(msm, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", msm.http_port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, resp.getheader("Content-Type"), data
+    finally:
+        conn.close()
+
+
+def test_workgroup_example_signon_and_filter_rows(msm):
+    c = msm.client
+    populate_example(c)
+    wg = c.workgroup("W")
+    assert [m["fqdn"] for m in wg["members"]] == ["a.mwg.test", "b.mwg.test", "c.mwg.test"]
+    assert wg["version"] == c.version()
+    # Claim 13: the target b learns both initiators, told apart by their SGs.
+    view = c.signon("b.mwg.test", "W")
+    assert view["self"]["sg_public"] == "203.0.113.2"
+    assert {(m["fqdn"], m["private_address"], m["sg_public"], m["mvpn"]) for m in view["members"]} == {
+        ("a.mwg.test", "10.0.0.5", "203.0.113.1", "A"), ("c.mwg.test", "10.0.0.5", "203.0.113.3", "C")}
+    # Claim 5: the initiator a learns b and SG-B's public address.
+    view = c.signon("a.mwg.test", "W")
+    assert {m["fqdn"]: m["sg_public"] for m in view["members"]} == {"b.mwg.test": "203.0.113.2",
+                                                                    "c.mwg.test": "203.0.113.3"}
+    rows = c.filter_rows("B")["rows"]
+    assert sorted((r["peer_sg_public"], r["initiator_private"], r["initiator_fqdn"], tuple(r["targets"]))
+                  for r in rows) == [("203.0.113.1", "10.0.0.5", "a.mwg.test", ("10.0.0.7",)),
+                                     ("203.0.113.3", "10.0.0.5", "c.mwg.test", ("10.0.0.7",))]
+    assert c.filter_rows("D")["rows"] == []
+    with pytest.raises(MsmError) as exc:
+        c.signon("d.mwg.test", "W")
+    assert exc.value.status == 403 and exc.value.field == "fqdn"
+    # Removing a: SG-B keeps only c's row.
+    c.remove_member("W", "a.mwg.test")
+    assert [r["initiator_fqdn"] for r in c.filter_rows("B")["rows"]] == ["c.mwg.test"]
+
+
+BAD_REQUESTS = [
+    # (method, path, body, expected status, field named)
+    ("POST", "/api/mvpns", {"name": "E", "realm": "10.0.0.1/24", "sg_public": "203.0.113.9"}, 400, "realm"),
+    ("POST", "/api/mvpns", {"name": "E", "realm": "banana", "sg_public": "203.0.113.9"}, 400, "realm"),
+    ("POST", "/api/mvpns", {"name": "E", "realm": "10.9.0.0/24", "sg_public": "203.0.113.1"}, 409, "sg_public"),
+    ("POST", "/api/mvpns", {"name": "E", "realm": "10.9.0.0/24", "sg_public": "fe80::1"}, 400, "sg_public"),
+    ("POST", "/api/mvpns", {"name": "A", "realm": "10.9.0.0/24", "sg_public": "203.0.113.9"}, 409, "name"),
+    ("POST", "/api/mvpns", {"name": "bad name!", "realm": "10.9.0.0/24", "sg_public": "203.0.113.9"}, 400, "name"),
+    ("POST", "/api/mvpns", {"realm": "10.9.0.0/24", "sg_public": "203.0.113.9"}, 400, "name"),
+    ("POST", "/api/users", {"fqdn": "x.mwg.test", "mvpn": "A", "private_address": "10.0.1.5"}, 400,
+     "private_address"),
+    ("POST", "/api/users", {"fqdn": "x.mwg.test", "mvpn": "A", "private_address": "not-an-ip"}, 400,
+     "private_address"),
+    ("POST", "/api/users", {"fqdn": "x.mwg.test", "mvpn": "Q", "private_address": "10.0.0.6"}, 404, "mvpn"),
+    ("POST", "/api/users", {"fqdn": "b.mwg.test", "mvpn": "A", "private_address": "10.0.0.6"}, 409, "fqdn"),
+    ("POST", "/api/users", {"fqdn": "x.mwg.test", "mvpn": "A", "private_address": "10.0.0.5"}, 409,
+     "private_address"),
+    ("POST", "/api/users", {"fqdn": ["x"], "mvpn": "A", "private_address": "10.0.0.6"}, 400, "fqdn"),
+    ("POST", "/api/users", [1, 2], 400, None),
+    ("POST", "/api/workgroups", {"name": "W"}, 409, "name"),
+    ("POST", "/api/workgroups", {"name": ""}, 400, "name"),
+    ("POST", "/api/workgroups/W/members", {"fqdn": "a.mwg.test"}, 409, "fqdn"),
+    ("POST", "/api/workgroups/W/members", {"fqdn": "nobody.mwg.test"}, 404, "fqdn"),
+    ("POST", "/api/workgroups/NOPE/members", {"fqdn": "a.mwg.test"}, 404, "workgroup"),
+    ("DELETE", "/api/workgroups/W/members/d.mwg.test", None, 404, "fqdn"),
+    ("DELETE", "/api/workgroups/W/members/%%%", None, 400, "fqdn"),
+    ("GET", "/api/workgroups/NOPE", None, 404, "workgroup"),
+    ("POST", "/api/signon", {"fqdn": "nobody.mwg.test", "workgroup": "W"}, 404, "fqdn"),
+    ("POST", "/api/signon", {"fqdn": "a.mwg.test", "workgroup": "NOPE"}, 404, "workgroup"),
+    ("POST", "/api/signon", {"fqdn": "a.mwg.test"}, 400, "workgroup"),
+    ("GET", "/api/sg/Q/filter", None, 404, "mvpn"),
+    ("GET", "/api/changes?since=abc", None, 400, "since"),
+    ("GET", "/api/changes?since=1&timeout=-1", None, 400, "timeout"),
+    ("GET", "/api/changes?since=1&timeout=nan", None, 400, "timeout"),
+    ("POST", "/api/certs", {"cn": "sg-b", "kind": "router", "san_ips": ["203.0.113.2"]}, 400, "kind"),
+    ("POST", "/api/certs", {"cn": "sg-b", "kind": "sg", "san_ips": ["203.0.113.999"]}, 400, "san_ips[0]"),
+    ("POST", "/api/certs", {"cn": "sg-b", "kind": "sg", "san_ips": "203.0.113.2"}, 400, "san_ips"),
+    ("POST", "/api/certs", {"cn": "sg-b", "kind": "sg"}, 400, "san_ips"),
+    ("POST", "/api/certs", {"cn": "stranger.mwg.test", "kind": "mn"}, 404, "cn"),
+    ("POST", "/api/certs", {"cn": "a.mwg.test", "kind": "mn", "validity": "someday"}, 400, "validity"),
+    ("POST", "/api/certs", {"cn": "a.mwg.test", "kind": "mn", "days": "ten"}, 400, "days"),
+    ("GET", "/api/nothing-here", None, 404, None),
+    ("DELETE", "/api/mvpns", None, 405, None),
+]
+
+
+def test_bad_input_gets_4xx_naming_the_field_and_changes_nothing(msm):
+    populate_example(msm.client)
+    before = msm.client.version()
+    for method, path, body, status, field in BAD_REQUESTS:
+        data = None if body is None else json.dumps(body).encode()
+        got, ctype, payload = raw(msm, method, path, data, {"Content-Length": str(len(data or b""))})
+        doc = json.loads(payload)
+        assert got == status, (method, path, body, doc)
+        assert ctype == "application/json"
+        if field:
+            assert doc.get("field") == field, (method, path, doc)
+            assert doc["error"].startswith(field + ":"), doc
+    assert msm.client.version() == before
+    assert msm.status()["portal"]["http"].get("status_5xx", 0) == 0
+
+
+def test_malformed_http_bodies_never_500(msm):
+    cases = [
+        (b"{not json", {"Content-Length": "9"}, 400),
+        (b"\xff\xfe\x00garbage", {"Content-Length": "10"}, 400),
+        (b"x" * 70000, {"Content-Length": "70000"}, 413),
+        (b"{}", {"Content-Length": "-5"}, 413),
+        (b"{}", {"Content-Length": "two"}, 400),
+    ]
+    for body, headers, status in cases:
+        got, _, payload = raw(msm, "POST", "/api/users", body, headers)
+        assert got == status, (body[:20], payload)
+        assert "error" in json.loads(payload)
+    # No Content-Length at all (http.client adds one for bodies, so speak raw HTTP).
+    import socket
+    with socket.create_connection(("127.0.0.1", msm.http_port), timeout=5) as s:
+        s.sendall(b"POST /api/users HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 411 " in s.recv(4096).split(b"\r\n")[0]
+    assert msm.client.mvpns() == []  # and the server still serves
+
+
+def test_data_and_version_survive_restart(msm):
+    c = msm.client
+    populate_example(c)
+    c.remove_member("W", "c.mwg.test")
+    before = (c.mvpns(), c.users(), c.workgroup("W"), c.filter_rows("B"), c.ca_pem(), c.version())
+    msm.restart()
+    after = (c.mvpns(), c.users(), c.workgroup("W"), c.filter_rows("B"), c.ca_pem(), c.version())
+    assert after == before
+    c.add_member("W", "c.mwg.test")
+    assert c.version() == before[-1] + 1  # monotonic across the restart
+
+
+def test_longpoll_returns_within_a_second_of_a_change(msm):
+    c = msm.client
+    populate_example(c)
+    v = c.version()
+    # Nothing changes: the poll ends at its timeout, unchanged.
+    t0 = time.monotonic()
+    assert c.wait_for_change(v, timeout=0.5) == v
+    assert 0.4 < time.monotonic() - t0 < 2.0
+    # Already behind: immediate answer.
+    t0 = time.monotonic()
+    assert c.wait_for_change(v - 1, timeout=10) == v
+    assert time.monotonic() - t0 < 0.5
+    results = []
+
+    def poll():
+        other = MsmClient(msm.base_url)
+        version = other.wait_for_change(v, timeout=20)
+        results.append((version, time.monotonic()))
+
+    pollers = [threading.Thread(target=poll) for _ in range(3)]  # an SG and two MNs
+    for p in pollers:
+        p.start()
+    time.sleep(0.5)
+    assert msm.client.request("GET", "/api/status")["http"]["longpoll_waiting"] == 3
+    changed_at = time.monotonic()
+    c.remove_member("W", "a.mwg.test")
+    for p in pollers:
+        p.join(10)
+    assert len(results) == 3
+    assert all(version == v + 1 for version, _ in results)
+    latency = max(t for _, t in results) - changed_at
+    assert latency < 1.0, f"long-poll took {latency:.3f} s after the change"
+    assert "c.mwg.test" in [r["initiator_fqdn"] for r in c.filter_rows("B")["rows"]]
+    assert "a.mwg.test" not in [r["initiator_fqdn"] for r in c.filter_rows("B")["rows"]]
+
+
+def test_html_page_lists_mvpns_users_workgroups(msm):
+    populate_example(msm.client)
+    status, ctype, body = raw(msm, "GET", "/")
+    page = body.decode()
+    assert status == 200 and ctype.startswith("text/html")
+    for text in ("203.0.113.4", "d.mwg.test", "10.0.0.0/24", "<h3>W</h3>", "c.mwg.test"):
+        assert text in page
+    status, ctype, body = raw(msm, "GET", "/api/ca")
+    assert status == 200 and ctype == "application/x-pem-file" and body.startswith(b"-----BEGIN CERTIFICATE")
+
+
+def test_status_file_is_rewritten_every_second(msm):
+    populate_example(msm.client)
+    first = msm.status()
+    time.sleep(1.3)
+    second = msm.status()
+    assert second["written_at"] > first["written_at"]
+    assert second["state"] == "running" and second["http"]["port"] == msm.http_port
+    assert second["portal"]["store"]["users"] == 4
+    assert second["portal"]["version"] == msm.client.version()
+
+
+def test_seed_from_config_is_idempotent(tmp_path):
+    seed = {
+        "mvpns": [{"name": "A", "realm": "10.0.0.0/24", "sg_public": "203.0.113.1"},
+                  {"name": "B", "realm": "10.0.0.0/24", "sg_public": "203.0.113.2"}],
+        "users": [{"fqdn": "a.mwg.test", "mvpn": "A", "private_address": "10.0.0.5"},
+                  {"fqdn": "b.mwg.test", "mvpn": "B", "private_address": "10.0.0.7"}],
+        "workgroups": [{"name": "W", "members": ["a.mwg.test", "b.mwg.test"]}],
+    }
+    server = MsmProcess(tmp_path, {"seed": seed})
+    server.start()
+    try:
+        v = server.client.version()
+        assert [r["initiator_fqdn"] for r in server.client.filter_rows("B")["rows"]] == ["a.mwg.test"]
+        server.restart()
+        assert server.client.version() == v
+        assert len(server.client.users()) == 2
+    finally:
+        server.stop()
