@@ -1,0 +1,377 @@
+"""IP-in-IP (protocol 4) tunnel endpoint with one interface per peer.
+
+Why one interface per peer: the SG's workgroup filter and its routing need to know which
+realm a decapsulated packet came from, and the only trustworthy realm index is the outer
+source address (claims 4, 6). Terminating every peer on its own device turns that outer
+source into the ingress interface name, which nftables (`iifname`) and policy routing
+understand without any packet inspection of ours.
+
+Two data planes behind the same API:
+- kernel: an `ipip` device per peer (`local L remote R`), used when the kernel has the
+  module (probe by creating one). Fast path; counters read from the device statistics.
+- userspace: one raw socket (protocol 4) bound to the local public address, one TUN
+  device per peer. Received packets are decapsulated by outer source address and written
+  to that peer's TUN; packets read from a TUN get an outer header (built by the kernel,
+  we send without IP_HDRINCL) towards the peer. Everything else is dropped and counted.
+
+The endpoint is generic (also meant for Mobile IP's HA->CoA tunnels): peers are just
+names and addresses, added or removed at runtime.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Callable
+
+from testbed.tunnel.tun import TunError, open_tun, run_ip
+
+log = logging.getLogger(__name__)
+
+IPPROTO_IPIP = 4
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DONT = 0
+BUF_SIZE = 65536
+SOCK_BUF = 4 << 20
+SO_SNDBUFFORCE = 32
+SO_RCVBUFFORCE = 33
+BURST = 64  # packets drained from one fd per wake-up, so one busy peer cannot starve others
+
+
+@dataclass
+class PeerCounters:
+    """Per-peer traffic counters (names are what the status JSON shows)."""
+    packets_in: int = 0       # decapsulated and delivered to the peer's interface
+    bytes_in: int = 0         # inner bytes delivered
+    packets_out: int = 0      # encapsulated and sent to the peer
+    bytes_out: int = 0        # inner bytes sent
+    malformed_dropped: int = 0  # from this peer, but inner packet not a sane IPv4 packet
+    non_ipv4_dropped: int = 0   # read from the interface but not IPv4 (cannot go in IP-IP)
+    send_errors: int = 0        # kernel refused the outer packet (no route, buffer full)
+    write_errors: int = 0       # interface refused the inner packet (down, moved away)
+
+
+@dataclass
+class Peer:
+    name: str
+    addr: str
+    ifname: str
+    netns: str | None = None
+    fd: int = -1
+    key: bytes = b""
+    counters: PeerCounters = field(default_factory=PeerCounters)
+
+
+def kernel_ipip_available(local: str) -> bool:
+    """True if this kernel can create an `ipip` device (probe: create and delete one)."""
+    probe = f"tbtipp{os.getpid() % 100000}"
+    proc = subprocess.run(["ip", "link", "add", "name", probe, "type", "ipip", "local", local,
+                           "remote", "192.0.2.254"], capture_output=True, text=True)
+    if proc.returncode == 0:
+        subprocess.run(["ip", "link", "del", probe], capture_output=True)
+        return True
+    log.debug("no kernel ipip (%s): using the userspace data plane", proc.stderr.strip())
+    return False
+
+
+def _valid_inner(buf: bytearray | memoryview, start: int, end: int) -> int:
+    """Length of the IPv4 packet at buf[start:end], or 0 if it is not a sane IPv4 header.
+
+    Sane: at least 20 bytes, version 4, IHL >= 5 and within the data, total length covering
+    the header and not beyond the data (trailing bytes after total length are trimmed).
+    """
+    avail = end - start
+    if avail < 20:
+        return 0
+    b0 = buf[start]
+    ihl = (b0 & 0x0F) * 4
+    if b0 >> 4 != 4 or ihl < 20:
+        return 0
+    total = (buf[start + 2] << 8) | buf[start + 3]
+    if total < ihl or total > avail:
+        return 0
+    return total
+
+
+class IpipEndpoint:
+    """An IP-IP endpoint at `local` with one interface per peer.
+
+    peers: {name: peer public address}. Interface names default to `ifname_prefix + name`
+    (at most 15 characters). `mode` is "auto" (kernel if available), "kernel" or "userspace".
+    `on_new_peer(peer)` is called after a peer's interface exists (e.g. to move it to a
+    namespace and configure addresses); the agent owns addressing and routing.
+    """
+
+    def __init__(self, local: str, peers: dict[str, str] | None = None, *,
+                 ifname_prefix: str = "ipip-", mode: str = "auto",
+                 ifnames: dict[str, str] | None = None,
+                 on_new_peer: Callable[[Peer], None] | None = None,
+                 threads: int = 1) -> None:
+        self.local = str(IPv4Address(local))
+        if mode not in ("auto", "kernel", "userspace"):
+            raise ValueError(f"mode: {mode!r} is not one of auto, kernel, userspace")
+        if mode == "auto":
+            mode = "kernel" if kernel_ipip_available(self.local) else "userspace"
+        self.mode = mode
+        self.ifname_prefix = ifname_prefix
+        self.on_new_peer = on_new_peer
+        if threads not in (1, 2):
+            raise ValueError(f"threads: {threads} is not 1 or 2")
+        self.threads = threads
+        self.peers: dict[str, Peer] = {}
+        self._by_key: dict[bytes, Peer] = {}
+        self._by_fd: dict[int, Peer] = {}
+        self.unknown_peer_dropped = 0
+        self.unknown_sources: dict[str, int] = {}
+        self.malformed_outer_dropped = 0
+        self._lock = threading.Lock()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._ep: select.epoll | None = None
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.mode == "userspace":
+            self._open_socket()
+        for name, addr in (peers or {}).items():
+            self.add_peer(name, addr, ifname=(ifnames or {}).get(name))
+
+    # ---- setup -------------------------------------------------------------------------
+    def _open_socket(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP)
+        # Large buffers absorb bursts while Python is busy with the other direction; the
+        # FORCE variants (CAP_NET_ADMIN) pass over net.core.rmem_max, else fall back.
+        for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, force, SOCK_BUF)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, plain, SOCK_BUF)
+        # Let the kernel fragment the outer packet rather than refuse an oversized inner one.
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+        sock.bind((self.local, 0))
+        sock.setblocking(False)
+        self._sock = sock
+        self._ep = select.epoll()
+        self._ep.register(sock.fileno(), select.EPOLLIN)
+        self._ep.register(self._wake_r, select.EPOLLIN)
+
+    def add_peer(self, name: str, addr: str, ifname: str | None = None) -> Peer:
+        """Create the peer's interface and start carrying its traffic."""
+        addr = str(IPv4Address(addr))
+        ifname = ifname or f"{self.ifname_prefix}{name}"
+        if len(ifname) > 15:
+            raise ValueError(f"peer {name}: interface name {ifname!r} longer than 15 characters")
+        with self._lock:
+            if name in self.peers:
+                raise ValueError(f"peer {name}: already present")
+            if any(p.addr == addr for p in self.peers.values()):
+                raise ValueError(f"peer {name}: address {addr} already used by another peer")
+            peer = Peer(name=name, addr=addr, ifname=ifname, key=IPv4Address(addr).packed)
+            if self.mode == "kernel":
+                run_ip(["link", "add", "name", ifname, "type", "ipip", "local", self.local,
+                        "remote", addr])
+            else:
+                peer.fd = open_tun(ifname)
+            self.peers[name] = peer
+            self._by_key = {**self._by_key, peer.key: peer}
+            if peer.fd >= 0:
+                self._by_fd = {**self._by_fd, peer.fd: peer}
+                assert self._ep is not None
+                self._ep.register(peer.fd, select.EPOLLIN)
+        log.info("peer %s at %s on %s (%s)", name, addr, ifname, self.mode)
+        if self.on_new_peer:
+            self.on_new_peer(peer)
+        return peer
+
+    def remove_peer(self, name: str) -> None:
+        """Stop carrying a peer's traffic and delete its interface."""
+        with self._lock:
+            peer = self.peers.pop(name, None)
+            if peer is None:
+                return
+            self._by_key = {k: p for k, p in self._by_key.items() if p is not peer}
+            if peer.fd >= 0:
+                self._by_fd = {k: p for k, p in self._by_fd.items() if p is not peer}
+                assert self._ep is not None
+                try:
+                    self._ep.unregister(peer.fd)
+                except OSError:
+                    pass
+                os.close(peer.fd)  # a non-persistent TUN disappears with its fd
+            else:
+                run_ip(["link", "del", "dev", peer.ifname], peer.netns, check=False)
+        log.info("peer %s removed", name)
+
+    # ---- data plane --------------------------------------------------------------------
+    def _drain_socket(self, buf: bytearray, mv: memoryview) -> None:
+        sock = self._sock
+        assert sock is not None
+        for _ in range(BURST):
+            try:
+                n = sock.recv_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.debug("raw socket recv: %s", exc)
+                return
+            b0 = buf[0]
+            ihl = (b0 & 0x0F) * 4
+            if n < 20 or b0 >> 4 != 4 or ihl < 20 or ihl > n:
+                self.malformed_outer_dropped += 1
+                continue
+            peer = self._by_key.get(bytes(mv[12:16]))
+            if peer is None:
+                self.unknown_peer_dropped += 1
+                src = socket.inet_ntoa(mv[12:16])
+                self.unknown_sources[src] = self.unknown_sources.get(src, 0) + 1
+                if self.unknown_sources[src] == 1:
+                    log.debug("IP-IP from unknown source %s dropped", src)
+                continue
+            c = peer.counters
+            total = _valid_inner(buf, ihl, n)
+            if not total:
+                c.malformed_dropped += 1
+                continue
+            try:
+                os.write(peer.fd, mv[ihl:ihl + total])
+            except OSError:
+                c.write_errors += 1
+                continue
+            c.packets_in += 1
+            c.bytes_in += total
+
+    def _drain_tun(self, peer: Peer, buf: bytearray, mv: memoryview) -> None:
+        sock = self._sock
+        assert sock is not None
+        dest = (peer.addr, 0)
+        fd = peer.fd
+        c = peer.counters
+        for _ in range(BURST):
+            try:
+                n = os.readv(fd, [buf])
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EBADF):
+                    log.debug("read %s: %s", peer.ifname, exc)
+                return
+            if n < 20 or buf[0] >> 4 != 4:
+                c.non_ipv4_dropped += 1
+                continue
+            try:
+                sock.sendto(mv[:n], dest)
+            except OSError:
+                c.send_errors += 1
+                continue
+            c.packets_out += 1
+            c.bytes_out += n
+
+    def _loop(self, ep: select.epoll) -> None:
+        assert self._sock is not None
+        sockfd = self._sock.fileno()
+        buf = bytearray(BUF_SIZE)  # preallocated once per loop; packets are read into it
+        mv = memoryview(buf)
+        wake = self._wake_r
+        while not self._stop:
+            for fd, _ev in ep.poll(1.0):
+                if fd == sockfd:
+                    self._drain_socket(buf, mv)
+                elif fd == wake:
+                    continue  # stop() or a peer change: re-check the loop condition
+                else:
+                    peer = self._by_fd.get(fd)
+                    if peer is not None:
+                        self._drain_tun(peer, buf, mv)
+
+    def serve_forever(self) -> None:
+        """Run the userspace data plane until stop() (idle loop for kernel mode).
+
+        With threads=2 the decapsulating direction (raw socket -> TUN) and the
+        encapsulating one (TUN -> raw socket) run in two threads with their own epoll:
+        the read/write system calls release the GIL, so the two directions overlap.
+        """
+        if self.mode == "kernel":
+            while not self._stop:
+                time.sleep(0.2)
+            return
+        assert self._ep is not None and self._sock is not None
+        if self.threads == 1:
+            self._loop(self._ep)
+            return
+        rx_ep = select.epoll()
+        rx_ep.register(self._sock.fileno(), select.EPOLLIN)
+        rx_ep.register(self._wake_r, select.EPOLLIN)
+        self._ep.unregister(self._sock.fileno())
+        rx = threading.Thread(target=self._loop, args=(rx_ep,), name="ipip-rx",
+                              daemon=True)
+        rx.start()
+        try:
+            self._loop(self._ep)
+        finally:
+            rx.join(timeout=3)
+            rx_ep.close()
+            self._ep.register(self._sock.fileno(), select.EPOLLIN)
+
+    def start(self) -> "IpipEndpoint":
+        """Run the data plane in a daemon thread."""
+        self._thread = threading.Thread(target=self.serve_forever, name="ipip", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        if self._thread:
+            self._thread.join(timeout=3)
+
+    def close(self) -> None:
+        """Stop and delete every peer interface."""
+        self.stop()
+        for name in list(self.peers):
+            self.remove_peer(name)
+        if self._sock:
+            self._sock.close()
+        if self._ep:
+            self._ep.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # ---- status ------------------------------------------------------------------------
+    def _kernel_counters(self, peer: Peer) -> PeerCounters:
+        proc = run_ip(["-s", "-j", "link", "show", "dev", peer.ifname], peer.netns, check=False)
+        try:
+            st = json.loads(proc.stdout)[0]["stats64"]
+        except (ValueError, LookupError, TypeError):
+            return peer.counters
+        return PeerCounters(packets_in=st["rx"]["packets"], bytes_in=st["rx"]["bytes"],
+                            packets_out=st["tx"]["packets"], bytes_out=st["tx"]["bytes"],
+                            malformed_dropped=st["rx"]["errors"],
+                            send_errors=st["tx"]["errors"] + st["tx"]["dropped"])
+
+    def status(self) -> dict:
+        """Counters as JSON-ready dict: per peer and endpoint-wide drops."""
+        peers = {}
+        for name, p in list(self.peers.items()):
+            c = self._kernel_counters(p) if self.mode == "kernel" else p.counters
+            peers[name] = {"addr": p.addr, "ifname": p.ifname, "netns": p.netns,
+                           **c.__dict__}
+        return {"local": self.local, "mode": self.mode, "peers": peers,
+                "unknown_peer_dropped": self.unknown_peer_dropped,
+                "unknown_sources": dict(self.unknown_sources),
+                "malformed_outer_dropped": self.malformed_outer_dropped}
+
+
+__all__ = ["IpipEndpoint", "Peer", "PeerCounters", "kernel_ipip_available", "TunError"]
