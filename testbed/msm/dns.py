@@ -127,6 +127,7 @@ class WorkgroupResolver:
         except Exception:  # a resolver bug must not kill the server thread: SERVFAIL
             log.exception("DNS resolver failed for %r", request.q)
             reply = request.reply()
+            reply.header.ra = 0
             reply.header.rcode = RCODE.SERVFAIL
             self._count("servfail")
         return reply

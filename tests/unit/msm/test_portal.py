@@ -222,3 +222,11 @@ def test_seed_from_config_is_idempotent(tmp_path):
         assert len(server.client.users()) == 2
     finally:
         server.stop()
+
+
+def test_client_reports_an_unreachable_msm_as_status_0():
+    from .harness import free_port
+    client = MsmClient(f"http://127.0.0.1:{free_port()}", timeout=2)
+    with pytest.raises(MsmError) as exc:
+        client.version()
+    assert exc.value.status == 0 and "cannot reach" in exc.value.message

@@ -1,0 +1,47 @@
+"""Config: bad fields are refused with their name; the agent exits 2 and says why."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from testbed.msm.config import ConfigError, load_config, parse_config
+
+from .harness import REPO
+
+
+@pytest.mark.parametrize("data,field", [
+    ({"http_port": 70000}, "http_port"),
+    ({"http_prot": 8080}, "http_prot"),
+    ({"msm_address": "not-an-ip"}, "msm_address"),
+    ({"key_type": "dsa"}, "key_type"),
+    ({"seed": {"workgroups": [{"members": []}]}}, "seed.workgroups.0.name"),
+])
+def test_bad_fields_are_named(data, field):
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert field in str(exc.value)
+
+
+def test_yaml_and_defaults(tmp_path):
+    path = tmp_path / "msm.yaml"
+    path.write_text("http_port: 9000\nzone: Example.Test\n")
+    cfg = load_config(str(path))
+    assert cfg.http_port == 9000 and cfg.zone == "example.test." and cfg.msm_name == "msm.example.test"
+    assert cfg.dns_port == 53 and cfg.status_file == "/run/testbed/msm.json"
+
+
+def test_agent_refuses_bad_config_and_bad_seed(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"dns_port": "fifty-three"}')
+    run = subprocess.run([sys.executable, "-m", "testbed.msm", "--config", str(bad)], cwd=REPO,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "dns_port" in run.stderr
+    seed = tmp_path / "seed.json"
+    seed.write_text('{"db_path": "%s", "ca_dir": "%s", "http_port": 0, "dns_enabled": false, '
+                    '"status_file": "%s", "seed": {"mvpns": [{"name": "A", "realm": "10.0.0.0/33", '
+                    '"sg_public": "203.0.113.1"}]}}' % (tmp_path / "db", tmp_path / "ca", tmp_path / "st.json"))
+    run = subprocess.run([sys.executable, "-m", "testbed.msm", "--config", str(seed)], cwd=REPO,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "realm" in run.stderr, run.stderr
