@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -98,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as exc:  # a bad seed entry
         print(f"msm: invalid config: {exc.to_json()['error']}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
+    except (OSError, sqlite3.Error, ValueError) as exc:
+        # Port taken, volume not writable, database or CA key corrupt: say which file/port.
+        log.error("cannot start (db_path=%s, ca_dir=%s, http_port=%d, dns_port=%d): %s: %s",
+                  cfg.db_path, cfg.ca_dir, cfg.http_port, cfg.dns_port, type(exc).__name__, exc)
         return 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

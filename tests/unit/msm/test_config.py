@@ -45,3 +45,13 @@ def test_agent_refuses_bad_config_and_bad_seed(tmp_path):
     run = subprocess.run([sys.executable, "-m", "testbed.msm", "--config", str(seed)], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and "realm" in run.stderr, run.stderr
+
+
+def test_agent_exits_1_naming_a_corrupt_database(tmp_path):
+    (tmp_path / "msm.db").write_bytes(b"this is not an sqlite database" * 100)
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"db_path": "%s", "ca_dir": "%s", "http_port": 0, "dns_enabled": false, "status_file": "%s"}'
+                   % (tmp_path / "msm.db", tmp_path / "ca", tmp_path / "st.json"))
+    run = subprocess.run([sys.executable, "-m", "testbed.msm", "--config", str(cfg)], cwd=REPO,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 1 and "db_path=" in run.stderr and "DatabaseError" in run.stderr, run.stderr

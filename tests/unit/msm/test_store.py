@@ -136,3 +136,23 @@ def test_wait_for_change_wakes_on_mutation(tmp_path):
     th.join(5)
     assert got["v"] == v + 1
     assert got["t"] - changed_at < 0.5
+
+
+def test_concurrent_writers_get_distinct_versions(tmp_path):
+    store = Store(str(tmp_path / "db"))
+    store.add_mvpn({"name": "A", "realm": "10.0.0.0/24", "sg_public": "203.0.113.1"})
+    errors: list[Exception] = []
+
+    def add(i: int) -> None:
+        try:
+            store.add_user({"fqdn": f"u{i}.mwg.test", "mvpn": "A", "private_address": f"10.0.0.{10 + i}"})
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.version == 31 and len(store.users()) == 30
