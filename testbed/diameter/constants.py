@@ -1,0 +1,136 @@
+"""Numbers of the DIAMETER protocol that the testbed uses, in one place.
+
+Why a module of its own: the peer state machine, the NASREQ application, the
+client and the tests all speak of the same command codes, AVP codes and
+Result-Codes; naming them once keeps the code readable and lets a test assert
+``RESULT_COMMAND_UNSUPPORTED`` instead of a bare 3001.
+Sources: RFC 6733 (base protocol), RFC 7155 (NASREQ), RFC 4005/2865 (RADIUS
+attribute formats reused by NASREQ), RFC 5612 (enterprise number 32473 is
+reserved for documentation and examples, which a testbed is).
+"""
+
+from __future__ import annotations
+
+DIAMETER_PORT = 3868
+VERSION = 1
+HEADER_LEN = 20
+#: Largest message we accept. Certificates are a few KiB; anything far larger is
+#: a broken or hostile peer and would only cost memory.
+MAX_MESSAGE_LEN = 256 * 1024
+
+# Command flags (first byte after the length).
+FLAG_REQUEST = 0x80
+FLAG_PROXIABLE = 0x40
+FLAG_ERROR = 0x20
+FLAG_RETRANSMIT = 0x10
+FLAG_RESERVED_MASK = 0x0F
+
+# AVP flags.
+AVP_FLAG_VENDOR = 0x80
+AVP_FLAG_MANDATORY = 0x40
+AVP_FLAG_PROTECTED = 0x20
+AVP_FLAG_RESERVED_MASK = 0x1F
+
+# Command codes.
+CMD_CAPABILITIES_EXCHANGE = 257
+CMD_AA = 265
+CMD_DEVICE_WATCHDOG = 280
+CMD_DISCONNECT_PEER = 282
+
+#: Short names used in logs and counters.
+COMMAND_NAMES = {
+    CMD_CAPABILITIES_EXCHANGE: "CE",
+    CMD_AA: "AA",
+    CMD_DEVICE_WATCHDOG: "DW",
+    CMD_DISCONNECT_PEER: "DP",
+}
+
+# Application ids.
+APP_COMMON = 0
+APP_NASREQ = 1
+APP_RELAY = 0xFFFFFFFF
+
+# Vendors.
+VENDOR_IETF = 0
+#: RFC 5612 "Example Enterprise Number for Documentation Use": our vendor AVPs.
+VENDOR_TESTBED = 32473
+
+# Base protocol AVP codes (RFC 6733 section 4.5).
+AVP_HOST_IP_ADDRESS = 257
+AVP_AUTH_APPLICATION_ID = 258
+AVP_ACCT_APPLICATION_ID = 259
+AVP_VENDOR_SPECIFIC_APPLICATION_ID = 260
+AVP_SESSION_ID = 263
+AVP_ORIGIN_HOST = 264
+AVP_SUPPORTED_VENDOR_ID = 265
+AVP_VENDOR_ID = 266
+AVP_FIRMWARE_REVISION = 267
+AVP_RESULT_CODE = 268
+AVP_PRODUCT_NAME = 269
+AVP_DISCONNECT_CAUSE = 273
+AVP_AUTH_REQUEST_TYPE = 274
+AVP_AUTH_SESSION_STATE = 277
+AVP_ORIGIN_STATE_ID = 278
+AVP_FAILED_AVP = 279
+AVP_ERROR_MESSAGE = 281
+AVP_ROUTE_RECORD = 282
+AVP_DESTINATION_REALM = 283
+AVP_PROXY_INFO = 284
+AVP_DESTINATION_HOST = 293
+AVP_ERROR_REPORTING_HOST = 294
+AVP_ORIGIN_REALM = 296
+AVP_EXPERIMENTAL_RESULT = 297
+AVP_INBAND_SECURITY_ID = 299
+
+# NASREQ AVP codes (RFC 7155).
+AVP_USER_NAME = 1
+AVP_USER_PASSWORD = 2
+AVP_NAS_IP_ADDRESS = 4
+AVP_FRAMED_IP_ADDRESS = 8
+AVP_REPLY_MESSAGE = 18
+AVP_FRAMED_ROUTE = 22
+AVP_SESSION_TIMEOUT = 27
+AVP_NAS_IDENTIFIER = 32
+AVP_NAS_FILTER_RULE = 400
+
+# Testbed vendor AVP codes (vendor VENDOR_TESTBED, M bit clear).
+AVP_TB_AUTHENTICATED_DATA = 1
+AVP_TB_CERTIFICATE_REQUEST = 2
+AVP_TB_CERTIFICATE = 3
+
+# Auth-Request-Type values.
+AUTH_REQUEST_AUTHENTICATE_ONLY = 1
+AUTH_REQUEST_AUTHORIZE_ONLY = 2
+AUTH_REQUEST_AUTHORIZE_AUTHENTICATE = 3
+
+# Auth-Session-State values.
+NO_STATE_MAINTAINED = 1
+
+# Disconnect-Cause values.
+DISCONNECT_REBOOTING = 0
+DISCONNECT_BUSY = 1
+DISCONNECT_DO_NOT_WANT_TO_TALK_TO_YOU = 2
+
+# Result-Codes (RFC 6733 section 7.1).
+RESULT_SUCCESS = 2001
+RESULT_COMMAND_UNSUPPORTED = 3001
+RESULT_UNABLE_TO_DELIVER = 3002
+RESULT_REALM_NOT_SERVED = 3003
+RESULT_APPLICATION_UNSUPPORTED = 3007
+RESULT_INVALID_HDR_BITS = 3008
+RESULT_INVALID_AVP_BITS = 3009
+RESULT_UNKNOWN_PEER = 3010
+RESULT_AUTHENTICATION_REJECTED = 4001
+RESULT_AVP_UNSUPPORTED = 5001
+RESULT_INVALID_AVP_VALUE = 5004
+RESULT_MISSING_AVP = 5005
+RESULT_NO_COMMON_APPLICATION = 5010
+RESULT_UNSUPPORTED_VERSION = 5011
+RESULT_UNABLE_TO_COMPLY = 5012
+RESULT_INVALID_AVP_LENGTH = 5014
+RESULT_INVALID_MESSAGE_LENGTH = 5015
+
+#: Result-Codes in the 3xxx class are protocol errors: their answers carry the
+#: E bit and use the generic error-answer layout (RFC 6733 section 7.2).
+def is_protocol_error(result_code: int) -> bool:
+    return 3000 <= result_code < 4000

@@ -1,0 +1,74 @@
+"""Counters and the exchange log shared by the peers of one server or client.
+
+Why a JSON-lines file: the ``access`` scenario's check reads the MSM's DIAMETER
+log to prove that a node's attach really went through DIAMETER. One JSON object
+per message (and one per authentication decision) is easy to grep from the
+host and easy to parse in a scenario report; a ring buffer of the same records
+goes into the status file so ``cat`` shows the latest exchanges.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("testbed.diameter")
+
+
+class Counters:
+    """Thread-safe named counters (the status file shows them as a dict)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, int] = collections.defaultdict(int)
+
+    def inc(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._values[name] += n
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._values.get(name, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._values.items()))
+
+
+class ExchangeLog:
+    """Append-only record of DIAMETER exchanges: file (optional) + memory ring."""
+
+    def __init__(self, path: str | Path | None = None, keep: int = 50) -> None:
+        self.path = Path(path) if path else None
+        self._ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
+        self._lock = threading.Lock()
+        self._fh = None
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8", buffering=1)
+
+    def record(self, event: str, **fields: Any) -> dict[str, Any]:
+        entry = {"t": round(time.time(), 6), "event": event, **fields}
+        with self._lock:
+            self._ring.append(entry)
+            if self._fh:
+                try:
+                    self._fh.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+                except OSError as exc:  # a full disk must not stop authentication
+                    log.warning("exchange log write failed: %s", exc)
+        return entry
+
+    def recent(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._ring)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh:
+                self._fh.close()
+                self._fh = None

@@ -1,0 +1,597 @@
+"""One DIAMETER peer connection over TCP: the RFC 6733 peer state machine.
+
+What it does, per connection (section 5 of RFC 6733, watchdog from RFC 3539):
+- responder: the first message must be a CER; we check it (mandatory AVPs,
+  a common application) and answer CEA, or answer with the failing
+  Result-Code and close. Requests before CER get DIAMETER_UNKNOWN_PEER.
+- initiator: sends CER, expects CEA with DIAMETER_SUCCESS.
+- Open: any message resets the watchdog; after Tw (+/- jitter) of silence we send
+  DWR; no answer within another Tw means the transport is dead and we close it.
+- DPR/DPA in both directions; the sender of DPR closes after DPA.
+- requests of unknown commands get an E-bit answer with
+  DIAMETER_COMMAND_UNSUPPORTED, requests of applications not advertised get
+  DIAMETER_APPLICATION_UNSUPPORTED; unknown AVPs with the M bit get
+  DIAMETER_AVP_UNSUPPORTED; broken headers/AVPs get the Result-Code of section
+  7.1.5 with Failed-AVP. When framing is lost (bad version or length) we
+  answer if we can and close. Every fault is counted; nothing here may raise
+  out of the read loop.
+Simplifications, on purpose: no election (each TCP connection stands alone; a
+server with many sinks does not need it), no TLS, no SCTP, no relaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import itertools
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from scapy.contrib import diameter as sd
+
+from . import avps as A
+from . import constants as C
+from .exchange_log import Counters, ExchangeLog
+from .message import MalformedMessage, Message, check_length_word, decode, encode, parse_header
+
+log = logging.getLogger("testbed.diameter")
+
+
+class PeerState(str, enum.Enum):
+    CLOSED = "CLOSED"
+    WAIT_CEA = "WAIT_CEA"
+    WAIT_CER = "WAIT_CER"
+    OPEN = "OPEN"
+    CLOSING = "CLOSING"
+
+
+class PeerClosed(ConnectionError):
+    """The connection ended while a request was outstanding."""
+
+
+class CapabilitiesRejected(ConnectionError):
+    """The remote peer answered our CER with a Result-Code other than success."""
+
+    def __init__(self, result_code: int | None, message: str = "") -> None:
+        super().__init__(f"CEA Result-Code {result_code} {message}".strip())
+        self.result_code = result_code
+
+
+@dataclass
+class LocalIdentity:
+    """What we announce in CER/CEA (RFC 6733 section 5.3.1)."""
+
+    origin_host: str
+    origin_realm: str
+    host_ip_addresses: list[str] = field(default_factory=list)  # empty: the socket's own
+    vendor_id: int = C.VENDOR_TESTBED
+    product_name: str = "mobile-workgroup-testbed"
+    origin_state_id: int = field(default_factory=lambda: int(time.time()) & 0xFFFFFFFF)
+    auth_application_ids: tuple[int, ...] = (C.APP_NASREQ,)
+    firmware_revision: int = 1
+
+
+#: A request handler returns the answer's (result_code, avps, error_message);
+#: raising is caught and answered with DIAMETER_UNABLE_TO_COMPLY.
+RequestHandler = Callable[["PeerConnection", Message], Awaitable[tuple[int, list[Any], str | None]]]
+
+_e2e_counter = itertools.count(((int(time.time()) & 0xFFF) << 20) | random.getrandbits(20))
+
+# AVPs allowed in base-protocol commands (CCFs of RFC 6733 sections 5.3-5.5).
+_CER_AVPS = {C.AVP_ORIGIN_HOST, C.AVP_ORIGIN_REALM, C.AVP_HOST_IP_ADDRESS, C.AVP_VENDOR_ID,
+             C.AVP_PRODUCT_NAME, C.AVP_ORIGIN_STATE_ID, C.AVP_SUPPORTED_VENDOR_ID,
+             C.AVP_AUTH_APPLICATION_ID, C.AVP_INBAND_SECURITY_ID, C.AVP_ACCT_APPLICATION_ID,
+             C.AVP_VENDOR_SPECIFIC_APPLICATION_ID, C.AVP_FIRMWARE_REVISION, C.AVP_RESULT_CODE,
+             C.AVP_ERROR_MESSAGE, C.AVP_FAILED_AVP}
+
+
+def next_end_to_end() -> int:
+    """End-to-end ids: high 12 bits from the clock, low bits counting (RFC 6733 3)."""
+    return next(_e2e_counter) & 0xFFFFFFFF
+
+
+class AnswerCache:
+    """Recent answers keyed by (Origin-Host, End-to-End id) to answer retransmitted
+    requests (T bit) identically instead of processing them twice."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._d: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
+
+    def get(self, key: tuple[str, int]) -> bytes | None:
+        return self._d.get(key)
+
+    def put(self, key: tuple[str, int], answer: bytes) -> None:
+        self._d[key] = answer
+        self._d.move_to_end(key)
+        while len(self._d) > self._size:
+            self._d.popitem(last=False)
+
+
+class PeerConnection:
+    """State machine and I/O of one transport connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 local: LocalIdentity, *, initiator: bool, tw: float = 30.0,
+                 handlers: dict[tuple[int, int], RequestHandler] | None = None,
+                 counters: Counters | None = None, exchange_log: ExchangeLog | None = None,
+                 answer_cache: AnswerCache | None = None, body_timeout: float = 10.0,
+                 label: str = "") -> None:
+        self.reader = reader
+        self.writer = writer
+        self.local = local
+        self.initiator = initiator
+        self.tw = tw
+        self.handlers = handlers or {}
+        self.counters = counters or Counters()
+        self.xlog = exchange_log or ExchangeLog()
+        self.answer_cache = answer_cache or AnswerCache()
+        self.body_timeout = body_timeout
+        self.state = PeerState.WAIT_CEA if initiator else PeerState.WAIT_CER
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        sock = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
+        self.remote_address = f"{peer[0]}:{peer[1]}"
+        self.local_ip = sock[0]
+        self.label = label or self.remote_address
+        self.remote_host: str | None = None
+        self.remote_realm: str | None = None
+        self.remote_product: str | None = None
+        self.remote_state_id: int | None = None
+        self.remote_apps: set[int] = set()
+        self.opened_at: float | None = None
+        self.last_rx = time.monotonic()
+        self.last_dwa: float | None = None
+        self.disconnect_cause: int | None = None
+        self._hbh = itertools.count(random.getrandbits(31))
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watchdog_task: asyncio.Task[None] | None = None
+        self._opened = asyncio.Event()
+        self._closed = asyncio.Event()
+
+    # ------------------------------------------------------------------ info
+    @property
+    def is_open(self) -> bool:
+        return self.state == PeerState.OPEN
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "address": self.remote_address,
+            "origin_host": self.remote_host,
+            "origin_realm": self.remote_realm,
+            "product_name": self.remote_product,
+            "origin_state_id": self.remote_state_id,
+            "applications": sorted(self.remote_apps),
+            "state": self.state.value,
+            "open_for_s": round(time.monotonic() - self.opened_at, 3) if self.opened_at else None,
+            "last_dwa_age_s": round(time.monotonic() - self.last_dwa, 3) if self.last_dwa else None,
+        }
+
+    async def wait_open(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._opened.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return self.is_open
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # ----------------------------------------------------------------- output
+    def _base_identity_avps(self) -> list[Any]:
+        return [A.make(C.AVP_ORIGIN_HOST, self.local.origin_host),
+                A.make(C.AVP_ORIGIN_REALM, self.local.origin_realm)]
+
+    def _capabilities_avps(self) -> list[Any]:
+        out = self._base_identity_avps()
+        for ip in self.local.host_ip_addresses or [self.local_ip]:
+            out.append(A.make_address(C.AVP_HOST_IP_ADDRESS, ip))
+        out += [A.make(C.AVP_VENDOR_ID, self.local.vendor_id),
+                A.make(C.AVP_PRODUCT_NAME, self.local.product_name),
+                A.make(C.AVP_ORIGIN_STATE_ID, self.local.origin_state_id),
+                A.make(C.AVP_SUPPORTED_VENDOR_ID, C.VENDOR_TESTBED)]
+        out += [A.make(C.AVP_AUTH_APPLICATION_ID, app) for app in self.local.auth_application_ids]
+        out.append(A.make(C.AVP_FIRMWARE_REVISION, self.local.firmware_revision))
+        return out
+
+    async def _send(self, data: bytes, name: str, hbh: int, e2e: int, **extra: Any) -> None:
+        if self.writer.is_closing():
+            raise PeerClosed("transport closed")
+        self.writer.write(data)
+        self.counters.inc(f"tx_{name}")
+        self._record("tx", name, hbh, e2e, **extra)
+        await self.writer.drain()
+
+    def _record(self, direction: str, name: str, hbh: int, e2e: int, **extra: Any) -> None:
+        self.xlog.record("message", dir=direction, cmd=name, peer=self.remote_host or self.label,
+                         hbh=f"{hbh:08x}", e2e=f"{e2e:08x}", **extra)
+        level = logging.DEBUG if name.startswith("DW") else logging.INFO
+        log.log(level, "%s %s %s hbh=%08x e2e=%08x %s", self.remote_host or self.label,
+                "<-" if direction == "rx" else "->", name, hbh, e2e,
+                " ".join(f"{k}={v}" for k, v in extra.items()))
+
+    async def answer(self, req: Message, result_code: int, avp_list: list[Any] | None = None,
+                     error_message: str | None = None, failed_avp: bytes | None = None,
+                     cacheable: bool = False) -> None:
+        """Send the answer to ``req``; 3xxx codes use the E-bit error layout."""
+        error = C.is_protocol_error(result_code)
+        out: list[Any] = []
+        sid = req.find(C.AVP_SESSION_ID) if req.avps else None
+        if sid is not None:
+            out.append(A.make(C.AVP_SESSION_ID, A.as_bytes(sid)))
+        out += self._base_identity_avps()
+        out.append(A.make(C.AVP_RESULT_CODE, result_code))
+        if error_message:
+            out.append(A.make(C.AVP_ERROR_MESSAGE, error_message))
+        if failed_avp:
+            out.append(_failed_avp(failed_avp))
+        if avp_list and not error:
+            out += avp_list
+        for proxy_info in (req.find_all(C.AVP_PROXY_INFO) if req.avps else []):
+            out.append(proxy_info)
+        h = req.header
+        data = encode(h.code, request=False, app_id=h.app_id, hop_by_hop=h.hop_by_hop,
+                      end_to_end=h.end_to_end, avp_list=out,
+                      proxiable=bool(h.flags & C.FLAG_PROXIABLE), error=error)
+        name = C.COMMAND_NAMES.get(h.code, f"CMD{h.code}") + "A"
+        if cacheable and self.remote_host:
+            self.answer_cache.put((self.remote_host, h.end_to_end), data)
+        await self._send(data, name, h.hop_by_hop, h.end_to_end, result_code=result_code)
+
+    async def request(self, code: int, app_id: int, avp_list: list[Any], *, timeout: float = 5.0,
+                      proxiable: bool = False, name: str | None = None) -> Message:
+        """Send a request and wait for its answer (matched by hop-by-hop id)."""
+        if self.state not in (PeerState.OPEN, PeerState.WAIT_CEA) and code != C.CMD_DISCONNECT_PEER:
+            raise PeerClosed(f"peer not open ({self.state.value})")
+        hbh = next(self._hbh) & 0xFFFFFFFF
+        e2e = next_end_to_end()
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[hbh] = fut
+        data = encode(code, request=True, app_id=app_id, hop_by_hop=hbh, end_to_end=e2e,
+                      avp_list=avp_list, proxiable=proxiable)
+        try:
+            await self._send(data, name or C.COMMAND_NAMES.get(code, f"CMD{code}") + "R", hbh, e2e)
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pending.pop(hbh, None)
+
+    # ------------------------------------------------------------ lifecycle
+    async def start_initiator(self, timeout: float = 5.0) -> None:
+        """Capabilities exchange as initiator; raises CapabilitiesRejected/PeerClosed."""
+        self._spawn(self.run())
+        try:
+            cea = await self.request(C.CMD_CAPABILITIES_EXCHANGE, C.APP_COMMON,
+                                     self._capabilities_avps(), timeout=timeout)
+        except asyncio.TimeoutError as exc:
+            self.abort("no CEA")
+            raise PeerClosed("no CEA within timeout") from exc
+        rc = cea.result_code
+        if rc != C.RESULT_SUCCESS:
+            msg = cea.text(C.AVP_ERROR_MESSAGE) or ""
+            self.abort(f"CEA {rc}")
+            raise CapabilitiesRejected(rc, msg)
+        self._learn_capabilities(cea)
+        self._enter_open()
+
+    def _enter_open(self) -> None:
+        self.state = PeerState.OPEN
+        self.opened_at = time.monotonic()
+        self.last_rx = time.monotonic()
+        self.counters.inc("peers_opened")
+        log.info("peer %s (%s) open, applications %s", self.remote_host, self.remote_address,
+                 sorted(self.remote_apps))
+        self._opened.set()
+        if self.tw > 0 and self._watchdog_task is None:
+            self._watchdog_task = self._spawn(self._watchdog())
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def abort(self, reason: str) -> None:
+        """Close the transport now (no DPR)."""
+        if self.state != PeerState.CLOSED:
+            log.info("closing connection to %s: %s", self.remote_host or self.label, reason)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.state == PeerState.CLOSED and self._closed.is_set():
+            return
+        self.state = PeerState.CLOSED
+        try:
+            self.writer.close()
+        except Exception:  # already broken transports raise here; nothing left to do
+            pass
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(PeerClosed("connection closed"))
+        self._pending.clear()
+        if self._watchdog_task and self._watchdog_task is not asyncio.current_task():
+            self._watchdog_task.cancel()
+        self._opened.set()
+        if not self._closed.is_set():
+            self.counters.inc("connections_closed")
+            self._closed.set()
+
+    async def disconnect(self, cause: int = C.DISCONNECT_REBOOTING, timeout: float = 2.0) -> None:
+        """Orderly shutdown: DPR, wait for DPA, close."""
+        if self.state == PeerState.OPEN:
+            self.state = PeerState.CLOSING
+            try:
+                avps = self._base_identity_avps() + [A.make(C.AVP_DISCONNECT_CAUSE, cause)]
+                await self.request(C.CMD_DISCONNECT_PEER, C.APP_COMMON, avps, timeout=timeout)
+            except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
+                log.info("no DPA from %s: %s", self.remote_host, exc)
+        self._finish()
+
+    # -------------------------------------------------------------- input
+    async def run(self) -> None:
+        """Read loop; returns when the connection is over. Never raises."""
+        try:
+            while self.state != PeerState.CLOSED:
+                data = await self._read_message()
+                if data is None:
+                    break
+                await self._handle_bytes(data)
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # the last line of defence: count, log, close, keep the server up
+            self.counters.inc("internal_errors")
+            log.exception("unexpected error on connection %s", self.label)
+        finally:
+            self._finish()
+
+    async def _read_message(self) -> bytes | None:
+        try:
+            first = await self.reader.readexactly(4)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            return None
+        try:
+            length = check_length_word(first)
+        except MalformedMessage as exc:
+            await self._framing_lost(first, exc)
+            return None
+        try:
+            rest = await asyncio.wait_for(self.reader.readexactly(length - 4), self.body_timeout)
+        except asyncio.TimeoutError:
+            self.counters.inc("malformed")
+            self.counters.inc("malformed_truncated")
+            log.warning("%s: message body not complete within %.1fs; closing", self.label,
+                        self.body_timeout)
+            return None
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            if length > 4:
+                self.counters.inc("malformed")
+                self.counters.inc("malformed_truncated")
+            return None
+        return first + rest
+
+    async def _framing_lost(self, first: bytes, exc: MalformedMessage) -> None:
+        """Bad version/length: we can't find the next message. Answer if the bytes
+        we have look like a request header, then close (RFC 6733 7.1.5)."""
+        self.counters.inc("malformed")
+        self.counters.inc("malformed_framing")
+        log.warning("%s: %s; closing connection", self.label, exc.reason)
+        self.xlog.record("malformed", peer=self.remote_host or self.label, reason=exc.reason)
+        try:
+            more = await asyncio.wait_for(self.reader.read(16), 0.2)
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            more = b""
+        data = first + more
+        if len(data) >= C.HEADER_LEN and self.state == PeerState.OPEN:
+            h = parse_header(data)
+            if h.is_request:
+                req = Message(h, [], data)
+                try:
+                    await self.answer(req, exc.result_code, error_message=exc.reason)
+                except (ConnectionError, OSError):
+                    pass
+
+    async def _handle_bytes(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
+        try:
+            msg = decode(data)
+        except MalformedMessage as exc:
+            self.counters.inc("malformed")
+            h = parse_header(data)
+            name = C.COMMAND_NAMES.get(h.code, f"CMD{h.code}") + ("R" if h.is_request else "A")
+            log.warning("%s: malformed %s: %s", self.label, name, exc.reason)
+            self.xlog.record("malformed", peer=self.remote_host or self.label, cmd=name,
+                             reason=exc.reason, result_code=exc.result_code)
+            if h.is_request and not h.flags & C.FLAG_ERROR:
+                await self.answer(Message(h, [], data), exc.result_code, error_message=exc.reason,
+                                  failed_avp=exc.failed_avp)
+            if exc.framing_lost or self.state != PeerState.OPEN:
+                self.abort("malformed message before/without framing")
+            return
+        self.counters.inc(f"rx_{msg.name}")
+        extra: dict[str, Any] = {}
+        if not msg.is_request:
+            extra["result_code"] = msg.result_code
+        self._record("rx", msg.name, msg.header.hop_by_hop, msg.header.end_to_end, **extra)
+        if msg.is_request:
+            await self._handle_request(msg)
+        else:
+            self._handle_answer(msg)
+
+    def _handle_answer(self, msg: Message) -> None:
+        fut = self._pending.get(msg.header.hop_by_hop)
+        if fut is None or fut.done():
+            self.counters.inc("unmatched_answers")
+            log.info("%s: answer %s with unknown hop-by-hop %08x dropped", self.label, msg.name,
+                     msg.header.hop_by_hop)
+            return
+        if msg.code == C.CMD_DEVICE_WATCHDOG:
+            self.last_dwa = time.monotonic()
+        fut.set_result(msg)
+
+    async def _handle_request(self, msg: Message) -> None:
+        code, app = msg.code, msg.header.app_id
+        unknown_m = _first_unknown_mandatory(msg)
+        if code == C.CMD_CAPABILITIES_EXCHANGE:
+            if unknown_m is not None:
+                await self.answer(msg, C.RESULT_AVP_UNSUPPORTED, failed_avp=unknown_m)
+                if self.state != PeerState.OPEN:
+                    self.abort("CER with unsupported mandatory AVP")
+                return
+            await self._on_cer(msg)
+            return
+        if self.state not in (PeerState.OPEN, PeerState.CLOSING):
+            self.counters.inc("requests_before_cer")
+            await self.answer(msg, C.RESULT_UNKNOWN_PEER, error_message="capabilities exchange first")
+            self.abort(f"{msg.name} before capabilities exchange")
+            return
+        if unknown_m is not None:
+            self.counters.inc("avp_unsupported")
+            await self.answer(msg, C.RESULT_AVP_UNSUPPORTED, failed_avp=unknown_m)
+            return
+        if code == C.CMD_DEVICE_WATCHDOG:
+            await self.answer(msg, C.RESULT_SUCCESS,
+                              [A.make(C.AVP_ORIGIN_STATE_ID, self.local.origin_state_id)])
+            return
+        if code == C.CMD_DISCONNECT_PEER:
+            cause = msg.integer(C.AVP_DISCONNECT_CAUSE)
+            self.disconnect_cause = cause
+            self.state = PeerState.CLOSING
+            await self.answer(msg, C.RESULT_SUCCESS)
+            log.info("peer %s disconnects (cause %s)", self.remote_host, cause)
+            # The DPR sender closes; close ourselves if it doesn't.
+            asyncio.get_running_loop().call_later(2.0, self._finish)
+            return
+        handler = self.handlers.get((app, code))
+        if handler is None:
+            if app != C.APP_COMMON and app not in self.local.auth_application_ids:
+                self.counters.inc("unsupported_application")
+                await self.answer(msg, C.RESULT_APPLICATION_UNSUPPORTED)
+            else:
+                self.counters.inc("unknown_command")
+                await self.answer(msg, C.RESULT_COMMAND_UNSUPPORTED,
+                                  error_message=f"command {code} not supported")
+            return
+        if msg.header.flags & C.FLAG_RETRANSMIT and self.remote_host:
+            cached = self.answer_cache.get((self.remote_host, msg.header.end_to_end))
+            if cached is not None:
+                self.counters.inc("duplicates_answered_from_cache")
+                self.writer.write(cached)
+                await self.writer.drain()
+                return
+        self._spawn(self._run_handler(handler, msg))
+
+    async def _run_handler(self, handler: RequestHandler, msg: Message) -> None:
+        try:
+            rc, avp_list, err = await handler(self, msg)
+        except MalformedMessage as exc:  # handler found a bad value
+            self.counters.inc("malformed")
+            self.counters.inc("malformed_values")
+            try:
+                await self.answer(msg, exc.result_code, error_message=exc.reason,
+                                  failed_avp=exc.failed_avp)
+            except (ConnectionError, OSError):
+                pass
+            return
+        except Exception as exc:
+            self.counters.inc("internal_errors")
+            log.exception("handler for %s failed", msg.name)
+            rc, avp_list, err = C.RESULT_UNABLE_TO_COMPLY, [], f"internal error: {type(exc).__name__}"
+        try:
+            await self.answer(msg, rc, avp_list, error_message=err, cacheable=True)
+        except (ConnectionError, OSError):
+            self.counters.inc("answers_lost")
+
+    async def _on_cer(self, msg: Message) -> None:
+        missing = [code for code in (C.AVP_ORIGIN_HOST, C.AVP_ORIGIN_REALM, C.AVP_HOST_IP_ADDRESS,
+                                     C.AVP_VENDOR_ID, C.AVP_PRODUCT_NAME) if msg.find(code) is None]
+        if missing:
+            self.counters.inc("cer_rejected")
+            example = bytes(A.make(missing[0], 0 if missing[0] == C.AVP_VENDOR_ID else b""))
+            await self.answer(msg, C.RESULT_MISSING_AVP, self._capabilities_avps(),
+                              error_message=f"missing {A.avp_name(missing[0])}", failed_avp=example)
+            if self.state != PeerState.OPEN:
+                self.abort("CER without mandatory AVPs")
+            return
+        try:
+            self._learn_capabilities(msg)
+        except ValueError as exc:
+            self.counters.inc("cer_rejected")
+            await self.answer(msg, C.RESULT_INVALID_AVP_VALUE, error_message=str(exc))
+            self.abort("CER with invalid values")
+            return
+        ours = set(self.local.auth_application_ids)
+        if C.APP_RELAY not in self.remote_apps and not (ours & self.remote_apps):
+            self.counters.inc("cer_rejected")
+            await self.answer(msg, C.RESULT_NO_COMMON_APPLICATION, self._capabilities_avps(),
+                              error_message="no common application")
+            self.abort("no common application")
+            return
+        was_open = self.state == PeerState.OPEN
+        await self.answer(msg, C.RESULT_SUCCESS, self._capabilities_avps()[2:])
+        if not was_open:
+            self._enter_open()
+
+    def _learn_capabilities(self, msg: Message) -> None:
+        self.remote_host = msg.text(C.AVP_ORIGIN_HOST)
+        self.remote_realm = msg.text(C.AVP_ORIGIN_REALM)
+        self.remote_product = msg.text(C.AVP_PRODUCT_NAME)
+        self.remote_state_id = msg.integer(C.AVP_ORIGIN_STATE_ID)
+        apps: set[int] = set()
+        for code in (C.AVP_AUTH_APPLICATION_ID, C.AVP_ACCT_APPLICATION_ID):
+            apps.update(A.as_int(a) for a in msg.find_all(code))
+        for vsa in msg.find_all(C.AVP_VENDOR_SPECIFIC_APPLICATION_ID):
+            for child in A.children(vsa):
+                if int(child.avpCode) in (C.AVP_AUTH_APPLICATION_ID, C.AVP_ACCT_APPLICATION_ID):
+                    apps.add(A.as_int(child))
+        self.remote_apps = apps
+
+    # ------------------------------------------------------------ watchdog
+    async def _watchdog(self) -> None:
+        """RFC 3539: DWR after Tw of silence; no answer within Tw: connection down."""
+        try:
+            while self.state == PeerState.OPEN:
+                jitter = random.uniform(-1.0, 1.0) * min(2.0, self.tw * 0.1)
+                due = self.last_rx + self.tw + jitter
+                now = time.monotonic()
+                if now < due:
+                    await asyncio.sleep(due - now)
+                    continue
+                if self.state != PeerState.OPEN:
+                    return
+                try:
+                    avps = self._base_identity_avps() + [
+                        A.make(C.AVP_ORIGIN_STATE_ID, self.local.origin_state_id)]
+                    dwa = await self.request(C.CMD_DEVICE_WATCHDOG, C.APP_COMMON, avps,
+                                             timeout=self.tw)
+                    if dwa.result_code != C.RESULT_SUCCESS:
+                        log.warning("%s: DWA Result-Code %s", self.remote_host, dwa.result_code)
+                except asyncio.TimeoutError:
+                    self.counters.inc("watchdog_failures")
+                    log.warning("peer %s: no DWA within Tw=%.1fs; connection down",
+                                self.remote_host, self.tw)
+                    self._finish()
+                    return
+                except (ConnectionError, OSError):
+                    return
+        except asyncio.CancelledError:
+            return
+
+
+def _failed_avp(offending: bytes) -> Any:
+    """Failed-AVP grouping the offending AVP's bytes (RFC 6733 section 7.5).
+
+    Built from raw bytes because the offending AVP may be one scapy can't parse."""
+    payload = offending + b"\x00" * (-len(offending) % 4)
+    return sd.AVP_Unknown(avpCode=C.AVP_FAILED_AVP, avpFlags=C.AVP_FLAG_MANDATORY, val=payload)
+
+
+def _first_unknown_mandatory(msg: Message) -> bytes | None:
+    """Bytes of the first top-level AVP with the M bit that no dictionary knows."""
+    for a in msg.avps:
+        if int(a.avpFlags or 0) & C.AVP_FLAG_MANDATORY and \
+                A.definition(int(a.avpCode), A.avp_vendor(a)) is None:
+            return bytes(a)
+    return None
