@@ -1,0 +1,1249 @@
+"""The AODV agent (RFC 3561) with the patent's switchable extensions.
+
+One event loop (loop.py), one thread: readers for the control socket, the buffer TUN and the
+traffic monitor, plus a 50 ms housekeeping tick (expiry, hellos, neighbour loss, interface
+changes, status file). Every protocol decision is a method named after the RFC section or
+claim it implements, and logs at debug level why it did what it did.
+
+Extensions (each off = plain AODV):
+- handover (claims 26-39), role "mn" on the mobile node, "msr" on routers;
+- weighted expanding ring search (claims 63-66);
+- gratuitous RREP for long sessions (claims 67-70).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+from . import seqnum
+from .buffer import PacketBuffer, Reinjector, Tun, icmp_host_unreachable, ip_header
+from .config import AgentConfig
+from .interfaces import current_interfaces, local_addresses
+from .kernel import KernelRoutes, set_sysctl
+from .loop import EventLoop, Timer
+from .messages import (
+    RERR, RREP, RREQ, GratuitousExt, HandoverExt, HandoverKind, MalformedMessage, RREPAck,
+    Unreachable, WeightExt, hello, parse_message,
+)
+from .ring_search import select_candidates
+from .route_table import Route, RouteState, RouteTable, should_update
+from .traffic import TrafficMonitor
+from .transport import BROADCAST, ControlSocket
+
+log = logging.getLogger("aodv")
+TICK = 0.05
+
+
+@dataclasses.dataclass
+class Discovery:
+    """An expanding ring search in progress (RFC 3561 6.3, 6.4)."""
+
+    dst: str
+    started: float
+    started_wall: float
+    ttl: int
+    retries: int = 0
+    rreq_count: int = 0
+    handle: Timer | None = None
+    weighted: bool = False
+    fallback_done: bool = False
+    #: claim 30: the new sink looks for the route to its MN towards the old sink
+    locate: HandoverExt | None = None
+    #: a refresh (claims 38, 69): the current route stays in use meanwhile
+    refresh: bool = False
+    orig_seq: int | None = None
+
+
+@dataclasses.dataclass
+class Neighbour:
+    addr: str
+    iface: str
+    last_heard: float
+    hello_lifetime: float
+
+
+@dataclasses.dataclass
+class Session:
+    """A route this node answered as reply source; for gratuitous RREPs (claims 67-70)."""
+
+    orig: str
+    dst: str
+    prefix_len: int
+    expires: float  # when the requester's route would run out
+    sent: int = 0
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.t = cfg.timers
+        self.addr = str(cfg.address)
+        self.seq = 1
+        self.rreq_id = 0
+        self.routes = RouteTable()
+        self.neighbours: dict[str, Neighbour] = {}
+        self.ifaces: dict[str, tuple[int, str]] = {}
+        self.local_addrs: set[str] = {self.addr}
+        self.seen_rreq: dict[tuple[str, int], tuple[float, int | None]] = {}
+        self.discoveries: dict[str, Discovery] = {}
+        self.sessions: dict[str, Session] = {}
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.installs: collections.deque[dict] = collections.deque(maxlen=500)
+        self.events: collections.deque[dict] = collections.deque(maxlen=200)
+        self.rreq_times: collections.deque[float] = collections.deque()
+        self.rerr_times: collections.deque[float] = collections.deque()
+        self.buffer = PacketBuffer(cfg.buffer_max_per_dest, cfg.buffer_max_total)
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.next_hello = 0.0
+        self.next_status = 0.0
+        self.next_iface_poll = 0.0
+        self._names: list = []
+        self.managed = [ipaddress.IPv4Network(p) for p in cfg.managed_prefixes]
+        self.announced = [ipaddress.IPv4Network(p) for p in cfg.announced_prefixes]
+        # handover state
+        self.sink: str | None = None          # MN: current sink
+        self.last_sink: str | None = None     # MN: sink before the current attachment
+        self.reg_seq: int | None = None       # MN: seqno of the last registration reply
+        self.attaching: str | None = None     # MN: sink we are attaching to
+        self.attach_sent_at = 0.0
+        self.attach_tries = 0
+        self.handover_started: float | None = None
+        self.registered: dict[str, dict] = {}  # sink: MNs attached to us
+        self.held: dict[str, float] = {}       # old sink / MN: dst -> hold deadline
+        self.pending_bind: dict[str, float] = {}  # new sink: MN -> deadline for the ACK
+        self.greeted: set[str] = set()
+        self.kernel: KernelRoutes | None = None
+        self.sock: ControlSocket | None = None
+        self.tun: Tun | None = None
+        self.reinjector: Reinjector | None = None
+        self.monitor: TrafficMonitor | None = None
+        self.loop = EventLoop()
+
+    # ------------------------------------------------------------------ set-up
+    def open(self) -> None:
+        """Create sockets, the TUN and the catch-all routes. Needs CAP_NET_ADMIN/NET_RAW."""
+        cfg = self.cfg
+        if cfg.set_sysctls:
+            set_sysctl("net/ipv4/ip_forward", "1")
+            for k in ("all", "default"):
+                set_sysctl(f"net/ipv4/conf/{k}/rp_filter", "0")
+                set_sysctl(f"net/ipv4/conf/{k}/send_redirects", "0")
+        self.kernel = KernelRoutes(cfg.kernel_proto)
+        stale = self.kernel.flush_owned()
+        if stale:
+            log.info("removed %d stale routes with proto %d", stale, cfg.kernel_proto)
+        self.sock = ControlSocket()
+        self.reinjector = Reinjector()
+        if self.managed:
+            self.tun = Tun(cfg.tun_name)
+            idx = socket.if_nametoindex(cfg.tun_name)
+            self.kernel.ipr.link("set", index=idx, state="up")
+            if cfg.set_sysctls:
+                set_sysctl(f"net/ipv4/conf/{cfg.tun_name}/rp_filter", "0")
+            for net in self.managed:
+                self.kernel.add_catchall(str(net.network_address), net.prefixlen, cfg.tun_name,
+                                         cfg.catchall_metric)
+        self.poll_interfaces(initial=True)
+        self.monitor = TrafficMonitor(self.local_addrs, {"lo", cfg.tun_name})
+        log.info("AODV agent %s role=%s handover=%s weighted=%s gratuitous=%s managed=%s",
+                 self.addr, cfg.role, cfg.handover.enabled, cfg.weighted_search.enabled,
+                 cfg.gratuitous.enabled, [str(n) for n in self.managed])
+
+    def close(self) -> None:
+        for d in list(self.discoveries.values()):
+            if d.handle:
+                d.handle.cancel()
+        if self.kernel:
+            self.kernel.flush_owned()
+            self.kernel.close()
+        for x in (self.sock, self.tun, self.reinjector, self.monitor):
+            if x is not None:
+                x.close()
+
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT."""
+        self.open()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.loop.stop())
+        self.loop.add_reader(self.sock.fileno(), self._on_control)
+        if self.tun:
+            self.loop.add_reader(self.tun.fileno(), self._on_tun)
+        self.loop.add_reader(self.monitor.fileno(), self.monitor.drain)
+        self.loop.call_later(0, self._tick_timer)
+        try:
+            self.loop.run(self._on_error)
+        finally:
+            self.write_status()
+            self.close()
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.counters["internal_errors"] += 1
+        log.error("internal error: %r", exc, exc_info=exc)
+
+    def _tick_timer(self) -> None:
+        try:
+            self.tick()
+        finally:
+            self.loop.call_later(TICK, self._tick_timer)
+
+    # ------------------------------------------------------------------ helpers
+    def now(self) -> float:
+        return time.monotonic()
+
+    def event(self, kind: str, **kw) -> None:
+        e = {"t": round(time.time(), 4), "kind": kind, **kw}
+        self.events.append(e)
+        log.info("event %s %s", kind, kw)
+
+    def ifindex(self, iface: str) -> int | None:
+        x = self.ifaces.get(iface)
+        return x[0] if x else None
+
+    def iface_of(self, ifindex: int) -> str | None:
+        for name, (idx, _a) in self.ifaces.items():
+            if idx == ifindex:
+                return name
+        return None
+
+    def send(self, msg, dst: str, ttl: int, iface: str | None) -> bool:
+        data = bytes(msg)
+        idx = self.ifindex(iface) if iface else None
+        if iface and idx is None:
+            return False
+        ok = self.sock.send(data, dst, ttl, idx, self.addr)
+        if not ok:
+            self.counters["send_errors"] += 1
+        return ok
+
+    def broadcast(self, msg, ttl: int, exclude_iface: str | None = None) -> int:
+        n = 0
+        for iface in list(self.ifaces):
+            if iface == exclude_iface:
+                continue
+            if self.send(msg, BROADCAST, ttl, iface):
+                n += 1
+        return n
+
+    def unicast(self, msg, next_hop: str) -> bool:
+        """Send to a neighbour, on the interface our route to it uses."""
+        r = self.routes.get(next_hop)
+        iface = r.iface if r is not None and r.next_hop == next_hop else None
+        if iface is None and next_hop in self.neighbours:
+            iface = self.neighbours[next_hop].iface
+        return self.send(msg, next_hop, 1 if iface else 64, iface)
+
+    def is_local(self, addr: str) -> bool:
+        return addr in self.local_addrs
+
+    def announced_net(self, addr: str) -> ipaddress.IPv4Network | None:
+        ip = ipaddress.IPv4Address(addr)
+        for net in self.announced:
+            if ip in net:
+                return net
+        return None
+
+    # ------------------------------------------------------------------ routes
+    def set_route(self, dst: str, next_hop: str, iface: str, hop_count: int, seq: int,
+                  valid_seq: bool, lifetime: float, prefix_len: int = 32,
+                  keep_longer: bool = True) -> Route:
+        """Create/overwrite a valid route and mirror it into the kernel."""
+        now = self.now()
+        r = self.routes.get(dst)
+        expires = now + lifetime
+        if r is None:
+            r = self.routes.put(Route(dst=dst, next_hop=next_hop, iface=iface,
+                                      hop_count=hop_count, seq=seq, valid_seq=valid_seq,
+                                      expires=expires, prefix_len=prefix_len))
+            changed = True
+        else:
+            changed = (not r.valid or r.next_hop != next_hop or r.iface != iface
+                       or r.prefix_len != prefix_len)
+            if keep_longer and r.valid and r.next_hop == next_hop:
+                expires = max(expires, r.expires)
+            r.next_hop, r.iface, r.hop_count, r.prefix_len = next_hop, iface, hop_count, prefix_len
+            if valid_seq:
+                r.seq, r.valid_seq = seq, True
+            r.expires = expires
+            r.state = RouteState.VALID
+        if changed:
+            if self.kernel.install(r):
+                self.counters["routes_installed"] += 1
+            self.route_ready(r)
+        return r
+
+    def invalidate(self, r: Route, reason: str, bump_seq: bool = True) -> None:
+        if not r.valid:
+            return
+        r.state = RouteState.INVALID
+        if bump_seq and r.valid_seq:
+            r.seq = seqnum.increment(r.seq)  # RFC 6.11: unreachable => seqno + 1
+        r.expires = self.now() + self.t.delete_period
+        self.kernel.remove(r.dst, r.prefix_len)
+        log.debug("route %s/%d via %s invalid (%s)", r.dst, r.prefix_len, r.next_hop, reason)
+
+    def route_ready(self, r: Route) -> None:
+        """A route became usable: finish discoveries it answers and flush buffered datagrams."""
+        for dst in list(self.discoveries):
+            d = self.discoveries[dst]
+            if d.locate is not None:
+                continue
+            match = self.routes.lookup(dst)
+            if match is not None and match.valid:
+                self.finish_discovery(d, match)
+        for dst in self.buffer.destinations():
+            if dst in self.held and self.routes.lookup(dst) is None:
+                continue
+            match = self.routes.lookup(dst)
+            if match is not None:
+                pkts = self.buffer.pop(dst)
+                for p in pkts:
+                    if self.reinjector.send(p):
+                        self.counters["reinjected"] += 1
+                if pkts:
+                    log.debug("flushed %d buffered datagrams for %s via %s", len(pkts), dst,
+                              match.next_hop)
+
+    def neighbour_route(self, addr: str, iface: str, lifetime: float, seq: int | None) -> Route:
+        """RFC 6.5/6.9: a one-hop route to a node we just heard from directly."""
+        r = self.routes.get(addr)
+        valid_seq = seq is not None
+        s = seq if seq is not None else (r.seq if r else 0)
+        if r is not None and r.valid_seq and valid_seq:
+            s = seqnum.fresher(s, r.seq)
+        if r is not None and not valid_seq:
+            valid_seq = r.valid_seq
+        return self.set_route(addr, addr, iface, 1, s, valid_seq, lifetime)
+
+    # ------------------------------------------------------------------ control input
+    def _on_control(self) -> None:
+        for _ in range(64):
+            rx = self.sock.recv()
+            if rx is None:
+                return
+            if self.is_local(rx.src):
+                continue  # our own broadcast looped back
+            self.counters["messages_received"] += 1
+            try:
+                msg = parse_message(rx.data)
+            except MalformedMessage as exc:
+                self.counters["malformed_dropped"] += 1
+                log.debug("dropped malformed message from %s (%d bytes): %s", rx.src,
+                          len(rx.data), exc)
+                continue
+            iface = self.iface_of(rx.ifindex)
+            if iface is None:
+                self.poll_interfaces()
+                iface = self.iface_of(rx.ifindex)
+                if iface is None:
+                    self.counters["foreign_iface_dropped"] += 1
+                    continue
+            if rx.src in self.neighbours:
+                self.neighbours[rx.src].last_heard = self.now()
+            try:
+                if isinstance(msg, RREQ):
+                    self.on_rreq(msg, rx.src, iface, rx.ttl)
+                elif isinstance(msg, RREP):
+                    self.on_rrep(msg, rx.src, iface, rx.ttl, rx.dst)
+                elif isinstance(msg, RERR):
+                    self.on_rerr(msg, rx.src, iface)
+                elif isinstance(msg, RREPAck):
+                    self.counters["rrep_ack_received"] += 1
+            except Exception:
+                self.counters["internal_errors"] += 1
+                log.exception("handling %s from %s failed", type(msg).__name__, rx.src)
+
+    # ------------------------------------------------------------------ RREQ (6.3-6.6)
+    def rate_ok(self, times: collections.deque, limit: int) -> bool:
+        now = self.now()
+        while times and now - times[0] > 1.0:
+            times.popleft()
+        if len(times) >= limit:
+            return False
+        times.append(now)
+        return True
+
+    def start_discovery(self, dst: str, *, locate: HandoverExt | None = None,
+                        refresh: bool = False, orig_seq: int | None = None) -> None:
+        key = dst
+        if key in self.discoveries:
+            return
+        r = self.routes.get(dst)
+        ttl = self.t.ttl_start
+        if r is not None and r.hop_count and not locate:
+            ttl = max(self.t.ttl_start, r.hop_count + self.t.ttl_increment)  # RFC 6.4
+        d = Discovery(dst=dst, started=self.now(), started_wall=time.time(), ttl=ttl,
+                      weighted=self.cfg.weighted_search.enabled, locate=locate,
+                      refresh=refresh, orig_seq=orig_seq)
+        self.discoveries[key] = d
+        self.counters["discoveries_started"] += 1
+        log.debug("discovery for %s: ring search from TTL %d%s%s", dst, ttl,
+                  " (weighted)" if d.weighted else "", " (handover locate)" if locate else "")
+        self.send_rreq(d)
+
+    def send_rreq(self, d: Discovery) -> None:
+        if not self.rate_ok(self.rreq_times, self.t.rreq_ratelimit):
+            self.counters["rreq_ratelimited"] += 1
+            self.schedule_discovery(d, 1.0 / self.t.rreq_ratelimit)
+            return
+        if d.orig_seq is not None:
+            self.seq = seqnum.fresher(self.seq, d.orig_seq)  # claim 38: seq given by handover
+        else:
+            self.seq = seqnum.increment(self.seq)  # RFC 6.1: before each route discovery
+        self.rreq_id = (self.rreq_id + 1) & 0xFFFFFFFF
+        r = self.routes.get(d.dst)
+        flags = 0
+        dst_seq = 0
+        if d.locate is not None:
+            dst_seq = d.locate.mn_seq
+        elif r is not None and r.valid_seq:
+            dst_seq = r.seq
+        else:
+            flags |= 0x01  # U: unknown sequence number
+        exts = [HandoverExt(kind=d.locate.kind, mn_seq=d.locate.mn_seq, addr=d.locate.addr)] \
+            if d.locate is not None else []
+        msg = RREQ(flags=flags, hop_count=0, rreq_id=self.rreq_id, dst=d.dst, dst_seq=dst_seq,
+                   orig=self.addr, orig_seq=self.seq, extensions=exts)
+        self.seen_rreq[(self.addr, self.rreq_id)] = (self.now() + self.t.path_discovery_time, 0)
+        weighted = d.weighted and not d.fallback_done
+        if weighted:
+            n = self.send_weighted(msg, 0, exclude=set(), ttl=d.ttl)
+        else:
+            n = self.broadcast(msg, d.ttl)
+        d.rreq_count += 1
+        self.counters["rreq_sent"] += 1
+        self.counters["rreq_tx"] += n
+        log.debug("RREQ id %d for %s ttl %d seq %d sent on %d links%s", self.rreq_id, d.dst,
+                  d.ttl, self.seq, n, " (weighted unicast)" if weighted else "")
+        if d.ttl >= self.t.net_diameter:
+            wait = self.t.net_traversal_time * (2 ** d.retries)  # binary exponential backoff
+        else:
+            wait = self.t.ring_traversal_time(d.ttl)
+        self.schedule_discovery(d, wait)
+
+    def schedule_discovery(self, d: Discovery, wait: float) -> None:
+        if d.handle:
+            d.handle.cancel()
+        d.handle = self.loop.call_later(wait, self.discovery_timeout, d)
+
+    def discovery_timeout(self, d: Discovery) -> None:
+        if self.discoveries.get(d.dst) is not d:
+            return
+        if d.ttl < self.t.net_diameter:
+            d.ttl += self.t.ttl_increment
+            if d.ttl > self.t.ttl_threshold:
+                d.ttl = self.t.net_diameter
+        else:
+            d.retries += 1
+            if d.retries > self.t.rreq_retries:
+                if d.weighted and self.cfg.weighted_search.fallback_broadcast \
+                        and not d.fallback_done:
+                    d.fallback_done = True
+                    d.retries = self.t.rreq_retries
+                    self.counters["weighted_fallbacks"] += 1
+                    log.debug("weighted search for %s failed; one plain broadcast search", d.dst)
+                else:
+                    self.fail_discovery(d)
+                    return
+        try:
+            self.send_rreq(d)
+        except Exception:
+            self.counters["internal_errors"] += 1
+            log.exception("RREQ retry failed")
+
+    def finish_discovery(self, d: Discovery, r: Route) -> None:
+        if d.handle:
+            d.handle.cancel()
+        self.discoveries.pop(d.dst, None)
+        now = self.now()
+        ms = round((now - d.started) * 1000, 2)
+        self.counters["discoveries_succeeded"] += 1
+        self.installs.append({"dst": d.dst, "requested_at": round(d.started_wall, 4),
+                              "installed_at": round(time.time(), 4), "discovery_ms": ms,
+                              "hop_count": r.hop_count, "next_hop": r.next_hop,
+                              "rreq_sent": d.rreq_count, "refresh": d.refresh})
+        log.debug("discovery for %s done in %.1f ms: %d hops via %s (%d RREQs)", d.dst, ms,
+                  r.hop_count, r.next_hop, d.rreq_count)
+
+    def fail_discovery(self, d: Discovery) -> None:
+        self.discoveries.pop(d.dst, None)
+        self.counters["discoveries_failed"] += 1
+        log.info("discovery for %s failed after %d RREQs", d.dst, d.rreq_count)
+        if d.locate is not None:
+            self.handover_failed(d.dst, d.locate)
+            return
+        if d.refresh:
+            return
+        for pkt in self.buffer.drop(d.dst):
+            self.send_icmp_unreachable(pkt)
+
+    def send_icmp_unreachable(self, pkt: bytes) -> None:
+        try:
+            icmp = icmp_host_unreachable(pkt, self.addr)
+        except Exception:
+            return
+        if self.reinjector.send(icmp):
+            self.counters["icmp_unreachable_sent"] += 1
+
+    def on_rreq(self, m: RREQ, prev: str, iface: str, ip_ttl: int) -> None:
+        self.counters["rreq_received"] += 1
+        now = self.now()
+        orig, dst = m.orig, m.dst
+        if self.is_local(orig):
+            return
+        # RFC 6.5: route to the previous hop (no valid seqno)
+        self.neighbour_route(prev, iface, self.t.active_route_timeout, None)
+        wext = m.ext(WeightExt)
+        weight = wext.weight if wext is not None else None
+        key = (orig, m.rreq_id)
+        seen = self.seen_rreq.get(key)
+        if seen is not None and seen[0] > now:
+            self.counters["rreq_duplicate"] += 1
+            # claim 65: the lowest-weight path from the source wins the reverse route
+            if weight is not None and seen[1] is not None and weight < seen[1]:
+                self.seen_rreq[key] = (seen[0], weight)
+                rev = self.routes.get(orig)
+                if rev is not None and rev.valid:
+                    log.debug("reverse route to %s now via %s (weight %d < %d)", orig, prev,
+                              weight, seen[1])
+                    self.set_route(orig, prev, iface, m.hop_count + 1, m.orig_seq, True,
+                                   max(rev.remaining(now), self.t.active_route_timeout))
+                    rev.weight = weight
+            return
+        self.seen_rreq[key] = (now + self.t.path_discovery_time, weight)
+        hops = m.hop_count + 1
+        # RFC 6.5: reverse route to the originator
+        rev = self.routes.get(orig)
+        min_life = 2 * self.t.net_traversal_time - 2 * hops * self.t.node_traversal_time
+        if should_update(rev, m.orig_seq, True, hops) or rev is None or not rev.valid:
+            life = max(rev.remaining(now) if rev and rev.valid else 0, min_life)
+            rev = self.set_route(orig, prev, iface, hops, m.orig_seq, True, life)
+        else:
+            rev.expires = max(rev.expires, now + min_life)
+        if weight is not None:
+            rev.weight = weight
+        ho = m.ext(HandoverExt)
+        locate = ho is not None and ho.kind == HandoverKind.LOCATE
+        if locate and self.is_local(dst):
+            log.debug("ignoring handover LOCATE RREQ for myself from %s", orig)
+            return
+        # Am I the destination?
+        if self.is_local(dst):
+            if not m.flags.U:
+                if m.dst_seq == seqnum.increment(self.seq):
+                    self.seq = m.dst_seq
+                self.seq = seqnum.fresher(self.seq, m.dst_seq)
+            self.reply_as_destination(m, prev, dst, 32)
+            return
+        net = self.announced_net(dst)
+        if net is not None:
+            self.reply_as_destination(m, prev, str(net.network_address), net.prefixlen)
+            return
+        if locate and ho.addr == self.addr:
+            # claim 31: I am the old sink: answer even if my route to the MN broke
+            r = self.routes.get(dst)
+            seq = r.seq if r is not None and r.valid_seq else ho.mn_seq
+            seq = seqnum.fresher(seq, ho.mn_seq)
+            rep = RREP(hop_count=1, dst=dst, dst_seq=seq, orig=orig,
+                       lifetime=int(self.t.active_route_timeout * 1000),
+                       extensions=[HandoverExt(kind=HandoverKind.LOCATE, mn_seq=seq,
+                                               addr=self.addr)])
+            self.unicast(rep, prev)
+            self.counters["rrep_sent"] += 1
+            self.event("handover_locate_answered", mn=dst, new_sink=orig, role="old_sink")
+            return
+        r = self.routes.lookup(dst)
+        if (r is not None and r.valid and r.valid_seq and self.cfg.intermediate_reply
+                and not m.flags.D and r.next_hop != prev
+                and (m.flags.U or seqnum.newer_or_equal(r.seq, m.dst_seq))):
+            self.reply_as_intermediate(m, prev, r, rev, locate)
+            return
+        # forward (RFC 6.5)
+        if ip_ttl <= 1:
+            self.counters["rreq_ttl_expired"] += 1
+            return
+        fwd = m.copy()
+        fwd.hop_count = hops
+        known = self.routes.get(dst)
+        if known is not None and known.valid_seq and not m.flags.U:
+            fwd.dst_seq = seqnum.fresher(m.dst_seq, known.seq)
+        if weight is not None:
+            exclude = {prev, orig}
+            n = self.send_weighted(fwd, weight, exclude, ip_ttl - 1)
+        else:
+            n = self.broadcast(fwd, ip_ttl - 1)
+        self.counters["rreq_forwarded"] += 1
+        self.counters["rreq_tx"] += n
+        log.debug("forwarded RREQ %s/%d for %s (ttl %d) on %d links", orig, m.rreq_id, dst,
+                  ip_ttl - 1, n)
+
+    def send_weighted(self, msg: RREQ, sum_so_far: int, exclude: set[str], ttl: int) -> int:
+        """Claims 63-66: unicast only to the lowest summed-weight neighbours."""
+        ws = self.cfg.weighted_search
+        alive = [a for a in self.neighbours if self.routes.valid(a) is not None]
+        chosen = select_candidates(alive, ws.weights, ws.default_weight, sum_so_far, exclude,
+                                   ws.fanout, destination=msg.dst)
+        n = 0
+        for nbr, total in chosen:
+            m = msg.copy()
+            m.extensions = [e for e in m.extensions if not isinstance(e, WeightExt)] + \
+                [WeightExt(weight=total)]
+            iface = self.neighbours[nbr].iface
+            if self.send(m, nbr, ttl, iface):
+                n += 1
+        log.debug("weighted RREQ for %s: candidates %s", msg.dst, chosen)
+        return n
+
+    def reply_as_destination(self, m: RREQ, prev: str, dst: str, prefix_len: int) -> None:
+        """RFC 6.6.1 (and a prefix RREP for announced networks, RFC 5.2)."""
+        life = self.t.my_route_timeout
+        rep = RREP(hop_count=0, dst=dst, dst_seq=self.seq, orig=m.orig,
+                   prefix_sz=0 if prefix_len == 32 else prefix_len, lifetime=int(life * 1000))
+        self.unicast(rep, prev)
+        self.counters["rrep_sent"] += 1
+        self.sessions[m.orig] = Session(orig=m.orig, dst=dst, prefix_len=prefix_len,
+                                        expires=self.now() + life)
+        rev = self.routes.get(m.orig)
+        if rev is not None and rev.valid:
+            rev.expires = max(rev.expires, self.now() + self.t.active_route_timeout)
+        log.debug("RREP as destination for %s/%d to %s via %s (seq %d)", dst, prefix_len,
+                  m.orig, prev, self.seq)
+
+    def reply_as_intermediate(self, m: RREQ, prev: str, r: Route, rev: Route,
+                              locate: bool) -> None:
+        """RFC 6.6.2 (and claim 31: a router on the path answers the new sink's LOCATE)."""
+        life = max(1, int(r.remaining() * 1000))
+        exts = [HandoverExt(kind=HandoverKind.LOCATE, mn_seq=r.seq, addr="0.0.0.0")] \
+            if locate else []
+        rep = RREP(hop_count=r.hop_count, dst=r.dst, dst_seq=r.seq, orig=m.orig,
+                   prefix_sz=0 if r.prefix_len == 32 else r.prefix_len, lifetime=life,
+                   extensions=exts)
+        self.unicast(rep, prev)
+        self.counters["rrep_sent"] += 1
+        r.precursors.add(prev)
+        rev.precursors.add(r.next_hop)
+        if m.flags.G:  # gratuitous RREP to the destination (RFC 6.6.3)
+            g = RREP(hop_count=rev.hop_count, dst=m.orig, dst_seq=m.orig_seq, orig=r.dst,
+                     lifetime=max(1, int(rev.remaining() * 1000)))
+            self.unicast(g, r.next_hop)
+        if locate:
+            self.event("handover_locate_answered", mn=m.dst, new_sink=m.orig, role="router")
+        log.debug("RREP as intermediate for %s to %s (seq %d, %d hops)", r.dst, m.orig, r.seq,
+                  r.hop_count)
+
+    # ------------------------------------------------------------------ RREP (6.7)
+    def on_rrep(self, m: RREP, prev: str, iface: str, ip_ttl: int, ip_dst: str) -> None:
+        now = self.now()
+        ho = m.ext(HandoverExt)
+        if m.hop_count == 0 and m.dst == prev and m.orig == prev \
+                and (ho is None or ho.kind == HandoverKind.ATTACH):
+            self.on_hello(m, prev, iface, ho)
+            return
+        self.counters["rrep_received"] += 1
+        if m.flags.A:
+            self.unicast(RREPAck(), prev)
+            self.counters["rrep_ack_sent"] += 1
+        hops = m.hop_count + 1
+        prefix_len = m.prefix_sz or 32
+        key = m.dst if prefix_len == 32 else str(
+            ipaddress.IPv4Network(f"{m.dst}/{prefix_len}", strict=False).network_address)
+        # the neighbour that sent it is reachable directly
+        if prev != key:
+            self.neighbour_route(prev, iface, self.t.active_route_timeout, None)
+        if ho is not None and ho.kind == HandoverKind.LOCATE and self.is_local(m.orig):
+            self.on_locate_reply(m, prev, ho)
+            return
+        old = self.routes.get(key)
+        old_next = old.next_hop if old is not None else None
+        life = m.lifetime / 1000
+        fwd = old
+        if should_update(old, m.dst_seq, True, hops):
+            fwd = self.set_route(key, prev, iface, hops, m.dst_seq, True, life, prefix_len)
+        elif old is not None and old.valid and old.next_hop == prev and m.dst_seq == old.seq:
+            old.expires = max(old.expires, now + life)  # same route, fresh lifetime
+        if ho is not None and ho.kind == HandoverKind.BIND:
+            self.event("handover_route_updated", mn=key, via=prev, seq=m.dst_seq,
+                       old_next_hop=old_next, new_sink=ho.addr)
+        if self.is_local(m.orig):
+            if ho is not None:
+                self.on_handover_rrep_for_me(m, prev, ho)
+            return
+        # forward towards the originator
+        self.forward_rrep(m, prev, hops, fwd, ho, old_next)
+
+    def forward_rrep(self, m: RREP, prev: str, hops: int, fwd: Route | None,
+                     ho: HandoverExt | None, old_next: str | None) -> None:
+        now = self.now()
+        rev = self.routes.lookup(m.orig)
+        tree = ho is not None and ho.kind == HandoverKind.BIND or m.ext(GratuitousExt) is not None
+        next_hop = rev.next_hop if rev is not None else None
+        if next_hop is None and tree:
+            # Unsolicited RREPs travel "along the existing tree": a remembered (expired)
+            # reverse route, or for a handover binding the old route towards the old sink.
+            stale = self.routes.get(m.orig)
+            if stale is not None:
+                next_hop = stale.next_hop
+            elif ho is not None and ho.kind == HandoverKind.BIND and old_next and old_next != prev:
+                next_hop = old_next
+        if next_hop is None or next_hop == prev:
+            self.counters["rrep_no_reverse_route"] += 1
+            log.debug("cannot forward RREP for %s: no route to originator %s", m.dst, m.orig)
+            return
+        out = m.copy()
+        out.hop_count = hops
+        if self.unicast(out, next_hop):
+            self.counters["rrep_forwarded"] += 1
+        if fwd is not None:
+            fwd.precursors.add(next_hop)
+        stale = self.routes.get(m.orig)
+        if stale is not None:
+            if not stale.valid and tree:
+                self.set_route(stale.dst, stale.next_hop, stale.iface, stale.hop_count,
+                               stale.seq, stale.valid_seq, self.t.active_route_timeout,
+                               stale.prefix_len)
+            elif stale.valid:
+                stale.expires = max(stale.expires, now + self.t.active_route_timeout)
+            stale.precursors.add(prev)
+        if ho is not None and ho.kind == HandoverKind.ACK and m.orig in self.pending_bind:
+            self.pending_bind.pop(m.orig, None)
+            self.event("handover_ack_relayed", mn=m.orig, old_sink=m.dst)
+
+    # ------------------------------------------------------------------ hello (6.9)
+    def send_hellos(self) -> None:
+        lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+        msg = hello(self.addr, self.seq, lifetime)
+        n = self.broadcast(msg, 1)
+        self.counters["hello_sent"] += n
+
+    def on_hello(self, m: RREP, prev: str, iface: str, ho: HandoverExt | None) -> None:
+        self.counters["hello_received"] += 1
+        now = self.now()
+        life = max(m.lifetime / 1000, self.t.allowed_hello_loss * self.t.hello_interval)
+        new = prev not in self.neighbours
+        before = self.routes.get(prev)
+        before = dataclasses.replace(before) if before is not None else None
+        self.neighbours[prev] = Neighbour(prev, iface, now, life)
+        if ho is not None and ho.kind == HandoverKind.ATTACH and self.cfg.handover.enabled \
+                and self.cfg.role == "msr":
+            self.on_attach(m, prev, iface, ho, before)
+        else:
+            self.neighbour_route(prev, iface, life, m.dst_seq)
+        if new:
+            log.debug("new neighbour %s on %s", prev, iface)
+            if prev not in self.greeted:
+                # answer at once so a node that just arrived finds us without waiting
+                self.greeted.add(prev)
+                self.counters["hello_sent"] += 1
+                lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+                self.send(hello(self.addr, self.seq, lifetime), BROADCAST, 1, iface)
+        if self.cfg.role == "mn" and self.cfg.handover.enabled:
+            self.mn_consider_sink(prev)
+
+    # ------------------------------------------------------------------ RERR (6.11)
+    def link_break(self, neighbour: str, reason: str) -> None:
+        """The link to a neighbour is gone: invalidate what used it, tell the precursors."""
+        self.neighbours.pop(neighbour, None)
+        self.greeted.discard(neighbour)
+        self.counters["link_breaks"] += 1
+        broken = self.routes.via(neighbour)
+        log.info("link to %s broken (%s): %d routes affected", neighbour, reason, len(broken))
+        unreachable: list[Route] = []
+        hold = self.cfg.handover.enabled and self.cfg.handover.old_sink_hold_ms > 0
+        for r in broken:
+            self.invalidate(r, f"link to {neighbour} broken")
+            if hold and r.dst in self.registered:
+                # claim 34: the old sink waits for the new sink's binding instead of RERR
+                self.held[r.dst] = self.now() + self.cfg.handover.old_sink_hold_ms / 1000
+                self.event("handover_hold", mn=r.dst, role="old_sink",
+                           hold_ms=self.cfg.handover.old_sink_hold_ms)
+                continue
+            if hold and self.cfg.role == "mn" and neighbour == self.sink:
+                self.held[r.dst] = self.now() + self.cfg.handover.old_sink_hold_ms / 1000
+            if r.precursors:
+                unreachable.append(r)
+        if self.cfg.role == "mn" and neighbour == self.sink:
+            self.event("sink_lost", sink=neighbour, reason=reason)
+            self.last_sink, self.sink = neighbour, None
+            self.handover_started = self.now()
+        self.send_rerr(unreachable)
+
+    def send_rerr(self, routes: list[Route], extensions: list | None = None) -> None:
+        if not routes:
+            return
+        if not self.rate_ok(self.rerr_times, self.t.rerr_ratelimit):
+            self.counters["rerr_ratelimited"] += 1
+            return
+        precursors = set().union(*(r.precursors for r in routes))
+        msg = RERR(unreachable=[Unreachable(dst=r.dst, seq=r.seq) for r in routes[:255]],
+                   extensions=extensions or [])
+        if len(precursors) == 1:
+            (p,) = precursors
+            sent = 1 if self.unicast(msg, p) else 0
+        else:
+            sent = self.broadcast(msg, 1)
+        self.counters["rerr_sent"] += 1
+        log.debug("RERR for %s to %s", [r.dst for r in routes], sorted(precursors))
+        for r in routes:
+            r.precursors.clear()
+        return sent
+
+    def on_rerr(self, m: RERR, prev: str, iface: str) -> None:
+        self.counters["rerr_received"] += 1
+        ho = m.ext(HandoverExt)
+        if ho is not None and ho.kind == HandoverKind.FAILED and self.cfg.role == "mn":
+            self.mn_handover_failed(prev, ho)
+        propagate: list[Route] = []
+        for u in m.unreachable:
+            r = self.routes.get(u.dst) or self.routes.lookup(u.dst)
+            if r is None or not r.valid or r.next_hop != prev:
+                continue
+            self.invalidate(r, f"RERR from {prev}", bump_seq=False)
+            if u.seq:
+                r.seq, r.valid_seq = u.seq, True
+            if r.precursors:
+                propagate.append(r)
+        self.send_rerr(propagate)
+
+    # ------------------------------------------------------------------ data plane
+    def _on_tun(self) -> None:
+        for _ in range(256):
+            pkt = self.tun.read()
+            if pkt is None:
+                return
+            hdr = ip_header(pkt)
+            if hdr is None:
+                continue
+            src, dst, _proto = hdr
+            self.on_no_route(pkt, src, dst)
+
+    def on_no_route(self, pkt: bytes, src: str, dst: str) -> None:
+        """A datagram hit the catch-all route: buffer + discover, or refuse (RFC 6.3, 6.11)."""
+        r = self.routes.lookup(dst)
+        if r is not None:
+            if self.reinjector.send(pkt):
+                self.counters["reinjected"] += 1
+            return
+        ours = (self.is_local(src) or self.announced_net(src) is not None
+                or src in self.neighbours or src in self.registered)
+        if not ours:
+            # RFC 6.11 (ii): forwarded datagram without a route: drop and RERR
+            self.counters["no_route_dropped"] += 1
+            stale = self.routes.get(dst)
+            rev = self.routes.lookup(src)
+            if rev is not None:
+                seq = stale.seq if stale is not None else 0
+                fake = Route(dst=dst, next_hop="0.0.0.0", iface="", hop_count=0, seq=seq,
+                             precursors={rev.next_hop})
+                self.send_rerr([fake])
+            return
+        if not self.buffer.add(dst, pkt):
+            log.debug("buffer full for %s: dropped", dst)
+            return
+        if dst in self.held:
+            return  # handover in progress: the binding will bring the route back
+        self.start_discovery(dst)
+
+    def apply_activity(self) -> None:
+        """RFC 6.2: datagrams forwarded along a route keep it (and its next hop) alive."""
+        mon = self.monitor
+        now = self.now()
+        recent = now - 2 * TICK - 0.1
+        touched = set()
+        for addr, t in list(mon.to_dst.items()):
+            if t < recent:
+                continue
+            touched.add(addr)
+        for addr, t in list(mon.from_src.items()):
+            if t >= recent and not self.is_local(addr):
+                touched.add(addr)
+        for addr in touched:
+            r = self.routes.lookup(addr)
+            if r is None:
+                continue
+            r.last_used = now
+            if self.cfg.refresh_on_use:
+                r.expires = max(r.expires, now + self.t.active_route_timeout)
+                nh = self.routes.valid(r.next_hop)
+                if nh is not None:
+                    nh.expires = max(nh.expires, now + self.t.active_route_timeout)
+        mon.to_dst = {a: t for a, t in mon.to_dst.items() if t >= recent}
+        mon.from_src = {a: t for a, t in mon.from_src.items() if t >= now - 10}
+
+    # ------------------------------------------------------------------ handover (26-39)
+    def mn_consider_sink(self, nbr: str) -> None:
+        """MN: a hello from an MSR; is it a (new) sink to attach to? (claim 27)"""
+        if self.sink is not None and self.sink in self.neighbours:
+            return
+        if self.attaching == nbr and self.now() - self.attach_sent_at < self.t.hello_interval:
+            return
+        if self.attaching != nbr:
+            self.attach_tries = 0
+            self.handover_started = self.handover_started or self.now()
+        self.attaching = nbr
+        self.attach_tries += 1
+        self.attach_sent_at = self.now()
+        seq = self.reg_seq if self.reg_seq is not None else self.seq
+        old = self.last_sink if self.last_sink and self.last_sink != nbr else "0.0.0.0"
+        lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+        msg = hello(self.addr, seq, lifetime,
+                    [HandoverExt(kind=HandoverKind.ATTACH, mn_seq=seq, addr=old)])
+        self.unicast(msg, nbr)
+        self.counters["handover_attach_sent"] += 1
+        self.event("attach_hello", new_sink=nbr, old_sink=old, seq=seq)
+
+    def on_attach(self, m: RREP, mn: str, iface: str, ho: HandoverExt, before: Route | None):
+        """New sink: the MN's first hello (claims 28-30)."""
+        s = ho.mn_seq
+        old_sink = ho.addr
+        life = max(m.lifetime / 1000, self.t.allowed_hello_loss * self.t.hello_interval)
+        self.registered[mn] = {"since": time.time(), "old_sink": old_sink, "seq": s}
+        self.held.pop(mn, None)
+        if old_sink in ("0.0.0.0", self.addr):
+            self.neighbour_route(mn, iface, life, s)
+            rep = RREP(hop_count=0, dst=self.addr, dst_seq=self.seq, orig=mn,
+                       lifetime=int(self.t.my_route_timeout * 1000),
+                       extensions=[HandoverExt(kind=HandoverKind.REGISTERED, mn_seq=s,
+                                               addr=self.addr)])
+            self.unicast(rep, mn)
+            self.counters["handover_registrations"] += 1
+            self.event("registered", mn=mn, seq=s)
+            return
+        self.counters["handover_attach_received"] += 1
+        if before is not None and before.valid_seq and before.seq == s and before.next_hop != mn:
+            # claim 29: we already route to the MN with that seqno: that route leads to
+            # the old sink, so bind straight away
+            toward = self.routes.valid(old_sink)
+            via = toward.next_hop if toward is not None else before.next_hop
+            log.debug("handover of %s from %s: have route seq %d via %s -> binding via %s",
+                      mn, old_sink, s, before.next_hop, via)
+            self.neighbour_route(mn, iface, life, seqnum.increment(s))
+            self.send_bind(mn, old_sink, s, via)
+            return
+        # claim 30: ask the network (old sink or a router on the way) with a RREQ
+        log.debug("handover of %s from %s: no route with seq %d (have %s) -> LOCATE RREQ",
+                  mn, old_sink, s, f"seq {before.seq} via {before.next_hop}" if before else None)
+        self.neighbour_route(mn, iface, life, s)
+        self.discoveries.pop(mn, None)
+        self.start_discovery(mn, locate=HandoverExt(kind=HandoverKind.LOCATE, mn_seq=s,
+                                                    addr=old_sink))
+
+    def on_locate_reply(self, m: RREP, prev: str, ho: HandoverExt) -> None:
+        """New sink: the old sink or a router on the way answered (claim 31)."""
+        d = self.discoveries.pop(m.dst, None)
+        if d is None or d.locate is None:
+            return
+        if d.handle:
+            d.handle.cancel()
+        self.event("handover_located", mn=m.dst, via=prev, seq=m.dst_seq, answered_by=ho.addr,
+                   ms=round((self.now() - d.started) * 1000, 2))
+        reg = self.registered.get(m.dst, {})
+        s = reg.get("seq", d.locate.mn_seq)
+        r = self.routes.get(m.dst)
+        if r is not None:
+            r.seq = seqnum.fresher(r.seq, seqnum.increment(s))
+        self.send_bind(m.dst, d.locate.addr, s, prev)
+
+    def send_bind(self, mn: str, old_sink: str, s: int, via: str) -> None:
+        """Claim 32: unsolicited RREP for the MN, originator = old sink, seqno + 1."""
+        new_seq = seqnum.increment(s)
+        r = self.routes.get(mn)
+        if r is not None:
+            r.seq = seqnum.fresher(r.seq, new_seq)
+            r.valid_seq = True
+        msg = RREP(hop_count=1, dst=mn, dst_seq=new_seq, orig=old_sink,
+                   lifetime=int(self.t.my_route_timeout * 1000),
+                   extensions=[HandoverExt(kind=HandoverKind.BIND, mn_seq=new_seq,
+                                           addr=self.addr)])
+        ok = self.unicast(msg, via)
+        self.counters["handover_bind_sent"] += 1
+        self.event("handover_bind", mn=mn, old_sink=old_sink, seq=new_seq, via=via, sent=ok)
+        self.pending_bind[mn] = self.now() + 2 * self.t.net_traversal_time
+        if not ok:
+            self.handover_failed(mn, HandoverExt(kind=HandoverKind.LOCATE, mn_seq=s,
+                                                 addr=old_sink))
+
+    def handover_failed(self, mn: str, loc: HandoverExt) -> None:
+        """Claim 35 (alternative): the old sink cannot be reached: RERR to the MN."""
+        self.pending_bind.pop(mn, None)
+        msg = RERR(unreachable=[Unreachable(dst=loc.addr, seq=0)],
+                   extensions=[HandoverExt(kind=HandoverKind.FAILED, mn_seq=loc.mn_seq,
+                                           addr=loc.addr)])
+        self.unicast(msg, mn)
+        self.counters["rerr_sent"] += 1
+        self.counters["handover_failed"] += 1
+        self.event("handover_failed", mn=mn, old_sink=loc.addr)
+
+    def on_handover_rrep_for_me(self, m: RREP, prev: str, ho: HandoverExt) -> None:
+        if ho.kind == HandoverKind.BIND:
+            # claims 33-35: I am the old sink; my route now leads via the new sink
+            mn = m.dst
+            self.registered.pop(mn, None)
+            was_held = self.held.pop(mn, None) is not None
+            r = self.routes.valid(mn)
+            if r is not None:
+                self.route_ready(r)
+            ack = RREP(hop_count=0, dst=self.addr, dst_seq=self.seq, orig=mn,
+                       lifetime=int(self.t.my_route_timeout * 1000),
+                       extensions=[HandoverExt(kind=HandoverKind.ACK, mn_seq=m.dst_seq,
+                                               addr=self.addr)])
+            ok = self.unicast(ack, prev)
+            self.counters["handover_ack_sent"] += 1
+            self.event("handover_bound", mn=mn, new_sink=ho.addr, seq=m.dst_seq, via=prev,
+                       was_held=was_held, ack_sent=ok)
+        elif ho.kind == HandoverKind.REGISTERED and self.cfg.role == "mn":
+            self.sink, self.attaching = ho.addr, None
+            self.reg_seq = ho.mn_seq
+            self.counters["handover_registered"] += 1
+            self.event("registered_with_sink", sink=ho.addr, seq=ho.mn_seq)
+        elif ho.kind == HandoverKind.ACK and self.cfg.role == "mn":
+            self.mn_handover_done(prev, ho)
+
+    def mn_handover_done(self, new_sink: str, ho: HandoverExt) -> None:
+        """Claims 35-37: success: move traffic to the new sink, optimise later."""
+        old_sink = ho.addr
+        self.sink, self.attaching, self.last_sink = new_sink, None, old_sink
+        self.reg_seq = ho.mn_seq
+        self.seq = seqnum.fresher(self.seq, ho.mn_seq)
+        nb = self.neighbours.get(new_sink)
+        migrated = []
+        if nb is not None:
+            for r in list(self.routes):
+                if r.next_hop == old_sink and r.dst != old_sink:
+                    self.held.pop(r.dst, None)
+                    self.set_route(r.dst, new_sink, nb.iface, r.hop_count + 1, r.seq,
+                                   r.valid_seq, self.t.active_route_timeout, r.prefix_len)
+                    migrated.append(r.dst)
+            for dst in list(self.held):
+                self.held.pop(dst)
+                if self.routes.lookup(dst) is None and dst in self.buffer.queues:
+                    self.start_discovery(dst)
+        ms = round((self.now() - self.handover_started) * 1000, 2) \
+            if self.handover_started else None
+        self.handover_started = None
+        self.counters["handover_completed"] += 1
+        self.event("handover_done", new_sink=new_sink, old_sink=old_sink, seq=ho.mn_seq,
+                   migrated=migrated, ms=ms)
+        if self.cfg.handover.optimize:
+            self.loop.call_later(self.cfg.handover.optimize_delay_ms / 1000,
+                                 self.optimise_routes)
+
+    def mn_handover_failed(self, new_sink: str, ho: HandoverExt) -> None:
+        """Claim 37: unsuccessful handover: re-discover active peers at once."""
+        self.sink, self.attaching = new_sink, None
+        self.seq = seqnum.increment(self.seq)
+        self.reg_seq = self.seq
+        self.counters["handover_failures_seen"] += 1
+        self.event("handover_failed_at_mn", new_sink=new_sink, old_sink=ho.addr)
+        self.held.clear()
+        self.optimise_routes(force_all=True)
+
+    def active_peers(self) -> list[str]:
+        window = self.cfg.handover.active_peer_window_ms / 1000
+        now = self.now()
+        peers = [r.dst for r in self.routes
+                 if r.last_used and now - r.last_used < window and r.dst not in self.neighbours]
+        peers += [d for d in self.buffer.destinations() if d not in peers]
+        return peers
+
+    def optimise_routes(self, force_all: bool = False) -> None:
+        """Claims 37-39: RREQs to active peers, source seqno = the MN's new seqno."""
+        for peer in self.active_peers():
+            if peer in self.discoveries:
+                continue
+            self.counters["handover_optimise_rreq"] += 1
+            self.start_discovery(peer, refresh=self.routes.lookup(peer) is not None,
+                                 orig_seq=self.seq)
+
+    # ------------------------------------------------------------------ long sessions (67-70)
+    def gratuitous_tick(self) -> None:
+        g = self.cfg.gratuitous
+        now = self.now()
+        for orig, s in list(self.sessions.items()):
+            if s.expires < now - self.t.delete_period:
+                self.sessions.pop(orig, None)
+                continue
+            remaining = s.expires - now
+            if remaining >= g.threshold_ms / 1000:
+                continue
+            seen = self.monitor.from_src.get(orig)
+            if seen is None or now - seen > g.active_window_ms / 1000:
+                continue
+            rev = self.routes.get(orig)
+            if rev is None:
+                continue
+            life = self.t.my_route_timeout
+            msg = RREP(hop_count=0, dst=s.dst, dst_seq=self.seq, orig=orig,
+                       prefix_sz=0 if s.prefix_len == 32 else s.prefix_len,
+                       lifetime=int(life * 1000), extensions=[GratuitousExt()])
+            if not rev.valid:
+                self.set_route(rev.dst, rev.next_hop, rev.iface, rev.hop_count, rev.seq,
+                               rev.valid_seq, self.t.active_route_timeout, rev.prefix_len)
+            else:
+                rev.expires = max(rev.expires, now + self.t.active_route_timeout)
+            if self.unicast(msg, rev.next_hop):
+                s.expires = now + life
+                s.sent += 1
+                self.counters["grat_rrep_sent"] += 1
+                log.debug("gratuitous RREP for %s to %s via %s (%.1f s were left)", s.dst,
+                          orig, rev.next_hop, remaining)
+
+    def refresh_tick(self) -> None:
+        """Requester side: re-discover an active route before it runs out (claim 69)."""
+        th = self.cfg.route_refresh_threshold_ms / 1000
+        now = self.now()
+        for r in self.routes:
+            if (r.valid and r.hop_count > 1 and r.last_used and now - r.last_used < 1.0
+                    and r.remaining(now) < th and r.dst not in self.discoveries):
+                self.counters["rreq_refresh"] += 1
+                log.debug("route to %s has %.2f s left and is in use: refresh RREQ", r.dst,
+                          r.remaining(now))
+                self.start_discovery(r.dst, refresh=True)
+
+    # ------------------------------------------------------------------ housekeeping
+    def poll_interfaces(self, initial: bool = False) -> None:
+        cur = current_interfaces(self.kernel.ipr, self.cfg.interfaces, {self.cfg.tun_name})
+        gone = [n for n in self.ifaces if n not in cur or cur[n][0] != self.ifaces[n][0]]
+        added = [n for n in cur if n not in self.ifaces or cur[n][0] != self.ifaces[n][0]]
+        self.ifaces = cur
+        try:
+            self.local_addrs = local_addresses(self.kernel.ipr) | {self.addr}
+        except Exception:
+            pass
+        if self.monitor:
+            self.monitor.local_addrs = self.local_addrs
+        for n in gone:
+            self.event("interface_down", iface=n)
+            if self.cfg.link_layer_detection:
+                for nb in [x for x in self.neighbours.values() if x.iface == n]:
+                    self.link_break(nb.addr, f"interface {n} gone")
+                for r in self.routes.on_iface(n):
+                    self.invalidate(r, f"interface {n} gone")
+        for n in added:
+            if not initial:
+                self.event("interface_up", iface=n)
+            if self.cfg.set_sysctls:
+                set_sysctl(f"net/ipv4/conf/{n}/rp_filter", "0")
+                set_sysctl(f"net/ipv4/conf/{n}/send_redirects", "0")
+            if self.cfg.hello_enabled and self.sock:
+                lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+                if self.send(hello(self.addr, self.seq, lifetime), BROADCAST, 1, n):
+                    self.counters["hello_sent"] += 1
+
+    def tick(self) -> None:
+        now = self.now()
+        names = socket.if_nameindex()  # cheap: spot a vanished/re-created link at once
+        if names != self._names or now >= self.next_iface_poll:
+            self._names = names
+            self.next_iface_poll = now + 1.0
+            self.poll_interfaces()
+        self.monitor.drain()
+        self.apply_activity()
+        if self.cfg.hello_enabled and now >= self.next_hello:
+            self.next_hello = now + self.t.hello_interval
+            self.send_hellos()
+        # neighbour loss (RFC 6.11 via hellos)
+        for nb in list(self.neighbours.values()):
+            if now - nb.last_heard > nb.hello_lifetime:
+                self.link_break(nb.addr, "hellos missed")
+        # MN: keep asking the sink we are attaching to
+        if self.cfg.role == "mn" and self.cfg.handover.enabled and self.attaching \
+                and now - self.attach_sent_at >= self.t.hello_interval \
+                and self.attaching in self.neighbours:
+            self.mn_consider_sink(self.attaching)
+        # expired handover holds
+        for dst, deadline in list(self.held.items()):
+            if now >= deadline:
+                self.held.pop(dst, None)
+                r = self.routes.get(dst)
+                self.event("handover_hold_expired", dst=dst)
+                self.registered.pop(dst, None)
+                if r is not None and r.precursors and not r.valid:
+                    self.send_rerr([r])
+                if dst in self.buffer.queues and self.routes.lookup(dst) is None:
+                    self.start_discovery(dst)
+        for mn, deadline in list(self.pending_bind.items()):
+            if now >= deadline:
+                r = self.registered.get(mn, {})
+                self.handover_failed(mn, HandoverExt(kind=HandoverKind.LOCATE,
+                                                     mn_seq=r.get("seq", 0),
+                                                     addr=r.get("old_sink", "0.0.0.0")))
+        # route expiry
+        for r in self.routes.expired(now):
+            if r.valid:
+                self.counters["routes_expired"] += 1
+                self.invalidate(r, "lifetime over", bump_seq=False)
+            else:
+                self.routes.remove(r.dst)
+        for k, (exp, _w) in list(self.seen_rreq.items()):
+            if exp <= now:
+                self.seen_rreq.pop(k, None)
+        if self.cfg.gratuitous.enabled:
+            self.gratuitous_tick()
+        if self.cfg.route_refresh_threshold_ms:
+            self.refresh_tick()
+        if now >= self.next_status:
+            self.next_status = now + self.cfg.status_interval_ms / 1000
+            self.write_status()
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict:
+        now = self.now()
+        c = dict(self.counters)
+        c["buffered"] = self.buffer.buffered
+        c["buffer_dropped"] = self.buffer.dropped
+        if self.monitor:
+            c["packets_forwarded"] = self.monitor.forwarded_total
+            c["packets_delivered"] = self.monitor.delivered_total
+            c["packets_sent"] = self.monitor.sent_total
+        valid = [r for r in self.routes if r.valid]
+        c["routes"] = len(valid)
+        return {
+            "agent": "aodv",
+            "address": self.addr,
+            "role": self.cfg.role,
+            "time": round(time.time(), 4),
+            "uptime_s": round(now - self.started, 3),
+            "seq": self.seq,
+            "extensions": {"handover": self.cfg.handover.enabled,
+                           "weighted_search": self.cfg.weighted_search.enabled,
+                           "gratuitous": self.cfg.gratuitous.enabled,
+                           "refresh_on_use": self.cfg.refresh_on_use},
+            "counters": c,
+            "interfaces": {n: {"ifindex": i, "address": a} for n, (i, a) in self.ifaces.items()},
+            "neighbours": {a: {"iface": n.iface, "last_heard_s": round(now - n.last_heard, 3)}
+                           for a, n in self.neighbours.items()},
+            "routes": [r.as_dict(now) for r in self.routes],
+            "discoveries": {d.dst: {"ttl": d.ttl, "retries": d.retries,
+                                    "rreq_sent": d.rreq_count,
+                                    "age_ms": round((now - d.started) * 1000, 1),
+                                    "locate": d.locate is not None}
+                            for d in self.discoveries.values()},
+            "route_installs": list(self.installs),
+            "buffer": self.buffer.sizes(),
+            "forwarded_by_dst": dict(self.monitor.forwarded) if self.monitor else {},
+            "handover": {"sink": self.sink, "last_sink": self.last_sink,
+                         "registered_seq": self.reg_seq, "attaching": self.attaching,
+                         "registered_mns": self.registered, "held": list(self.held)},
+            "sessions": {o: {"dst": s.dst, "gratuitous_sent": s.sent,
+                             "remaining_s": round(s.expires - now, 3)}
+                         for o, s in self.sessions.items()},
+            "events": list(self.events),
+        }
+
+    def write_status(self) -> None:
+        path = Path(self.cfg.status_file)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.status(), indent=1, default=str))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write status %s: %s", path, exc)

@@ -1,0 +1,312 @@
+"""AODV messages (RFC 3561 section 5) as scapy layers on UDP port 654.
+
+Why scapy layers: every agent in the testbed declares its wire format the same way, so
+captures (tcpdump -> scapy) and the agent share one definition.
+
+Layout (all multi-byte fields network order):
+- RREQ  (type 1, 24 bytes): type, J R G D U flags (5 bits), reserved (11), hop count,
+  RREQ ID, destination IP, destination seqno, originator IP, originator seqno.
+- RREP  (type 2, 20 bytes): type, R A flags (2 bits), reserved (9), prefix size (5),
+  hop count, destination IP, destination seqno, originator IP, lifetime (ms).
+- RERR  (type 3, 4 + 8n bytes): type, N flag (1 bit), reserved (15), dest count, then n
+  (unreachable destination IP, unreachable destination seqno) pairs.
+- RREP-ACK (type 4, 2 bytes): type, reserved.
+
+After the fixed part, a message may carry an extension list (RFC 3561 section 7 style:
+type (8), length (8) of the data that follows, data). This project's extensions:
+- 128 HANDOVER: the patent's sink handover (claims 26-39), see HandoverKind.
+- 129 WEIGHT: summed administrative weight from the RREQ's originator (claims 63-66).
+- 130 GRATUITOUS: marks a long-session gratuitous RREP (claims 67-70).
+Other types (e.g. the authentication extension that issue 5 adds) can be registered with
+register_extension(); unknown types are kept as opaque AODVExtension objects.
+
+parse_message() is the strict entry point for bytes off the wire: it checks every length
+before scapy sees the data, so a truncated or inconsistent message raises MalformedMessage
+instead of being silently padded by scapy.
+"""
+from __future__ import annotations
+
+import enum
+
+from scapy.fields import (
+    BitField,
+    ByteEnumField,
+    ByteField,
+    FieldLenField,
+    FlagsField,
+    IntField,
+    IPField,
+    PacketListField,
+    StrLenField,
+)
+from scapy.layers.inet import UDP
+from scapy.packet import Packet, bind_layers
+
+AODV_PORT = 654
+
+RREQ_TYPE = 1
+RREP_TYPE = 2
+RERR_TYPE = 3
+RREP_ACK_TYPE = 4
+
+EXT_HANDOVER = 128
+EXT_WEIGHT = 129
+EXT_GRATUITOUS = 130
+
+FIXED_LEN = {RREQ_TYPE: 24, RREP_TYPE: 20, RREP_ACK_TYPE: 2}
+
+
+class MalformedMessage(ValueError):
+    """Raised by parse_message for bytes that are not a well-formed AODV message."""
+
+
+class HandoverKind(enum.IntEnum):
+    """Roles of the HANDOVER extension in the patent's procedure (claims 27-35)."""
+
+    ATTACH = 1      # MN hello to a (new) sink: seq = last registered seqno, addr = old sink
+    REGISTERED = 2  # sink -> MN registration reply: seq = MN seqno, addr = sink
+    LOCATE = 3      # new sink's RREQ for the MN (claim 30): addr = old sink
+    BIND = 4        # new sink's unsolicited RREP toward old sink (claims 29/32): addr = new sink
+    ACK = 5         # old sink -> MN via new sink (claim 35): seq = new MN seqno, addr = old sink
+    FAILED = 6      # new sink -> MN RERR when the old sink cannot be reached (claim 35)
+
+
+# ---------------------------------------------------------------- extensions
+_EXTENSIONS: dict[int, type[Packet]] = {}
+
+
+def register_extension(ext_type: int, cls: type[Packet]) -> None:
+    """Let another area (e.g. authentication, issue 5) decode its own extension type."""
+    _EXTENSIONS[ext_type] = cls
+
+
+class AODVExtension(Packet):
+    """Generic type-length-data extension; also the fallback for unknown types."""
+
+    name = "AODV extension"
+    fields_desc = [
+        ByteField("type", 0),
+        FieldLenField("len", None, length_of="data", fmt="B"),
+        StrLenField("data", b"", length_from=lambda p: p.len),
+    ]
+
+    @classmethod
+    def dispatch_hook(cls, _pkt: bytes | None = None, *args, **kargs):
+        if _pkt and len(_pkt) >= 1:
+            return _EXTENSIONS.get(_pkt[0], AODVExtension)
+        return cls
+
+    def extract_padding(self, s: bytes):
+        # Everything after this extension belongs to the next one in the list.
+        return b"", s
+
+
+class _FixedExtension(AODVExtension):
+    """Base for extensions with a fixed data layout: len is computed on build."""
+
+    data_len = 0
+
+    def post_build(self, p: bytes, pay: bytes) -> bytes:
+        if self.len is None:
+            p = p[:1] + bytes([len(p) - 2]) + p[2:]
+        return p + pay
+
+
+class HandoverExt(_FixedExtension):
+    """Patent handover extension: kind, reserved, MN seqno, a sink address (10 data bytes)."""
+
+    name = "AODV handover extension"
+    data_len = 10
+    fields_desc = [
+        ByteField("type", EXT_HANDOVER),
+        ByteField("len", None),
+        ByteEnumField("kind", HandoverKind.ATTACH, {k.value: k.name for k in HandoverKind}),
+        ByteField("reserved", 0),
+        IntField("mn_seq", 0),
+        IPField("addr", "0.0.0.0"),
+    ]
+
+
+class WeightExt(_FixedExtension):
+    """Summed administrative weight from the RREQ originator to the receiving router."""
+
+    name = "AODV weight extension"
+    data_len = 4
+    fields_desc = [
+        ByteField("type", EXT_WEIGHT),
+        ByteField("len", None),
+        IntField("weight", 0),
+    ]
+
+
+class GratuitousExt(_FixedExtension):
+    """Marks a gratuitous RREP sent by a route-reply source to keep a long session alive."""
+
+    name = "AODV gratuitous-RREP extension"
+    data_len = 0
+    fields_desc = [
+        ByteField("type", EXT_GRATUITOUS),
+        ByteField("len", None),
+    ]
+
+
+register_extension(EXT_HANDOVER, HandoverExt)
+register_extension(EXT_WEIGHT, WeightExt)
+register_extension(EXT_GRATUITOUS, GratuitousExt)
+
+
+# ---------------------------------------------------------------- messages
+class AODV(Packet):
+    """Dispatcher: picks the message class from the first (type) byte."""
+
+    name = "AODV"
+    fields_desc = [ByteField("type", 0)]
+
+    @classmethod
+    def dispatch_hook(cls, _pkt: bytes | None = None, *args, **kargs):
+        if _pkt and len(_pkt) >= 1:
+            return _MESSAGES.get(_pkt[0], cls)
+        return cls
+
+    def ext(self, cls: type[Packet]) -> Packet | None:
+        """First extension of the given class, or None."""
+        for e in getattr(self, "extensions", []) or []:
+            if isinstance(e, cls):
+                return e
+        return None
+
+
+class RREQ(AODV):
+    name = "AODV RREQ"
+    fields_desc = [
+        ByteField("type", RREQ_TYPE),
+        # Bit names from least significant: U D G R J (the RFC lists J R G D U, MSB first).
+        FlagsField("flags", 0, 5, "UDGRJ"),
+        BitField("reserved", 0, 11),
+        ByteField("hop_count", 0),
+        IntField("rreq_id", 0),
+        IPField("dst", "0.0.0.0"),
+        IntField("dst_seq", 0),
+        IPField("orig", "0.0.0.0"),
+        IntField("orig_seq", 0),
+        PacketListField("extensions", [], AODVExtension),
+    ]
+
+
+class RREP(AODV):
+    name = "AODV RREP"
+    fields_desc = [
+        ByteField("type", RREP_TYPE),
+        FlagsField("flags", 0, 2, "AR"),  # R is the MSB, A the next bit
+        BitField("reserved", 0, 9),
+        BitField("prefix_sz", 0, 5),
+        ByteField("hop_count", 0),
+        IPField("dst", "0.0.0.0"),
+        IntField("dst_seq", 0),
+        IPField("orig", "0.0.0.0"),
+        IntField("lifetime", 0),
+        PacketListField("extensions", [], AODVExtension),
+    ]
+
+
+class Unreachable(Packet):
+    """One (destination, seqno) pair of a RERR."""
+
+    name = "AODV unreachable destination"
+    fields_desc = [IPField("dst", "0.0.0.0"), IntField("seq", 0)]
+
+    def extract_padding(self, s: bytes):
+        return b"", s
+
+
+class RERR(AODV):
+    name = "AODV RERR"
+    fields_desc = [
+        ByteField("type", RERR_TYPE),
+        FlagsField("flags", 0, 1, "N"),
+        BitField("reserved", 0, 15),
+        FieldLenField("dest_count", None, count_of="unreachable", fmt="B"),
+        PacketListField("unreachable", [], Unreachable, count_from=lambda p: p.dest_count),
+        PacketListField("extensions", [], AODVExtension),
+    ]
+
+
+class RREPAck(AODV):
+    name = "AODV RREP-ACK"
+    fields_desc = [
+        ByteField("type", RREP_ACK_TYPE),
+        ByteField("reserved", 0),
+        PacketListField("extensions", [], AODVExtension),
+    ]
+
+
+_MESSAGES: dict[int, type[Packet]] = {
+    RREQ_TYPE: RREQ,
+    RREP_TYPE: RREP,
+    RERR_TYPE: RERR,
+    RREP_ACK_TYPE: RREPAck,
+}
+
+bind_layers(UDP, AODV, dport=AODV_PORT)
+bind_layers(UDP, AODV, sport=AODV_PORT)
+
+
+def _check_extensions(data: bytes, offset: int) -> None:
+    """Each extension's length must fit, and the list must end exactly at the end."""
+    while offset < len(data):
+        if len(data) - offset < 2:
+            raise MalformedMessage(f"truncated extension header at byte {offset}")
+        etype, elen = data[offset], data[offset + 1]
+        if offset + 2 + elen > len(data):
+            raise MalformedMessage(
+                f"extension type {etype} claims {elen} bytes, only {len(data) - offset - 2} left")
+        cls = _EXTENSIONS.get(etype)
+        want = getattr(cls, "data_len", None) if cls is not None else None
+        if want is not None and elen != want:
+            raise MalformedMessage(f"extension type {etype} must have length {want}, has {elen}")
+        offset += 2 + elen
+
+
+def parse_message(data: bytes) -> Packet:
+    """Strictly decode one AODV message (UDP payload). Raises MalformedMessage."""
+    if not data:
+        raise MalformedMessage("empty message")
+    mtype = data[0]
+    if mtype not in _MESSAGES:
+        raise MalformedMessage(f"unknown message type {mtype}")
+    if mtype == RERR_TYPE:
+        if len(data) < 4:
+            raise MalformedMessage("truncated RERR header")
+        count = data[3]
+        if count == 0:
+            raise MalformedMessage("RERR with DestCount 0")
+        fixed = 4 + 8 * count
+    else:
+        fixed = FIXED_LEN[mtype]
+    if len(data) < fixed:
+        raise MalformedMessage(
+            f"{_MESSAGES[mtype].__name__} needs {fixed} bytes, got {len(data)}")
+    _check_extensions(data, fixed)
+    try:
+        return _MESSAGES[mtype](data)
+    except Exception as exc:  # scapy raises many kinds; the caller only needs "bad"
+        raise MalformedMessage(f"undecodable {_MESSAGES[mtype].__name__}: {exc}") from exc
+
+
+def hello(addr: str, seq: int, lifetime_ms: int, extensions: list | None = None) -> RREP:
+    """RFC 3561 6.9 hello: an RREP about ourselves, hop count 0, sent with TTL 1."""
+    return RREP(dst=addr, dst_seq=seq, orig=addr, hop_count=0, lifetime=lifetime_ms,
+                extensions=extensions or [])
+
+
+def pack_ipv4(addr: str) -> bytes:
+    """Helper for tests and raw packet building."""
+    return bytes(int(x) for x in addr.split("."))
+
+
+__all__ = [
+    "AODV", "RREQ", "RREP", "RERR", "RREPAck", "Unreachable",
+    "AODVExtension", "HandoverExt", "WeightExt", "GratuitousExt", "HandoverKind",
+    "register_extension", "parse_message", "MalformedMessage", "hello",
+    "AODV_PORT", "EXT_HANDOVER", "EXT_WEIGHT", "EXT_GRATUITOUS", "pack_ipv4",
+]
