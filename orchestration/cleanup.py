@@ -10,6 +10,8 @@ SIGKILL, and never touches another lab or anything the testbed did not make.
 """
 from __future__ import annotations
 
+import time
+
 from pyroute2 import IPRoute
 
 from . import netns as nsmod
@@ -25,6 +27,16 @@ def host_interfaces(lab: str) -> list[str]:
 
 def clean_lab(lab: str, backend: Backend) -> dict[str, list[str]]:
     containers = backend.remove_lab(lab)
+    # A killed 'up' may have container creations still in flight at the engine; they land
+    # a moment later. Look again until a pass finds nothing more.
+    for _ in range(5):
+        if not containers and not backend.list_nodes(lab):
+            break
+        time.sleep(0.2)
+        more = backend.remove_lab(lab)
+        if not more:
+            break
+        containers += more
     namespaces = nsmod.remove_lab(lab)
     ifaces = host_interfaces(lab)
     if ifaces:

@@ -168,22 +168,29 @@ class DockerBackend(Backend):
             except docker.errors.NotFound:
                 pass
 
-    def list_nodes(self, lab: str | None = None) -> dict[str, list[str]]:
+    def _lab_containers(self, lab: str | None) -> list[dict]:
+        # The low-level list returns labels without inspecting each container, so a
+        # container removed meanwhile (e.g. by a concurrent 'down') cannot fail the listing.
         label = f"{LABEL_LAB}={lab}" if lab else LABEL_LAB
+        return self.client.api.containers(all=True, filters={"label": label})
+
+    def list_nodes(self, lab: str | None = None) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for c in self.client.containers.list(all=True, filters={"label": label}):
-            out.setdefault(c.labels[LABEL_LAB], []).append(c.labels.get(LABEL_NODE, c.name))
+        for c in self._lab_containers(lab):
+            labels = c.get("Labels") or {}
+            out.setdefault(labels[LABEL_LAB], []).append(labels.get(LABEL_NODE, c["Names"][0].lstrip("/")))
         return out
 
     def remove_lab(self, lab: str) -> list[str]:
         gone = []
-        for c in self.client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"}):
+        for c in self._lab_containers(lab):
+            labels = c.get("Labels") or {}
             # Only exactly this lab's label: another lab's containers never match.
-            if c.labels.get(LABEL_LAB) != lab:
+            if labels.get(LABEL_LAB) != lab:
                 continue
             try:
-                c.remove(force=True)
-                gone.append(c.labels.get(LABEL_NODE, c.name))
+                self.client.api.remove_container(c["Id"], force=True)
+                gone.append(labels.get(LABEL_NODE, c["Id"][:12]))
             except docker.errors.NotFound:
                 pass
         return gone

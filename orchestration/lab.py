@@ -370,7 +370,7 @@ class Lab:
                 ns, ifname = self.ns(p.peer_node), p.peer_if or ""
             else:
                 ns, ifname = self.ns(p.node), p.ifname
-        cmd = ["ip", "netns", "exec", ns, "tcpdump", "-n", "-U", "-s", "0", "-i", ifname, "-w", str(path)]
+        cmd = ["ip", "netns", "exec", ns, "tcpdump", "-n", "-U", "--immediate-mode", "-s", "0", "-i", ifname, "-w", str(path)]
         if count:
             cmd += ["-c", str(count)]
         if filter:

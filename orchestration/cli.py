@@ -1,0 +1,271 @@
+"""The ``testbed`` command line: each command is one call of the Python API."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .backend import BackendError
+from .lab import Lab, LabError, STATE_DIR
+from .topology import TopologyError, load_topology
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Emulate mobile VPNs, security gateways and mobility routers in containers.")
+console = Console(stderr=True)
+EXPECTED = (TopologyError, LabError, BackendError, FileNotFoundError, ValueError)
+
+
+def _say(msg: str) -> None:
+    console.log(msg)
+
+
+def _fail(e: Exception) -> None:
+    console.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def _lab_name(lab: Optional[str]) -> str:
+    if lab:
+        return lab
+    names = sorted(p.stem for p in STATE_DIR.glob("*.json")) if STATE_DIR.is_dir() else []
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        _fail(LabError("no lab is up; start one with 'testbed up FILE'"))
+    _fail(LabError(f"several labs are up ({', '.join(names)}); name one with --lab"))
+    raise AssertionError
+
+
+@app.command()
+def up(file: Path = typer.Argument(..., help="topology YAML"),
+       lab: Optional[str] = typer.Option(None, help="lab name (default: the topology's name)"),
+       workdir: Optional[Path] = typer.Option(None, help="where logs and volumes go")) -> None:
+    """Start a lab from a topology file."""
+    try:
+        with console.status("bringing the lab up...") as st:
+            def say(m: str) -> None:
+                st.update(m)
+                console.log(m)
+            Lab.from_file(file, name=lab, workdir=workdir).up(say=say)
+    except EXPECTED as e:
+        _fail(e)
+
+
+@app.command()
+def down(lab: Optional[str] = typer.Option(None, help="lab name")) -> None:
+    """Remove a lab's nodes, links and namespaces (logs stay)."""
+    name = _lab_name(lab)
+    try:
+        Lab.attach(name).down(say=_say)
+    except EXPECTED as e:
+        _fail(e)
+
+
+@app.command()
+def status(lab: Optional[str] = typer.Option(None, help="only this lab"),
+           as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
+    """List the labs that are up, their nodes and links."""
+    names = [lab] if lab else (sorted(p.stem for p in STATE_DIR.glob("*.json")) if STATE_DIR.is_dir() else [])
+    out = []
+    for n in names:
+        try:
+            out.append(Lab.attach(n).status())
+        except EXPECTED as e:
+            _fail(e)
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    if not out:
+        console.print("no lab is up")
+    for st in out:
+        t = Table(title=f"lab {st['lab']}  ({st['workdir']})")
+        for col in ("node", "role", "M-VPN", "running"):
+            t.add_column(col)
+        for node, info in st["nodes"].items():
+            t.add_row(node, info["role"], info["mvpn"] or "-", "yes" if info["running"] else "[red]no[/red]")
+        Console().print(t)
+
+
+@app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(ctx: typer.Context, node: str = typer.Argument(...), lab: Optional[str] = typer.Option(None)) -> None:
+    """Run a command in a node: testbed exec NODE -- CMD ARGS... (exit status is CMD's)."""
+    cmd = [a for a in ctx.args]
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        _fail(ValueError("give a command after --, e.g. testbed exec a1 -- ip addr"))
+    try:
+        r = Lab.attach(_lab_name(lab)).exec(node, cmd)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    raise typer.Exit(r.exit_code)
+
+
+@app.command()
+def capture(link: str = typer.Argument(..., help="segment, SEGMENT:NODE, A--B or NODE:IFNAME"),
+            output: Path = typer.Option(..., "-o", "--output", help="pcap file to write"),
+            duration: Optional[float] = typer.Option(None, help="seconds (default: until Ctrl-C)"),
+            count: Optional[int] = typer.Option(None, help="stop after this many packets"),
+            lab: Optional[str] = typer.Option(None)) -> None:
+    """Capture a link into a pcap file readable by tshark/Wireshark."""
+    try:
+        the_lab = Lab.attach(_lab_name(lab))
+        proc = the_lab.capture(link, output, count=count)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    console.log(f"capturing {link} into {output} (Ctrl-C to stop)")
+    try:
+        if duration is not None:
+            proc.wait(timeout=duration)
+        else:
+            proc.wait()
+    except (KeyboardInterrupt, Exception):
+        pass
+    Lab.stop_capture(proc)
+    console.log(f"wrote {output}")
+
+
+@app.command()
+def link(key: str = typer.Argument(..., help="link key or NODE:IFNAME"),
+         state: str = typer.Argument(..., help="up or down"),
+         lab: Optional[str] = typer.Option(None)) -> None:
+    """Take a link down or up."""
+    if state not in ("up", "down"):
+        _fail(ValueError("state must be 'up' or 'down'"))
+    try:
+        Lab.attach(_lab_name(lab)).set_link(key, state == "up")
+    except EXPECTED as e:
+        _fail(e)
+
+
+@app.command()
+def move(key: str = typer.Argument(..., help="a node's segment interface: SEGMENT:NODE or NODE:IFNAME"),
+         segment: str = typer.Argument(..., help="segment to attach it to"),
+         flap: bool = typer.Option(False, help="drop carrier during the move"),
+         lab: Optional[str] = typer.Option(None)) -> None:
+    """Move a node's interface to another segment (radio handover)."""
+    try:
+        dt = Lab.attach(_lab_name(lab)).move(key, segment, flap=flap)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    console.log(f"moved {key} to {segment} in {dt * 1000:.1f} ms")
+
+
+@app.command()
+def graph(file: Path = typer.Argument(..., help="topology YAML"),
+          output: Path = typer.Option(..., "-o", "--output", help="picture to write (.png, .svg, .pdf)")) -> None:
+    """Draw a topology: realms, nodes by role, links."""
+    from .graph import render
+
+    try:
+        path = render(load_topology(file), output)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    console.log(f"wrote {path}")
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help="topology YAML")) -> None:
+    """Check a topology file without starting anything."""
+    try:
+        topo = load_topology(file)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    console.print(f"{file}: valid ({len(topo.nodes)} nodes, {len(topo.segments)} segments, {len(topo.mvpns)} M-VPNs)")
+
+
+@app.command()
+def clean(lab: Optional[str] = typer.Option(None, help="only this lab (default: every testbed lab)")) -> None:
+    """Remove everything testbed-labelled that is left behind (also after a crash)."""
+    from .cleanup import clean_lab, known_labs
+    from .lab import default_backend
+
+    backend = default_backend()
+    labs = [lab] if lab else sorted(known_labs(backend))
+    for name in labs:
+        gone = clean_lab(name, backend)
+        console.log(f"lab {name}: removed {len(gone['containers'])} containers, {len(gone['namespaces'])} namespaces, "
+                    f"{len(gone['interfaces'])} host interfaces, {len(gone['state'])} state files")
+    if not labs:
+        console.log("nothing to clean")
+
+
+@app.command()
+def images() -> None:
+    """Build the node images that are missing or stale."""
+    from .images import ensure_images, IMAGES_DIR
+
+    roles = {p.name for p in IMAGES_DIR.iterdir() if (p / "Dockerfile").is_file()}
+    try:
+        tags = ensure_images(roles, _say)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    for r, t in tags.items():
+        console.log(f"{r}: {t}")
+
+
+@app.command()
+def scenario(name: str = typer.Argument("realms", help="folder under scenarios/"),
+             lab: Optional[str] = typer.Option(None, help="lab name (default: the topology's)"),
+             keep: bool = typer.Option(False, help="leave the lab up afterwards")) -> None:
+    """Run a scenario, print its checks and write results/<name>/report.json."""
+    from .scenario import run_scenario
+
+    try:
+        report = run_scenario(name, lab_name=lab, keep=keep, say=_say)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    t = Table(title=f"scenario {name}: {'PASSED' if report['passed'] else 'FAILED'} in {report['duration_s']:.1f} s")
+    t.add_column("check")
+    t.add_column("result")
+    t.add_column("detail", overflow="fold")
+    for c in report["checks"]:
+        t.add_row(c["name"], "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", c["detail"])
+    Console().print(t)
+    if report["metrics"]:
+        m = Table(title="metrics")
+        m.add_column("metric")
+        m.add_column("value", justify="right")
+        for k, v in report["metrics"].items():
+            m.add_row(k, f"{v:g}" if isinstance(v, (int, float)) else str(v))
+        Console().print(m)
+    raise typer.Exit(0 if report["passed"] else 1)
+
+
+@app.command()
+def bench(only: Optional[str] = typer.Option(None, help="only this benchmark"),
+          output: Path = typer.Option(Path("results/bench.json"), "-o", help="JSON results")) -> None:
+    """Run the benchmarks and write their results as JSON."""
+    from .bench import run_benchmarks
+
+    try:
+        res = run_benchmarks(only=only, output=output, say=_say)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    print(json.dumps(res, indent=2))
+
+
+def main() -> None:  # pragma: no cover
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
