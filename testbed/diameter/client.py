@@ -113,8 +113,12 @@ class DiameterClient:
                 log.info("connection to %s closed", peer.remote_host)
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncio.TimeoutError, PeerClosed, CapabilitiesRejected) as exc:
+            except Exception as exc:  # any failure: count, report, retry after Tc
                 self.counters.inc("connect_failures")
+                if not isinstance(exc, (OSError, asyncio.TimeoutError, PeerClosed,
+                                        CapabilitiesRejected)):
+                    self.counters.inc("internal_errors")
+                    log.exception("unexpected error on DIAMETER connection")
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("DIAMETER connection to %s:%d failed: %s", self.server_host,
                             self.server_port, self.last_error)
