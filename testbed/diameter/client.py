@@ -14,15 +14,22 @@ visiting node.
 
 Use from asyncio code: ``DiameterClient``. From threaded code:
 ``BlockingDiameterClient`` runs the same client on its own event loop thread.
+From a selector-based single-threaded loop (the AODV agent's), where a blocking
+call would freeze routing for a round trip: ``BlockingDiameterClient.submit``
+with a ``CompletionQueue`` registered as a reader of that loop; the callback
+then runs in the loop's own thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import logging
+import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import constants as C
 from .exchange_log import Counters, ExchangeLog
@@ -200,6 +207,52 @@ class DiameterClient:
         }
 
 
+class CompletionQueue:
+    """Hands callbacks from the DIAMETER thread to a selector-based event loop.
+
+    Register it with the loop (``loop.add_reader(cq, cq.run_pending)``): ``post``
+    may be called from any thread; the posted callbacks run inside
+    ``run_pending``, i.e. in the loop's thread, so the agent needs no locks.
+    """
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._q: collections.deque[tuple[Callable[..., None], tuple[Any, ...]]] = collections.deque()
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def post(self, fn: Callable[..., None], *args: Any) -> None:
+        self._q.append((fn, args))
+        try:
+            self._w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the reader is already woken (buffer full) or we are closing
+
+    def run_pending(self) -> None:
+        try:
+            while self._r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        while self._q:
+            fn, args = self._q.popleft()
+            try:
+                fn(*args)
+            except Exception:  # one bad callback must not lose the others
+                log.exception("DIAMETER completion callback failed")
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
+
+
+#: on_done(answer, error): exactly one of them is None.
+DoneCallback = Callable[[Any, BaseException | None], None]
+
+
 class BlockingDiameterClient:
     """``DiameterClient`` on a private event loop thread, with blocking calls."""
 
@@ -243,6 +296,29 @@ class BlockingDiameterClient:
     def fetch_certificate(self, identity: str, timeout: float | None = None) -> str | None:
         assert self.client
         return self._run(self.client.fetch_certificate(identity, timeout))
+
+    def submit(self, method: str, *args: Any, on_done: DoneCallback,
+               via: CompletionQueue | None = None, **kwargs: Any) -> concurrent.futures.Future:
+        """Start ``method`` ("authenticate", "authorize", "fetch_certificate") without
+        blocking; ``on_done(result, error)`` runs via ``via`` (or on the client thread)."""
+        assert self.client
+        if method not in ("authenticate", "authorize", "fetch_certificate"):
+            raise ValueError(f"unknown method {method!r}")
+        fut = asyncio.run_coroutine_threadsafe(getattr(self.client, method)(*args, **kwargs),
+                                               self._loop)
+
+        def done(f: concurrent.futures.Future) -> None:
+            try:
+                result, error = f.result(), None
+            except BaseException as exc:  # handed to the caller, not raised here
+                result, error = None, exc
+            if via is not None:
+                via.post(on_done, result, error)
+            else:
+                on_done(result, error)
+
+        fut.add_done_callback(done)
+        return fut
 
     def status(self) -> dict[str, Any]:
         assert self.client

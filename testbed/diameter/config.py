@@ -138,7 +138,11 @@ def parse_config(data: Any, source: str = "<config>") -> ServerConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise ConfigError(f"{source}: {where}: {err['msg']}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if msg.startswith("["):  # list index from our validators: "filters[1]: ..."
+            index, _, msg = msg.partition(": ")
+            where += index
+        raise ConfigError(f"{source}: {where}: {msg}") from None
     for name, user in cfg.users.items():
         if user.certificate_file and user.certificate_pem:
             raise ConfigError(f"{source}: users.{name}: give certificate_file or certificate_pem, not both")

@@ -33,7 +33,6 @@ authenticator.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -212,7 +211,3 @@ def parse_aaa(msg: Message, latency_s: float) -> AAAnswer:
         ans.ok = False
         ans.reason = f"unparsable rules in answer: {ans.invalid_rules}"
     return ans
-
-
-def check_ipv4(address: str) -> str:
-    return str(ipaddress.IPv4Address(address))
