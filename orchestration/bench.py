@@ -1,0 +1,150 @@
+"""Benchmarks, each against a baseline run side by side in the same run.
+
+Results are ratios of medians over interleaved repetitions, so a slow moment of the
+machine hits both sides alike. ``testbed bench`` runs them all and writes JSON.
+A benchmark is a function ``(say) -> dict`` registered in ``BENCHMARKS``.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .images import ensure_images
+from .lab import Lab
+from .netns import NETNS_DIR
+from .topology import parse_topology, wires
+
+Say = Callable[[str], None]
+REPEAT = 3
+
+
+def twenty_nodes() -> dict[str, Any]:
+    """4 M-VPNs (equal realms) x (SG + 3 hosts) and 4 routers in a ring: 20 nodes."""
+    mv = "abcd"
+    nodes: dict[str, Any] = {}
+    for i, m in enumerate(mv):
+        nodes[f"r{i}"] = {"role": "router", "links": [
+            {"peer": f"r{(i + 1) % 4}", "address": f"198.51.100.{4 * i + 1}/30", "peer_address": f"198.51.100.{4 * i + 2}/30"}]}
+        nodes[f"sg-{m}"] = {"role": "sg", "mvpn": m.upper(), "links": [
+            {"segment": f"lan-{m}", "address": "10.0.0.1/24"},
+            {"peer": f"r{i}", "address": f"192.0.2.{4 * i + 1}/30", "peer_address": f"192.0.2.{4 * i + 2}/30"}],
+            "routes": [{"to": "default", "via": f"192.0.2.{4 * i + 2}"}]}
+        for h in range(3):
+            nodes[f"h{m}{h}"] = {"role": "host", "mvpn": m.upper(),
+                                 "links": [{"segment": f"lan-{m}", "address": f"10.0.0.{10 + h}/24"}],
+                                 "routes": [{"to": "default", "via": "10.0.0.1"}]}
+    return {"name": "bench", "mvpns": {m.upper(): {"realm": "10.0.0.0/24"} for m in mv},
+            "segments": {f"lan-{m}": {"mvpn": m.upper(), "subnet": "10.0.0.0/24"} for m in mv}, "nodes": nodes}
+
+
+def baseline_script(topo_data: dict[str, Any], lab: str, image: str) -> tuple[str, str]:
+    """The same lab by hand: docker run (in parallel) + ip link/addr/route. Returns (up, down) shell scripts."""
+    topo = parse_topology(topo_data)
+    names = list(topo.nodes)
+    up = ["set -e", f"ip netns add {lab}.switch", f"ip -n {lab}.switch link set lo up"]
+    for i, s in enumerate(topo.segments):
+        up.append(f"ip -n {lab}.switch link add {lab}.b{i} type bridge && ip -n {lab}.switch link set {lab}.b{i} up")
+    runs = [f"docker run -d -q --name {lab}.{n} --hostname {n} --init --network none --cap-add NET_ADMIN "
+            f"--cap-add NET_RAW --cap-add SYS_ADMIN --device /dev/net/tun --label testbed.lab={lab} {image} >/dev/null &"
+            for n in names]
+    up += runs + ["wait"]
+    up.append("declare -A P")
+    up.append(f"while read n p; do P[$n]=$p; done < <(docker inspect -f '{{{{.Config.Hostname}}}} {{{{.State.Pid}}}}' "
+              + " ".join(f"{lab}.{n}" for n in names) + ")")
+    per_node: dict[str, list[str]] = {n: ["link set lo up"] for n in names}
+    seq = 0
+    seg_index = {s: i for i, s in enumerate(topo.segments)}
+    for w in wires(topo):
+        if w.segment:
+            seq += 1
+            up.append(f"ip link add {w.a.ifname} netns ${{P[{w.a.node}]}} type veth peer name {lab}.{seq:x} netns {lab}.switch")
+            up.append(f"ip -n {lab}.switch link set {lab}.{seq:x} master {lab}.b{seg_index[w.segment]} up")
+        else:
+            assert w.b is not None
+            up.append(f"ip link add {w.a.ifname} netns ${{P[{w.a.node}]}} type veth peer name {w.b.ifname} netns ${{P[{w.b.node}]}}")
+            if w.b.address:
+                per_node[w.b.node].append(f"addr add {w.b.address} dev {w.b.ifname}")
+            per_node[w.b.node].append(f"link set {w.b.ifname} up")
+        if w.a.address:
+            per_node[w.a.node].append(f"addr add {w.a.address} dev {w.a.ifname}")
+        per_node[w.a.node].append(f"link set {w.a.ifname} up")
+    for n, nd in topo.nodes.items():
+        for r in nd.routes:
+            per_node[n].append(f"route add {'default' if r.to == 'default' else r.to} via {r.via}")
+        cmds = "\\n".join(per_node[n])
+        up.append(f"printf '{cmds}\\n' | nsenter -t ${{P[{n}]}} -n ip -batch -")
+    down = [f"docker rm -f " + " ".join(f"{lab}.{n}" for n in names) + " >/dev/null", f"ip netns del {lab}.switch"]
+    return "\n".join(up) + "\n", "\n".join(down) + "\n"
+
+
+def _timed_bash(script: str) -> float:
+    t = time.monotonic()
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"baseline script failed: {r.stderr[-1000:]}")
+    return time.monotonic() - t
+
+
+def bench_bringup(say: Say) -> dict[str, Any]:
+    data = twenty_nodes()
+    image = ensure_images({"sg", "router", "host"}, say)["host"]
+    ours_up, ours_down, base_up, base_down = [], [], [], []
+    for i in range(REPEAT):
+        say(f"bringup run {i + 1}/{REPEAT}: testbed")
+        lab = Lab.from_dict(data, name="benchtb", workdir=f"/var/lib/testbed/bench-{i}")
+        t = time.monotonic()
+        lab.up(build_images=False)
+        ours_up.append(time.monotonic() - t)
+        assert lab.exec("hd2", "ping -c1 -W1 10.0.0.1").ok, "testbed lab is not wired"
+        t = time.monotonic()
+        lab.down()
+        ours_down.append(time.monotonic() - t)
+        say(f"bringup run {i + 1}/{REPEAT}: plain docker run + ip")
+        up, down = baseline_script(data, "benchbl", image)
+        base_up.append(_timed_bash(up))
+        ok = subprocess.run(["docker", "exec", "benchbl.hd2", "ping", "-c1", "-W1", "10.0.0.1"], capture_output=True).returncode == 0
+        base_down.append(_timed_bash(down))
+        if not ok:
+            raise RuntimeError("baseline lab is not wired")
+    med = statistics.median
+    return {
+        "nodes": len(data["nodes"]), "links": len(wires(parse_topology(data))), "repeat": REPEAT,
+        "testbed_up_s": round(med(ours_up), 3), "testbed_down_s": round(med(ours_down), 3),
+        "baseline_up_s": round(med(base_up), 3), "baseline_down_s": round(med(base_down), 3),
+        "ratio_up": round(med(ours_up) / med(base_up), 3), "ratio_down": round(med(ours_down) / med(base_down), 3),
+        "samples": {"testbed_up_s": ours_up, "baseline_up_s": base_up},
+    }
+
+
+def _cleanup_baseline() -> None:
+    subprocess.run("docker rm -f $(docker ps -aq --filter label=testbed.lab=benchbl) >/dev/null 2>&1", shell=True)
+    if (NETNS_DIR / "benchbl.switch").exists():
+        subprocess.run(["ip", "netns", "del", "benchbl.switch"])
+
+
+BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup}
+
+
+def run_benchmarks(only: str | None = None, output: Path = Path("results/bench.json"),
+                   say: Say = print) -> dict[str, Any]:
+    if only and only not in BENCHMARKS:
+        raise ValueError(f"no benchmark {only!r}; benchmarks: {', '.join(BENCHMARKS)}")
+    results: dict[str, Any] = json.loads(output.read_text()) if output.is_file() else {}
+    for name, fn in BENCHMARKS.items():
+        if only and name != only:
+            continue
+        try:
+            results[name] = fn(say)
+        finally:
+            _cleanup_baseline()
+            from .cleanup import clean_lab
+            from .lab import default_backend
+
+            clean_lab("benchtb", default_backend())
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2))
+    return results
