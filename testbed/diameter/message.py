@@ -115,7 +115,8 @@ def check_avps(data: bytes, depth: int = 0) -> None:
             raise MalformedMessage(f"{A.avp_name(code, vendor)} must carry {fixed} bytes",
                                    C.RESULT_INVALID_AVP_LENGTH,
                                    failed_avp=_failed_stub(code, flags, vendor))
-        if A.is_grouped(code, vendor):
+        # Failed-AVP carries someone's broken AVP by design: don't judge its inside.
+        if A.is_grouped(code, vendor) and not (code == C.AVP_FAILED_AVP and vendor == 0):
             if depth > 8:
                 raise MalformedMessage("grouped AVPs nested too deep", C.RESULT_INVALID_AVP_VALUE,
                                        failed_avp=avp_raw)

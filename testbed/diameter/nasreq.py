@@ -185,10 +185,16 @@ class AAAnswer:
         return home, default
 
 
+def _lenient_text(msg: Message, code: int) -> str | None:
+    """Informational text from the server: never fail an answer over its encoding."""
+    a = msg.find(code)
+    return None if a is None else A.as_bytes(a).decode("utf-8", "replace")
+
+
 def parse_aaa(msg: Message, latency_s: float) -> AAAnswer:
     rc = msg.result_code
     ans = AAAnswer(ok=rc == C.RESULT_SUCCESS, result_code=rc, latency_s=latency_s,
-                   session_id=msg.text(C.AVP_SESSION_ID))
+                   session_id=_lenient_text(msg, C.AVP_SESSION_ID))
     for a in msg.find_all(C.AVP_FRAMED_ROUTE):
         text = A.as_bytes(a).decode("utf-8", "replace")
         try:
@@ -204,7 +210,7 @@ def parse_aaa(msg: Message, latency_s: float) -> AAAnswer:
     cert = msg.find(C.AVP_TB_CERTIFICATE, C.VENDOR_TESTBED)
     if cert is not None:
         ans.certificate_pem = A.as_bytes(cert).decode("ascii", "replace")
-    ans.reason = msg.text(C.AVP_REPLY_MESSAGE) or msg.text(C.AVP_ERROR_MESSAGE)
+    ans.reason = _lenient_text(msg, C.AVP_REPLY_MESSAGE) or _lenient_text(msg, C.AVP_ERROR_MESSAGE)
     if ans.ok and ans.invalid_rules:
         # Installing part of a workgroup's filters could open what should be
         # closed: an answer with rules we can't read is not a success.

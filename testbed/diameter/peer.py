@@ -404,7 +404,7 @@ class PeerConnection:
             log.warning("%s: malformed %s: %s", self.label, name, exc.reason)
             self.xlog.record("malformed", peer=self.remote_host or self.label, cmd=name,
                              reason=exc.reason, result_code=exc.result_code)
-            if h.is_request and not h.flags & C.FLAG_ERROR:
+            if h.is_request:
                 await self.answer(Message(h, [], data), exc.result_code, error_message=exc.reason,
                                   failed_avp=exc.failed_avp)
             if exc.framing_lost or self.state != PeerState.OPEN:
