@@ -106,7 +106,7 @@ class ServerConfig(BaseModel):
     host_ip_addresses: list[str] = Field(default_factory=list)
     tw: float = Field(default=30.0, ge=0.5, le=3600)
     status_file: str = "/run/testbed/diameter.json"
-    exchange_log: str | None = None
+    exchange_log: str | None = "/run/testbed/diameter-exchanges.jsonl"  # null: no file
     log_level: str = "INFO"
     defaults: Policy = Field(default_factory=Policy)
     users: dict[str, UserEntry] = Field(default_factory=dict)
