@@ -120,7 +120,7 @@ class PeerConnection:
                  handlers: dict[tuple[int, int], RequestHandler] | None = None,
                  counters: Counters | None = None, exchange_log: ExchangeLog | None = None,
                  answer_cache: AnswerCache | None = None, body_timeout: float = 10.0,
-                 label: str = "") -> None:
+                 cer_timeout: float = 10.0, label: str = "") -> None:
         self.reader = reader
         self.writer = writer
         self.local = local
@@ -131,6 +131,7 @@ class PeerConnection:
         self.xlog = exchange_log or ExchangeLog()
         self.answer_cache = answer_cache or AnswerCache()
         self.body_timeout = body_timeout
+        self.cer_timeout = cer_timeout
         self.state = PeerState.WAIT_CEA if initiator else PeerState.WAIT_CER
         peer = writer.get_extra_info("peername") or ("?", 0)
         sock = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
@@ -349,7 +350,15 @@ class PeerConnection:
 
     async def _read_message(self) -> bytes | None:
         try:
-            first = await self.reader.readexactly(4)
+            if self.state == PeerState.WAIT_CER:
+                # A connection that never sends CER would hold a socket forever.
+                first = await asyncio.wait_for(self.reader.readexactly(4), self.cer_timeout)
+            else:
+                first = await self.reader.readexactly(4)
+        except asyncio.TimeoutError:
+            self.counters.inc("cer_timeouts")
+            log.info("%s: no CER within %.1fs; closing", self.label, self.cer_timeout)
+            return None
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             return None
         try:

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from . import constants as C
 from .exchange_log import Counters, ExchangeLog
-from .message import MalformedMessage, Message
+from .message import Message
 from .nasreq import AARequest, build_aaa_avps, parse_aar
 from .peer import AnswerCache, LocalIdentity, PeerConnection
 from .rules import FilterRule, Route, RuleError, parse_filter, parse_route
@@ -77,13 +77,15 @@ async def _call(fn: Any, *args: Any) -> Any:
 class DiameterServer:
     def __init__(self, identity: LocalIdentity, backend: Backend, *, host: str = "0.0.0.0",
                  port: int = C.DIAMETER_PORT, tw: float = 30.0,
-                 exchange_log_path: str | None = None, status_path: str | None = None) -> None:
+                 exchange_log_path: str | None = None, status_path: str | None = None,
+                 cer_timeout: float = 10.0) -> None:
         self.identity = identity
         self.backend = backend
         self.host = host
         self.port = port
         self.tw = tw
         self.status_path = status_path
+        self.cer_timeout = cer_timeout
         self.counters = Counters()
         self.xlog = ExchangeLog(exchange_log_path)
         self.answer_cache = AnswerCache()
@@ -178,7 +180,8 @@ class DiameterServer:
         self.counters.inc("connections_accepted")
         peer = PeerConnection(reader, writer, self.identity, initiator=False, tw=self.tw,
                               handlers=self.handlers, counters=self.counters,
-                              exchange_log=self.xlog, answer_cache=self.answer_cache)
+                              exchange_log=self.xlog, answer_cache=self.answer_cache,
+                              cer_timeout=self.cer_timeout)
         self.peers.add(peer)
         log.info("connection from %s", peer.remote_address)
         try:

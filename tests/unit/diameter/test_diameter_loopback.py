@@ -331,3 +331,15 @@ def test_mutated_messages_never_break_the_server():
         assert not unanswered, unanswered[:3]
         assert c.get("malformed", 0) > 10, c
     run(main())
+
+
+def test_silent_connection_is_closed_after_cer_timeout():
+    async def main():
+        async with serving(make_backend(), cer_timeout=0.3) as server:
+            raw = await RawPeer.connect(server.port)
+            t0 = time.monotonic()
+            assert await raw.closed_by_server(timeout=3.0)
+            assert 0.25 < time.monotonic() - t0 < 2.0
+            raw.close()
+            assert server.counters.get("cer_timeouts") == 1
+    run(main())
