@@ -41,6 +41,7 @@ class FilterRow:
     initiator_private: str
     targets: tuple[str, ...]
     initiator_fqdn: str = ""
+    initiator_mvpn: str = ""  # informative; names an auto-created peer tunnel
 
     @classmethod
     def from_json(cls, d: dict) -> "FilterRow":
@@ -63,7 +64,7 @@ class FilterRow:
         except ValueError as exc:
             raise ValueError(f"row.targets: {exc}") from None
         fqdn = d.get("initiator_fqdn") or ""
-        return cls(peer, init, tg, str(fqdn))
+        return cls(peer, init, tg, str(fqdn), str(d.get("initiator_mvpn") or ""))
 
     @property
     def key(self) -> tuple[str, str]:
@@ -91,7 +92,8 @@ def merge_rows(rows: Iterable[FilterRow]) -> list[FilterRow]:
             old = merged[r.key]
             tg = tuple(sorted(set(old.targets) | set(r.targets), key=IPv4Address))
             merged[r.key] = FilterRow(r.peer_sg_public, r.initiator_private, tg,
-                                      old.initiator_fqdn or r.initiator_fqdn)
+                                      old.initiator_fqdn or r.initiator_fqdn,
+                                      old.initiator_mvpn or r.initiator_mvpn)
         else:
             merged[r.key] = r
     return sorted(merged.values(), key=lambda r: (IPv4Address(r.peer_sg_public),
@@ -105,8 +107,9 @@ class WorkgroupFilter:
     peer_ifaces: {peer SG public address: name of that peer's tunnel interface as seen in
     the namespace where the filter runs}. hooks: the base chains to filter in ("forward",
     and "input" if targets may live on the SG itself). always_allow: nft expressions
-    accepted from every tunnel before the rows (e.g. "udp dport { 500, 4500 }" when a
-    charon in the same namespace must receive IKE through the tunnel).
+    accepted from every tunnel before the rows; `{peer}` is replaced by the peer SG's
+    address (e.g. "ip saddr {peer} udp sport {{ 500, 4500 }}" lets IKE answers of the
+    peer SG reach our own initiating MNs).
     """
     peer_ifaces: dict[str, str] = field(default_factory=dict)
     table: str = "tb_workgroup"
@@ -153,7 +156,7 @@ class WorkgroupFilter:
         for p in peers:
             ch = self._peer_chain(p)
             for expr in self.always_allow:
-                out.append(f"add rule {t} {ch} {expr} accept")
+                out.append(f"add rule {t} {ch} {expr.format(peer=p)} accept")
             for r in rows:
                 if r.peer_sg_public != p or not r.targets:
                     continue

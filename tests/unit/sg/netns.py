@@ -59,7 +59,11 @@ class Lab:
     def spawn(self, ns: str, args: list[str], log: str) -> subprocess.Popen:
         out = open(self.workdir / log, "wb")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        p = subprocess.Popen(["ip", "netns", "exec", ns] + args, stdout=out, stderr=subprocess.STDOUT,
+        # nsenter, not `ip netns exec`: the latter gives the process a mount namespace of
+        # its own, and namespaces the SG agent creates with `ip netns add` would then not be
+        # usable from outside (the per-realm namespaces must be).
+        p = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}"] + args, stdout=out,
+                             stderr=subprocess.STDOUT,
                              cwd=REPO, env=env, start_new_session=True)
         self.procs.append(p)
         return p
@@ -142,14 +146,16 @@ UDP_SEND = r"""
 import socket, sys, time
 dst, port, src, msg, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].encode(), int(sys.argv[5])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((src, 0))
+if int(sys.argv[6]):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, int(sys.argv[6]))
 for i in range(n):
     s.sendto(msg, (dst, port)); time.sleep(0.005)
 """
 
 
-def udp_send(ns: str, dst: str, port: int, src: str, msg: str, n: int = 20) -> None:
-    subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", UDP_SEND, dst, str(port), src, msg, str(n)],
-                   check=True, timeout=30)
+def udp_send(ns: str, dst: str, port: int, src: str, msg: str, n: int = 20, mark: int = 0) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", UDP_SEND, dst, str(port), src, msg,
+                    str(n), str(mark)], check=True, timeout=30)
 
 
 UDP_SINK = r"""

@@ -1,0 +1,157 @@
+"""The SG agent: tunnels to peer SGs, the workgroup filter following the portal, responders.
+
+What ties the parts together is the peer SG's public address: it names the IP-IP tunnel
+(outer source), the realm namespace and charon that terminate that peer's initiators,
+the interface the workgroup filter keys its rows on, and the identity the responder
+demands in the initiator's certificate. One table, `peers`, holds that mapping.
+
+Start-up order is fail-closed: tunnels come up with an empty filter (every peer's traffic
+dropped and counted) and rows are installed once the portal has answered.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from testbed.sg.config import SgConfig
+from testbed.sg.portal_follower import PortalFollower
+from testbed.sg.realm import Realm
+from testbed.sg.strongswan import Credentials
+from testbed.sg.workgroup_filter import FilterRow, WorkgroupFilter
+from testbed.tunnel.ipip import IpipEndpoint
+from testbed.tunnel.status import write_status
+from testbed.tunnel.tun import configure_link
+
+log = logging.getLogger(__name__)
+
+IKE_FROM_PEER = "ip saddr {peer} udp sport {{ 500, 4500 }}"
+
+
+class SgAgent:
+    def __init__(self, cfg: SgConfig) -> None:
+        self.cfg = cfg
+        self.public = str(cfg.public_address)
+        self.endpoint = IpipEndpoint(self.public, mode=cfg.tunnel.mode,
+                                     ifname_prefix=cfg.tunnel.ifname_prefix)
+        self.filter = WorkgroupFilter(
+            table=cfg.filter.table, hooks=tuple(cfg.filter.hooks),
+            always_allow=(IKE_FROM_PEER,) if cfg.ipsec.enabled else ())
+        self.peers: dict[str, str] = {}       # public address -> peer name
+        self.realms: dict[str, Realm] = {}    # peer name -> realm (ipsec mode)
+        self.follower: PortalFollower | None = None
+        self._next_index = 0
+        self._lock = threading.RLock()
+        self.errors: list[str] = []
+
+    # ---- peers -------------------------------------------------------------------------
+    def add_peer(self, name: str, public: str, routes: list[str] | None = None) -> None:
+        """Create the tunnel to a peer SG (and its realm namespace + responder)."""
+        public = str(IPv4Address(public))
+        with self._lock:
+            if public in self.peers:
+                return
+            index = self._next_index
+            self._next_index += 1
+            ifname = f"{self.cfg.tunnel.ifname_prefix}{name}"
+            ipsec = self.cfg.ipsec
+            realm = None
+            if ipsec.enabled:
+                realm = Realm(
+                    name, index, public, public_address=self.public,
+                    identity=str(ipsec.identity or self.public),
+                    realm_prefixes=[str(p) for p in self.cfg.realm],
+                    creds=Credentials(cert=ipsec.cert, key=ipsec.key, ca=ipsec.ca),
+                    workdir=Path(ipsec.workdir) / name, netns=f"{ipsec.netns_prefix}{name}",
+                    tun_ifname=ifname, require_ipsec=ipsec.require_ipsec, debug=ipsec.debug,
+                    mtu=self.cfg.tunnel.mtu)
+                realm.create_namespace()
+            peer = self.endpoint.add_peer(name, public, ifname=ifname)
+            if realm is not None:
+                realm.attach_tunnel()
+                peer.netns = realm.netns
+                realm.build()
+                realm.start_charon()
+                self.realms[name] = realm
+                outer_if = realm.outer_if
+            else:
+                configure_link(ifname, mtu=self.cfg.tunnel.mtu, routes=routes or [])
+                outer_if = ifname
+            self.peers[public] = name
+            self.filter.peer_ifaces = {**self.filter.peer_ifaces, public: outer_if}
+        log.info("peer %s (%s) up on %s", name, public, outer_if)
+
+    def _auto_name(self, row: FilterRow) -> str:
+        name = re.sub(r"[^A-Za-z0-9_]", "", row.initiator_mvpn)[:8]
+        if not name or any(n == name for n in self.peers.values()):
+            name = "p" + IPv4Address(row.peer_sg_public).packed[1:].hex()
+        return name
+
+    # ---- rows --------------------------------------------------------------------------
+    def apply_rows(self, version: int | None, rows: list[FilterRow]) -> None:
+        """Install a new row set: auto-create peers, replace the filter, sync realm targets."""
+        with self._lock:
+            if self.cfg.auto_peers:
+                for r in rows:
+                    if r.peer_sg_public not in self.peers and r.peer_sg_public != self.public:
+                        try:
+                            self.add_peer(self._auto_name(r), r.peer_sg_public)
+                        except Exception as exc:
+                            self.errors.append(f"auto peer {r.peer_sg_public}: {exc}")
+                            log.error("cannot create tunnel to %s: %s", r.peer_sg_public, exc)
+            self.filter.apply(rows, version)
+            for name, realm in self.realms.items():
+                targets = {t for r in rows if r.peer_sg_public == realm.peer_public for t in r.targets}
+                realm.set_targets(targets)
+        log.info("rows version %s applied (%d rows)", version, len(rows))
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        for name, pc in self.cfg.peers.items():
+            self.add_peer(name, str(pc.public), pc.routes)
+        self.filter.apply([], None)  # fail closed until rows arrive
+        self.endpoint.start()
+        if self.cfg.portal:
+            self.follower = PortalFollower(self.cfg.portal.url, self.cfg.mvpn, self.apply_rows,
+                                           poll_timeout=self.cfg.portal.poll_timeout).start()
+        else:
+            rows = []
+            for i, r in enumerate(self.cfg.static_rows):
+                try:
+                    rows.append(FilterRow.from_json(r))
+                except ValueError as exc:
+                    raise ValueError(f"static_rows[{i}]: {exc}") from None
+            self.apply_rows(0, rows)
+
+    def status(self) -> dict:
+        with self._lock:
+            realms = {name: r.status() for name, r in self.realms.items()}
+        return {"time": time.time(), "mvpn": self.cfg.mvpn, "public_address": self.public,
+                "peers": {pub: name for pub, name in self.peers.items()},
+                "tunnel": self.endpoint.status(), "filter": self.filter.status(),
+                "portal": self.follower.status() if self.follower else None,
+                "realms": realms, "errors": self.errors[-20:]}
+
+    def run(self, stop: threading.Event) -> None:
+        """Write status every interval until `stop` is set."""
+        while not stop.is_set():
+            try:
+                write_status(self.cfg.status_file, self.status())
+            except Exception as exc:  # status is best effort; never kill the data plane
+                log.warning("status: %s", exc)
+            stop.wait(self.cfg.status_interval)
+
+    def close(self) -> None:
+        if self.follower:
+            self.follower.stop()
+        try:
+            write_status(self.cfg.status_file, self.status())
+        except Exception:
+            pass
+        self.endpoint.close()  # closing the TUN fds deletes the tunnel interfaces
+        for realm in self.realms.values():
+            realm.close()
+        self.filter.remove()

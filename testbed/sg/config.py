@@ -1,0 +1,115 @@
+"""Configuration of the SG agent (`python3 -m testbed.sg --config FILE`, JSON or YAML).
+
+Example (SG of M-VPN B):
+
+    mvpn: B
+    public_address: 198.51.100.2
+    realm: [10.0.0.0/24]                 # our M-VPN's private prefixes (IPsec local_ts)
+    portal: {url: "http://198.51.100.10:8080"}
+    peers: {A: {public: 198.51.100.1}, C: {public: 198.51.100.3}}
+    ipsec: {enabled: true, cert: /etc/testbed/sg/cert.pem, key: /etc/testbed/sg/key.pem,
+            ca: /etc/testbed/ca.pem}
+    status_file: /run/testbed/sg.json
+"""
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = re.compile(r"^[A-Za-z0-9_]{1,8}$")
+
+
+class PeerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    public: IPv4Address
+    routes: list[str] = []  # plain mode only: prefixes routed into this peer's tunnel
+
+
+class PortalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    poll_timeout: float = Field(default=25.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class TunnelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["auto", "kernel", "userspace"] = "auto"
+    ifname_prefix: str = Field(default="ip-", max_length=6)
+    mtu: int = Field(default=1480, ge=576, le=65515)
+
+
+class IpsecConfig(BaseModel):
+    """Per-realm strongSwan responders. Off: plain IP-IP, tunnels stay in our namespace."""
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    cert: str | None = None
+    key: str | None = None
+    ca: str | None = None
+    identity: IPv4Address | None = None  # our IKE identity; default: public_address
+    workdir: str = "/var/lib/testbed/sg"
+    netns_prefix: str = Field(default="realm-", max_length=20)
+    require_ipsec: bool = True  # realm netns forwards only decrypted traffic inwards
+    debug: int = Field(default=1, ge=0, le=4)
+
+    @model_validator(mode="after")
+    def _creds(self) -> "IpsecConfig":
+        if self.enabled:
+            for f in ("cert", "key", "ca"):
+                if not getattr(self, f):
+                    raise ValueError(f"ipsec.{f} is required when ipsec.enabled is true")
+        return self
+
+
+class FilterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    table: str = Field(default="tb_workgroup", pattern=r"^[A-Za-z0-9_]{1,32}$")
+    hooks: list[Literal["forward", "input"]] = ["forward"]
+
+
+class SgConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mvpn: str
+    public_address: IPv4Address
+    realm: list[IPv4Network] = []
+    portal: PortalConfig | None = None
+    static_rows: list[dict] = []          # used when there is no portal (tests, offline)
+    auto_peers: bool = True               # a row naming an unknown peer SG creates its tunnel
+    peers: dict[str, PeerConfig] = {}
+    tunnel: TunnelConfig = TunnelConfig()
+    ipsec: IpsecConfig = IpsecConfig()
+    filter: FilterConfig = FilterConfig()
+    status_file: str = "/run/testbed/sg.json"
+    status_interval: float = Field(default=1.0, gt=0, le=1.0)
+    log_level: str = "INFO"
+
+    @field_validator("peers")
+    @classmethod
+    def _peer_names(cls, v: dict[str, PeerConfig]) -> dict[str, PeerConfig]:
+        seen = set()
+        for name, pc in v.items():
+            if not NAME.match(name):
+                raise ValueError(f"peer name {name!r}: 1-8 letters, digits or _ "
+                                 "(it becomes part of interface names)")
+            if pc.public in seen:
+                raise ValueError(f"peer {name}: public address {pc.public} used twice")
+            seen.add(pc.public)
+        return v
+
+    @model_validator(mode="after")
+    def _not_self(self) -> "SgConfig":
+        for name, pc in self.peers.items():
+            if pc.public == self.public_address:
+                raise ValueError(f"peers.{name}.public: is our own public_address")
+        if self.ipsec.enabled and not self.realm:
+            raise ValueError("realm: required when ipsec.enabled (it is the responders' local_ts)")
+        return self
