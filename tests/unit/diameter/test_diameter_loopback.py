@@ -343,3 +343,32 @@ def test_silent_connection_is_closed_after_cer_timeout():
             raw.close()
             assert server.counters.get("cer_timeouts") == 1
     run(main())
+
+
+def test_client_sees_cea_failure_and_ids_match():
+    async def main():
+        async with serving(make_backend()) as server:
+            eap_only = DiameterClient(LocalIdentity("msr5.home.example", REALM,
+                                                    auth_application_ids=(5,)),
+                                      "127.0.0.1", server.port, destination_realm=REALM, tc=0.2)
+            await eap_only.start()
+            assert not await eap_only.wait_open(0.5)
+            assert "5010" in (eap_only.last_error or "")
+            await eap_only.stop()
+            assert server.counters.get("cer_rejected") >= 1
+            # hop-by-hop and end-to-end ids of answers match their requests
+            raw = await RawPeer.connect(server.port)
+            await raw.open()
+            ids = []
+            for _ in range(3):
+                req = raw.request(C.CMD_DEVICE_WATCHDOG, C.APP_COMMON,
+                                  [A.make(C.AVP_ORIGIN_HOST, "raw.home.example"),
+                                   A.make(C.AVP_ORIGIN_REALM, REALM)])
+                await raw.send(req)
+                ans = await raw.recv()
+                assert (ans.header.hop_by_hop, ans.header.end_to_end) == (raw.hbh, raw.hbh)
+                assert not ans.is_request and ans.code == C.CMD_DEVICE_WATCHDOG
+                ids.append(ans.header.hop_by_hop)
+            assert len(set(ids)) == 3
+            raw.close()
+    run(main())
