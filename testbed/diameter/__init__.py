@@ -27,7 +27,8 @@ Attach application = NASREQ (RFC 7155), app id 1, command 265 AA-Request/Answer:
   request: Session-Id, Auth-Application-Id, Origin-Host/-Realm (sink),
     Destination-Realm (node's home realm), Auth-Request-Type 274
     (3 AUTHORIZE_AUTHENTICATE with an authenticator, 2 AUTHORIZE_ONLY for the
-    certificate path), User-Name 1 = node identity/FQDN, User-Password 2 = the
+    certificate path, 1 AUTHENTICATE_ONLY = verdict without routes/filters),
+    User-Name 1 = node identity/FQDN, User-Password 2 = the
     authenticator (opaque bytes), Framed-IP-Address 8 = node address (4 octets),
     NAS-IP-Address 4 / NAS-Identifier 32 = the sink,
     TB-Authenticated-Data (vendor 32473, code 1) = bytes the authenticator covers,

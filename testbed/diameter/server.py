@@ -219,7 +219,8 @@ class DiameterServer:
                 self.counters.inc("certificates_returned")
         routes: list[Route] = []
         filters: list[FilterRule] = []
-        if result.ok:
+        # AUTHENTICATE_ONLY asks for no authorization: no routes or filters then.
+        if result.ok and req.auth_request_type != C.AUTH_REQUEST_AUTHENTICATE_ONLY:
             try:
                 routes = [r if isinstance(r, Route) else parse_route(r) for r in result.routes]
                 filters = [f if isinstance(f, FilterRule) else parse_filter(f) for f in result.filters]

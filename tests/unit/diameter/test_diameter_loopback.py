@@ -372,3 +372,23 @@ def test_client_sees_cea_failure_and_ids_match():
             assert len(set(ids)) == 3
             raw.close()
     run(main())
+
+
+def test_authenticate_only_returns_no_policy():
+    async def main():
+        async with serving(make_backend()) as server:
+            raw = await RawPeer.connect(server.port)
+            await raw.open("msr8.home.example")
+            _, avp_list = build_aar(origin_host="msr8.home.example", origin_realm=REALM,
+                                    destination_realm=REALM, identity=NODE,
+                                    auth_request_type=C.AUTH_REQUEST_AUTHENTICATE_ONLY,
+                                    authenticator=compute_authenticator(SECRET, NODE.encode()))
+            await raw.send(raw.request(C.CMD_AA, C.APP_NASREQ, avp_list, proxiable=True))
+            ans = await raw.recv()
+            assert ans.result_code == C.RESULT_SUCCESS
+            assert ans.find(C.AVP_FRAMED_ROUTE) is None and ans.find(C.AVP_NAS_FILTER_RULE) is None
+            assert ans.integer(C.AVP_AUTH_REQUEST_TYPE) == C.AUTH_REQUEST_AUTHENTICATE_ONLY
+            assert ans.text(C.AVP_SESSION_ID) == A.as_text(avp_list[0])
+            assert ans.header.flags & C.FLAG_PROXIABLE
+            raw.close()
+    run(main())
