@@ -64,6 +64,15 @@ def down(lab: Optional[str] = typer.Option(None, help="lab name")) -> None:
     name = _lab_name(lab)
     try:
         Lab.attach(name).down(say=_say)
+    except LabError:
+        # No saved state (e.g. 'up' was killed before it saved): remove what carries the name.
+        from .cleanup import clean_lab
+        from .lab import default_backend
+
+        gone = clean_lab(name, default_backend())
+        if not any(gone.values()):
+            _fail(LabError(f"no lab named {name!r} is up and nothing of it is left"))
+        console.log(f"lab {name} had no saved state; removed what was left: {gone}")
     except EXPECTED as e:
         _fail(e)
 
@@ -262,8 +271,14 @@ def bench(only: Optional[str] = typer.Option(None, help="only this benchmark"),
     print(json.dumps(res, indent=2))
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM during 'up' unwinds like Ctrl-C, so the half-built lab is removed.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:  # pragma: no cover
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

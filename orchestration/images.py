@@ -55,6 +55,18 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
         return False
 
 
+def _prune(client: docker.DockerClient, keep: str) -> None:
+    """Remove older builds of the same image (other input hashes) so stale images do not pile up.
+    An image still used by a container is left alone (the engine refuses, and that is fine)."""
+    repo = keep.split(":")[0]
+    for img in client.images.list(name=repo):
+        if keep not in img.tags:
+            try:
+                client.images.remove(img.id, noprune=False)
+            except docker.errors.APIError:
+                pass
+
+
 def ensure_base(client: docker.DockerClient, say: Say = print) -> str:
     tag = base_tag()
     if _exists(client, tag):
@@ -64,6 +76,7 @@ def ensure_base(client: docker.DockerClient, say: Say = print) -> str:
         client.images.pull(REGISTRY_BASE)
         say(f"  from registry image {REGISTRY_BASE}")
         client.images.build(path=str(IMAGES_DIR / "base"), dockerfile="Dockerfile.registry", tag=tag, rm=True)
+        _prune(client, tag)
         return tag
     except docker.errors.APIError:
         say("  no registry reachable: debootstrap + docker import")
@@ -72,6 +85,7 @@ def ensure_base(client: docker.DockerClient, say: Say = print) -> str:
     r = subprocess.run([str(IMAGES_DIR / "base" / "debootstrap.sh"), tag], capture_output=True, text=True)
     if r.returncode != 0:
         raise BackendError(f"debootstrap build of {tag} failed:\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
+    _prune(client, tag)
     return tag
 
 
@@ -88,6 +102,7 @@ def ensure_role(client: docker.DockerClient, role: str, say: Say = print) -> str
     except docker.errors.BuildError as e:
         log = "".join(str(x.get("stream", "")) for x in e.build_log)[-2000:]
         raise BackendError(f"building {tag} failed: {e}\n{log}") from None
+    _prune(client, tag)
     return tag
 
 
