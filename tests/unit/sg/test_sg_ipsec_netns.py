@@ -73,7 +73,7 @@ def world(tmp_path_factory):
                 "tunnel": {"mode": "userspace"},
                 "ipsec": {"enabled": True, "cert": cert, "key": key, "ca": str(ca.ca_path),
                           "workdir": str(work / f"sg{name}"), "netns_prefix": f"tbtg{name}-",
-                          "debug": 2},
+                          "debug": 1},
                 "filter": {"table": "tbt_wg"},
                 "status_file": str(work / f"sg{name}.status"), "log_level": "DEBUG"}, f"sg{name}")
         for name in PUB:
@@ -90,7 +90,7 @@ def world(tmp_path_factory):
                    "B": {"A": (PUB["A"], [MN["A"]])}}
         for name in PUB:
             cert, key = ca.issue(f"mn{name}", [PUB[name]], [f"{name.lower()}.{name}.example"])
-            ch = Charon(f"mn{name}", work / f"mn{name}", netns=mn[name], debug=2)
+            ch = Charon(f"mn{name}", work / f"mn{name}", netns=mn[name], debug=1)
             ch.start()
             mns[name] = ch
             conf = write_swanctl_dir(work / f"mn{name}" / "swanctl",
