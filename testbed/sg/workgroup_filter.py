@@ -48,17 +48,13 @@ class FilterRow:
         """Build a row from the portal's JSON; ValueError names the bad field."""
         if not isinstance(d, dict):
             raise ValueError(f"row: expected an object, got {type(d).__name__}")
-        try:
-            peer = str(IPv4Address(d["peer_sg_public"]))
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"row.peer_sg_public: {exc}") from None
-        try:
-            init = str(IPv4Address(d["initiator_private"]))
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"row.initiator_private: {exc}") from None
+        peer = _addr_field(d, "peer_sg_public")
+        init = _addr_field(d, "initiator_private")
         targets = d.get("targets", [])
         if not isinstance(targets, list):
             raise ValueError("row.targets: expected a list of addresses")
+        if not all(isinstance(t, str) for t in targets):
+            raise ValueError("row.targets: every target must be an address string")
         try:
             tg = tuple(sorted({str(IPv4Address(t)) for t in targets}, key=IPv4Address))
         except ValueError as exc:
@@ -69,6 +65,19 @@ class FilterRow:
     @property
     def key(self) -> tuple[str, str]:
         return (self.peer_sg_public, self.initiator_private)
+
+
+def _addr_field(d: dict, name: str) -> str:
+    """An IPv4 address given as a string (ints would be accepted by IPv4Address)."""
+    if name not in d:
+        raise ValueError(f"row.{name}: missing")
+    v = d[name]
+    if not isinstance(v, str):
+        raise ValueError(f"row.{name}: expected an address string, got {type(v).__name__}")
+    try:
+        return str(IPv4Address(v))
+    except ValueError as exc:
+        raise ValueError(f"row.{name}: {exc}") from None
 
 
 def _hex(addr: str) -> str:
