@@ -11,11 +11,13 @@ sgB terminates A and C on tunnel interfaces of their own, so its filter can tell
 """
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +221,42 @@ def test_filter_rendering_refuses_bad_rows():
     with pytest.raises(ValueError, match="targets"):
         FilterRow.from_json({"peer_sg_public": "198.51.100.1", "initiator_private": "10.0.0.5",
                              "targets": "10.0.0.7"})
+
+
+RUNTIME_PEERS = r"""
+import json, subprocess, sys
+from testbed.tunnel.ipip import IpipEndpoint, kernel_ipip_available
+def links():
+    return {l["ifname"] for l in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout)}
+ep = IpipEndpoint("198.51.100.1", peers={"B": "198.51.100.2"}, ifname_prefix="tbtr")
+out = {"auto_mode": ep.mode, "probe": kernel_ipip_available("198.51.100.1"), "after_init": "tbtrB" in links()}
+ep.start()
+ep.add_peer("C", "198.51.100.3")
+out["after_add"] = "tbtrC" in links()
+try:
+    ep.add_peer("C2", "198.51.100.3")
+except ValueError as exc:
+    out["dup_refused"] = str(exc)
+ep.remove_peer("B")
+out["after_remove"] = "tbtrB" in links()
+out["peers"] = sorted(ep.status()["peers"])
+ep.close()
+out["after_close"] = "tbtrC" in links()
+print(json.dumps(out))
+"""
+
+
+def test_peers_added_and_removed_at_runtime_and_mode_detection(world):
+    proc = subprocess.run(["ip", "netns", "exec", world["ns"]["A"], sys.executable, "-c", RUNTIME_PEERS],
+                          capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[3]), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["after_init"] and out["after_add"] and not out["after_remove"] and not out["after_close"]
+    assert out["peers"] == ["C"] and "already used" in out["dup_refused"]
+    # auto mode follows what the kernel can do (this project's kernel has no ipip module)
+    assert out["auto_mode"] == ("kernel" if out["probe"] else "userspace")
+    config = subprocess.run("zcat /proc/config.gz 2>/dev/null | grep '^CONFIG_NET_IPIP='", shell=True,
+                            capture_output=True, text=True).stdout
+    if Path("/proc/config.gz").exists() and config == "":
+        assert out["probe"] is False
