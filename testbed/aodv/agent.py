@@ -79,6 +79,8 @@ class Session:
     prefix_len: int
     expires: float  # when the requester's route would run out
     sent: int = 0
+    #: replied as intermediate: the gratuitous RREP carries our route's seqno/hops
+    intermediate: bool = False
 
 
 class Agent:
@@ -121,6 +123,8 @@ class Agent:
         self.held: dict[str, float] = {}       # old sink / MN: dst -> hold deadline
         self.pending_bind: dict[str, float] = {}  # new sink: MN -> deadline for the ACK
         self.greeted: set[str] = set()
+        #: route to a node as it was before that node became our neighbour (claim 29 test)
+        self.prior_route: dict[str, Route | None] = {}
         self.kernel: KernelRoutes | None = None
         self.sock: ControlSocket | None = None
         self.tun: Tun | None = None
@@ -398,6 +402,10 @@ class Agent:
             self.seq = seqnum.fresher(self.seq, d.orig_seq)  # claim 38: seq given by handover
         else:
             self.seq = seqnum.increment(self.seq)  # RFC 6.1: before each route discovery
+        if self.cfg.role == "mn" and self.reg_seq is not None and self.sink is not None:
+            # this RREQ distributes our new seqno via the sink: it is what the network
+            # now knows of us, so it is what the next handover hello must carry (claim 27)
+            self.reg_seq = seqnum.fresher(self.reg_seq, self.seq)
         self.rreq_id = (self.rreq_id + 1) & 0xFFFFFFFF
         r = self.routes.get(d.dst)
         flags = 0
@@ -630,6 +638,8 @@ class Agent:
         self.counters["rrep_sent"] += 1
         r.precursors.add(prev)
         rev.precursors.add(r.next_hop)
+        self.sessions[m.orig] = Session(orig=m.orig, dst=r.dst, prefix_len=r.prefix_len,
+                                        expires=self.now() + life / 1000, intermediate=True)
         if m.flags.G:  # gratuitous RREP to the destination (RFC 6.6.3)
             g = RREP(hop_count=rev.hop_count, dst=m.orig, dst_seq=m.orig_seq, orig=r.dst,
                      lifetime=max(1, int(rev.remaining() * 1000)))
@@ -673,6 +683,11 @@ class Agent:
             self.event("handover_route_updated", mn=key, via=prev, seq=m.dst_seq,
                        old_next_hop=old_next, new_sink=ho.addr)
         if self.is_local(m.orig):
+            d = self.discoveries.get(m.dst)
+            r = self.routes.lookup(m.dst)
+            if d is not None and d.locate is None and r is not None:
+                self.finish_discovery(d, r)
+                self.route_ready(r)
             if ho is not None:
                 self.on_handover_rrep_for_me(m, prev, ho)
             return
@@ -731,6 +746,8 @@ class Agent:
         before = self.routes.get(prev)
         before = dataclasses.replace(before) if before is not None else None
         self.neighbours[prev] = Neighbour(prev, iface, now, life)
+        if new:
+            self.prior_route[prev] = before
         if ho is not None and ho.kind == HandoverKind.ATTACH and self.cfg.handover.enabled \
                 and self.cfg.role == "msr":
             self.on_attach(m, prev, iface, ho, before)
@@ -828,9 +845,16 @@ class Agent:
         """A datagram hit the catch-all route: buffer + discover, or refuse (RFC 6.3, 6.11)."""
         r = self.routes.lookup(dst)
         if r is not None:
-            if self.reinjector.send(pkt):
-                self.counters["reinjected"] += 1
-            return
+            # We think we have a route but the kernel sent the datagram here: its route
+            # vanished (e.g. with its interface). Put it back, or give the route up;
+            # never re-inject blindly (it would loop through the TUN).
+            if r.iface in self.ifaces and self.kernel.install(r):
+                if self.reinjector.send(pkt):
+                    self.counters["reinjected"] += 1
+                return
+            self.counters["kernel_route_lost"] += 1
+            self.invalidate(r, f"kernel route gone (interface {r.iface})")
+            r = None
         ours = (self.is_local(src) or self.announced_net(src) is not None
                 or src in self.neighbours or src in self.registered)
         if not ours:
@@ -847,6 +871,10 @@ class Agent:
         if not self.buffer.add(dst, pkt):
             log.debug("buffer full for %s: dropped", dst)
             return
+        if (self.cfg.role == "mn" and self.cfg.handover.enabled and self.last_sink
+                and (self.sink is None or self.attaching) and dst not in self.held):
+            # claim 36: while the handover runs, wait for it instead of flooding RREQs
+            self.held[dst] = self.now() + self.cfg.handover.old_sink_hold_ms / 1000
         if dst in self.held:
             return  # handover in progress: the binding will bring the route back
         self.start_discovery(dst)
@@ -879,8 +907,21 @@ class Agent:
 
     # ------------------------------------------------------------------ handover (26-39)
     def mn_consider_sink(self, nbr: str) -> None:
-        """MN: a hello from an MSR; is it a (new) sink to attach to? (claim 27)"""
-        if self.sink is not None and self.sink in self.neighbours:
+        """MN: a hello from an MSR; is it a (new) sink to attach to? (claim 27)
+
+        A new sink is taken when the current one is gone or has been silent for more
+        than one hello interval (or its interface vanished, if link-layer detection is on).
+        """
+        if self.sink is not None and self.sink != nbr and self.sink in self.neighbours:
+            old = self.neighbours[self.sink]
+            silent = self.now() - old.last_heard > 1.2 * self.t.hello_interval
+            gone = self.cfg.link_layer_detection and old.iface not in self.ifaces
+            if not (silent or gone):
+                return
+            self.event("sink_silent", sink=self.sink, new_sink=nbr)
+            self.last_sink, self.sink = self.sink, None
+            self.handover_started = self.now()
+        if self.sink == nbr:
             return
         if self.attaching == nbr and self.now() - self.attach_sent_at < self.t.hello_interval:
             return
@@ -903,6 +944,8 @@ class Agent:
         """New sink: the MN's first hello (claims 28-30)."""
         s = ho.mn_seq
         old_sink = ho.addr
+        # judge claim 29 on the route we had before the MN's plain hellos reached us
+        before = self.prior_route.pop(mn, before)
         life = max(m.lifetime / 1000, self.t.allowed_hello_loss * self.t.hello_interval)
         self.registered[mn] = {"since": time.time(), "old_sink": old_sink, "seq": s}
         self.held.pop(mn, None)
@@ -1080,7 +1123,14 @@ class Agent:
             if rev is None:
                 continue
             life = self.t.my_route_timeout
-            msg = RREP(hop_count=0, dst=s.dst, dst_seq=self.seq, orig=orig,
+            seq, hops = self.seq, 0
+            if s.intermediate:
+                fwd = self.routes.valid(s.dst)
+                if fwd is None or not fwd.valid_seq:
+                    continue
+                seq, hops = fwd.seq, fwd.hop_count
+                life = min(life, fwd.remaining(now))
+            msg = RREP(hop_count=hops, dst=s.dst, dst_seq=seq, orig=orig,
                        prefix_sz=0 if s.prefix_len == 32 else s.prefix_len,
                        lifetime=int(life * 1000), extensions=[GratuitousExt()])
             if not rev.valid:
@@ -1142,8 +1192,10 @@ class Agent:
         names = socket.if_nameindex()  # cheap: spot a vanished/re-created link at once
         if names != self._names or now >= self.next_iface_poll:
             self._names = names
-            self.next_iface_poll = now + 1.0
             self.poll_interfaces()
+            pending = any(n not in self.ifaces and n not in ("lo", self.cfg.tun_name)
+                          for _i, n in names)
+            self.next_iface_poll = now + (0.1 if pending else 1.0)
         self.monitor.drain()
         self.apply_activity()
         if self.cfg.hello_enabled and now >= self.next_hello:

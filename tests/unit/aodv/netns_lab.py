@@ -115,6 +115,9 @@ class Lab:
             p.wait(5)
 
     def cleanup(self) -> None:
+        for p in self.procs.values():  # signal all first: they shut down in parallel
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         for node in list(self.procs):
             self.stop(node)
         for ns in self.nodes.values():

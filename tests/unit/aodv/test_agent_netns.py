@@ -1,0 +1,289 @@
+"""The agent for real: host network namespaces joined by veths, agents as subprocesses.
+
+Addresses are /32 on every link (as in a MANET), so only AODV's routes connect the nodes.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from .netns_lab import Lab
+
+pytestmark = [pytest.mark.netns,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
+
+NET = "10.97.0.0/24"
+FAST = {"node_traversal_time_ms": 10, "net_diameter": 6, "rreq_retries": 1}
+
+
+_counter = iter(range(10**6))
+
+
+def _suffix() -> str:
+    return format((os.getpid() * 7 + next(_counter)) % 4096, "03x")
+
+
+@pytest.fixture
+def lab(request):
+    lab = Lab(_suffix())
+    yield lab
+    _finish(request, [lab])
+
+
+@pytest.fixture
+def labs(request):
+    """Factory: several labs in one test (variants run side by side, in the same run)."""
+    made: list[Lab] = []
+
+    def make() -> Lab:
+        made.append(Lab(_suffix()))
+        return made[-1]
+
+    yield make
+    _finish(request, made)
+
+
+def _finish(request, labs: list[Lab]) -> None:
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for lab in labs:
+            for n in lab.nodes:
+                print(f"----- log of {lab.suffix}/{n}\n{lab.log_tail(n, 60)}")
+    for lab in labs:
+        lab.cleanup()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def addr(i: int) -> str:
+    return f"10.97.0.{i}"
+
+
+def chain(lab: Lab, names: str, **cfg) -> None:
+    for i, n in enumerate(names, start=1):
+        lab.add_node(n, addr(i))
+    for a, b in zip(names, names[1:]):
+        lab.link(a, b)
+    for n in names:
+        c = {"managed_prefixes": [NET], **cfg}
+        lab.start(n, lab.config(n, **c))
+    lab.wait_agents()
+
+
+def counters(lab: Lab, n: str) -> dict:
+    return lab.status(n).get("counters", {})
+
+
+def ping_loss(out: str) -> tuple[int, int]:
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_chain_discovery_buffers_first_packet_and_reaches_prefix(lab):
+    """4-hop chain: the very first ping is buffered during discovery and still answered;
+    the far end answers for a whole prefix (RREP prefix size) like a gateway."""
+    names = "abcd"
+    for i, n in enumerate(names, start=1):
+        lab.add_node(n, addr(i))
+    for a, b in zip(names, names[1:]):
+        lab.link(a, b)
+    # host h (no AODV) behind the gateway d
+    lab.add_node("h", "198.51.100.7")
+    lab.link("d", "h")
+    lab.exec("h", "ip", "route", "add", "default", "via", addr(4), "dev", lab.ifname("h", "d"),
+             "onlink")
+    lab.exec("d", "ip", "route", "add", "198.51.100.7/32", "dev", lab.ifname("d", "h"))
+    for n in names:
+        extra = {"announced_prefixes": ["198.51.100.0/24"]} if n == "d" else {}
+        lab.start(n, lab.config(n, managed_prefixes=[NET, "198.51.100.0/24"], **extra))
+    lab.wait_agents()
+    r = lab.ping("a", addr(4), count=1, wait=3)
+    assert "1 received" in r.stdout, r.stdout
+    st = lab.wait_status("a", lambda s: s["route_installs"])
+    inst = [i for i in st["route_installs"] if i["dst"] == addr(4)][0]
+    assert inst["hop_count"] == 3 and inst["next_hop"] == addr(2)
+    assert st["counters"]["buffered"] >= 1 and st["counters"]["reinjected"] >= 1
+    routes = lab.exec("a", "ip", "route", "show", "proto", "180").stdout
+    assert f"{addr(4)} via {addr(2)}" in routes and f"{NET} dev aodv0" in routes
+    lab.wait_status("b", lambda s: s["counters"].get("rreq_forwarded", 0) >= 1)
+    # gateway prefix
+    r = lab.ping("a", "198.51.100.7", count=1, wait=3)
+    assert "1 received" in r.stdout, r.stdout
+    routes = lab.exec("b", "ip", "route", "show", "proto", "180").stdout
+    assert f"198.51.100.0/24 via {addr(3)}" in routes, routes
+    # malformed and truncated AODV messages: dropped, counted, agent keeps working
+    send = ("import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for p in (b'', b'\\x01\\x00', b'\\x02'+bytes(5), b'\\x03\\x00\\x00\\x09', "
+            f"b'\\x01'+bytes(23)+b'\\x81\\x09', b'\\xff'*40):\n"
+            f"    s.sendto(p, ('{addr(2)}', 654))\n")
+    lab.exec("a", "python3", "-c", send)
+    lab.wait_status("b", lambda s: s["counters"].get("malformed_dropped", 0) >= 5)
+    assert lab.procs["b"].poll() is None
+    assert "1 received" in lab.ping("a", addr(4), count=1, wait=2).stdout
+
+
+def test_link_break_sends_rerr_and_unreachable_after_failed_discovery(lab):
+    chain(lab, "abc", timers=FAST)
+    assert "1 received" in lab.ping("a", addr(3), count=1, wait=3).stdout
+    lab.wait_status("a", lambda s: any(r["dst"] == addr(3) and r["state"] == "valid"
+                                       for r in s["routes"]))
+    lab.unlink("b", "c")
+    st = lab.wait_status("a", lambda s: s["counters"].get("rerr_received", 0) >= 1)
+    route = [r for r in st["routes"] if r["dst"] == addr(3)][0]
+    assert route["state"] == "invalid"
+    lab.wait_status("b", lambda s: s["counters"].get("rerr_sent", 0) >= 1)
+    assert addr(3) not in lab.exec("a", "ip", "route", "show", "proto", "180").stdout
+    # no route any more: buffered, discovery fails, ICMP host unreachable to the sender
+    r = lab.ping("a", addr(3), count=1, wait=3)
+    assert "0 received" in r.stdout
+    st = lab.wait_status("a", lambda s: s["counters"].get("icmp_unreachable_sent", 0) >= 1)
+    assert st["counters"]["discoveries_failed"] >= 1
+    assert "Unreachable" in r.stdout, r.stdout
+
+
+def setup_handover(lab: Lab, enabled: bool) -> None:
+    """Chain r1-r2-r3; the MN is attached to r3."""
+    for n, a in (("1", addr(1)), ("2", addr(2)), ("3", addr(3)), ("m", addr(50))):
+        lab.add_node(n, a)
+    lab.link("1", "2")
+    lab.link("2", "3")
+    lab.link("m", "3")
+    for n in "123":
+        lab.start(n, lab.config(n, managed_prefixes=[NET], handover={"enabled": enabled}))
+    lab.start("m", lab.config("m", role="mn", managed_prefixes=[NET],
+                              handover={"enabled": enabled}))
+
+
+def test_handover_with_and_without_extension(labs):
+    """Both variants in the same run: the MN pings r1 at 100/s, its link moves r3 -> r2."""
+    ext, plain = labs(), labs()
+    setup_handover(ext, True)
+    setup_handover(plain, False)
+    for lab in (ext, plain):
+        lab.wait_agents()
+    ext.wait_status("m", lambda s: s["handover"]["sink"] == addr(3))
+    for lab in (ext, plain):
+        assert "1 received" in lab.ping("m", addr(1), count=1, wait=3).stdout
+    pings = [subprocess.Popen(["ip", "netns", "exec", lab.ns("m"), "ping", "-n", "-i", "0.01",
+                               "-c", "200", "-W", "1", addr(1)], stdout=subprocess.PIPE,
+                              text=True) for lab in (ext, plain)]
+    time.sleep(0.7)
+    for lab in (ext, plain):
+        lab.unlink("m", "3")
+        lab.link("m", "2")
+    res = []
+    for p in pings:
+        sent, got = ping_loss(p.communicate(timeout=20)[0])
+        res.append(sent - got)
+    # extension: claims 27-36 visible in the agents' state
+    st = ext.wait_status("m", lambda s: s["handover"]["sink"] == addr(2))
+    done = [e for e in st["events"] if e["kind"] == "handover_done"]
+    assert done and done[-1]["old_sink"] == addr(3) and addr(1) in done[-1]["migrated"]
+    assert counters(ext, "2")["handover_bind_sent"] == 1
+    assert counters(ext, "3")["handover_ack_sent"] == 1
+    # claim 33: the old sink now routes to the MN via the new sink (seqno S+1)
+    r3 = [r for r in ext.status("3")["routes"] if r["dst"] == addr(50)][0]
+    assert r3["next_hop"] == addr(2) and r3["seq"] == done[-1]["seq"]
+    # claim 29 path: the new sink had a route with the registered seqno: no LOCATE RREQ
+    assert counters(ext, "2").get("discoveries_started", 0) == 0
+    # plain AODV: no handover machinery, the MN re-discovered via r2
+    pst = plain.status("m")
+    assert pst["counters"].get("handover_completed", 0) == 0
+    assert any(i["dst"] == addr(1) and i["next_hop"] == addr(2) for i in pst["route_installs"])
+    print(f"handover: extension lost {res[0]}/200 (handover {done[-1]['ms']} ms), "
+          f"plain AODV lost {res[1]}/200")
+    assert res[0] <= 10 and res[1] < 100
+
+
+def setup_mesh(lab: Lab, weighted: bool) -> list[tuple[str, str]]:
+    """s reaches t over a mesh; weights make s->b->d->t the administratively cheap path."""
+    names = {"s": 1, "a": 2, "b": 3, "c": 4, "d": 5, "e": 6, "t": 7}
+    for n, i in names.items():
+        lab.add_node(n, addr(i))
+    edges = ["sa", "sb", "sc", "ab", "bc", "ad", "bd", "ce", "de", "dt", "et"]
+    for e in edges:
+        lab.link(e[0], e[1])
+    heavy = {addr(names["a"]): 5, addr(names["c"]): 5, addr(names["e"]): 5}
+    for n in names:
+        ws = {"enabled": weighted, "weights": heavy}
+        lab.start(n, lab.config(n, managed_prefixes=[NET], weighted_search=ws,
+                                intermediate_reply=False))
+    return edges
+
+
+def test_ring_search_weighted_sends_fewer_rreqs(labs):
+    plain, weighted = labs(), labs()
+    edges = setup_mesh(plain, False)
+    setup_mesh(weighted, True)
+    tx = []
+    for lab in (plain, weighted):
+        lab.wait_agents()
+        for n in lab.nodes:  # everyone knows its neighbours (hellos) before the discovery
+            deg = sum(n in e for e in edges)
+            lab.wait_status(n, lambda s, d=deg: len(s["neighbours"]) >= d)
+    for lab in (plain, weighted):
+        assert "1 received" in lab.ping("s", addr(7), count=1, wait=3).stdout
+    time.sleep(0.3)
+    for lab in (plain, weighted):
+        tx.append(sum(counters(lab, n).get("rreq_tx", 0) for n in lab.nodes))
+    inst = [i for i in weighted.status("s")["route_installs"] if i["dst"] == addr(7)][0]
+    print(f"ring search s->t: plain {tx[0]} RREQ transmissions, weighted {tx[1]} "
+          f"(route {inst['hop_count']} hops via {inst['next_hop']})")
+    assert inst["next_hop"] == addr(3)  # the cheap neighbour b
+    assert tx[1] < tx[0]
+    assert tx[1] <= 8 and tx[0] >= 10
+
+
+def max_gap(out: str) -> float:
+    """Longest silence between two answered pings (ping -D timestamps)."""
+    ts = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M)]
+    return max((b - a for a, b in zip(ts, ts[1:])), default=float("inf"))
+
+
+def setup_long_session(lab: Lab, gratuitous: bool) -> None:
+    # route lifetime (MY_ROUTE_TIMEOUT) 1.2 s; the stream lasts 4 s (> 3 x lifetime)
+    timers = {"active_route_timeout_ms": 600}
+    for i, n in enumerate("abc", start=1):
+        lab.add_node(n, addr(i))
+    lab.link("a", "b")
+    lab.link("b", "c")
+    for n in "abc":
+        lab.start(n, lab.config(n, managed_prefixes=[NET], timers=timers, refresh_on_use=False,
+                                route_refresh_threshold_ms=300,
+                                gratuitous={"enabled": gratuitous, "threshold_ms": 800}))
+
+
+def test_long_session_gratuitous_rrep(labs):
+    """Routes live only as long as their RREP said (refresh_on_use off). With gratuitous
+    RREPs from the reply source the requester never re-discovers; without, it must."""
+    off, on = labs(), labs()
+    setup_long_session(off, False)
+    setup_long_session(on, True)
+    for lab in (off, on):
+        lab.wait_agents()
+    procs = [subprocess.Popen(["ip", "netns", "exec", lab.ns("a"), "ping", "-D", "-n", "-c",
+                               "80", "-i", "0.05", "-W", "1", addr(3)], stdout=subprocess.PIPE,
+                              text=True) for lab in (off, on)]
+    res = []
+    for lab, p in zip((off, on), procs):
+        out = p.communicate(timeout=30)[0]
+        sent, got = ping_loss(out)
+        grat = sum(counters(lab, n).get("grat_rrep_sent", 0) for n in "abc")
+        res.append({"lost": sent - got, "gap": max_gap(out), "grat": grat,
+                    "disc": counters(lab, "a").get("discoveries_started"),
+                    "expired": counters(lab, "a").get("routes_expired", 0)})
+    print(f"long session: without gratuitous {res[0]}, with {res[1]}")
+    assert res[0]["grat"] == 0 and res[0]["disc"] > 1  # the requester had to re-discover
+    assert res[1]["grat"] >= 3 and res[1]["disc"] == 1 and res[1]["expired"] == 0
+    assert res[1]["lost"] == 0 and res[1]["gap"] < 0.25
