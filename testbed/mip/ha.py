@@ -1,0 +1,227 @@
+"""Home agent runtime: registrations on UDP 434, HA->CoA tunnels, interception of packets.
+
+One HomeAgent object is one (virtual) home agent. Its control thread runs inside the
+HA's network namespace (netns=None: the current one), so the UDP socket, the IP-IP
+endpoint (testbed/tunnel/ipip.py, userspace where the kernel lacks ipip), its TUN devices
+and every `ip` command it runs belong to that namespace - that is how several virtual HAs
+with overlapping realms share one process without meeting (claim 16).
+
+Data plane per binding (home address H at care-of address C):
+- one IP-IP peer per care-of address (TUN `mip<hex C>`), shared by all MNs behind one FA;
+- `ip route replace H/32 dev mip<hex C>`: the HA intercepts by routing (it is the home
+  network's gateway, claim 15) and by proxy ARP on its home interfaces for hosts on the
+  home link, announced with a gratuitous ARP (RFC 5944 4.6);
+- reverse tunnel (RFC 3024): what arrives from C comes out of that TUN with source H and
+  is forwarded by the kernel (rp_filter is off on tunnel interfaces).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import select
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+
+from testbed.mip import messages as m
+from testbed.mip.config import HomeAgentConfig
+from testbed.mip.linklayer import PacketSocket, ip_packet
+from testbed.mip.registration import Decision, RegistrationProcessor
+from testbed.mip.netns import thread_in_netns
+from testbed.tunnel.ipip import IpipEndpoint, Peer
+from testbed.tunnel.tun import configure_link, run_ip
+
+log = logging.getLogger(__name__)
+
+
+def coa_ifname(coa: str) -> str:
+    return "mip" + socket.inet_aton(coa).hex()
+
+
+def write_proc_sys(key: str, value: str) -> None:
+    """Write a sysctl in the calling thread's network namespace (/proc/sys/net follows it)."""
+    try:
+        with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
+            f.write(value)
+    except OSError as exc:
+        log.debug("sysctl %s=%s: %s", key, value, exc)
+
+
+def iface_address(ifname: str) -> str | None:
+    proc = subprocess.run(["ip", "-4", "-j", "addr", "show", "dev", ifname], capture_output=True, text=True)
+    try:
+        for a in json.loads(proc.stdout)[0].get("addr_info", []):
+            return a["local"]
+    except (ValueError, LookupError):
+        pass
+    return None
+
+
+class HomeAgent:
+    def __init__(self, cfg: HomeAgentConfig, tunnel_mode: str = "auto", adv_interval: float = 1.0) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.address = str(cfg.address)
+        self.tunnel_mode = tunnel_mode
+        self.adv_interval = adv_interval
+        self.proc = RegistrationProcessor(
+            self.address, str(cfg.home_prefix),
+            {str(h): s.sa() for h, s in cfg.mobile_nodes.items()},
+            max_lifetime=cfg.max_lifetime, reverse_tunnel=cfg.reverse_tunnel,
+            replay_tolerance=cfg.replay_tolerance)
+        self.counters: Counter[str] = self.proc.counters
+        self.endpoint: IpipEndpoint | None = None
+        self.links: dict[str, PacketSocket] = {}
+        self.sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self.adv_seq = 0
+        self.last_latency_ms: float | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self) -> "HomeAgent":
+        self._thread = thread_in_netns(self.cfg.netns, self._run, f"ha-{self.name}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _open(self) -> None:
+        write_proc_sys("net.ipv4.ip_forward", "1")
+        write_proc_sys("net.ipv4.conf.all.rp_filter", "0")
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((self.address, m.MIP_PORT))
+        self.endpoint = IpipEndpoint(self.address, mode=self.tunnel_mode, ifname_prefix="mip",
+                                     on_new_peer=self._setup_peer).start()
+        for ifname in self.cfg.home_interfaces:
+            write_proc_sys(f"net.ipv4.conf.{ifname}.forwarding", "1")
+            write_proc_sys(f"net.ipv4.neigh.{ifname}.proxy_delay", "0")  # intercept at once
+            self.links[ifname] = PacketSocket(ifname)
+
+    def _run(self) -> None:
+        try:
+            self._open()
+        except Exception as exc:  # reported in status, the process keeps the other HAs
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("HA %s cannot start: %s", self.name, self.error)
+            self.ready.set()
+            return
+        log.info("HA %s at %s (home %s, netns %s, tunnel %s)", self.name, self.address,
+                 self.cfg.home_prefix, self.cfg.netns, self.endpoint.mode if self.endpoint else "-")
+        self.ready.set()
+        next_adv = 0.0
+        next_expire = time.monotonic() + 1.0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self.cfg.advertise and self.links and now >= next_adv:
+                    self._advertise()
+                    next_adv = now + self.adv_interval
+                if now >= next_expire:
+                    for b in self.proc.bindings.expire():
+                        log.info("binding %s -> %s expired", b.home, b.coa)
+                        self.counters["bindings_expired"] += 1
+                        self._unroute(b.home, b.coa)
+                    next_expire = now + 1.0
+                r, _, _ = select.select([self.sock], [], [], 0.2)
+                if r:
+                    self._receive()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        for b in list(self.proc.bindings.bindings.values()):
+            self._unroute(b.home, b.coa)
+        if self.endpoint:
+            self.endpoint.close()
+        for link in self.links.values():
+            link.close()
+        if self.sock:
+            self.sock.close()
+
+    # ---- registrations -----------------------------------------------------------------
+    def _receive(self) -> None:
+        assert self.sock is not None
+        try:
+            data, (src, sport) = self.sock.recvfrom(4096)
+        except OSError:
+            return
+        t0 = time.perf_counter()
+        try:
+            d = self.proc.handle(data, src)
+            self._apply(d)
+        except Exception:  # never let one request stop the HA
+            self.counters["internal_errors"] += 1
+            log.exception("request from %s", src)
+            return
+        if d.reply is not None:
+            try:
+                self.sock.sendto(d.reply, (src, sport))
+            except OSError as exc:
+                self.counters["reply_send_errors"] += 1
+                log.debug("reply to %s:%d: %s", src, sport, exc)
+        self.last_latency_ms = (time.perf_counter() - t0) * 1000
+
+    def _apply(self, d: Decision) -> None:
+        if d.action == "bind":
+            if d.previous is not None and d.previous.coa != d.coa:
+                self._unroute(d.home, d.previous.coa)
+            self._route(d.home, d.coa, new=d.previous is None or d.previous.coa != d.coa)
+        elif d.action == "deregister" and d.previous is not None:
+            self._unroute(d.home, d.previous.coa)
+
+    def _setup_peer(self, peer: Peer) -> None:
+        configure_link(peer.ifname, mtu=1480)
+
+    def _route(self, home: str, coa: str, new: bool) -> None:
+        assert self.endpoint is not None
+        name = socket.inet_aton(coa).hex()
+        if name not in self.endpoint.peers:
+            self.endpoint.add_peer(name, coa)
+        ifname = self.endpoint.peers[name].ifname
+        run_ip(["route", "replace", f"{home}/32", "dev", ifname])
+        for hif, link in self.links.items():
+            run_ip(["neigh", "replace", "proxy", home, "dev", hif], check=False)
+            if new:
+                link.gratuitous_arp(home)
+        log.debug("intercepting %s: route via %s, proxy ARP on %s", home, ifname, list(self.links))
+
+    def _unroute(self, home: str, coa: str) -> None:
+        run_ip(["route", "del", f"{home}/32"], check=False)
+        for hif in self.links:
+            run_ip(["neigh", "del", "proxy", home, "dev", hif], check=False)
+        if self.endpoint and not self.proc.bindings.users_of(coa):
+            self.endpoint.remove_peer(socket.inet_aton(coa).hex())
+
+    def _advertise(self) -> None:
+        """HA-only agent advertisement on the home link: lets an MN detect it is home."""
+        self.adv_seq = (self.adv_seq + 1) & 0xFFFF or 256
+        for ifname, link in self.links.items():
+            src = iface_address(ifname) if self.adv_seq % 30 == 1 or not hasattr(link, "addr") else link.addr  # type: ignore[attr-defined]
+            link.addr = src  # type: ignore[attr-defined]
+            if not src:
+                continue
+            flags = m.A_H | (m.A_T if self.cfg.reverse_tunnel != "refused" else 0)
+            icmp = m.build_advertisement(router=src, seq=self.adv_seq, reg_lifetime=self.cfg.max_lifetime,
+                                         flags=flags, coas=[], adv_lifetime=max(3, int(self.adv_interval * 3)),
+                                         prefix_len=self.cfg.home_prefix.prefixlen)
+            try:
+                link.send_ip(ip_packet(src, "255.255.255.255", 1, icmp, ttl=1))
+            except OSError as exc:
+                log.debug("advertisement on %s: %s", ifname, exc)
+
+    # ---- status --------------------------------------------------------------------------
+    def status(self) -> dict:
+        return {"address": self.address, "netns": self.cfg.netns, "home_prefix": str(self.cfg.home_prefix),
+                "error": self.error, "bindings": self.proc.bindings.status(),
+                "counters": dict(self.counters),
+                "last_processing_ms": self.last_latency_ms,
+                "tunnel": self.endpoint.status() if self.endpoint else None}

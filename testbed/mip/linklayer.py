@@ -1,0 +1,121 @@
+"""Link-layer I/O for mobility agents: AF_PACKET sockets, MAC addresses, gratuitous ARP.
+
+Why the link layer: a foreign agent must reach a visitor by its MAC address, never by ARP
+for its home address (RFC 5944 4.6) - and two visitors with the same home address from
+different M-VPNs may share the FA's link (claim 18), where ARP could not tell them apart.
+Agent advertisements and solicitations also go out as frames, so they work on a link
+where the agent or the mobile node has no address of its own yet.
+"""
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+PACKET_OUTGOING = 4
+SIOCGIFHWADDR = 0x8927
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+def mac_of(ifname: str) -> str:
+    """MAC address of `ifname` in the calling thread's network namespace."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        info = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, struct.pack("256s", ifname.encode()[:15]))
+    finally:
+        s.close()
+    return ":".join(f"{b:02x}" for b in info[18:24])
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes(int(x, 16) for x in mac.split(":"))
+
+
+def mac_str(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+class PacketSocket:
+    """An AF_PACKET socket on one interface: IPv4 frames in, Ethernet frames out."""
+
+    def __init__(self, ifname: str, proto: int = ETH_P_IP) -> None:
+        self.ifname = ifname
+        self.mac = mac_of(ifname)
+        self._mac_b = mac_bytes(self.mac)
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+        self.sock.bind((ifname, proto))
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self) -> tuple[bytes, str] | None:
+        """(IPv4 packet, source MAC) of one received frame, None for our own/none left."""
+        try:
+            frame, addr = self.sock.recvfrom(65535)
+        except (BlockingIOError, InterruptedError):
+            return None
+        if addr[2] == PACKET_OUTGOING or len(frame) < 14 + 20:
+            return None
+        if struct.unpack_from("!H", frame, 12)[0] != ETH_P_IP:
+            return None
+        return frame[14:], mac_str(frame[6:12])
+
+    def send_ip(self, packet: bytes, dst_mac: str = BROADCAST) -> None:
+        self.sock.send(mac_bytes(dst_mac) + self._mac_b + struct.pack("!H", ETH_P_IP) + packet)
+
+    def gratuitous_arp(self, ip: str, mac: str | None = None) -> None:
+        """Broadcast an ARP reply announcing ip -> mac (our own MAC if not given).
+
+        A reply rather than a request because hosts update an existing cache entry from
+        either, and some ignore requests whose sender equals the target (RFC 5944 4.6).
+        """
+        hw = mac_bytes(mac or self.mac)
+        ipb = socket.inet_aton(ip)
+        arp = struct.pack("!HHBBH6s4s6s4s", 1, ETH_P_IP, 6, 4, 2, hw, ipb, b"\xff" * 6, ipb)
+        self.sock.send(b"\xff" * 6 + hw + struct.pack("!H", ETH_P_ARP) + arp)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def ipv4_checksum(hdr: bytes) -> int:
+    if len(hdr) % 2:
+        hdr += b"\0"
+    s = sum(struct.unpack(f"!{len(hdr) // 2}H", hdr))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def ip_packet(src: str, dst: str, proto: int, payload: bytes, ttl: int = 64) -> bytes:
+    """A minimal IPv4 packet (no options) around `payload`."""
+    total = 20 + len(payload)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, ttl, proto, 0,
+                      socket.inet_aton(src), socket.inet_aton(dst))
+    ck = ipv4_checksum(hdr)
+    return hdr[:10] + struct.pack("!H", ck) + hdr[12:] + payload
+
+
+def udp_packet(src: str, dst: str, sport: int, dport: int, data: bytes, ttl: int = 64) -> bytes:
+    """IPv4/UDP with a correct UDP checksum."""
+    length = 8 + len(data)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, length)
+    udp = struct.pack("!HHHH", sport, dport, length, 0) + data
+    ck = ipv4_checksum(pseudo + udp) or 0xFFFF
+    return ip_packet(src, dst, 17, udp[:6] + struct.pack("!H", ck) + udp[8:], ttl)
+
+
+def parse_ipv4(pkt: bytes) -> tuple[int, str, str, int, bytes] | None:
+    """(protocol, src, dst, ttl, payload) of a sane IPv4 packet, else None."""
+    if len(pkt) < 20 or pkt[0] >> 4 != 4:
+        return None
+    ihl = (pkt[0] & 15) * 4
+    total = struct.unpack_from("!H", pkt, 2)[0]
+    if ihl < 20 or total < ihl or total > len(pkt):
+        return None
+    return (pkt[9], socket.inet_ntoa(pkt[12:16]), socket.inet_ntoa(pkt[16:20]), pkt[8],
+            pkt[ihl:total])

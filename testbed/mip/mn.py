@@ -1,0 +1,414 @@
+"""Mobile node: movement detection, registration via an FA or a co-located CoA, return home.
+
+The home address H lives on `lo` (/32) all the time, so sessions bound to it survive
+every move; what changes is how the link is used:
+- home: routes `home_prefix dev IF src H` and `default via home_gateway src H`, the MN
+  answers ARP for H (arp_ignore 0); on arrival it deregisters (care-of = H, lifetime 0)
+  and broadcasts a gratuitous ARP so hosts on the home link stop using the HA's proxy ARP.
+- foreign agent care-of address: `default via FA onlink src H`; the FA delivers to our
+  MAC and reverse-tunnels what we send (T bit, RFC 3024); arp_ignore 1 so that we never
+  answer ARP for H on a foreign link (RFC 5944 4.6).
+- co-located care-of address (claim 23: no FA heard, even after a solicitation, and the
+  visited network gave us an address, e.g. by DHCP): we register directly with the HA
+  (D bit) from that address and terminate the IP-IP tunnel ourselves with the same
+  userspace endpoint as the HA (TUN `mipha`, `default dev mipha src H`). Claim 24's extra
+  IPsec tunnel to the HA inside this tunnel is not done yet.
+
+Movement detection (RFC 5944 2.4.2): agent advertisements heard on the link (FA with the
+F bit, our HA with the H bit); a new agent is adopted when the current one has been
+silent for `switch_after` seconds; when nothing is heard for `agent_timeout` we solicit,
+and after `solicit_wait` more we fall back to a co-located care-of address if one exists.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import select
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from testbed.mip import messages as m
+from testbed.mip.config import MnAgentConfig
+from testbed.mip.ha import write_proc_sys
+from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4
+from testbed.mip.security import ClockOffset
+from testbed.tunnel.ipip import IpipEndpoint
+from testbed.tunnel.tun import configure_link, run_ip
+
+log = logging.getLogger(__name__)
+
+IP_PKTINFO = 8
+TUN_IF = "mipha"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the MN wants to be registered: home, via an FA, or with a co-located CoA."""
+    mode: str            # "home", "fa", "ccoa"
+    coa: str             # care-of address (H for home)
+    agent: str = ""      # FA address (fa), gateway (ccoa), home gateway (home)
+    prefixlen: int = 32
+
+
+@dataclass
+class HeardAgent:
+    adv: m.AgentAdvertisement
+    mac: str
+    heard_at: float
+
+
+class MobileNode:
+    def __init__(self, cfg: MnAgentConfig, switch_after: float = 1.2) -> None:
+        self.cfg = cfg
+        self.home = str(cfg.home_address)
+        self.ha = str(cfg.home_agent)
+        self.ifname = cfg.interface
+        self.sa = cfg.security.sa()
+        self.switch_after = switch_after
+        self.clock_offset = ClockOffset()
+        self.counters: Counter[str] = Counter()
+        self.agents: dict[str, HeardAgent] = {}
+        self.current: Target | None = None        # registered (or at home)
+        self.attempt: Target | None = None         # registration in progress
+        self.attempt_started = 0.0
+        self.attempt_detected = 0.0
+        self.pending_ids: set[int] = set()
+        self.last_send = 0.0
+        self.tries = 0
+        self.granted = 0
+        self.renew_at = float("inf")
+        self.expires_at = float("inf")
+        self.last_solicit = 0.0
+        self.solicit_interval = max(cfg.agent_timeout, 1.0)
+        self.lost_since: float | None = None
+        self.endpoint: IpipEndpoint | None = None
+        self.history: list[dict] = []
+        self.link: PacketSocket | None = None
+        self.sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._next_check = 0.0
+        self._ccoa_cache: tuple[float, tuple[str, int, str] | None] = (0.0, None)
+
+    # ---- setup ---------------------------------------------------------------------------
+    def open(self) -> None:
+        write_proc_sys("net.ipv4.conf.all.rp_filter", "0")
+        write_proc_sys(f"net.ipv4.conf.{self.ifname}.rp_filter", "0")
+        plen = self.cfg.home_prefix.prefixlen
+        run_ip(["addr", "del", f"{self.home}/{plen}", "dev", self.ifname], check=False)
+        run_ip(["addr", "replace", f"{self.home}/32", "dev", "lo"])
+        self.link = PacketSocket(self.ifname)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", m.MIP_PORT))
+        log.info("MN %s (HA %s) on %s, MAC %s", self.home, self.ha, self.ifname, self.link.mac)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._close_tunnel()
+        for s in (self.link, self.sock):
+            if s is not None:
+                s.close()
+
+    # ---- main loop -----------------------------------------------------------------------
+    def run(self) -> None:
+        assert self.link and self.sock
+        while not self._stop.is_set():
+            r, _, _ = select.select([self.link, self.sock], [], [], 0.1)
+            try:
+                if self.link in r:
+                    self._drain_link()
+                if self.sock in r:
+                    self._on_reply()
+                self._tick(time.monotonic())
+            except Exception:
+                self.counters["internal_errors"] += 1
+                log.exception("MN loop")
+
+    def _drain_link(self) -> None:
+        assert self.link
+        for _ in range(64):
+            got = self.link.recv()
+            if got is None:
+                return
+            pkt, mac = got
+            ip = parse_ipv4(pkt)
+            if ip is None or ip[0] != 1 or ip[4][:1] != b"\x09":
+                continue
+            adv = m.parse_advertisement(ip[4], ip[1])
+            if adv is None:
+                continue
+            self.counters["advertisements_heard"] += 1
+            if adv.source not in self.agents:
+                log.debug("new agent %s (%s) flags %#x coas %s", adv.source, mac, adv.flags, adv.coas)
+            self.agents[adv.source] = HeardAgent(adv, mac, time.monotonic())
+
+    def _is_my_ha(self, adv: m.AgentAdvertisement) -> bool:
+        return adv.is_ha and ipaddress.IPv4Address(adv.source) in self.cfg.home_prefix
+
+    def _fresh(self, now: float) -> list[HeardAgent]:
+        return [a for a in self.agents.values() if now - a.heard_at <= self.cfg.agent_timeout]
+
+    def _desired(self, now: float) -> Target | None:
+        fresh = self._fresh(now)
+        cur = self.current or self.attempt
+        # stay with the current agent while it is still heard recently
+        if cur and cur.mode in ("home", "fa"):
+            key = cur.agent if cur.mode == "fa" else None
+            for a in fresh:
+                same = (cur.mode == "fa" and a.adv.source == key) or (cur.mode == "home" and self._is_my_ha(a.adv))
+                if same and now - a.heard_at <= self.switch_after:
+                    return cur
+        fresh.sort(key=lambda a: -a.heard_at)
+        for a in fresh:
+            if self._is_my_ha(a.adv):
+                return Target("home", self.home, str(self.cfg.home_gateway))
+            if a.adv.is_fa and a.adv.coas:
+                return Target("fa", a.adv.coas[0], a.adv.source)
+        if fresh:
+            return cur
+        # no agent heard: solicit, then a co-located care-of address
+        if self.lost_since is None:
+            self.lost_since = now
+        if now - self.last_solicit > self.solicit_interval:
+            self._solicit()
+            self.last_solicit = now
+            # RFC 5944 2.4.1: back off exponentially while nothing answers
+            self.solicit_interval = min(self.solicit_interval * 2, 16.0)
+        if cur and cur.mode == "ccoa" and self._ccoa(now) and self._ccoa(now)[0] == cur.coa:
+            return cur
+        if (self.cfg.use_ccoa and now - self.last_solicit >= self.cfg.solicit_wait
+                and now - self.lost_since >= self.cfg.solicit_wait):
+            c = self._ccoa(now)
+            if c:
+                return Target("ccoa", c[0], c[2], c[1])
+        return cur
+
+    def _tick(self, now: float) -> None:
+        want = self._desired(now)
+        if want and self._fresh(now):
+            self.lost_since = None
+            self.solicit_interval = max(self.cfg.agent_timeout, 1.0)
+        if want is not None and want != self.current and want != self.attempt:
+            log.info("movement: %s -> %s", self.current, want)
+            self.attempt_detected = now
+            self._start_registration(want, now)
+        elif self.attempt and now - self.last_send >= self.cfg.retransmit * min(2 ** max(self.tries - 1, 0), 8):
+            self.counters["retransmissions"] += 1
+            self._send_request(self.attempt, now)
+        elif self.current and self.current.mode != "home" and not self.attempt and now >= self.renew_at:
+            self.counters["re_registrations"] += 1
+            self.attempt_detected = now
+            self._start_registration(self.current, now)
+        if self.current and self.current.mode != "home" and now >= self.expires_at and not self.attempt:
+            log.info("registration expired")
+            self.current = None
+        if now >= self._next_check:
+            self._next_check = now + 1.0
+            if self.current:
+                self._apply_routes(self.current)   # links flap on moves: re-assert routes
+
+    # ---- co-located care-of address ----------------------------------------------------------
+    def _ccoa(self, now: float) -> tuple[str, int, str] | None:
+        """(address, prefixlen, gateway) of a non-home address on our interface, if any."""
+        if now - self._ccoa_cache[0] < 0.3:
+            return self._ccoa_cache[1]
+        found = None
+        proc = subprocess.run(["ip", "-4", "-j", "addr", "show", "dev", self.ifname],
+                              capture_output=True, text=True)
+        try:
+            infos = json.loads(proc.stdout)[0].get("addr_info", [])
+        except (ValueError, LookupError):
+            infos = []
+        for a in infos:
+            addr = a.get("local")
+            if addr and addr != self.home and ipaddress.IPv4Address(addr) not in self.cfg.home_prefix:
+                gw = self._gateway_for(addr, a.get("prefixlen", 24))
+                found = (addr, int(a.get("prefixlen", 24)), gw)
+                break
+        self._ccoa_cache = (now, found)
+        return found
+
+    def _gateway_for(self, addr: str, plen: int) -> str:
+        if self.current and self.current.mode == "ccoa" and self.current.coa == addr:
+            return self.current.agent
+        # the visited network's router (e.g. from DHCP); ours (FA) is off that subnet
+        net = ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
+        proc = subprocess.run(["ip", "-4", "-j", "route", "show", "default", "dev", self.ifname],
+                              capture_output=True, text=True)
+        try:
+            for r in json.loads(proc.stdout):
+                gw = r.get("gateway")
+                if gw and ipaddress.IPv4Address(gw) in net:
+                    return gw
+        except ValueError:
+            pass
+        return str(next(net.hosts()))
+
+    # ---- registration -------------------------------------------------------------------------
+    def _solicit(self) -> None:
+        assert self.link
+        icmp = bytes(m.ICMPRouterSolicit())
+        try:
+            self.link.send_ip(ip_packet("0.0.0.0", "255.255.255.255", 1, icmp, ttl=1))
+            self.counters["solicitations_sent"] += 1
+            log.debug("no agent heard: agent solicitation sent")
+        except OSError as exc:
+            log.debug("solicitation: %s", exc)
+
+    def _start_registration(self, t: Target, now: float) -> None:
+        self.attempt = t
+        self.attempt_started = now
+        self.pending_ids.clear()
+        self.tries = 0
+        self._prepare_routes(t)
+        self._send_request(t, now)
+
+    def _send_request(self, t: Target, now: float) -> None:
+        assert self.sock
+        home = t.mode == "home"
+        flags = 0
+        if not home:
+            flags |= m.F_T if self.cfg.reverse_tunnel else 0
+            flags |= m.F_D if t.mode == "ccoa" else 0
+        ident = self.clock_offset.ident()
+        self.pending_ids.add(ident & 0xFFFFFFFF)
+        raw = m.build_request(flags=flags, lifetime=0 if home else self.cfg.lifetime, home=self.home,
+                              ha=self.ha, coa=t.coa, ident=ident, spi=self.sa.spi, key=self.sa.key)
+        dst = t.agent if t.mode == "fa" else self.ha
+        src = t.coa if t.mode == "ccoa" else self.home
+        pktinfo = struct.pack("@i4s4s", 0, socket.inet_aton(src), b"\0" * 4)
+        try:
+            self.sock.sendmsg([raw], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, (dst, m.MIP_PORT))
+            self.counters["requests_sent"] += 1
+        except OSError as exc:
+            self.counters["request_send_errors"] += 1
+            log.debug("request to %s from %s: %s", dst, src, exc)
+        self.tries += 1
+        self.last_send = now
+        log.debug("registration request #%d %s via %s (coa %s, flags %#x)", self.tries, t.mode, dst, t.coa, flags)
+
+    def _on_reply(self) -> None:
+        assert self.sock
+        try:
+            data, (src, _p) = self.sock.recvfrom(4096)
+        except OSError:
+            return
+        now = time.monotonic()
+        try:
+            msg = m.parse_registration(data)
+        except m.MalformedMessage as exc:
+            self.counters["malformed_dropped"] += 1
+            log.debug("malformed reply from %s: %s", src, exc)
+            return
+        if msg.msg_type != m.RRP_TYPE:
+            return
+        rep = msg.pkt
+        code = int(rep.code)
+        if str(rep.homeaddr) != self.home or self.attempt is None or (int(rep.id) & 0xFFFFFFFF) not in self.pending_ids:
+            self.counters["replies_unmatched"] += 1
+            return
+        from_fa = 64 <= code < 128
+        if not from_fa and not m.verify_auth(msg, self.sa.key):
+            self.counters["replies_bad_auth"] += 1
+            log.debug("reply from %s fails MN-HA authentication: ignored", src)
+            return
+        t = self.attempt
+        if code == m.HA_ID_MISMATCH:
+            self.clock_offset.learn(int(rep.id))
+            self.counters["id_mismatch_resync"] += 1
+            log.info("HA says identification mismatch: clock offset now %.1fs", self.clock_offset.offset)
+            self._send_request(t, now)
+            return
+        if code not in (m.ACCEPTED, m.ACCEPTED_NO_SIMULTANEOUS):
+            self.counters[f"denied_{m.code_name(code)}"] += 1
+            log.info("registration %s via %s denied: %s", t.mode, src, m.code_name(code))
+            self.pending_ids.clear()
+            self.last_send = now  # retry after the back-off
+            return
+        latency = (now - self.attempt_started) * 1000
+        handover = (now - self.attempt_detected) * 1000
+        self.counters[f"accepted_{t.mode}"] += 1
+        self.granted = int(rep.lifetime)
+        self.renew_at = now + self.granted * self.cfg.renew_fraction if self.granted else float("inf")
+        self.expires_at = now + self.granted if self.granted else float("inf")
+        previous = self.current
+        self.current = t
+        self.attempt = None
+        self.pending_ids.clear()
+        self._apply_routes(t)
+        if t.mode == "home":
+            assert self.link
+            for _ in range(2):
+                self.link.gratuitous_arp(self.home)
+        self.history.append({"time": time.time(), "mode": t.mode, "coa": t.coa, "agent": t.agent,
+                             "lifetime": self.granted, "latency_ms": round(latency, 2),
+                             "tries": self.tries, "renewal": previous == t,
+                             "since_detection_ms": round(handover, 2)})
+        self.history = self.history[-50:]
+        log.info("registered %s coa %s via %s: lifetime %ds, %.1f ms", t.mode, t.coa, src, self.granted, latency)
+
+    # ---- routes and tunnel --------------------------------------------------------------------
+    def _prepare_routes(self, t: Target) -> None:
+        """Routes needed to send the request itself."""
+        if t.mode == "fa":
+            run_ip(["route", "replace", f"{t.agent}/32", "dev", self.ifname, "src", self.home], check=False)
+        elif t.mode == "ccoa":
+            run_ip(["route", "replace", f"{self.ha}/32", "via", t.agent, "dev", self.ifname, "src", t.coa], check=False)
+        else:
+            self._apply_routes(t)
+
+    def _apply_routes(self, t: Target) -> None:
+        ifn = self.ifname
+        if t.mode == "home":
+            self._close_tunnel()
+            write_proc_sys(f"net.ipv4.conf.{ifn}.arp_ignore", "0")
+            run_ip(["route", "del", f"{self.ha}/32"], check=False)
+            run_ip(["route", "replace", str(self.cfg.home_prefix), "dev", ifn, "src", self.home], check=False)
+            run_ip(["route", "replace", "default", "via", t.agent, "dev", ifn, "src", self.home], check=False)
+        elif t.mode == "fa":
+            self._close_tunnel()
+            write_proc_sys(f"net.ipv4.conf.{ifn}.arp_ignore", "1")
+            run_ip(["route", "del", str(self.cfg.home_prefix), "dev", ifn], check=False)
+            run_ip(["route", "del", f"{self.ha}/32"], check=False)
+            run_ip(["route", "replace", f"{t.agent}/32", "dev", ifn, "src", self.home], check=False)
+            run_ip(["route", "replace", "default", "via", t.agent, "dev", ifn, "onlink", "src", self.home], check=False)
+        else:
+            write_proc_sys(f"net.ipv4.conf.{ifn}.arp_ignore", "1")
+            run_ip(["route", "del", str(self.cfg.home_prefix), "dev", ifn], check=False)
+            run_ip(["route", "replace", f"{self.ha}/32", "via", t.agent, "dev", ifn, "src", t.coa], check=False)
+            if self.endpoint is None or self.endpoint.local != t.coa:
+                self._close_tunnel()
+                self.endpoint = IpipEndpoint(t.coa, mode=self.cfg.tunnel_mode, ifname_prefix="mip",
+                                             on_new_peer=lambda p: configure_link(p.ifname, mtu=1480))
+                self.endpoint.add_peer("ha", self.ha, ifname=TUN_IF)
+                self.endpoint.start()
+            run_ip(["route", "replace", "default", "dev", TUN_IF, "src", self.home], check=False)
+
+    def _close_tunnel(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None
+
+    # ---- status -------------------------------------------------------------------------------
+    def status(self) -> dict:
+        now = time.monotonic()
+        cur = self.current
+        return {"home_address": self.home, "home_agent": self.ha, "mac": self.link.mac if self.link else None,
+                "mode": cur.mode if cur else "unregistered",
+                "care_of_address": cur.coa if cur else None, "agent": cur.agent if cur else None,
+                "registering": self.attempt.mode if self.attempt else None,
+                "lifetime_granted": self.granted,
+                "lifetime_remaining": round(self.expires_at - now, 1) if self.expires_at != float("inf") else None,
+                "agents_heard": {s: {"flags": a.adv.flags, "coas": a.adv.coas, "age": round(now - a.heard_at, 1)}
+                                 for s, a in self.agents.items()},
+                "registrations": self.history[-10:],
+                "counters": dict(self.counters),
+                "tunnel": self.endpoint.status() if self.endpoint else None}

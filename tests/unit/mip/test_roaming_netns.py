@@ -1,0 +1,153 @@
+"""Mobile IP end to end in host namespaces: operator HA with two virtual HAs, shared FA, CCoA.
+
+    hA 10.0.0.10 ─ brHA ─ lanA ┐                         ┌ fa eth0 203.0.113.1 ─ brV (visited, FA)
+    hC 10.0.0.10 ─ brHC ─ lanC ┤ op (operator HA):        │ fa eth1 198.51.100.20 ─ brI
+                               │  vHA a 198.51.100.11  ─ brI (Internet 198.51.100.0/24)
+                               │  vHA c 198.51.100.12   rt 198.51.100.30 / 192.0.2.1 ─ brX (no FA)
+    mnA 10.0.0.5 (M-VPN A) and mnC 10.0.0.5 (M-VPN C): the same home address, different HAs.
+
+Both realms are 10.0.0.0/24 and even the correspondents share 10.0.0.10: only the
+virtual HAs' namespaces and the FA's (HA, home address, MAC) visitor key keep them apart.
+The MNs "move" by re-plugging their switch port to another bridge, as the engine does.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .nslab import NsLab, counts, needs_root, ping, read_json, sh, udp_send, udp_sink, wait_for
+
+pytestmark = [pytest.mark.netns, needs_root]
+
+KEY_A, KEY_C = "secret-of-mvpn-a", "secret-of-mvpn-c"
+VHA = {"a": "198.51.100.11", "c": "198.51.100.12"}
+
+
+def mn_config(ha: str, key: str) -> dict:
+    return {"home_address": "10.0.0.5", "home_prefix": "10.0.0.0/24", "home_gateway": "10.0.0.1",
+            "home_agent": ha, "security": {"spi": 300, "key": key}, "interface": "eth0",
+            "lifetime": 30, "agent_timeout": 1.5, "solicit_wait": 0.5, "retransmit": 0.5,
+            "tunnel_mode": "userspace"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    work = tmp_path_factory.mktemp("mip")
+    lab = NsLab("m", work)
+    try:
+        for br in ("brI", "brHA", "brHC", "brV", "brX"):
+            lab.bridge(br)
+        op, fa, rt = lab.ns("op"), lab.ns("fa"), lab.ns("rt")
+        ha_, hc = lab.ns("hA"), lab.ns("hC")
+        mna, mnc = lab.ns("mnA"), lab.ns("mnC")
+        lab.plug(op, "pub0", "brI", "tbtmpop", "198.51.100.10/24")
+        lab.plug(op, "lanA", "brHA", "tbtmplA")
+        lab.plug(op, "lanC", "brHC", "tbtmplC")
+        lab.plug(fa, "eth0", "brV", "tbtmpfv", "203.0.113.1/24")
+        lab.plug(fa, "eth1", "brI", "tbtmpfi", "198.51.100.20/24")
+        lab.plug(rt, "eth0", "brI", "tbtmpri", "198.51.100.30/24")
+        lab.plug(rt, "eth1", "brX", "tbtmprx", "192.0.2.1/24")
+        lab.plug(ha_, "eth0", "brHA", "tbtmphA", "10.0.0.10/24")
+        lab.plug(hc, "eth0", "brHC", "tbtmphC", "10.0.0.10/24")
+        lab.plug(mna, "eth0", "brHA", "tbtmpmA", "10.0.0.5/24")
+        lab.plug(mnc, "eth0", "brHC", "tbtmpmC", "10.0.0.5/24")
+        for ns in (ha_, hc):
+            sh(f"ip -n {ns} route add default via 10.0.0.1")
+        sh(f"ip -n {op} route add 203.0.113.0/24 via 198.51.100.20")
+        sh(f"ip -n {op} route add 192.0.2.0/24 via 198.51.100.30")
+        sh(f"ip -n {rt} route add 203.0.113.0/24 via 198.51.100.20")
+        sh(f"ip -n {fa} route add default via 198.51.100.30")
+        for name in VHA:
+            lab.adopt(f"tbtmv{name}")
+        has = [{"name": n, "address": VHA[n], "home_prefix": "10.0.0.0/24", "netns": f"tbtmv{n}",
+                "home_interfaces": [f"lan{n.upper()}"], "interfaces": {f"lan{n.upper()}": "10.0.0.1/24"},
+                "max_lifetime": 60,
+                "mobile_nodes": {"10.0.0.5": {"spi": 300, "key": KEY_A if n == "a" else KEY_C}}}
+               for n in VHA]
+        st = {"ha": lab.agent(op, "ha", {"home_agents": has, "tunnel_mode": "userspace", "adv_interval": 0.5,
+                                         "operator": {"backbone_interface": "pub0"}}, "ha")}
+        wait_for(lambda: all(h["error"] is None and h["tunnel"] for h in read_json(st["ha"])["home_agents"].values()),
+                 timeout=15, what="virtual HAs up")
+        st["fa"] = lab.agent(fa, "fa", {"address": "203.0.113.1", "interface": "eth0", "adv_interval": 0.5,
+                                        "adv_lifetime": 3, "max_lifetime": 60}, "fa")
+        st["mnA"] = lab.agent(mna, "mn", mn_config(VHA["a"], KEY_A), "mnA")
+        st["mnC"] = lab.agent(mnc, "mn", mn_config(VHA["c"], KEY_C), "mnC")
+        sinks = {"mnA": work / "sinkA.json", "mnC": work / "sinkC.json"}
+        udp_sink(lab, mna, 5000, sinks["mnA"])
+        udp_sink(lab, mnc, 5000, sinks["mnC"])
+        for mn in ("mnA", "mnC"):
+            wait_for(lambda: read_json(st[mn])["mode"] == "home", timeout=10, what=f"{mn} at home")
+        yield {"lab": lab, "ns": {"op": op, "fa": fa, "rt": rt, "hA": ha_, "hC": hc, "mnA": mna, "mnC": mnc},
+               "st": st, "sinks": sinks, "work": work}
+    finally:
+        lab.close()
+
+
+def mn_status(world, mn):
+    return read_json(world["st"][mn])
+
+
+def test_1_at_home_direct_delivery(world):
+    ns = world["ns"]
+    assert ping(ns["hA"], "10.0.0.5") == 3
+    ha = read_json(world["st"]["ha"])["home_agents"]
+    assert ha["a"]["bindings"] == {} and ha["c"]["bindings"] == {}
+
+
+def test_2_two_same_address_visitors_at_the_shared_fa(world):
+    lab, ns, st = world["lab"], world["ns"], world["st"]
+    lab.move("tbtmpmA", "brV")
+    lab.move("tbtmpmC", "brV")
+    for mn in ("mnA", "mnC"):
+        wait_for(lambda: mn_status(world, mn)["mode"] == "fa", timeout=10, what=f"{mn} registered via FA")
+    want = {(VHA["a"], "10.0.0.5"), (VHA["c"], "10.0.0.5")}
+    fa = wait_for(lambda: (f := read_json(st["fa"])) and {(v["ha"], v["home"]) for v in f["visitors"]} == want and f,
+                  what="both visitors in the FA's status")
+    assert len({v["mac"] for v in fa["visitors"]}) == 2
+    # the correspondents (both 10.0.0.10, in different realms) reach "their" 10.0.0.5
+    assert ping(ns["hA"], "10.0.0.5") == 3
+    assert ping(ns["hC"], "10.0.0.5") == 3
+    udp_send(ns["hA"], "10.0.0.5", 5000, "from-A", 30)
+    udp_send(ns["hC"], "10.0.0.5", 5000, "from-C", 30)
+    wait_for(lambda: counts(world["sinks"]["mnA"]).get("10.0.0.10|from-A", 0) >= 25, what="A's datagrams at mnA")
+    wait_for(lambda: counts(world["sinks"]["mnC"]).get("10.0.0.10|from-C", 0) >= 25, what="C's datagrams at mnC")
+    time.sleep(0.3)
+    assert "10.0.0.10|from-C" not in counts(world["sinks"]["mnA"])
+    assert "10.0.0.10|from-A" not in counts(world["sinks"]["mnC"])
+    ha = read_json(st["ha"])["home_agents"]
+    assert ha["a"]["bindings"]["10.0.0.5"]["coa"] == "203.0.113.1"
+    assert ha["c"]["bindings"]["10.0.0.5"]["coa"] == "203.0.113.1"
+    wait_for(lambda: (c := read_json(st["fa"])["counters"])["reverse_tunnelled"] >= 6
+             and c["delivered_to_visitors"] >= 60, what="FA counters (status written each second)")
+    lat = [r["latency_ms"] for r in mn_status(world, "mnA")["registrations"] if r["mode"] == "fa"]
+    print(f"registration latency via FA: {lat} ms")
+
+
+def test_3_colocated_care_of_address_without_fa(world):
+    lab, ns, st = world["lab"], world["ns"], world["st"]
+    lab.move("tbtmpmA", "brX")
+    # what a DHCP server on the visited network would hand out
+    sh(f"ip -n {ns['mnA']} addr add 192.0.2.50/24 dev eth0")
+    sh(f"ip -n {ns['mnA']} route replace default via 192.0.2.1 dev eth0")
+    wait_for(lambda: mn_status(world, "mnA")["mode"] == "ccoa", timeout=15, what="mnA registered with CCoA")
+    s = mn_status(world, "mnA")
+    assert s["care_of_address"] == "192.0.2.50" and s["counters"]["solicitations_sent"] >= 1
+    assert read_json(st["ha"])["home_agents"]["a"]["bindings"]["10.0.0.5"]["coa"] == "192.0.2.50"
+    assert ping(ns["hA"], "10.0.0.5") == 3
+    # mnC is still at the FA and still reachable
+    assert ping(ns["hC"], "10.0.0.5") == 3
+    lat = [r["latency_ms"] for r in s["registrations"] if r["mode"] == "ccoa"]
+    print(f"registration latency via CCoA: {lat} ms")
+
+
+def test_4_return_home_deregisters(world):
+    lab, ns, st = world["lab"], world["ns"], world["st"]
+    sh(f"ip -n {ns['mnA']} addr del 192.0.2.50/24 dev eth0")
+    lab.move("tbtmpmA", "brHA")
+    wait_for(lambda: mn_status(world, "mnA")["mode"] == "home", timeout=10, what="mnA home")
+    wait_for(lambda: "10.0.0.5" not in read_json(st["ha"])["home_agents"]["a"]["bindings"], what="binding removed")
+    assert ping(ns["hA"], "10.0.0.5") == 3
+    ha = read_json(st["ha"])["home_agents"]["a"]
+    assert ha["counters"]["deregistrations"] >= 2   # at start and on return
+    assert ha["counters"].get("registrations_denied", 0) == 0
