@@ -74,6 +74,7 @@ class SgAgent:
                 realm.attach_tunnel()
                 peer.netns = realm.netns
                 realm.build()
+                realm.set_targets(next(iter(self.realms.values())).targets if self.realms else ())
                 realm.start_charon()
                 self.realms[name] = realm
                 outer_if = realm.outer_if
@@ -103,8 +104,11 @@ class SgAgent:
                             self.errors.append(f"auto peer {r.peer_sg_public}: {exc}")
                             log.error("cannot create tunnel to %s: %s", r.peer_sg_public, exc)
             self.filter.apply(rows, version)
-            for name, realm in self.realms.items():
-                targets = {t for r in rows if r.peer_sg_public == realm.peer_public for t in r.targets}
+            # Every realm gets every target of any row: the responder can then build a CHILD_SA
+            # for any workgroup target (kernel-libipsec needs the address, see realm.py), and
+            # the decision who may reach whom stays with the filter, where it is counted.
+            targets = {t for r in rows for t in r.targets}
+            for realm in self.realms.values():
                 realm.set_targets(targets)
         log.info("rows version %s applied (%d rows)", version, len(rows))
 

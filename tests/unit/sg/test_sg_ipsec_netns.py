@@ -2,7 +2,7 @@
 
     mnA a=10.0.0.5 ─ sgA 198.51.100.1 ─┐
     mnC c=10.0.0.5 ─ sgC 198.51.100.3 ─┼─ bridge ─ sgB 198.51.100.2 ─ lanB b=10.0.0.7
-                                       ┘
+    mnD d=10.0.0.9 ─ sgD 198.51.100.4 ─┘
 a and c (same private address, different M-VPNs) each bring up a unidirectional IKEv2 SA
 to SG-B (X.509, identity = their SG's public address, carried in subjectAltName). SG-B
 terminates them in two different realm namespaces/charons and its filter counts them on
@@ -30,8 +30,10 @@ pytestmark = [pytest.mark.netns, needs_root,
                                         "strongswan-swanctl, libcharon-extra-plugins, "
                                         "libstrongswan-standard-plugins)")]
 
-PUB = {"A": "198.51.100.1", "B": "198.51.100.2", "C": "198.51.100.3"}
-MN = {"A": "10.0.0.5", "C": "10.0.0.5", "B": "10.0.0.7"}
+PUB = {"A": "198.51.100.1", "B": "198.51.100.2", "C": "198.51.100.3", "D": "198.51.100.4"}
+MN = {"A": "10.0.0.5", "C": "10.0.0.5", "B": "10.0.0.7", "D": "10.0.0.9"}
+# Configured peers; SG-B learns C from its row (auto_peers), D is configured but has no row.
+PEERS = {"A": ["B"], "B": ["A", "D"], "C": ["B"], "D": ["B"]}
 
 
 def row(peer: str, init: str, targets: list[str], mvpn: str) -> dict:
@@ -53,6 +55,7 @@ def world(tmp_path_factory):
             "A": [row("B", MN["B"], [MN["A"]], "B")],
             "B": [row("A", MN["A"], [MN["B"]], "A"), row("C", MN["C"], [MN["B"]], "C")],
             "C": [],
+            "D": [],
         }
         for name, addr in PUB.items():
             n = sg[name] = lab.ns(name)
@@ -68,8 +71,7 @@ def world(tmp_path_factory):
             lab.namespaces += [f"tbtg{name}-{p}" for p in PUB if p != name]  # realm ns, for cleanup
             lab.python(n, "testbed.sg", {
                 "mvpn": name, "public_address": addr, "realm": ["10.0.0.0/24"],
-                "static_rows": rows[name], "peers": {p: {"public": PUB[p]} for p in PUB
-                                                     if p != name and p in ("A", "B")},
+                "static_rows": rows[name], "peers": {p: {"public": PUB[p]} for p in PEERS[name]},
                 "tunnel": {"mode": "userspace"},
                 "ipsec": {"enabled": True, "cert": cert, "key": key, "ca": str(ca.ca_path),
                           "workdir": str(work / f"sg{name}"), "netns_prefix": f"tbtg{name}-",
@@ -87,7 +89,7 @@ def world(tmp_path_factory):
                      timeout=20, what=f"SG {name} charons")
         # mobile nodes: a and c -> SG-B (target b); b -> SG-A (target a), claim 12
         targets = {"A": {"B": (PUB["B"], [MN["B"]])}, "C": {"B": (PUB["B"], [MN["B"]])},
-                   "B": {"A": (PUB["A"], [MN["A"]])}}
+                   "B": {"A": (PUB["A"], [MN["A"]])}, "D": {"B": (PUB["B"], [MN["B"]])}}
         for name in PUB:
             cert, key = ca.issue(f"mn{name}", [PUB[name]], [f"{name.lower()}.{name}.example"])
             ch = Charon(f"mn{name}", work / f"mn{name}", netns=mn[name], debug=1)
@@ -212,6 +214,18 @@ def test_unprotected_ipip_from_peer_is_dropped_in_realm_namespace(world):
              what="unprotected drops at SG-B realm A")
     time.sleep(0.3)
     assert sink_counts(world["sink"]).get("10.0.0.5|plain-from-a", 0) == 0
+
+
+def test_non_member_gets_an_sa_but_the_filter_drops_and_counts(world):
+    """d (M-VPN D, not in the workgroup) authenticates fine, but SG-B's filter drops d->b."""
+    world["mns"]["D"].initiate("wg", "to-B")
+    before = sgstatus(world, "B")["filter"]["drops"][PUB["D"]]["packets"]
+    udp_send(world["mn"]["D"], MN["B"], 5000, MN["D"], "marker-from-d", n=20)
+    wait_for(lambda: sgstatus(world, "B")["filter"]["drops"][PUB["D"]]["packets"] >= before + 18,
+             what="D's drop counter at SG-B")
+    assert sink_counts(world["sink"]).get("10.0.0.9|marker-from-d", 0) == 0
+    sas = sgstatus(world, "B")["realms"]["D"]["sas"]
+    assert sas and int(sas[0]["children"][0]["packets-in"]) >= 20  # decrypted, then filtered
 
 
 @pytest.mark.skipif(not shutil.which("iperf3"), reason="iperf3 not installed")
