@@ -151,3 +151,37 @@ def test_4_return_home_deregisters(world):
     ha = read_json(st["ha"])["home_agents"]["a"]
     assert ha["counters"]["deregistrations"] >= 2   # at start and on return
     assert ha["counters"].get("registrations_denied", 0) == 0
+
+
+SEND_RAW = r"""
+import socket, sys
+dst, hexes = sys.argv[1], sys.argv[2:]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for h in hexes:
+    s.sendto(bytes.fromhex(h), (dst, 434))
+"""
+
+
+def test_5_garbage_and_forged_registrations_are_counted_not_fatal(world):
+    import sys
+    import subprocess
+
+    from testbed.mip import messages as m
+    from testbed.mip.security import ntp_now
+    ns, st = world["ns"], world["st"]
+    forged = m.build_request(flags=m.F_T, lifetime=60, home="10.0.0.5", ha=VHA["a"], coa="192.0.2.66",
+                             ident=ntp_now(), spi=300, key=b"not the key")
+    garbage = ["", "01", "0300", "ff" * 40, (m.build_request(flags=0, lifetime=1, home="10.0.0.5", ha=VHA["a"],
+                                                           coa="1.2.3.4", ident=1, spi=300, key=b"x")[:30]).hex()]
+    subprocess.run(["ip", "netns", "exec", ns["rt"], sys.executable, "-c", SEND_RAW, VHA["a"], forged.hex(), *garbage],
+                   check=True, timeout=10)
+    # and at the FA, from a node on the visited link
+    subprocess.run(["ip", "netns", "exec", ns["mnC"], sys.executable, "-c", SEND_RAW, "203.0.113.1", *garbage[1:]],
+                   check=True, timeout=10)
+    wait_for(lambda: read_json(st["ha"])["home_agents"]["a"]["counters"].get("malformed_dropped", 0) >= 3
+             and read_json(st["ha"])["home_agents"]["a"]["counters"].get("denied_ha_mn_failed_authentication") == 1,
+             what="HA counted garbage and the forged request")
+    wait_for(lambda: read_json(st["fa"])["counters"].get("malformed_dropped", 0) >= 2, what="FA counted garbage")
+    # nothing changed: mnA is home, mnC still served through the FA
+    assert "10.0.0.5" not in read_json(st["ha"])["home_agents"]["a"]["bindings"]
+    assert ping(ns["hA"], "10.0.0.5") == 3 and ping(ns["hC"], "10.0.0.5") == 3
