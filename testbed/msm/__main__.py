@@ -41,10 +41,26 @@ class Msm:
             resolver = WorkgroupResolver(self.store, cfg.zone, cfg.msm_name, cfg.msm_address)
             self.dns = DnsService(resolver, cfg.dns_address, cfg.dns_port)
         self.portal.status_extra = lambda: {"dns": self.dns.counters() if self.dns else {}}
+        self.diameter = None
+        if cfg.diameter.enabled:
+            self.diameter = self._make_diameter(cfg)
         self.status = StatusWriter(cfg.status_file, self.status_doc, cfg.status_interval)
         self.state = "starting"
         self._http_thread = threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.1},
                                              name="portal", daemon=True)
+
+    def _make_diameter(self, cfg: MsmConfig):
+        """Embedded DIAMETER server over the same store (imported only when enabled)."""
+        from testbed.diameter import DiameterServer, LocalIdentity
+
+        from .diameter_backend import StoreBackend
+
+        d = cfg.diameter
+        backend = StoreBackend(self.store, d.secrets, d.gateways, default_metric=d.default_metric,
+                               home_metric=d.home_metric)
+        ident = LocalIdentity(d.origin_host or cfg.msm_name, d.origin_realm or cfg.zone.rstrip("."))
+        return DiameterServer(ident, backend, host=d.address, port=d.port, tw=d.tw,
+                              exchange_log_path=d.exchange_log)
 
     @property
     def http_port(self) -> int:
@@ -60,12 +76,15 @@ class Msm:
             "dns": {"address": self.cfg.dns_address, "port": self.dns.port if self.dns else None,
                     "zone": self.cfg.zone},
             "portal": self.portal.status(),
+            "diameter": self.diameter.status() if self.diameter else None,
         }
 
     def start(self) -> None:
         self._http_thread.start()
         if self.dns:
             self.dns.start()
+        if self.diameter:
+            self.diameter.start_in_thread()
         self.state = "running"
         self.status.start()
         log.info("MSM running: portal http://%s:%d/ version %d", self.cfg.http_address, self.http_port,
@@ -73,6 +92,8 @@ class Msm:
 
     def stop(self) -> None:
         self.state = "stopped"
+        if self.diameter:
+            self.diameter.stop_thread()
         self.http.shutdown()
         self.http.server_close()
         if self.dns:

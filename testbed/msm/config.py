@@ -32,6 +32,41 @@ class Seed(BaseModel):
     workgroups: list[SeedWorkgroup] = []
 
 
+class DiameterSection(BaseModel):
+    """The embedded DIAMETER server (claims 41-45, 56); off unless enabled."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    origin_host: str | None = None  # default: msm_fqdn
+    origin_realm: str | None = None  # default: zone without the trailing dot
+    address: str = "0.0.0.0"
+    port: int = Field(3868, ge=0, le=65535)
+    tw: float = Field(30.0, ge=1, le=3600)
+    exchange_log: str | None = "/run/testbed/msm-diameter.jsonl"
+    #: user FQDN -> shared secret for the HMAC authenticator of the hello (claim 40)
+    secrets: dict[str, str] = {}
+    #: M-VPN name -> gateway of its default route (default: first host of the realm)
+    gateways: dict[str, str] = {}
+    default_metric: int = Field(10, ge=0)
+    home_metric: int = Field(1, ge=0)
+
+    @field_validator("address")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @field_validator("gateways")
+    @classmethod
+    def _gws(cls, value: dict[str, str]) -> dict[str, str]:
+        for k, gw in value.items():
+            try:
+                ipaddress.IPv4Address(gw)
+            except ValueError:
+                raise ValueError(f"gateways.{k}: {gw!r} is not an IPv4 address") from None
+        return value
+
+
 class MsmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +88,7 @@ class MsmConfig(BaseModel):
     status_interval: float = Field(1.0, gt=0, le=60)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     seed: Seed = Seed()
+    diameter: DiameterSection = DiameterSection()
 
     @field_validator("http_address", "dns_address", "msm_address")
     @classmethod

@@ -137,6 +137,10 @@ class Portal:
         issued = self.ca.issue(cn, kind, san_ips, san_dns, validity=validity, days=days, key_type=key_type)
         self.store.record_cert(issued.serial, cn, kind, issued.not_before.isoformat(),
                                issued.not_after.isoformat(), issued.san)
+        if kind in ("mn", "msr") and validity == "valid" and body.get("sg_public_override") is None:
+            # the one a sink may fetch for this node (claims 55-56); test certificates
+            # outside their validity window never replace it
+            self.store.set_node_cert(cn, issued.cert_pem)
         with self.lock:
             self.counters["certs_issued"] += 1
         return 201, {

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS signons (
     at REAL NOT NULL,
     PRIMARY KEY (fqdn, workgroup)
 );
+CREATE TABLE IF NOT EXISTS node_certs (fqdn TEXT PRIMARY KEY, pem TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS certs (
     serial TEXT PRIMARY KEY,
     cn TEXT NOT NULL,
@@ -356,6 +357,15 @@ class Store:
                 "INSERT OR REPLACE INTO certs(serial, cn, kind, not_before, not_after, san) VALUES (?,?,?,?,?,?)",
                 (format(serial, "x"), cn, kind, not_before, not_after, ",".join(san)),
             )
+
+    def set_node_cert(self, fqdn: str, pem: str) -> None:
+        """The certificate a sink fetches for `fqdn` by DIAMETER or DNS (claims 55-56)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO node_certs(fqdn, pem) VALUES (?,?)", (fqdn, pem))
+
+    def node_cert(self, fqdn: str) -> str | None:
+        row = self._one("SELECT pem FROM node_certs WHERE fqdn=?", (fqdn,))
+        return row["pem"] if row else None
 
     def certs(self) -> list[dict]:
         return [dict(r) for r in self._all("SELECT * FROM certs ORDER BY cn, serial")]
