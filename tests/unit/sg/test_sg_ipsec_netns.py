@@ -3,16 +3,20 @@
     mnA a=10.0.0.5 ─ sgA 198.51.100.1 ─┐
     mnC c=10.0.0.5 ─ sgC 198.51.100.3 ─┼─ bridge ─ sgB 198.51.100.2 ─ lanB b=10.0.0.7
     mnD d=10.0.0.9 ─ sgD 198.51.100.4 ─┘
-a and c (same private address, different M-VPNs) each bring up a unidirectional IKEv2 SA
-to SG-B (X.509, identity = their SG's public address, carried in subjectAltName). SG-B
-terminates them in two different realm namespaces/charons and its filter counts them on
-two different rows. b answers a over its own SA to SG-A (claim 12).
+plus the real MSM (`python -m testbed.msm`, 198.51.100.10) whose portal the SGs follow and
+whose CA issues every certificate. a and c (same private address, different M-VPNs) each
+bring up a unidirectional IKEv2 SA to SG-B (X.509, identity = their SG's public address,
+carried in subjectAltName). SG-B terminates them in two different realm namespaces/charons
+and its filter counts them on two different rows. b answers a over its own SA to SG-A
+(claim 12). W = {a, b, c}; d is not a member.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,8 +25,7 @@ import pytest
 from testbed.sg.strongswan import (Charon, Credentials, StrongswanError, render_initiator_swanctl,
                                    write_swanctl_dir)
 
-from .netns import Lab, needs_root, read_json, sh, sink_counts, udp_send, udp_sink, wait_for
-from .pki import ScratchCA
+from .netns import REPO, Lab, needs_root, read_json, sh, sink_counts, udp_send, udp_sink, wait_for
 
 pytestmark = [pytest.mark.netns, needs_root,
               pytest.mark.skipif(not Path("/usr/lib/ipsec/charon").exists() or not shutil.which("swanctl"),
@@ -32,32 +35,94 @@ pytestmark = [pytest.mark.netns, needs_root,
 
 PUB = {"A": "198.51.100.1", "B": "198.51.100.2", "C": "198.51.100.3", "D": "198.51.100.4"}
 MN = {"A": "10.0.0.5", "C": "10.0.0.5", "B": "10.0.0.7", "D": "10.0.0.9"}
-# Configured peers; SG-B learns C from its row (auto_peers), D is configured but has no row.
+FQDN = {n: f"{n.lower()}.{n.lower()}.example" for n in PUB}
+MSM_ADDR = "198.51.100.10"
+# Configured peers; the others come from portal rows (auto_peers). D has no row at SG-B.
 PEERS = {"A": ["B"], "B": ["A", "D"], "C": ["B"], "D": ["B"]}
 
+MSM_CALL = r"""
+import json, sys
+from testbed.msm.client import MsmClient, MsmError
+c = MsmClient(sys.argv[1], timeout=10)
+out = []
+for method, args, kwargs in json.loads(sys.argv[2]):
+    out.append(getattr(c, method)(*args, **kwargs))
+print(json.dumps(out))
+"""
 
-def row(peer: str, init: str, targets: list[str], mvpn: str) -> dict:
-    return {"peer_sg_public": PUB[peer], "initiator_private": init, "targets": targets,
-            "initiator_fqdn": f"{mvpn.lower()}.{mvpn}.example", "initiator_mvpn": mvpn}
+# A stock swanctl.conf written by hand (not by testbed.sg.strongswan): the interop check.
+HAND_WRITTEN_SWANCTL = """
+connections {
+    handmade {
+        remote_addrs = 198.51.100.2
+        local {
+            auth = pubkey
+            certs = d.pem
+            id = 198.51.100.4
+        }
+        remote {
+            auth = pubkey
+            id = 198.51.100.2
+        }
+        children {
+            net {
+                remote_ts = 10.0.0.7/32
+                esp_proposals = aes128gcm16
+            }
+        }
+        version = 2
+        mobike = no
+    }
+}
+"""
+
+
+def msm_call(ns: str, ops: list) -> list:
+    """Run MsmClient calls inside the MSM's namespace (the host has no route to it)."""
+    proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", MSM_CALL,
+                           f"http://{MSM_ADDR}:8080", json.dumps(ops)], capture_output=True,
+                          text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout)
+
+
+def write_pem(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
+    pytest.importorskip("testbed.msm.client")
     work = tmp_path_factory.mktemp("sgipsec")
     lab = Lab("g", work)
     mns: dict[str, Charon] = {}
     try:
-        ca = ScratchCA(work / "pki")
         inet = lab.ns("I")
         sh(f"ip -n {inet} link add tbtgbr type bridge; ip -n {inet} link set tbtgbr up")
+        # the MSM: portal + CA, on the public segment
+        msm = lab.ns("N")
+        lab.veth(msm, "pub0", inet, "tbtgpN")
+        sh(f"ip -n {inet} link set tbtgpN master tbtgbr; ip -n {msm} addr add {MSM_ADDR}/24 dev pub0")
+        lab.python(msm, "testbed.msm", {
+            "db_path": str(work / "msm" / "msm.db"), "ca_dir": str(work / "msm" / "ca"),
+            "http_address": MSM_ADDR, "http_port": 8080, "dns_address": MSM_ADDR, "dns_port": 5300,
+            "msm_address": MSM_ADDR, "status_file": str(work / "msm.status"), "log_level": "INFO"}, "msm")
+        wait_for(lambda: (work / "msm.status").exists(), timeout=20, what="MSM up")
+        ops = [["add_mvpn", [n, "10.0.0.0/24", PUB[n]], {}] for n in PUB]
+        ops += [["add_user", [FQDN[n], n, MN[n]], {}] for n in PUB]
+        ops += [["add_workgroup", ["W"], {}]] + [["add_member", ["W", FQDN[n]], {}] for n in "ABC"]
+        ops += [["issue_cert", [f"sg-{n.lower()}", "sg"], {"san_ips": [PUB[n]]}] for n in PUB]
+        ops += [["issue_cert", [FQDN[n], "mn"], {}] for n in PUB]
+        res = msm_call(msm, ops)
+        sg_certs, mn_certs = res[-8:-4], res[-4:]
+        ca_path = write_pem(work / "pki" / "ca.pem", sg_certs[0]["ca_pem"])
+        assert mn_certs[0]["san"] and PUB["A"] in json.dumps(mn_certs[0]["san"])  # claim 10
+
         sg, mn = {}, {}
-        rows = {  # realm-indexed rows per SG (what the portal would serve)
-            "A": [row("B", MN["B"], [MN["A"]], "B")],
-            "B": [row("A", MN["A"], [MN["B"]], "A"), row("C", MN["C"], [MN["B"]], "C")],
-            "C": [],
-            "D": [],
-        }
-        for name, addr in PUB.items():
+        for (name, addr), issued in zip(PUB.items(), sg_certs):
             n = sg[name] = lab.ns(name)
             lab.veth(n, "pub0", inet, f"tbtgp{name}")
             sh(f"ip -n {inet} link set tbtgp{name} master tbtgbr")
@@ -67,41 +132,54 @@ def world(tmp_path_factory):
             sh(f"ip -n {n} addr add 10.0.0.1/24 dev lan0")
             sh(f"ip -n {m} addr add {MN[name]}/32 dev eth0; ip -n {m} route add 10.0.0.1 dev eth0;"
                f" ip -n {m} route add default via 10.0.0.1")
-            cert, key = ca.issue(f"sg{name}", [addr])
+            cert = write_pem(work / "pki" / f"sg{name}.pem", issued["cert_pem"])
+            key = write_pem(work / "pki" / f"sg{name}.key", issued["key_pem"])
             lab.namespaces += [f"tbtg{name}-{p}" for p in PUB if p != name]  # realm ns, for cleanup
             lab.python(n, "testbed.sg", {
                 "mvpn": name, "public_address": addr, "realm": ["10.0.0.0/24"],
-                "static_rows": rows[name], "peers": {p: {"public": PUB[p]} for p in PEERS[name]},
+                "portal": {"url": f"http://{MSM_ADDR}:8080", "poll_timeout": 10},
+                "peers": {p: {"public": PUB[p]} for p in PEERS[name]},
                 "tunnel": {"mode": "userspace"},
-                "ipsec": {"enabled": True, "cert": cert, "key": key, "ca": str(ca.ca_path),
+                "ipsec": {"enabled": True, "cert": cert, "key": key, "ca": ca_path,
                           "workdir": str(work / f"sg{name}"), "netns_prefix": f"tbtg{name}-",
                           "debug": 1},
                 "filter": {"table": "tbt_wg"},
                 "status_file": str(work / f"sg{name}.status"), "log_level": "DEBUG"}, f"sg{name}")
         for name in PUB:
             wait_for(lambda: (work / f"sg{name}.status").exists(), timeout=20, what=f"SG {name} status")
-        # SG-B must have realms for A and C (C created from its row: auto_peers)
-        wait_for(lambda: {"A", "C"} <= set(read_json(work / "sgB.status")["realms"]), timeout=20,
-                 what="SG-B realms A and C")
+        # SG-B: realms A and D configured, C created from its portal row (auto_peers)
+        wait_for(lambda: {"A", "C", "D"} <= set(read_json(work / "sgB.status")["realms"]), timeout=20,
+                 what="SG-B realms A, C, D")
         for name in PUB:
             wait_for(lambda: all(r["charon_running"] for r in
-                                 read_json(work / f"sg{name}.status")["realms"].values()),
-                     timeout=20, what=f"SG {name} charons")
+                                 read_json(work / f"sg{name}.status")["realms"].values())
+                     and read_json(work / f"sg{name}.status")["filter"]["version"] is not None,
+                     timeout=20, what=f"SG {name} charons and rows")
         # mobile nodes: a and c -> SG-B (target b); b -> SG-A (target a), claim 12
         targets = {"A": {"B": (PUB["B"], [MN["B"]])}, "C": {"B": (PUB["B"], [MN["B"]])},
-                   "B": {"A": (PUB["A"], [MN["A"]])}, "D": {"B": (PUB["B"], [MN["B"]])}}
-        for name in PUB:
-            cert, key = ca.issue(f"mn{name}", [PUB[name]], [f"{name.lower()}.{name}.example"])
+                   "B": {"A": (PUB["A"], [MN["A"]])}}
+        for (name, issued) in zip(PUB, mn_certs):
             ch = Charon(f"mn{name}", work / f"mn{name}", netns=mn[name], debug=1)
             ch.start()
             mns[name] = ch
+            cert = write_pem(work / "pki" / f"mn{name}.pem", issued["cert_pem"])
+            key = write_pem(work / "pki" / f"mn{name}.key", issued["key_pem"])
+            if name == "D":  # by hand, stock layout
+                d = work / "mnD" / "stock"
+                write_pem(d / "x509" / "d.pem", issued["cert_pem"])
+                write_pem(d / "x509ca" / "ca.pem", issued["ca_pem"])
+                write_pem(d / "private" / "d.key", issued["key_pem"])
+                write_pem(d / "swanctl.conf", HAND_WRITTEN_SWANCTL)
+                ch.load_swanctl(d / "swanctl.conf")
+                continue
             conf = write_swanctl_dir(work / f"mn{name}" / "swanctl",
                                      render_initiator_swanctl(targets[name], PUB[name]),
-                                     Credentials(cert, key, str(ca.ca_path)))
+                                     Credentials(cert, key, ca_path))
             ch.load_swanctl(conf)
         sink = work / "sinkB.json"
         udp_sink(lab, mn["B"], 5000, sink)
-        yield {"lab": lab, "sg": sg, "mn": mn, "mns": mns, "work": work, "ca": ca, "sink": sink}
+        yield {"lab": lab, "sg": sg, "mn": mn, "mns": mns, "work": work, "sink": sink, "msm": msm,
+               "ca_path": ca_path}
     finally:
         for ch in mns.values():
             ch.stop()
@@ -183,12 +261,14 @@ def test_reverse_direction_and_outer_capture_is_ipip_only(world):
 
 
 def test_wrong_subjectaltname_is_refused(world):
-    """An MN behind SG-C whose certificate names SG-A is refused by SG-B's realm-C charon."""
-    work, ca, mns = world["work"], world["ca"], world["mns"]
-    cert, key = ca.issue("mnCwrong", [PUB["A"]])
+    """An MN behind SG-C whose certificate (MSM CA) names SG-A is refused by SG-B's realm-C charon."""
+    work, mns = world["work"], world["mns"]
+    (issued,) = msm_call(world["msm"], [["issue_cert", [FQDN["C"], "mn"], {"sg_public_override": PUB["A"]}]])
+    cert = write_pem(work / "pki" / "mnCwrong.pem", issued["cert_pem"])
+    key = write_pem(work / "pki" / "mnCwrong.key", issued["key_pem"])
     conf = write_swanctl_dir(work / "mnCwrong" / "swanctl",
                              render_initiator_swanctl({"Bw": (PUB["B"], [MN["B"]])}, PUB["A"]),
-                             Credentials(cert, key, str(ca.ca_path)))
+                             Credentials(cert, key, world["ca_path"]))
     mns["C"].load_swanctl(conf)
     before = len(sgstatus(world, "B")["realms"]["C"].get("sas", []))
     with pytest.raises(StrongswanError):
@@ -216,9 +296,14 @@ def test_unprotected_ipip_from_peer_is_dropped_in_realm_namespace(world):
     assert sink_counts(world["sink"]).get("10.0.0.5|plain-from-a", 0) == 0
 
 
-def test_non_member_gets_an_sa_but_the_filter_drops_and_counts(world):
-    """d (M-VPN D, not in the workgroup) authenticates fine, but SG-B's filter drops d->b."""
-    world["mns"]["D"].initiate("wg", "to-B")
+def test_non_member_with_hand_written_stock_config_is_dropped_and_counted(world):
+    """d (M-VPN D, not in W) brings up an SA from a hand-written swanctl.conf with an MSM
+    certificate; SG-B's `swanctl --list-sas` shows it; its packets die at the filter."""
+    world["mns"]["D"].initiate("net", "handmade")
+    proc = subprocess.run(["swanctl", "--list-sas", "--uri",
+                           f"unix://{world['work']}/sgB/D/charon.vici"], capture_output=True, text=True,
+                          env={**os.environ, "STRONGSWAN_CONF": str(world["work"] / "sgB/D/strongswan.conf")})
+    assert "ESTABLISHED" in proc.stdout and "198.51.100.4" in proc.stdout and "INSTALLED" in proc.stdout
     before = sgstatus(world, "B")["filter"]["drops"][PUB["D"]]["packets"]
     udp_send(world["mn"]["D"], MN["B"], 5000, MN["D"], "marker-from-d", n=20)
     wait_for(lambda: sgstatus(world, "B")["filter"]["drops"][PUB["D"]]["packets"] >= before + 18,
@@ -246,3 +331,27 @@ def test_throughput_a_to_b_through_ipip_and_ipsec(world):
     print(f"iperf3 TCP a->b through IP-IP+IPsec: {bps / 1e6:.0f} Mbit/s")
     (world["work"] / "throughput.txt").write_text(f"{bps / 1e6:.1f}\n")
     assert bps > 5e6
+
+
+def test_removal_at_portal_stops_a_within_5s_while_c_continues(world):
+    mn, sink = world["mn"], world["sink"]
+    for n in ("A", "C"):
+        if not world["mns"][n].list_sas():
+            world["mns"][n].initiate("wg", "to-B")
+    t0 = time.monotonic()
+    msm_call(world["msm"], [["remove_member", ["W", FQDN["A"]], {}]])
+
+    def a_row_gone():
+        rows = sgstatus(world, "B")["filter"]["rows"]
+        return rows and all(r["peer_sg_public"] != PUB["A"] for r in rows)
+    wait_for(a_row_gone, timeout=5, interval=0.05, what="a's row gone at SG-B")
+    elapsed = time.monotonic() - t0
+    print(f"portal removal -> SG-B filter: {elapsed * 1000:.0f} ms")
+    assert elapsed < 5
+    drops_a = sgstatus(world, "B")["filter"]["drops"][PUB["A"]]["packets"]
+    udp_send(mn["A"], MN["B"], 5000, MN["A"], "after-removal-a", n=10)
+    udp_send(mn["C"], MN["B"], 5000, MN["C"], "after-removal-c", n=10)
+    wait_for(lambda: sink_counts(sink).get("10.0.0.5|after-removal-c", 0) >= 9, what="c still reaches b")
+    wait_for(lambda: sgstatus(world, "B")["filter"]["drops"][PUB["A"]]["packets"] >= drops_a + 9,
+             what="a dropped at SG-B")
+    assert sink_counts(sink).get("10.0.0.5|after-removal-a", 0) == 0
