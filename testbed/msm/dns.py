@@ -5,6 +5,8 @@ store on every query, so a user added at the portal resolves at once:
 - a user FQDN -> A its private address (meaningful inside its own M-VPN's realm);
 - `sg-<mvpn>.<zone>` -> A the SG's public address;
 - the MSM's own name -> A its public address (when configured);
+- `_cert.<user FQDN>` -> TXT "tbcert1" + the node's certificate (DER, base64, in
+  255-character strings), the sink's certificate fetch of claim 55 (large: ask by TCP);
 - anything else -> NXDOMAIN. The server does not recurse.
 """
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 import threading
 from collections import Counter
 
-from dnslib import NS, QTYPE, RCODE, RR, SOA, A, DNSLabel, DNSRecord
+import base64
+
+from dnslib import NS, QTYPE, RCODE, RR, SOA, TXT, A, DNSLabel, DNSRecord
 from dnslib.server import DNSLogger, DNSServer
 
 from .store import Store
@@ -90,6 +94,28 @@ class WorkgroupResolver:
         return RR(self.zone, QTYPE.SOA, ttl=TTL,
                   rdata=SOA(mname, "hostmaster." + str(self.zone), (self.store.version, 60, 30, 86400, TTL)))
 
+    def _cert(self, reply: DNSRecord, qname, fqdn: str, qtype: int) -> DNSRecord:
+        """Claim 55: the node certificate a sink fetches when a hello names it."""
+        pem = self.store.node_cert(fqdn)
+        if pem is None:
+            reply.header.rcode = RCODE.NXDOMAIN
+            reply.add_auth(self._soa())
+            self._count("nxdomain")
+            return reply
+        if qtype in (QTYPE.TXT, QTYPE.ANY):
+            from cryptography import x509
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+            b64 = base64.b64encode(der).decode()
+            parts = ["tbcert1"] + [b64[i:i + 255] for i in range(0, len(b64), 255)]
+            reply.add_answer(RR(qname, QTYPE.TXT, ttl=TTL, rdata=TXT(parts)))
+            self._count("cert_answered")
+        else:
+            reply.add_auth(self._soa())
+            self._count("nodata")
+        return reply
+
     def resolve(self, request: DNSRecord, handler) -> DNSRecord:
         reply = request.reply()  # dnslib sets ra=1, aa=1: we don't recurse, and aa only for our names
         reply.header.ra = 0
@@ -111,6 +137,8 @@ class WorkgroupResolver:
                     reply.add_auth(self._soa())
                 self._count("answered")
                 return reply
+            if name.startswith("_cert."):
+                return self._cert(reply, qname, name[len("_cert."):], qtype)
             addr = self.lookup(name)
             if addr is None:
                 reply.header.rcode = RCODE.NXDOMAIN

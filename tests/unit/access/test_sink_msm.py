@@ -14,6 +14,7 @@ import pytest
 
 from testbed.access import credentials as cr
 from testbed.access import hello_auth as ha
+from testbed.access.certdns import fetch_certificate
 from testbed.access.config import parse, SinkConfig
 from testbed.access.node import AccessNode, SinkRefused
 from testbed.access.sink import AccessSink
@@ -26,11 +27,15 @@ SINK = "10.10.0.1"
 
 
 def make_sink(msm, dclient, tmp_path, **over):
+    dns_fetch = None
+    if over.get("cert_source") == "dns":
+        over["dns_server"] = "127.0.0.1"
+        dns_fetch = lambda name: fetch_certificate(name, "127.0.0.1", msm.dns.port)  # noqa: E731
     cfg = {"address": SINK, "identity": "msr1.mwg.test", "nft": False,
            "msm": {"address": "127.0.0.1", "port": msm.diameter.port}}
     cfg.update(over)
     col = Collector()
-    return AccessSink(parse(cfg, SinkConfig), col, diameter=dclient), col
+    return AccessSink(parse(cfg, SinkConfig), col, diameter=dclient, dns_fetch=dns_fetch), col
 
 
 def wait_decided(sink, node, timeout=5.0):
@@ -148,7 +153,7 @@ def cert_node(msm, pki, fqdn="mn1.mwg.test", addr="10.10.0.5", send=True, **kw):
                       key_pem=c["key_pem"].encode(), send_certificate=send)
 
 
-@pytest.mark.parametrize("source", ["hello", "diameter"])
+@pytest.mark.parametrize("source", ["hello", "diameter", "dns"])
 def test_certificate_hello_both_ways(msm, dclient, tmp_path, pki, source):
     sink, col = make_sink(msm, dclient, tmp_path, certificate=True, shared_secret=False,
                           certs=pki["certs"], cert_source=source)
@@ -164,6 +169,18 @@ def test_certificate_hello_both_ways(msm, dclient, tmp_path, pki, source):
     if source == "diameter":
         assert sink.counters["cert_fetch_diameter"] == 1
         assert msm.diameter.counters.snapshot()["certificates_returned"] == 1
+    if source == "dns":
+        assert sink.counters["cert_fetch_dns"] == 1 and msm.dns.counters()["cert_answered"] == 1
+
+
+def test_dns_certificate_record_matches_and_unknown_is_nxdomain(msm, pki):
+    c = issue(msm, "mn2.mwg.test")
+    der = fetch_certificate("mn2.mwg.test", "127.0.0.1", msm.dns.port)
+    assert der == cr.der(cr.load_cert(c["cert_pem"]))
+    assert fetch_certificate("nobody.mwg.test", "127.0.0.1", msm.dns.port) is None
+    # an expired test certificate never replaces the one the sink fetches
+    issue(msm, "mn2.mwg.test", validity="expired")
+    assert fetch_certificate("mn2.mwg.test", "127.0.0.1", msm.dns.port) == der
 
 
 def test_expired_foreign_ca_and_bad_signature_refused(msm, dclient, tmp_path, pki):
