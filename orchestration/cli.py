@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -271,12 +272,22 @@ def bench(only: Optional[str] = typer.Option(None, help="only this benchmark"),
     print(json.dumps(res, indent=2))
 
 
+_MAIN_PID = 0
+
+
 def _terminate(signum: int, _frame: object) -> None:
-    # SIGTERM during 'up' unwinds like Ctrl-C, so the half-built lab is removed.
+    # SIGTERM during 'up' unwinds like Ctrl-C, so the half-built lab is removed. Forked
+    # helpers (pyroute2 creates namespaces in a child it then terminates) die as usual.
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise SystemExit(128 + signum)
 
 
 def main() -> None:  # pragma: no cover
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, _terminate)
     app()
