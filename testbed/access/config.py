@@ -77,6 +77,8 @@ class SinkConfig(_Strict):
     open_routes: list[str] = Field(default_factory=list)
     visitors: VisitorConfig = Field(default_factory=VisitorConfig)
     replay_window_ms: int = Field(30_000, ge=100)
+    #: after a refusal, hellos from that address are ignored this long (no MSM flooding)
+    refused_holddown_ms: int = Field(1000, ge=0)
     nft: bool = True
     nft_table: str = "tb_access"
     dhcp: DhcpConfig = Field(default_factory=DhcpConfig)

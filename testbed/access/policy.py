@@ -75,6 +75,7 @@ class NftPolicy:
         self.apply_enabled = apply
         self.nft = nft
         self.nodes: dict[str, str] = {}  # addr -> kind (member/visitor/refused)
+        self.rendered: dict[str, tuple] = {}  # addr -> rules installed (skip identical re-installs)
         self.errors = 0
         self.last_script = ""
 
@@ -112,23 +113,24 @@ class NftPolicy:
             return False
         return True
 
-    def member(self, node: str, filters: list[FilterRule | str]) -> bool:
-        ok = self._run(self.node_script(node, *member_rules(node, filters)))
+    def _install(self, node: str, kind: str, rin: list[str], rout: list[str]) -> bool:
+        key = (kind, tuple(rin), tuple(rout))
+        if self.rendered.get(node) == key:
+            return True  # same policy already there: keep its counters
+        ok = self._run(self.node_script(node, rin, rout))
         if ok:
-            self.nodes[node] = "member"
+            self.nodes[node] = kind
+            self.rendered[node] = key
         return ok
+
+    def member(self, node: str, filters: list[FilterRule | str]) -> bool:
+        return self._install(node, "member", *member_rules(node, filters))
 
     def visitor(self, node: str, fa: str) -> bool:
-        ok = self._run(self.node_script(node, *visitor_rules(fa)))
-        if ok:
-            self.nodes[node] = "visitor"
-        return ok
+        return self._install(node, "visitor", *visitor_rules(fa))
 
     def refuse(self, node: str) -> bool:
-        ok = self._run(self.node_script(node, [], []))
-        if ok:
-            self.nodes[node] = "refused"
-        return ok
+        return self._install(node, "refused", [], [])
 
     def remove(self, node: str) -> bool:
         if node not in self.nodes:
@@ -139,6 +141,7 @@ class NftPolicy:
                   f"delete chain ip {t} in_{s}\ndelete chain ip {t} out_{s}\n")
         ok = self._run(script)
         self.nodes.pop(node, None)
+        self.rendered.pop(node, None)
         return ok
 
     def flush(self) -> None:
@@ -146,3 +149,4 @@ class NftPolicy:
         if self.apply_enabled:
             subprocess.run([self.nft, "delete", "table", "ip", self.table], capture_output=True)
         self.nodes.clear()
+        self.rendered.clear()

@@ -106,6 +106,10 @@ class AccessSink:
             return True
         if st and st.verdict in ("member", "visitor") and auth is None and cauth is None:
             return False  # periodic plain hellos of an attached node: AODV's business
+        if st and st.verdict == "refused" and \
+                t0 - st.decided_at < self.cfg.refused_holddown_ms / 1000:
+            self.counters["hello_ignored_holddown"] += 1  # a forger must not flood the MSM
+            return True
         self.counters["hellos"] += 1
         st = self.nodes[node] = NodeState(node, hello_at=t0, iface=iface)
         if auth is not None and self.cfg.shared_secret:

@@ -31,7 +31,7 @@ def make_sink(msm, dclient, tmp_path, **over):
     if over.get("cert_source") == "dns":
         over["dns_server"] = "127.0.0.1"
         dns_fetch = lambda name: fetch_certificate(name, "127.0.0.1", msm.dns.port)  # noqa: E731
-    cfg = {"address": SINK, "identity": "msr1.mwg.test", "nft": False,
+    cfg = {"address": SINK, "identity": "msr1.mwg.test", "nft": False, "refused_holddown_ms": 0,
            "msm": {"address": "127.0.0.1", "port": msm.diameter.port}}
     cfg.update(over)
     col = Collector()
@@ -81,6 +81,20 @@ def test_forged_authenticator_gets_no_route(msm, dclient, tmp_path):
     assert st.verdict == "refused" and st.reason == "rejected_by_msm"
     assert sink.counters["refused_rejected_by_msm"] == 1 and not col.sent
     assert "counter drop" in sink.policy.last_script and " accept\n" not in sink.policy.last_script
+
+
+def test_refused_node_held_down_without_msm_flood(msm, dclient, tmp_path):
+    sink, col = make_sink(msm, dclient, tmp_path, refused_holddown_ms=500)
+    node = AccessNode("10.10.0.5", "mn1.mwg.test", secret="wrong")
+    sink.on_hello(node.secret_hello(), "10.10.0.5")
+    wait_decided(sink, "10.10.0.5")
+    for _ in range(5):
+        sink.on_hello(node.secret_hello(), "10.10.0.5")
+    assert sink.counters["hello_ignored_holddown"] == 5 and sink.counters["diameter_requests"] == 1
+    time.sleep(0.55)
+    node.secret = "s3cret-1"  # after the hold-down a correct hello is heard
+    sink.on_hello(node.secret_hello(), "10.10.0.5")
+    assert wait_decided(sink, "10.10.0.5").verdict == "member"
 
 
 def test_other_users_secret_and_wrong_address_refused(msm, dclient, tmp_path):
