@@ -1,0 +1,175 @@
+"""`python3 -m testbed.access.msr --config FILE`: an MSR = AODV agent + access sink in one loop.
+
+Config: `{aodv: <testbed.aodv AgentConfig>, access: <SinkConfig>}`. The access sink's
+hello socket is the standalone one (its own `access.port`, e.g. 655, since the agent owns
+654); DIAMETER answers come back through a CompletionQueue in the agent's loop.
+
+Routing proxy (claims 57-62) with the agent's existing extension points only (see
+testbed/aodv/access_hook.py): when a DHCP node attaches, the sink adds a host route to it
+on the DHCP interface and appends the node's /32 to the agent's `announced` prefixes, so
+- the agent answers RREQs for the node (it is the node's proxy in all routing exchanges);
+- the node's datagrams to a destination without a route fall into the agent's TUN buffer
+  (the node's address counts as "ours"), the agent originates the RREQ and re-injects the
+  buffered datagrams once the route exists (claims 61-62).
+The RREQ's originator is the sink's own address: replies come to the sink, which delivers
+to the node by its host route.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger("access.msr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m testbed.access.msr", description=__doc__)
+    ap.add_argument("--config", required=True)
+    args = ap.parse_args(argv)
+    from testbed.aodv.config import ConfigError as AodvConfigError
+    from testbed.aodv.config import parse_config as parse_aodv
+
+    from .config import ConfigError, SinkConfig, parse
+
+    try:
+        text = Path(args.config).read_text()
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict) or set(data) - {"aodv", "access"} or "aodv" not in data \
+                or "access" not in data:
+            raise ConfigError("top level must be {aodv: ..., access: ...}")
+        acfg = parse_aodv(data["aodv"])
+        scfg = parse(data["access"], SinkConfig)
+    except (OSError, yaml.YAMLError, ConfigError, AodvConfigError) as exc:
+        print(f"access.msr: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=scfg.log_level, stream=sys.stderr,
+                        format="%(asctime)s.%(msecs)03d %(name)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("pyroute2", "asyncio", "scapy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from testbed.aodv.access_hook import guard_adapter
+    from testbed.aodv.agent import Agent
+    from testbed.diameter import BlockingDiameterClient, LocalIdentity
+    from testbed.diameter.client import CompletionQueue
+
+    from .__main__ import udp_socket, write_status
+    from .dhcp import DhcpHelloServer, open_server_socket
+    from .sink import AccessSink
+
+    agent = Agent(acfg)
+    loop = agent.loop
+    cq = CompletionQueue()
+    loop.add_reader(cq, cq.run_pending)
+    client = None
+    if scfg.msm is not None:
+        client = BlockingDiameterClient(LocalIdentity(scfg.identity, scfg.realm), str(scfg.msm.address),
+                                        scfg.msm.port, destination_realm=scfg.msm.realm,
+                                        tw=scfg.msm.tw, tc=1.0, request_timeout=scfg.msm.timeout)
+        client.start(wait_open=0)
+    sock = udp_socket(scfg.port)
+    sink = AccessSink(scfg, lambda d, dst, _i: sock.sendto(d, (dst, scfg.port)), diameter=client, via=cq)
+
+    def on_udp() -> None:
+        while True:
+            try:
+                data, (src, _p) = sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            if src != str(scfg.address):
+                sink.on_hello(data, src)
+
+    loop.add_reader(sock, on_udp)
+
+    class Hook:
+        """The access_hook contract, over AccessSink's node table."""
+
+        def on_hello(self, m, prev, iface):
+            st = sink.nodes.get(prev)
+            if st is not None and st.verdict in ("member", "visitor"):
+                return "admit"
+            sink.on_hello(m, prev, iface)
+            st = sink.nodes.get(prev)
+            return "refuse" if st is not None and st.verdict == "refused" else "pending"
+
+        def proxied(self, addr):
+            return addr in proxied
+
+    hook = Hook()
+    agent.attach_guard = guard_adapter(hook, lambda a: agent.neighbours[a].iface
+                                       if a in agent.neighbours else None)
+    proxied: dict[str, dict] = {}
+
+    dhcp = None
+    if scfg.dhcp.enabled:
+        dsock = open_server_socket(scfg.dhcp.interface, scfg.dhcp.port)
+
+        def authenticate(h, done):
+            def answered(ans, err):
+                if err is not None:
+                    return done(False, [], f"MSM unavailable: {err}")
+                if not ans.ok:
+                    return done(False, [], ans.reason)
+                sink.policy.member(h.address, ans.filters)
+                done(True, [(r.prefix, r.gateway, r.metric) for r in ans.routes], None)
+            client.submit("authenticate", h.fqdn, h.mac, authenticated_data=h.auth_data,
+                          node_address=h.address, nas_ip_address=str(scfg.address),
+                          timeout=scfg.msm.timeout, on_done=answered, via=cq)
+
+        def attached(h, routes):
+            subprocess.run(["ip", "route", "replace", f"{h.address}/32", "dev", scfg.dhcp.interface,
+                            "proto", "static"], capture_output=True)
+            net = ipaddress.IPv4Network(f"{h.address}/32")
+            if net not in agent.announced:
+                agent.announced.append(net)  # claim 57: we answer RREQs for it
+            proxied[h.address] = {"fqdn": h.fqdn, "since": time.time(), "routes": routes}
+            log.info("proxying for %s (%s)", h.fqdn, h.address)
+
+        dhcp = DhcpHelloServer(str(scfg.address), authenticate, attached, scfg.dhcp.lease_s,
+                               sink.replay)
+
+        def on_dhcp() -> None:
+            while True:
+                try:
+                    data, _src = dsock.recvfrom(65535)
+                except BlockingIOError:
+                    return
+                dhcp.handle(data, lambda b: dsock.sendto(b, ("255.255.255.255", scfg.dhcp.client_port)))
+
+        loop.add_reader(dsock, on_dhcp)
+
+    def status() -> None:
+        try:
+            write_status(scfg.status_file, {
+                "agent": "access-msr", "time": time.time(), **sink.status(),
+                "proxied": proxied,
+                "dhcp": {"counters": dhcp.counters, "attach_ms": dhcp.attach_ms} if dhcp else None,
+                "aodv": {"counters": dict(agent.counters),
+                         "buffered": agent.buffer.buffered, "buffer_dropped": agent.buffer.dropped},
+            })
+        except OSError as exc:
+            log.warning("status file: %s", exc)
+        loop.call_later(0.5, status)
+
+    loop.call_later(0, status)
+    try:
+        agent.run()
+    finally:
+        if client:
+            client.stop()
+        sink.policy.flush()
+        for addr in proxied:
+            subprocess.run(["ip", "route", "del", f"{addr}/32", "dev", scfg.dhcp.interface],
+                           capture_output=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
