@@ -25,6 +25,7 @@ import os
 import subprocess
 
 from testbed.mip.config import HomeAgentConfig, OperatorConfig
+from testbed.mip.sysctl import set_sysctl
 from testbed.tunnel.tun import run_ip
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,10 @@ class Dispatcher:
 
     def setup(self) -> None:
         """Create namespaces, veths, addresses and routes; idempotent (restart-safe)."""
-        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-            f.write("1")
+        set_sysctl("net.ipv4.ip_forward", "1")
         # Linux delays proxy ARP answers by up to 0.8 s (proxy_delay): the first packet
         # to a virtual HA would wait that long, and it shows in every registration time.
-        _sh(["sysctl", "-qw", f"net.ipv4.neigh.{self.op.backbone_interface}.proxy_delay=0"], check=False)
+        set_sysctl(f"net.ipv4.neigh.{self.op.backbone_interface}.proxy_delay", "0")
         for ha in self.has:
             ln = self.links[ha.name]
             ns = ha.netns
@@ -81,7 +81,6 @@ class Dispatcher:
             _sh(["ip", "-n", ns, "route", "replace", "default", "via", ln["backbone_addr"]])
             for r in ha.routes:
                 _sh(["ip", "-n", ns, "route", "replace"] + r.split())
-            _sh(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=False)
             # the dispatch entry: this virtual HA's public address leads into its namespace
             _sh(["ip", "route", "replace", f"{ha.address}/32", "via", ln["ha_addr"], "dev", ln["backbone_if"]])
             run_ip(["neigh", "replace", "proxy", str(ha.address), "dev", self.op.backbone_interface], check=False)

@@ -29,7 +29,7 @@ from collections import Counter
 from testbed.mip import messages as m
 from testbed.mip.bindings import Pending, VisitorList
 from testbed.mip.config import FaAgentConfig
-from testbed.mip.ha import write_proc_sys
+from testbed.mip.sysctl import set_sysctl as write_proc_sys
 from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4, udp_packet
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ from testbed.mip.config import HomeAgentConfig
 from testbed.mip.linklayer import PacketSocket, ip_packet
 from testbed.mip.registration import Decision, RegistrationProcessor
 from testbed.mip.netns import thread_in_netns
+from testbed.mip.sysctl import set_sysctl as write_proc_sys
 from testbed.tunnel.ipip import IpipEndpoint, Peer
 from testbed.tunnel.tun import configure_link, run_ip
 
@@ -38,15 +39,6 @@ log = logging.getLogger(__name__)
 
 def coa_ifname(coa: str) -> str:
     return "mip" + socket.inet_aton(coa).hex()
-
-
-def write_proc_sys(key: str, value: str) -> None:
-    """Write a sysctl in the calling thread's network namespace (/proc/sys/net follows it)."""
-    try:
-        with open(f"/proc/sys/{key.replace('.', '/')}", "w") as f:
-            f.write(value)
-    except OSError as exc:
-        log.debug("sysctl %s=%s: %s", key, value, exc)
 
 
 def iface_address(ifname: str) -> str | None:
@@ -96,6 +88,7 @@ class HomeAgent:
     def _open(self) -> None:
         write_proc_sys("net.ipv4.ip_forward", "1")
         write_proc_sys("net.ipv4.conf.all.rp_filter", "0")
+        write_proc_sys("net.ipv4.conf.default.rp_filter", "0")  # tunnel TUNs made later
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((self.address, m.MIP_PORT))

@@ -16,6 +16,10 @@ ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_CSUMNOTREADY = 0x8
+AUXDATA = struct.Struct("IIIHHHH")
 SIOCGIFHWADDR = 0x8927
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -48,21 +52,33 @@ class PacketSocket:
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
         self.sock.bind((ifname, proto))
         self.sock.setblocking(False)
+        # tells us when a frame's TCP/UDP checksum is still partial (offloaded by a veth
+        # peer): such a packet must be completed before we forward it in a tunnel
+        self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def recv(self) -> tuple[bytes, str] | None:
-        """(IPv4 packet, source MAC) of one received frame, None for our own/none left."""
+        """(IPv4 packet, source MAC) of one received frame, None for our own/none left.
+
+        A packet whose transport checksum the sender left to offload gets it completed
+        here, so whatever we forward is valid on the wire.
+        """
         try:
-            frame, addr = self.sock.recvfrom(65535)
+            frame, anc, _flags, addr = self.sock.recvmsg(65535, 64)
         except (BlockingIOError, InterruptedError):
             return None
         if addr[2] == PACKET_OUTGOING or len(frame) < 14 + 20:
             return None
         if struct.unpack_from("!H", frame, 12)[0] != ETH_P_IP:
             return None
-        return frame[14:], mac_str(frame[6:12])
+        pkt = frame[14:]
+        for level, kind, data in anc:
+            if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= AUXDATA.size:
+                if AUXDATA.unpack_from(data)[0] & TP_STATUS_CSUMNOTREADY:
+                    pkt = complete_l4_checksum(pkt)
+        return pkt, mac_str(frame[6:12])
 
     def send_ip(self, packet: bytes, dst_mac: str = BROADCAST) -> None:
         self.sock.send(mac_bytes(dst_mac) + self._mac_b + struct.pack("!H", ETH_P_IP) + packet)
@@ -119,3 +135,23 @@ def parse_ipv4(pkt: bytes) -> tuple[int, str, str, int, bytes] | None:
         return None
     return (pkt[9], socket.inet_ntoa(pkt[12:16]), socket.inet_ntoa(pkt[16:20]), pkt[8],
             pkt[ihl:total])
+
+
+def complete_l4_checksum(pkt: bytes) -> bytes:
+    """Recompute the TCP or UDP checksum of an unfragmented IPv4 packet."""
+    if len(pkt) < 20:
+        return pkt
+    ihl = (pkt[0] & 15) * 4
+    total = struct.unpack_from("!H", pkt, 2)[0]
+    proto = pkt[9]
+    off = {6: 16, 17: 6}.get(proto)
+    if off is None or struct.unpack_from("!H", pkt, 6)[0] & 0x3FFF or total > len(pkt) or total < ihl + off + 2:
+        return pkt
+    l4 = bytearray(pkt[ihl:total])
+    l4[off:off + 2] = b"\0\0"
+    pseudo = pkt[12:20] + struct.pack("!BBH", 0, proto, len(l4))
+    ck = ipv4_checksum(pseudo + bytes(l4))
+    if proto == 17 and ck == 0:
+        ck = 0xFFFF
+    l4[off:off + 2] = struct.pack("!H", ck)
+    return pkt[:ihl] + bytes(l4) + pkt[total:]

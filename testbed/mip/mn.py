@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from testbed.mip import messages as m
 from testbed.mip.config import MnAgentConfig
-from testbed.mip.ha import write_proc_sys
+from testbed.mip.sysctl import set_sysctl as write_proc_sys
 from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4
 from testbed.mip.security import ClockOffset
 from testbed.tunnel.ipip import IpipEndpoint
@@ -93,12 +93,13 @@ class MobileNode:
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
         self._next_check = 0.0
+        self._arp_ignore_value: str | None = None
         self._ccoa_cache: tuple[float, tuple[str, int, str] | None] = (0.0, None)
 
     # ---- setup ---------------------------------------------------------------------------
     def open(self) -> None:
-        write_proc_sys("net.ipv4.conf.all.rp_filter", "0")
-        write_proc_sys(f"net.ipv4.conf.{self.ifname}.rp_filter", "0")
+        for key in ("all", "default", self.ifname):   # default: the TUN made for a CCoA too
+            write_proc_sys(f"net.ipv4.conf.{key}.rp_filter", "0")
         plen = self.cfg.home_prefix.prefixlen
         run_ip(["addr", "del", f"{self.home}/{plen}", "dev", self.ifname], check=False)
         run_ip(["addr", "replace", f"{self.home}/32", "dev", "lo"])
@@ -369,19 +370,19 @@ class MobileNode:
         ifn = self.ifname
         if t.mode == "home":
             self._close_tunnel()
-            write_proc_sys(f"net.ipv4.conf.{ifn}.arp_ignore", "0")
+            self._arp_ignore("0")
             run_ip(["route", "del", f"{self.ha}/32"], check=False)
             run_ip(["route", "replace", str(self.cfg.home_prefix), "dev", ifn, "src", self.home], check=False)
             run_ip(["route", "replace", "default", "via", t.agent, "dev", ifn, "src", self.home], check=False)
         elif t.mode == "fa":
             self._close_tunnel()
-            write_proc_sys(f"net.ipv4.conf.{ifn}.arp_ignore", "1")
+            self._arp_ignore("1")
             run_ip(["route", "del", str(self.cfg.home_prefix), "dev", ifn], check=False)
             run_ip(["route", "del", f"{self.ha}/32"], check=False)
             run_ip(["route", "replace", f"{t.agent}/32", "dev", ifn, "src", self.home], check=False)
             run_ip(["route", "replace", "default", "via", t.agent, "dev", ifn, "onlink", "src", self.home], check=False)
         else:
-            write_proc_sys(f"net.ipv4.conf.{ifn}.arp_ignore", "1")
+            self._arp_ignore("1")
             run_ip(["route", "del", str(self.cfg.home_prefix), "dev", ifn], check=False)
             run_ip(["route", "replace", f"{self.ha}/32", "via", t.agent, "dev", ifn, "src", t.coa], check=False)
             if self.endpoint is None or self.endpoint.local != t.coa:
@@ -391,6 +392,12 @@ class MobileNode:
                 self.endpoint.add_peer("ha", self.ha, ifname=TUN_IF)
                 self.endpoint.start()
             run_ip(["route", "replace", "default", "dev", TUN_IF, "src", self.home], check=False)
+
+    def _arp_ignore(self, value: str) -> None:
+        """Answer ARP for H only at home (RFC 5944 4.6); written only when it changes."""
+        if self._arp_ignore_value != value:
+            write_proc_sys(f"net.ipv4.conf.{self.ifname}.arp_ignore", value)
+            self._arp_ignore_value = value
 
     def _close_tunnel(self) -> None:
         if self.endpoint is not None:

@@ -1,0 +1,187 @@
+"""Roaming steps with measurements: shared FA with a same-address visitor, CCoA, home.
+
+Times: the host's wall clock when a move starts, the MN's wall clock in its registration
+history and the probe's echo times are one clock (all containers share the host kernel).
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+MN_STATUS = "/run/testbed/mip-mn.json"
+FA_STATUS = "/run/testbed/mip-fa.json"
+HA_STATUS = "/run/testbed/mip-ha.json"
+PROBE = "/run/testbed/probe.json"
+
+
+def read(ctx, node: str, path: str) -> dict:
+    r = ctx.lab.exec(node, f"cat {path}")
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {}
+
+
+def wait(pred, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(interval)
+    return None
+
+
+def in_echos(ctx, node: str) -> int:
+    out = ctx.lab.exec(node, "cat /proc/net/snmp").stdout
+    head, vals = [line.split() for line in out.splitlines() if line.startswith("Icmp:")][:2]
+    return int(vals[head.index("InEchos")])
+
+
+def pings(ctx, node: str, dst: str, n: int) -> int:
+    r = ctx.lab.exec(node, f"ping -c{n} -i0.2 -W1 {dst}")
+    return int(m.group(1)) if (m := re.search(r"(\d+) received", r.stdout)) else 0
+
+
+def registered(ctx, node: str, mode: str, since: float) -> dict | None:
+    s = read(ctx, node, MN_STATUS)
+    if s.get("mode") != mode:
+        return None
+    regs = [r for r in s.get("registrations", []) if r["mode"] == mode and r["time"] >= since and not r["renewal"]]
+    return regs[-1] if regs else None
+
+
+def interruption_ms(probe: dict, since: float) -> float:
+    gaps = [(a, b) for a, b in probe.get("gaps", []) if b >= since]
+    return round(max(((b - a) * 1000 for a, b in gaps), default=0.0), 1)
+
+
+def roam(ctx, name: str, segment: str, mode: str, before: str | None = None, after: str | None = None) -> dict:
+    lab = ctx.lab
+    if before:
+        lab.exec("a", before)
+    t_move = time.time()
+    lab.move("a:eth0", segment, flap=True)
+    if after:
+        lab.exec("a", after)
+    reg = wait(lambda: registered(ctx, "a", mode, t_move), 25)
+    ok = ctx.check(f"{name}: a registered ({mode})", reg is not None,
+                   f"latency {reg['latency_ms']} ms after {reg['tries']} request(s)" if reg else
+                   f"status: {read(ctx, 'a', MN_STATUS).get('mode')}")
+    out = {"t_move": t_move}
+    if not ok:
+        return out
+    out["registration_ms"] = reg["latency_ms"]
+    out["handover_ms"] = round((reg["time"] - t_move) * 1000, 1)
+    # let the session recover, then read the longest gap since the move
+    probe = wait(lambda: (p := read(ctx, "a", PROBE)) and (p.get("last_echo") or 0) > reg["time"] + 1.0 and p, 30)
+    ctx.check(f"{name}: the TCP session to h carries data again", bool(probe) and not probe.get("error"),
+              (probe or {}).get("error") or "echoes after the registration")
+    if probe:
+        out["interruption_ms"] = interruption_ms(probe, t_move)
+    lo = lab.exec("a", "ip -4 -o addr show dev lo").stdout
+    ctx.check(f"{name}: a keeps its home address", "10.0.0.5/32" in lo, lo.strip().replace("\n", " | "))
+    return out
+
+
+def timeline(ctx, probe: dict, marks: list[tuple[str, float]], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    bins = {int(k): v for k, v in probe.get("bins_100ms", {}).items()}
+    if not bins:
+        return
+    t0 = min(bins)
+    t1 = max(bins)
+    xs = [(k - t0) / 10 for k in range(t0, t1 + 1)]
+    ys = [bins.get(k, 0) for k in range(t0, t1 + 1)]
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    ax.step(xs, ys, where="post", label="TCP session a -> h (echoes / 100 ms)")
+    for label, t in marks:
+        x = t - t0 / 10
+        ax.axvline(x, color="tab:red", linestyle="--", linewidth=1)
+        ax.text(x, max(ys) * 1.02 + 0.1, label, rotation=0, fontsize=8, color="tab:red")
+    ax.set_xlabel("seconds since the session started")
+    ax.set_ylabel("packets per 100 ms")
+    ax.set_title("roaming: delivered packets per 100 ms, moves marked")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def run(ctx) -> None:
+    lab = ctx.lab
+    # 1. the visitor from M-VPN C arrives at the shared FA first
+    t = time.time()
+    lab.move("c:eth0", "visited", flap=True)
+    ctx.check("c (M-VPN C, 10.0.0.5) registered via the shared FA",
+              wait(lambda: registered(ctx, "c", "fa", t), 20) is not None)
+    # the long session from a's home address
+    lab.spawn("a", f"python3 -m testbed.mip.probe client --dst 10.0.0.10 --port 5001 --bind 10.0.0.5 --out {PROBE}",
+              log="probe.log")
+    first = wait(lambda: (p := read(ctx, "a", PROBE)) and p.get("echoed", 0) > 20 and p, 15)
+    ctx.check("TCP session a -> h established from the home address", bool(first),
+              (first or {}).get("local") or "no echoes")
+    local = (first or {}).get("local")
+    marks: list[tuple[str, float]] = []
+
+    # 2. a roams to the shared FA: two visitors with the same home address
+    step = roam(ctx, "to shared FA", "visited", "fa")
+    marks.append(("FA", step["t_move"]))
+    fa = read(ctx, "fa", FA_STATUS)
+    vis = {(v["ha"], v["home"]): v["mac"] for v in fa.get("visitors", [])}
+    ctx.check("the FA keeps two visitors 10.0.0.5 apart by home agent and MAC",
+              len(vis) == 2 and {h for h, _ in vis} == {"198.51.100.11", "198.51.100.12"} and len(set(vis.values())) == 2,
+              json.dumps({f"{k[0]}/{k[1]}": v for k, v in vis.items()}))
+    before = {n: in_echos(ctx, n) for n in ("a", "c")}
+    got_a = pings(ctx, "h", "10.0.0.5", 3)
+    got_c = pings(ctx, "hc", "10.0.0.5", 5)
+    delta = {n: in_echos(ctx, n) - before[n] for n in ("a", "c")}
+    ctx.check("same-address visitors never receive each other's packets",
+              got_a == 3 and got_c == 5 and delta == {"a": 3, "c": 5},
+              f"h->10.0.0.5 {got_a}/3, hc->10.0.0.5 {got_c}/5; echo requests seen: a {delta['a']}, c {delta['c']}")
+    for k in ("registration_ms", "handover_ms", "interruption_ms"):
+        if k in step:
+            ctx.metric(f"fa_{k}", step[k])
+
+    # 3. a roams to a network without FA: co-located care-of address
+    step = roam(ctx, "to hotspot without FA", "hotspot", "ccoa",
+                after="ip addr add 192.0.2.50/24 dev eth0 && ip route replace default via 192.0.2.1 dev eth0")
+    marks.append(("CCoA", step["t_move"]))
+    ha = read(ctx, "opha", HA_STATUS).get("home_agents", {})
+    b = ha.get("a", {}).get("bindings", {}).get("10.0.0.5", {})
+    ctx.check("virtual HA a binds 10.0.0.5 to the co-located care-of address", b.get("coa") == "192.0.2.50", str(b))
+    ctx.check("h reaches a through the CCoA tunnel", pings(ctx, "h", "10.0.0.5", 3) == 3)
+    for k in ("registration_ms", "handover_ms", "interruption_ms"):
+        if k in step:
+            ctx.metric(f"ccoa_{k}", step[k])
+
+    # 4. back home
+    step = roam(ctx, "return home", "home-a", "home", before="ip addr del 192.0.2.50/24 dev eth0")
+    marks.append(("home", step["t_move"]))
+    gone = wait(lambda: "10.0.0.5" not in read(ctx, "opha", HA_STATUS).get("home_agents", {}).get("a", {}).get("bindings", {"10.0.0.5": 1}), 10)
+    ctx.check("virtual HA a removed the binding on return home", bool(gone))
+    for k in ("registration_ms", "handover_ms", "interruption_ms"):
+        if k in step:
+            ctx.metric(f"home_{k}", step[k])
+
+    time.sleep(1.0)
+    probe = read(ctx, "a", PROBE)
+    ctx.check("one TCP connection survived every step (no reset, same socket)",
+              not probe.get("error") and probe.get("local") == local and probe.get("echoed", 0) > 100,
+              f"local {probe.get('local')}, sent {probe.get('sent')}, echoed {probe.get('echoed')}, error {probe.get('error')}")
+    c_status = read(ctx, "c", MN_STATUS)
+    ctx.check("c stayed registered via the FA throughout", c_status.get("mode") == "fa")
+    ha = read(ctx, "opha", HA_STATUS).get("home_agents", {})
+    denied = {n: h.get("counters", {}).get("registrations_denied", 0) for n, h in ha.items()}
+    ctx.check("no registration was denied", not any(denied.values()), str(denied))
+    try:
+        timeline(ctx, probe, marks, ctx.results / "timeline.png")
+        from orchestration.graph import render
+        render(lab.topology, ctx.results / "topology.png")
+    except Exception as exc:  # pictures are a by-product: report, don't fail the run
+        ctx.say(f"pictures not written: {exc}")
+    (ctx.results / "probe.json").write_text(json.dumps(probe, indent=1))

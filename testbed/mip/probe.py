@@ -1,0 +1,133 @@
+"""A long TCP session for roaming scenarios: does the same connection survive every move?
+
+`python3 -m testbed.mip.probe server --port 5001` echoes whatever a client sends.
+`python3 -m testbed.mip.probe client --dst H --port 5001 --bind 10.0.0.5 --out FILE`
+connects ONCE (never reconnects: a reset is a failure to report, not to hide), sends a
+16-byte record (sequence number, send time) every `--interval` seconds and records when
+each echo comes back. Its status file has the echo receipt times bucketed per 100 ms
+(wall clock, shared by all containers on one kernel), the largest gap between echoes and
+the error that ended the session, if any - what a scenario needs for "interruption (ms)"
+and the timeline picture.
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import struct
+import sys
+import threading
+import time
+
+from testbed.tunnel.status import write_status
+
+REC = struct.Struct("!Qd")
+
+
+def serve(port: int) -> None:
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port))
+    srv.listen(16)
+
+    def echo(c: socket.socket) -> None:
+        with c:
+            while data := c.recv(65536):
+                c.sendall(data)
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=echo, args=(c,), daemon=True).start()
+
+
+class Client:
+    def __init__(self, dst: str, port: int, bind: str | None, interval: float) -> None:
+        self.dst, self.port, self.bind, self.interval = dst, port, bind, interval
+        self.sent = 0
+        self.echoed = 0
+        self.error: str | None = None
+        self.local: str | None = None
+        self.started = time.time()
+        self.bins: dict[int, int] = {}
+        self.last_echo: float | None = None
+        self.max_gap = 0.0
+        self.gaps: list[tuple[float, float]] = []   # (start, end) of gaps > 5 intervals
+
+    def run(self) -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.bind:
+            s.bind((self.bind, 0))
+        try:
+            s.connect((self.dst, self.port))
+        except OSError as exc:
+            self.error = f"connect: {exc}"
+            return
+        self.local = "%s:%d" % s.getsockname()
+        threading.Thread(target=self._reader, args=(s,), daemon=True).start()
+        while self.error is None:
+            try:
+                s.sendall(REC.pack(self.sent, time.time()))
+                self.sent += 1
+            except OSError as exc:
+                self.error = f"send: {exc}"
+                break
+            time.sleep(self.interval)
+
+    def _reader(self, s: socket.socket) -> None:
+        buf = b""
+        while self.error is None:
+            try:
+                data = s.recv(65536)
+            except OSError as exc:
+                self.error = f"recv: {exc}"
+                return
+            if not data:
+                self.error = "connection closed by peer"
+                return
+            buf += data
+            now = time.time()
+            while len(buf) >= REC.size:
+                buf = buf[REC.size:]
+                self.echoed += 1
+                self.bins[int(now * 10)] = self.bins.get(int(now * 10), 0) + 1
+            if self.last_echo is not None:
+                gap = now - self.last_echo
+                self.max_gap = max(self.max_gap, gap)
+                if gap > 5 * self.interval:
+                    self.gaps.append((round(self.last_echo, 3), round(now, 3)))
+                    self.gaps = self.gaps[-100:]
+            self.last_echo = now
+
+    def status(self) -> dict:
+        return {"dst": f"{self.dst}:{self.port}", "local": self.local, "started": self.started,
+                "sent": self.sent, "echoed": self.echoed, "error": self.error,
+                "last_echo": self.last_echo, "max_gap_ms": round(self.max_gap * 1000, 1),
+                "gaps": self.gaps, "bins_100ms": {str(k): v for k, v in sorted(self.bins.items())}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m testbed.mip.probe")
+    ap.add_argument("role", choices=["server", "client"])
+    ap.add_argument("--port", type=int, default=5001)
+    ap.add_argument("--dst")
+    ap.add_argument("--bind")
+    ap.add_argument("--interval", type=float, default=0.02)
+    ap.add_argument("--out", default="/run/testbed/probe.json")
+    args = ap.parse_args(argv)
+    if args.role == "server":
+        serve(args.port)
+        return 0
+    if not args.dst:
+        print("client needs --dst", file=sys.stderr)
+        return 2
+    c = Client(args.dst, args.port, args.bind, args.interval)
+    threading.Thread(target=c.run, daemon=True).start()
+    while True:
+        write_status(args.out, c.status())
+        if c.error:
+            print(f"session ended: {c.error}", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
