@@ -159,10 +159,15 @@ def run_node(cfg: NodeConfig) -> int:
     sock = udp_socket(cfg.port)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, cfg.interface.encode())
     state: dict = {"attached": False, "verdict": None, "routes": [], "sink": None,
-                   "attach_ms": None, "hellos_sent": 0, "refused_answers": {}}
+                   "attach_ms": None, "hellos_sent": 0, "refused_answers": {}, "gave_up": False}
 
     def send_hello() -> None:
         if state["attached"]:
+            return
+        if cfg.max_hellos and state["hellos_sent"] >= cfg.max_hellos:
+            log.warning("no acceptable answer to %d hellos: giving up", state["hellos_sent"])
+            state["gave_up"] = True
+            loop.stop()
             return
         data = {"plain": node.plain_hello, "secret": node.secret_hello,
                 "certificate": node.cert_hello}[cfg.method]()
@@ -210,7 +215,9 @@ def run_node(cfg: NodeConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loop.stop())
     loop.run(lambda exc: log.exception("callback failed", exc_info=exc))
-    return 0
+    loop.timers.clear()
+    status()  # final state, also after SIGTERM
+    return 1 if state["gave_up"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:

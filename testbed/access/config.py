@@ -109,6 +109,8 @@ class NodeConfig(_Strict):
     #: send the certificate in the hello, or only its fingerprint (sink fetches it)
     send_certificate: bool = True
     hello_interval_ms: int = Field(1000, gt=0)
+    #: stop (exit 1) after this many unanswered hellos; 0 = keep trying
+    max_hellos: int = Field(0, ge=0)
     install_routes: bool = True
     status_file: str = "/run/testbed/access-node.json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,228 @@
+"""Who may attach: checks of issue 5 on a real lab (see description.md)."""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+
+from testbed.access.dhcp import udhcpc_args
+from testbed.msm.ca import CertificateAuthority
+
+SINK_STATUS = "/run/testbed/access-sink.json"
+ACCESS_PORT = 655
+
+
+def jexec(ctx, node, cmd):
+    r = ctx.lab.exec(node, cmd, timeout=30)
+    try:
+        return json.loads(r.stdout) if r.ok and r.stdout.strip() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def wait_json(ctx, node, path, pred, timeout=15.0):
+    end = time.monotonic() + timeout
+    doc = None
+    while time.monotonic() < end:
+        doc = jexec(ctx, node, f"cat {path}")
+        if doc is not None and pred(doc):
+            return doc
+        time.sleep(0.3)
+    return doc
+
+
+def put_pki(ctx, node, prefix, ca, cert, key):
+    ctx.lab.put_file(node, f"/etc/testbed/{prefix}-ca.pem", ca)
+    ctx.lab.put_file(node, f"/etc/testbed/{prefix}-cert.pem", cert)
+    ctx.lab.put_file(node, f"/etc/testbed/{prefix}-key.pem", key, mode=0o600)
+    return {"ca_file": f"/etc/testbed/{prefix}-ca.pem", "cert_file": f"/etc/testbed/{prefix}-cert.pem",
+            "key_file": f"/etc/testbed/{prefix}-key.pem"}
+
+
+def issue(ctx, cn, kind, **extra):
+    body = json.dumps({"cn": cn, "kind": kind, "san_ips": [], "san_dns": [cn], **extra})
+    doc = jexec(ctx, "msm", f"curl -s -X POST -H 'Content-Type: application/json' "
+                            f"-d '{body}' http://127.0.0.1:8080/api/certs")
+    if not doc or "cert_pem" not in doc:
+        raise RuntimeError(f"MSM did not issue {cn}: {doc}")
+    return doc
+
+
+def node_cfg(ctx, node, path, **cfg):
+    base = {"role": "node", "interface": "eth0", "port": ACCESS_PORT, "hello_interval_ms": 500,
+            "status_file": f"/run/testbed/access-{path}.json", "log_level": "DEBUG"}
+    base.update(cfg)
+    ctx.lab.put_file(node, f"/etc/testbed/access-{path}.json", json.dumps(base))
+    return f"python3 -m testbed.access --config /etc/testbed/access-{path}.json"
+
+
+def sink_counter(ctx, key):
+    doc = jexec(ctx, "msr1", f"cat {SINK_STATUS}") or {}
+    return doc.get("counters", {}).get(key, 0)
+
+
+def nft_drops(ctx, addr):
+    r = ctx.lab.exec("msr1", f"nft list chain ip tb_access in_{addr.replace('.', '_')}")
+    import re
+    m = re.search(r"counter packets (\d+) bytes \d+ drop", r.stdout)
+    return int(m.group(1)) if m else -1
+
+
+def run(ctx) -> None:
+    lab = ctx.lab
+    if not wait_json(ctx, "msm", "/run/testbed/msm.json", lambda d: d.get("diameter"), 30):
+        ctx.check("MSM with DIAMETER running", False, lab.exec("msm", "cat /var/log/testbed/*.log").stdout[-500:])
+        return
+    # ---------------------------------------------------------- PKI from the MSM (claim 55)
+    ca_pem = lab.exec("msm", "curl -s http://127.0.0.1:8080/api/ca").stdout
+    s = issue(ctx, "msr1.mwg.test", "msr")
+    n2 = issue(ctx, "mn2.mwg.test", "mn")
+    n3x = issue(ctx, "mn3.mwg.test", "mn", validity="expired")
+    rogue = CertificateAuthority(tempfile.mkdtemp(prefix="tbt-rogue-"), "Mobile Workgroup MSM CA", "ec")
+    n3f = rogue.issue("mn3.mwg.test", "mn", [], ["mn3.mwg.test"])
+    sink_certs = put_pki(ctx, "msr1", "msr1", ca_pem, s["cert_pem"], s["key_pem"])
+    mn2_certs = put_pki(ctx, "mn2", "mn2", ca_pem, n2["cert_pem"], n2["key_pem"])
+    exp_certs = put_pki(ctx, "forger", "expired", ca_pem, n3x["cert_pem"], n3x["key_pem"])
+    rog_certs = put_pki(ctx, "forger", "rogue", ca_pem, n3f.cert_pem, n3f.key_pem)
+
+    # ---------------------------------------------------------- the MSR: AODV + sink + DHCP
+    msr = {
+        "aodv": {"address": "10.10.30.1", "interfaces": ["eth2"], "managed_prefixes": ["10.10.30.0/23"],
+                 "timers": {"hello_interval_ms": 500}, "status_file": "/run/testbed/aodv.json"},
+        "access": {"address": "10.10.0.1", "port": ACCESS_PORT, "identity": "msr1.mwg.test",
+                   "msm": {"address": "10.10.1.2", "port": 3868, "timeout": 3},
+                   "certificate": True, "certs": sink_certs,
+                   "visitors": {"enabled": True, "fa_address": "10.10.1.20"},
+                   "dhcp": {"enabled": True, "interface": "eth0"},
+                   "status_file": SINK_STATUS, "log_level": "DEBUG"},
+    }
+    lab.put_file("msr1", "/etc/testbed/msr.json", json.dumps(msr))
+    lab.spawn("msr1", "python3 -m testbed.access.msr --config /etc/testbed/msr.json", log="msr.log")
+    up = wait_json(ctx, "msr1", SINK_STATUS,
+                   lambda d: (d.get("diameter") or {}).get("peer", {}).get("state") == "open"
+                   if isinstance((d.get("diameter") or {}).get("peer"), dict) else bool(d.get("diameter")), 20)
+    ctx.check("sink running with a DIAMETER connection to the MSM", bool(up),
+              json.dumps((up or {}).get("diameter"))[:300])
+
+    # ---------------------------------------------------------- shared secret (claims 40-45)
+    lab.spawn("mn1", node_cfg(ctx, "mn1", "mn1", address="10.10.0.5", identity="mn1.mwg.test",
+                                method="secret", secret="secret-one"), log="access-node.log")
+    st = wait_json(ctx, "mn1", "/run/testbed/access-mn1.json", lambda d: d.get("attached"))
+    routes = (st or {}).get("routes", [])
+    ctx.check("mn1 (shared secret) attaches with default + cheaper home route",
+              bool(st) and st["verdict"] == "member" and ["0.0.0.0/0", "10.10.1.1", 10] in routes
+              and ["10.10.0.0/16", "0.0.0.0", 1] in routes, json.dumps(st)[:400])
+    if st:
+        ctx.metric("attach_ms_secret", st["attach_ms"])
+    r = lab.exec("mn1", "ping -c3 -i0.2 -W1 10.10.1.10")
+    ctx.check("mn1 reaches home host h1", "3 received" in r.stdout, r.stdout.strip()[-120:])
+    rt = lab.exec("mn1", "ip route").stdout
+    ctx.check("mn1 kernel: default metric 10, home range metric 1 via the sink",
+              "default via 10.10.0.1 dev eth0 proto static metric 10" in rt
+              and "10.10.0.0/16 via 10.10.0.1 dev eth0 proto static metric 1" in rt, rt.strip())
+    log = lab.exec("msm", "grep '\"event\": \"auth\"' /var/log/testbed/msm-diameter.jsonl").stdout
+    ctx.check("MSM DIAMETER log shows mn1's AA exchange",
+              '"identity": "mn1.mwg.test"' in log and '"result_code": 2001' in log, log.strip()[-300:])
+
+    # ---------------------------------------------------------- certificate (claims 50-54)
+    lab.spawn("mn2", node_cfg(ctx, "mn2", "mn2", address="10.10.0.6", identity="mn2.mwg.test",
+                                method="certificate", certs=mn2_certs), log="access-node.log")
+    st = wait_json(ctx, "mn2", "/run/testbed/access-mn2.json", lambda d: d.get("attached"))
+    ctx.check("mn2 (certificate) attaches, after checking the sink's certificate",
+              bool(st) and st["verdict"] == "member", json.dumps(st)[:400])
+    if st:
+        ctx.metric("attach_ms_certificate", st["attach_ms"])
+    r = lab.exec("mn2", "ping -c3 -i0.2 -W1 10.10.1.10")
+    ctx.check("mn2 reaches home host h1", "3 received" in r.stdout, r.stdout.strip()[-120:])
+
+    # ---------------------------------------------------------- forged hellos
+    attempts = [("wrong secret", dict(method="secret", secret="guessed"), "refused_rejected_by_msm"),
+                ("expired certificate", dict(method="certificate", certs=exp_certs), "refused_expired"),
+                ("foreign CA certificate", dict(method="certificate", certs=rog_certs), "refused_wrong_ca")]
+    for i, (what, cfg, counter) in enumerate(attempts):
+        time.sleep(1.1)  # the sink's refusal hold-down of the previous attempt
+        before = sink_counter(ctx, counter)
+        cmd = node_cfg(ctx, "forger", f"forger{i}", address="10.10.0.7", identity="mn3.mwg.test",
+                       max_hellos=3, **cfg)
+        lab.exec("forger", f"timeout 20 {cmd} 2>/var/log/testbed/forger{i}.log; true", timeout=30)
+        st = jexec(ctx, "forger", f"cat /run/testbed/access-forger{i}.json") or {}
+        after = sink_counter(ctx, counter)
+        ctx.check(f"forged hello ({what}) gets no route; sink counts {counter}",
+                  st.get("attached") is False and st.get("hellos_sent", 0) >= 1 and after > before,
+                  f"attached={st.get('attached')} hellos={st.get('hellos_sent')} {counter} {before}->{after}")
+    rt = lab.exec("forger", "ip route").stdout
+    ctx.check("forger has no route from the sink", "via 10.10.0.1" not in rt, rt.strip())
+    lab.exec("forger", "ip route add 10.10.1.0/24 via 10.10.0.1")
+    before = nft_drops(ctx, "10.10.0.7")
+    r = lab.exec("forger", "ping -c3 -i0.2 -W1 10.10.1.10")
+    after = nft_drops(ctx, "10.10.0.7")
+    ctx.check("forger's packets (hand-made route) are dropped at the sink",
+              " 0 received" in r.stdout and after >= before + 3, f"nft drops {before}->{after}")
+    slog = lab.exec("msr1", "grep -c 'refused hello' /var/log/testbed/msr.log").stdout.strip()
+    ctx.check("sink logs the refusals", slog.isdigit() and int(slog) >= 3, f"{slog} log lines")
+
+    # ---------------------------------------------------------- visitor (claims 46-49)
+    lab.spawn("v1", node_cfg(ctx, "v1", "v1", address="10.10.0.77", identity="guest.other.test",
+                              method="secret", secret="anything"), log="access-node.log")
+    st = wait_json(ctx, "v1", "/run/testbed/access-v1.json", lambda d: d.get("attached"))
+    ctx.check("visitor v1 gets only a default route via the FA",
+              bool(st) and st["verdict"] == "visitor" and st["routes"] == [["0.0.0.0/0", "10.10.1.20", 1]],
+              json.dumps(st)[:300])
+    if st:
+        ctx.metric("attach_ms_visitor", st["attach_ms"])
+    lab.put_file("v1", "/etc/testbed/tunnel.json", json.dumps({
+        "local": "10.10.0.77", "mode": "userspace", "status_file": "/run/testbed/tunnel.json",
+        "peers": {"fa": {"addr": "10.10.1.20", "addresses": ["10.20.0.9/32"], "routes": ["10.20.0.0/24"]}}}))
+    lab.spawn("v1", "python3 -m testbed.tunnel --config /etc/testbed/tunnel.json", log="tunnel.log")
+    time.sleep(1.5)
+    r = lab.exec("v1", "ping -c3 -i0.2 -W1 -I 10.20.0.9 10.20.0.1")
+    ctx.check("visitor reaches its home host hb through the IP-IP tunnel to the FA (inner 10.20.0.9)",
+              "3 received" in r.stdout, r.stdout.strip()[-150:])
+    before = nft_drops(ctx, "10.10.0.77")
+    r = lab.exec("v1", "ping -c3 -i0.2 -W1 10.10.1.10")
+    after = nft_drops(ctx, "10.10.0.77")
+    ctx.check("visitor's untunnelled packets are dropped at the sink",
+              " 0 received" in r.stdout and after >= before + 3, f"nft drops {before}->{after}")
+
+    # ---------------------------------------------------------- DHCP routing proxy (57-62)
+    args = udhcpc_args("p1.mwg.test", "10.10.0.8", "secret-p1", "eth0",
+                       "/opt/testbed/testbed/access/udhcpc.script")
+    cmd = "env TB_DHCP_STATE=/run/testbed/udhcpc.env " + " ".join(args)
+    t0 = time.monotonic()
+    r = lab.exec("p1", cmd, timeout=40)
+    ctx.metric("udhcpc_run_s", round(time.monotonic() - t0, 3))
+    env = lab.exec("p1", "cat /run/testbed/udhcpc.env").stdout
+    ctx.check("p1 attaches with udhcpc (options 50/61/43): ACK with option 121 routes",
+              r.ok and "event=bound" in env and "ip=10.10.0.8" in env and "0.0.0.0/0 10.10.0.1" in env,
+              (env or r.stdout + r.stderr).strip()[-300:])
+    sink = jexec(ctx, "msr1", f"cat {SINK_STATUS}") or {}
+    if sink.get("dhcp", {}).get("attach_ms"):
+        ctx.metric("attach_ms_dhcp_sink", round(sink["dhcp"]["attach_ms"][-1], 3))
+    before_rreq = (sink.get("aodv") or {}).get("counters", {}).get("rreq_sent", 0)
+    had_route = lab.exec("msr1", "ip route show 10.10.31.1").stdout.strip()
+    lab.spawn("d1", "python3 -c \"import socket,json,time\n"
+                    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',9999));s.settimeout(8)\n"
+                    "got=[]\n"
+                    "try:\n"
+                    "    while True: got.append(s.recv(100).decode())\n"
+                    "except OSError: pass\n"
+                    "open('/run/testbed/recv.json','w').write(json.dumps(got))\"", log="recv.log")
+    time.sleep(0.5)
+    lab.exec("p1", "python3 -c \"import socket,time\n"
+                   "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('10.10.0.8',0))\n"
+                   "[ (s.sendto(f'tbt-{i}'.encode(),('10.10.31.1',9999)), time.sleep(0.01)) for i in range(20)]\"")
+    got = wait_json(ctx, "d1", "/run/testbed/recv.json", lambda d: True, 15) or []
+    sink = jexec(ctx, "msr1", f"cat {SINK_STATUS}") or {}
+    aodv = sink.get("aodv") or {}
+    ctx.check("p1's first datagrams to 10.10.31.1 (behind d1) arrive after the proxy's discovery, none lost, in order",
+              not had_route and got == [f"tbt-{i}" for i in range(20)]
+              and aodv.get("counters", {}).get("rreq_sent", 0) > before_rreq and aodv.get("buffered", 0) >= 1,
+              f"route before: {had_route!r}; received {len(got)}/20; rreq_sent "
+              f"{before_rreq}->{aodv.get('counters', {}).get('rreq_sent')}; buffered {aodv.get('buffered')}")
+    r = lab.exec("d1", "ping -c3 -i0.2 -W1 10.10.0.8")
+    ctx.check("d1 reaches p1: the sink answers route requests for it (proxy)", "3 received" in r.stdout,
+              r.stdout.strip()[-120:])
+    log = lab.exec("msm", "grep '\"event\": \"auth\"' /var/log/testbed/msm-diameter.jsonl").stdout
+    ctx.check("MSM DIAMETER log shows the DHCP hello mapped to an AA-Request",
+              '"identity": "p1.mwg.test"' in log, log.strip()[-200:])
+    ctx.metric("sink_refused", sink.get("counters", {}).get("refused", 0))
