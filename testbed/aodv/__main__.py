@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         agent.run()
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # e.g. no /dev/net/tun, no CAP_NET_ADMIN, port 654 taken
+        logging.getLogger("aodv").error("cannot run the agent: %s", exc)
+        return 1
     return 0
 
 

@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import Callable
 
 from . import seqnum
 from .buffer import PacketBuffer, Reinjector, Tun, icmp_host_unreachable, ip_header
@@ -40,6 +41,7 @@ from .transport import BROADCAST, ControlSocket
 
 log = logging.getLogger("aodv")
 TICK = 0.05
+BCAST_IP = ipaddress.IPv4Address("255.255.255.255")
 
 
 @dataclasses.dataclass
@@ -125,6 +127,9 @@ class Agent:
         self.greeted: set[str] = set()
         #: route to a node as it was before that node became our neighbour (claim 29 test)
         self.prior_route: dict[str, Route | None] = {}
+        #: hook for the authentication extension (issue 5): called with the MN's attach
+        #: hello (RREP with its extensions) and the MN's address; False refuses the MN.
+        self.attach_guard: Callable[[RREP, str], bool] | None = None
         self.kernel: KernelRoutes | None = None
         self.sock: ControlSocket | None = None
         self.tun: Tun | None = None
@@ -343,6 +348,11 @@ class Agent:
                 log.debug("dropped malformed message from %s (%d bytes): %s", rx.src,
                           len(rx.data), exc)
                 continue
+            bad = self.semantic_error(msg)
+            if bad:
+                self.counters["malformed_dropped"] += 1
+                log.debug("dropped %s from %s: %s", type(msg).__name__, rx.src, bad)
+                continue
             iface = self.iface_of(rx.ifindex)
             if iface is None:
                 self.poll_interfaces()
@@ -364,6 +374,22 @@ class Agent:
             except Exception:
                 self.counters["internal_errors"] += 1
                 log.exception("handling %s from %s failed", type(msg).__name__, rx.src)
+
+    @staticmethod
+    def semantic_error(msg) -> str | None:
+        """Well-formed bytes can still name impossible addresses: never route to those."""
+        addrs: list[str] = []
+        if isinstance(msg, (RREQ, RREP)):
+            addrs = [msg.dst, msg.orig]
+        elif isinstance(msg, RERR):
+            addrs = [u.dst for u in msg.unreachable]
+        for a in addrs:
+            ip = ipaddress.IPv4Address(a)
+            if ip.is_unspecified or ip.is_multicast or ip.is_loopback or ip == BCAST_IP:
+                return f"address {a} cannot be routed"
+        if isinstance(msg, RREP) and msg.prefix_sz and msg.prefix_sz < 8:
+            return f"prefix size {msg.prefix_sz} too short"
+        return None
 
     # ------------------------------------------------------------------ RREQ (6.3-6.6)
     def rate_ok(self, times: collections.deque, limit: int) -> bool:
@@ -583,7 +609,7 @@ class Agent:
         known = self.routes.get(dst)
         if known is not None and known.valid_seq and not m.flags.U:
             fwd.dst_seq = seqnum.fresher(m.dst_seq, known.seq)
-        if weight is not None:
+        if weight is not None and self.cfg.weighted_search.enabled:
             exclude = {prev, orig}
             n = self.send_weighted(fwd, weight, exclude, ip_ttl - 1)
         else:
@@ -769,6 +795,7 @@ class Agent:
         """The link to a neighbour is gone: invalidate what used it, tell the precursors."""
         self.neighbours.pop(neighbour, None)
         self.greeted.discard(neighbour)
+        self.prior_route.pop(neighbour, None)
         self.counters["link_breaks"] += 1
         broken = self.routes.via(neighbour)
         log.info("link to %s broken (%s): %d routes affected", neighbour, reason, len(broken))
@@ -944,6 +971,11 @@ class Agent:
         """New sink: the MN's first hello (claims 28-30)."""
         s = ho.mn_seq
         old_sink = ho.addr
+        if self.attach_guard is not None and not self.attach_guard(m, mn):
+            self.counters["attach_refused"] += 1
+            self.event("attach_refused", mn=mn)
+            self.neighbours.pop(mn, None)
+            return
         # judge claim 29 on the route we had before the MN's plain hellos reached us
         before = self.prior_route.pop(mn, before)
         life = max(m.lifetime / 1000, self.t.allowed_hello_loss * self.t.hello_interval)

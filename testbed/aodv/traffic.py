@@ -13,6 +13,7 @@ import struct
 import time
 
 ETH_P_IP = 0x0800
+ETH_P_ALL = 0x0003  # outgoing packets are only shown to ETH_P_ALL taps
 PACKET_OUTGOING = 4
 PACKET_HOST = 0
 
@@ -21,7 +22,7 @@ class TrafficMonitor:
     def __init__(self, local_addrs: set[str], skip_ifaces: set[str]) -> None:
         self.local_addrs = local_addrs
         self.skip_ifaces = skip_ifaces
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         # destination/source address -> last time a datagram to/from it was seen
@@ -42,8 +43,9 @@ class TrafficMonitor:
                 data, addr = self.sock.recvfrom(64)
             except (BlockingIOError, InterruptedError):
                 return
-            ifname, pkttype = addr[0], addr[2]
-            if ifname in self.skip_ifaces or len(data) < 20 or data[0] >> 4 != 4:
+            ifname, proto, pkttype = addr[0], addr[1], addr[2]
+            if proto != ETH_P_IP or ifname in self.skip_ifaces or len(data) < 20 \
+                    or data[0] >> 4 != 4:
                 continue
             proto = data[9]
             ihl = (data[0] & 0x0F) * 4

@@ -81,7 +81,7 @@ class Lab:
         except (OSError, ValueError):
             return {}
 
-    def wait_status(self, node: str, pred, timeout: float = 10.0) -> dict:
+    def wait_status(self, node: str, pred, timeout: float = 15.0) -> dict:
         end = time.monotonic() + timeout
         st: dict = {}
         while time.monotonic() < end:
@@ -123,6 +123,6 @@ class Lab:
         for ns in self.nodes.values():
             sh("ip", "netns", "del", ns, check=False)
 
-    def wait_agents(self, timeout: float = 10.0) -> None:
+    def wait_agents(self, timeout: float = 30.0) -> None:
         for node in self.procs:
             self.wait_status(node, lambda s: "counters" in s, timeout)

@@ -125,10 +125,13 @@ def test_chain_discovery_buffers_first_packet_and_reaches_prefix(lab):
     # malformed and truncated AODV messages: dropped, counted, agent keeps working
     send = ("import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
             f"for p in (b'', b'\\x01\\x00', b'\\x02'+bytes(5), b'\\x03\\x00\\x00\\x09', "
-            f"b'\\x01'+bytes(23)+b'\\x81\\x09', b'\\xff'*40):\n"
+            f"b'\\x01'+bytes(23)+b'\\x81\\x09', b'\\xff'*40, "
+            f"b'\\x02\\x00\\x00\\x00'+bytes(4)+bytes(12)):\n"
             f"    s.sendto(p, ('{addr(2)}', 654))\n")
     lab.exec("a", "python3", "-c", send)
-    lab.wait_status("b", lambda s: s["counters"].get("malformed_dropped", 0) >= 5)
+    # the last one is well formed but names 0.0.0.0: refused too, no route to it
+    lab.wait_status("b", lambda s: s["counters"].get("malformed_dropped", 0) >= 6)
+    assert "0.0.0.0" not in lab.exec("b", "ip", "route", "show", "proto", "180").stdout
     assert lab.procs["b"].poll() is None
     assert "1 received" in lab.ping("a", addr(4), count=1, wait=2).stdout
 

@@ -48,3 +48,14 @@ def test_json_and_yaml_files(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+def test_shipped_examples_are_valid():
+    from pathlib import Path
+
+    import testbed.aodv
+
+    examples = sorted((Path(testbed.aodv.__file__).parent / "examples").glob("*.yaml"))
+    assert len(examples) >= 3
+    for f in examples:
+        load_config(f)
