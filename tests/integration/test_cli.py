@@ -42,11 +42,15 @@ def test_up_status_exec_down(tmp_path: Path) -> None:
         r = run("exec", "--lab", lab, "nosuch", "--", "true")
         assert r.returncode == 2 and "no node 'nosuch'" in r.stderr
         pcap = tmp_path / "lan.pcap"
-        cap = subprocess.Popen([TESTBED, "capture", "lan-a", "-o", str(pcap), "--lab", lab, "--duration", "3"],
+        cap = subprocess.Popen([TESTBED, "capture", "lan-a", "-o", str(pcap), "--lab", lab],
                                cwd=REPO, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
+        assert cap.stderr is not None
+        for line in cap.stderr:  # it says so once tcpdump listens
+            if "capturing" in line:
+                break
         run("exec", "--lab", lab, "a1", "--", "ping", "-c2", "-i0.2", "10.0.0.21")
-        cap.wait(timeout=20)
+        cap.send_signal(signal.SIGINT)  # Ctrl-C ends a capture cleanly
+        assert cap.wait(timeout=20) == 0
         out = subprocess.run(["tshark", "-r", str(pcap), "-Y", "icmp.type==8"], capture_output=True, text=True).stdout
         assert out.count("Echo") == 2
     finally:
