@@ -37,13 +37,18 @@ class Lab:
     """Namespaces and processes of one test; `close()` undoes everything it made."""
 
     def __init__(self, tag: str, workdir: Path) -> None:
-        self.tag = tag
+        # the pid part keeps two concurrent runs of the suite (CI and a developer) apart
+        self.tag = f"{tag}{os.getpid() % 4096:03x}"
         self.workdir = workdir
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen] = []
 
+    @property
+    def prefix(self) -> str:
+        return f"tbt{self.tag}"
+
     def ns(self, suffix: str) -> str:
-        name = f"tbt{self.tag}{suffix}"
+        name = f"{self.prefix}{suffix}"
         sh(f"ip netns del {name}", check=False)
         sh(f"ip netns add {name}")
         self.namespaces.append(name)

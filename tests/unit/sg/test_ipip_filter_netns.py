@@ -85,13 +85,15 @@ def test_inner_ping_through_userspace_tunnel_is_ip_in_ip_on_the_wire(world):
         pcap = work / "pub.pcap"
         cap = subprocess.Popen(["ip", "netns", "exec", ns["B"], "tcpdump", "-q", "-n", "-U", "-i", "pub0",
                                 "-w", str(pcap), "ip"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        wait_for(lambda: pcap.exists() and pcap.stat().st_size >= 24, what="tcpdump started")
+        time.sleep(0.5)
     before = status(world, "B")["peers"]["A"]
-    assert ping(ns["A"], "10.0.0.7", "10.0.0.5", count=3) == 3
+    assert ping(ns["A"], "10.0.0.7", "10.0.0.5", count=3) == 3, (world["work"] / "tunB.log").read_text()[-3000:]
     after = status(world, "B")["peers"]["A"]
     wait_for(lambda: status(world, "B")["peers"]["A"]["packets_in"] >= before["packets_in"] + 3,
              what="B's counters for A")
-    assert status(world, "A")["peers"]["B"]["packets_in"] >= 3  # replies decapsulated at A
+    wait_for(lambda: status(world, "A")["peers"]["B"]["packets_in"] >= 3,  # replies decapsulated at A
+             what="A's counters for B")
     if cap is not None:
         time.sleep(0.5)
         cap.terminate()
@@ -99,8 +101,8 @@ def test_inner_ping_through_userspace_tunnel_is_ip_in_ip_on_the_wire(world):
         from scapy.all import IP, rdpcap
         pkts = [p for p in rdpcap(str(pcap)) if IP in p]
         between = [p for p in pkts if p[IP].src in PUB.values() and p[IP].dst in PUB.values()]
-        assert len(between) >= 6
-        assert {p[IP].proto for p in between} == {4}
+        assert len(between) >= 6, [p.summary() for p in pkts]
+        assert {p[IP].proto for p in between} == {4}, [p.summary() for p in between]
         assert all(p[IP].payload.src in ("10.0.0.5", "10.0.0.7") for p in between)
     assert after["malformed_dropped"] == 0
 

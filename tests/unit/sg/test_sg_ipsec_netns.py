@@ -134,14 +134,14 @@ def world(tmp_path_factory):
                f" ip -n {m} route add default via 10.0.0.1")
             cert = write_pem(work / "pki" / f"sg{name}.pem", issued["cert_pem"])
             key = write_pem(work / "pki" / f"sg{name}.key", issued["key_pem"])
-            lab.namespaces += [f"tbtg{name}-{p}" for p in PUB if p != name]  # realm ns, for cleanup
+            lab.namespaces += [f"{lab.prefix}{name}-{p}" for p in PUB if p != name]  # realm ns, cleanup
             lab.python(n, "testbed.sg", {
                 "mvpn": name, "public_address": addr, "realm": ["10.0.0.0/24"],
                 "portal": {"url": f"http://{MSM_ADDR}:8080", "poll_timeout": 10},
                 "peers": {p: {"public": PUB[p]} for p in PEERS[name]},
                 "tunnel": {"mode": "userspace"},
                 "ipsec": {"enabled": True, "cert": cert, "key": key, "ca": ca_path,
-                          "workdir": str(work / f"sg{name}"), "netns_prefix": f"tbtg{name}-",
+                          "workdir": str(work / f"sg{name}"), "netns_prefix": f"{lab.prefix}{name}-",
                           "debug": 1},
                 "filter": {"table": "tbt_wg"},
                 "status_file": str(work / f"sg{name}.status"), "log_level": "DEBUG"}, f"sg{name}")
@@ -270,13 +270,15 @@ def test_wrong_subjectaltname_is_refused(world):
                              render_initiator_swanctl({"Bw": (PUB["B"], [MN["B"]])}, PUB["A"]),
                              Credentials(cert, key, world["ca_path"]))
     mns["C"].load_swanctl(conf)
-    before = len(sgstatus(world, "B")["realms"]["C"].get("sas", []))
+    def established():
+        return [sa for sa in sgstatus(world, "B")["realms"]["C"].get("sas", [])
+                if sa["state"] == "ESTABLISHED"]
+    before = len(established())
     with pytest.raises(StrongswanError):
         mns["C"].initiate("wg", "to-Bw", timeout_ms=8000)
     time.sleep(1.2)
-    st = sgstatus(world, "B")["realms"]
-    assert len(st["C"].get("sas", [])) == before
-    assert all(sa["remote_id"] == PUB["C"] for sa in st["C"].get("sas", []))
+    assert len(established()) == before  # a refused IKE_SA may linger half-open, never established
+    assert all(sa["remote_id"] == PUB["C"] for sa in established())
     log = (work / "sgB" / "C" / "charon.log").read_text()
     assert "198.51.100.1" in log and ("no matching peer config" in log or "constraint" in log
                                       or "AUTHENTICATION_FAILED" in log)
@@ -289,7 +291,7 @@ def test_unprotected_ipip_from_peer_is_dropped_in_realm_namespace(world):
     of b there); mark 0x42 keeps them out of that namespace's IPsec routes (table 220), so
     they leave unprotected in IP-IP, as a misbehaving SG-A would send them."""
     before = sgstatus(world, "B")["realms"]["A"].get("unprotected_dropped", 0)
-    udp_send("tbtgA-B", MN["B"], 5000, "10.0.0.5", "plain-from-a", n=10, mark=0x42)
+    udp_send(f"{world['lab'].prefix}A-B", MN["B"], 5000, "10.0.0.5", "plain-from-a", n=10, mark=0x42)
     wait_for(lambda: sgstatus(world, "B")["realms"]["A"].get("unprotected_dropped", 0) >= before + 10,
              what="unprotected drops at SG-B realm A")
     time.sleep(0.3)
