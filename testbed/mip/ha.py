@@ -27,7 +27,7 @@ from collections import Counter
 
 from testbed.mip import messages as m
 from testbed.mip.config import HomeAgentConfig
-from testbed.mip.linklayer import PacketSocket, ip_packet
+from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4
 from testbed.mip.registration import Decision, RegistrationProcessor
 from testbed.mip.netns import thread_in_netns
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
@@ -66,6 +66,7 @@ class HomeAgent:
         self.counters: Counter[str] = self.proc.counters
         self.endpoint: IpipEndpoint | None = None
         self.links: dict[str, PacketSocket] = {}
+        self.link_addrs: dict[str, str | None] = {}
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,6 +99,7 @@ class HomeAgent:
             write_proc_sys(f"net.ipv4.conf.{ifname}.forwarding", "1")
             write_proc_sys(f"net.ipv4.neigh.{ifname}.proxy_delay", "0")  # intercept at once
             self.links[ifname] = PacketSocket(ifname)
+            self.links[ifname].only_icmp_type(10)   # agent solicitations
 
     def _run(self) -> None:
         try:
@@ -124,9 +126,13 @@ class HomeAgent:
                         self.counters["bindings_expired"] += 1
                         self._unroute(b.home, b.coa)
                     next_expire = now + 1.0
-                r, _, _ = select.select([self.sock], [], [], 0.2)
-                if r:
-                    self._receive()
+                r, _, _ = select.select([self.sock, *self.links.values()], [], [], 0.2)
+                for s in r:
+                    if s is self.sock:
+                        self._receive()
+                    elif self._solicited(s) and self.cfg.advertise:
+                        self._advertise()   # answer a solicitation at once (RFC 5944 2.3)
+                        next_adv = time.monotonic() + self.adv_interval
         finally:
             self._close()
 
@@ -194,12 +200,22 @@ class HomeAgent:
         if self.endpoint and not self.proc.bindings.users_of(coa):
             self.endpoint.remove_peer(socket.inet_aton(coa).hex())
 
+    def _solicited(self, link: PacketSocket) -> bool:
+        got = False
+        while (f := link.recv()) is not None:
+            ip = parse_ipv4(f[0])
+            if ip and ip[0] == 1 and ip[4][:1] == b"\x0a":
+                self.counters["solicitations"] += 1
+                got = True
+        return got
+
     def _advertise(self) -> None:
         """HA-only agent advertisement on the home link: lets an MN detect it is home."""
         self.adv_seq = (self.adv_seq + 1) & 0xFFFF or 256
         for ifname, link in self.links.items():
-            src = iface_address(ifname) if self.adv_seq % 30 == 1 or not hasattr(link, "addr") else link.addr  # type: ignore[attr-defined]
-            link.addr = src  # type: ignore[attr-defined]
+            if self.adv_seq % 30 == 1 or ifname not in self.link_addrs:
+                self.link_addrs[ifname] = iface_address(ifname)   # re-read now and then
+            src = self.link_addrs[ifname]
             if not src:
                 continue
             flags = m.A_H | (m.A_T if self.cfg.reverse_tunnel != "refused" else 0)

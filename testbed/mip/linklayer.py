@@ -8,6 +8,7 @@ where the agent or the mobile node has no address of its own yet.
 """
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import socket
 import struct
@@ -21,6 +22,7 @@ PACKET_AUXDATA = 8
 TP_STATUS_CSUMNOTREADY = 0x8
 AUXDATA = struct.Struct("IIIHHHH")
 SIOCGIFHWADDR = 0x8927
+SO_ATTACH_FILTER = 26
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
@@ -93,6 +95,22 @@ class PacketSocket:
         ipb = socket.inet_aton(ip)
         arp = struct.pack("!HHBBH6s4s6s4s", 1, ETH_P_IP, 6, 4, 2, hw, ipb, b"\xff" * 6, ipb)
         self.sock.send(b"\xff" * 6 + hw + struct.pack("!H", ETH_P_ARP) + arp)
+
+    def only_icmp_type(self, icmp_type: int) -> None:
+        """Let the kernel pass only IPv4 ICMP messages of one type (classic BPF).
+
+        Why: an agent that only needs advertisements or solicitations must not copy
+        every data packet of a busy link into Python.
+        """
+        prog = [(0x28, 0, 0, 12), (0x15, 0, 8, ETH_P_IP),      # ethertype == IPv4
+                (0x30, 0, 0, 23), (0x15, 0, 6, 1),               # protocol == ICMP
+                (0x28, 0, 0, 20), (0x45, 4, 0, 0x1FFF),          # not a later fragment
+                (0xB1, 0, 0, 14), (0x50, 0, 0, 14),              # x = IHL; A = ICMP type
+                (0x15, 0, 1, icmp_type), (0x6, 0, 0, 0x40000), (0x6, 0, 0, 0)]
+        buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
+        self._bpf = buf  # keep alive while attached
+        fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
     def close(self) -> None:
         self.sock.close()

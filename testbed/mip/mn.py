@@ -37,6 +37,7 @@ from testbed.mip import messages as m
 from testbed.mip.config import MnAgentConfig
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
 from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4
+from testbed.mip.linkwatch import LinkWatch
 from testbed.mip.security import ClockOffset
 from testbed.tunnel.ipip import IpipEndpoint
 from testbed.tunnel.tun import configure_link, run_ip
@@ -90,6 +91,7 @@ class MobileNode:
         self.endpoint: IpipEndpoint | None = None
         self.history: list[dict] = []
         self.link: PacketSocket | None = None
+        self.watch: LinkWatch | None = None
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
         self._next_check = 0.0
@@ -104,6 +106,8 @@ class MobileNode:
         run_ip(["addr", "del", f"{self.home}/{plen}", "dev", self.ifname], check=False)
         run_ip(["addr", "replace", f"{self.home}/32", "dev", "lo"])
         self.link = PacketSocket(self.ifname)
+        self.link.only_icmp_type(9)   # agent advertisements only
+        self.watch = LinkWatch(self.ifname)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("0.0.0.0", m.MIP_PORT))
@@ -114,7 +118,7 @@ class MobileNode:
 
     def close(self) -> None:
         self._close_tunnel()
-        for s in (self.link, self.sock):
+        for s in (self.link, self.sock, self.watch):
             if s is not None:
                 s.close()
 
@@ -122,8 +126,10 @@ class MobileNode:
     def run(self) -> None:
         assert self.link and self.sock
         while not self._stop.is_set():
-            r, _, _ = select.select([self.link, self.sock], [], [], 0.1)
+            r, _, _ = select.select([self.link, self.sock, self.watch], [], [], 0.1)
             try:
+                if self.watch in r:
+                    self._on_carrier(self.watch.changes())
                 if self.link in r:
                     self._drain_link()
                 if self.sock in r:
@@ -132,6 +138,18 @@ class MobileNode:
             except Exception:
                 self.counters["internal_errors"] += 1
                 log.exception("MN loop")
+
+    def _on_carrier(self, changes: list[bool]) -> None:
+        for up in changes:
+            self.counters["carrier_up" if up else "carrier_down"] += 1
+            log.info("carrier %s on %s", "up" if up else "down", self.ifname)
+            if up:
+                # a new link may mean a new network: forget agents, solicit at once
+                self.agents.clear()
+                self.lost_since = time.monotonic()
+                self.last_solicit = 0.0
+                self.solicit_interval = max(self.cfg.agent_timeout, 1.0)
+                self._ccoa_cache = (0.0, None)
 
     def _drain_link(self) -> None:
         assert self.link
@@ -266,11 +284,11 @@ class MobileNode:
 
     def _start_registration(self, t: Target, now: float) -> None:
         self.attempt = t
-        self.attempt_started = now
         self.pending_ids.clear()
         self.tries = 0
         self._prepare_routes(t)
-        self._send_request(t, now)
+        self.attempt_started = time.monotonic()   # latency: first request sent -> reply
+        self._send_request(t, self.attempt_started)
 
     def _send_request(self, t: Target, now: float) -> None:
         assert self.sock

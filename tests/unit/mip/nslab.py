@@ -68,8 +68,14 @@ class NsLab:
         if address:
             sh(f"ip -n {ns} addr add {address} dev {ifname}")
 
-    def move(self, port: str, br: str) -> None:
-        sh(f"ip -n {self.switch} link set {port} nomaster; ip -n {self.switch} link set {port} master {br}")
+    def move(self, port: str, br: str, flap: bool = False) -> None:
+        """Re-plug a switch port; with flap the node's interface loses carrier meanwhile."""
+        sw = self.switch
+        if flap:
+            sh(f"ip -n {sw} link set {port} down")
+        sh(f"ip -n {sw} link set {port} nomaster; ip -n {sw} link set {port} master {br}")
+        if flap:
+            sh(f"ip -n {sw} link set {port} up")
 
     def spawn(self, ns: str, args: list[str], log: str) -> subprocess.Popen:
         out = open(self.workdir / log, "wb")

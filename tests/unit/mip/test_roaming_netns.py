@@ -129,13 +129,14 @@ def test_2_two_same_address_visitors_at_the_shared_fa(world):
 
 def test_3_colocated_care_of_address_without_fa(world):
     lab, ns, st = world["lab"], world["ns"], world["st"]
-    lab.move("tbtmpmA", "brX")
+    lab.move("tbtmpmA", "brX", flap=True)   # carrier loss: the MN solicits at once
     # what a DHCP server on the visited network would hand out
     sh(f"ip -n {ns['mnA']} addr add 192.0.2.50/24 dev eth0")
     sh(f"ip -n {ns['mnA']} route replace default via 192.0.2.1 dev eth0")
     wait_for(lambda: mn_status(world, "mnA")["mode"] == "ccoa", timeout=15, what="mnA registered with CCoA")
     s = mn_status(world, "mnA")
     assert s["care_of_address"] == "192.0.2.50" and s["counters"]["solicitations_sent"] >= 1
+    assert s["counters"]["carrier_up"] >= 1
     wait_for(lambda: read_json(st["ha"])["home_agents"]["a"]["bindings"]["10.0.0.5"]["coa"] == "192.0.2.50",
              what="HA binding to the CCoA (status written each second)")
     assert ping(ns["hA"], "10.0.0.5") == 3
@@ -148,7 +149,7 @@ def test_3_colocated_care_of_address_without_fa(world):
 def test_4_return_home_deregisters(world):
     lab, ns, st = world["lab"], world["ns"], world["st"]
     sh(f"ip -n {ns['mnA']} addr del 192.0.2.50/24 dev eth0")
-    lab.move("tbtmpmA", "brHA")
+    lab.move("tbtmpmA", "brHA", flap=True)
     wait_for(lambda: mn_status(world, "mnA")["mode"] == "home", timeout=10, what="mnA home")
     wait_for(lambda: "10.0.0.5" not in read_json(st["ha"])["home_agents"]["a"]["bindings"], what="binding removed")
     assert ping(ns["hA"], "10.0.0.5") == 3

@@ -1,0 +1,56 @@
+"""Carrier changes of one interface, from rtnetlink: a link-layer hint of movement.
+
+Why: waiting for advertisements to time out makes every handover cost the agent timeout.
+When the link loses and regains carrier (a radio handover; `lab.move(..., flap=True)`),
+the mobile node forgets the agents it heard and solicits at once (RFC 5944 2.4.2 allows
+any hint of movement). Without carrier changes, advertisements still work alone.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+
+RTMGRP_LINK = 1
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+IFF_LOWER_UP = 0x10000
+NLMSG_HDR = struct.Struct("=IHHII")
+IFINFO = struct.Struct("=BxHiII")
+
+
+class LinkWatch:
+    def __init__(self, ifname: str) -> None:
+        self.ifname = ifname
+        self.index = socket.if_nametoindex(ifname)
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                                  socket.NETLINK_ROUTE)
+        self.sock.bind((0, RTMGRP_LINK))
+        self.carrier: bool | None = None
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def changes(self) -> list[bool]:
+        """New carrier states (True = up) of our interface since the last call, in order."""
+        out: list[bool] = []
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return out
+            off = 0
+            while off + NLMSG_HDR.size <= len(data):
+                length, kind, _f, _s, _p = NLMSG_HDR.unpack_from(data, off)
+                if length < NLMSG_HDR.size:
+                    break
+                if kind in (RTM_NEWLINK, RTM_DELLINK) and length >= NLMSG_HDR.size + IFINFO.size:
+                    _fam, _t, index, flags, _c = IFINFO.unpack_from(data, off + NLMSG_HDR.size)
+                    if index == self.index:
+                        up = kind == RTM_NEWLINK and bool(flags & IFF_LOWER_UP)
+                        if up != self.carrier:
+                            self.carrier = up
+                            out.append(up)
+                off += (length + 3) & ~3
+
+    def close(self) -> None:
+        self.sock.close()
