@@ -212,6 +212,19 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+class _ClosingSession:
+    """vici.Session plus the socket it runs on, closed on leaving the `with` block."""
+
+    def __init__(self, session, sock: socket.socket) -> None:
+        self._session, self._sock = session, sock
+
+    def __enter__(self):
+        return self._session
+
+    def __exit__(self, *exc) -> None:
+        self._sock.close()
+
+
 @dataclass
 class Charon:
     """A charon daemon in its own network namespace (or here) with a private /run.
@@ -271,7 +284,8 @@ class Charon:
                                       f"see {self.workdir}/charon.stderr and charon.log")
             if os.path.exists(self.vici_socket):
                 try:
-                    self.session().version()
+                    with self.session() as sess:
+                        sess.version()
                     log.info("charon %s up (netns %s, vici %s)", self.name, self.netns,
                              self.vici_socket)
                     return
@@ -296,11 +310,12 @@ class Charon:
 
     # ---- control --------------------------------------------------------------------
     def session(self):
+        """A VICI session on a fresh socket; use as a context manager to close it."""
         import vici
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(30)
         sock.connect(self.vici_socket)
-        return vici.Session(sock)
+        return _ClosingSession(vici.Session(sock), sock)
 
     def load_swanctl(self, swanctl_conf: str | Path) -> str:
         """Load a swanctl.conf with stock `swanctl --load-all` (proves stock compatibility)."""
@@ -322,25 +337,29 @@ class Charon:
             req["ike"] = ike
         logs = []
         try:
-            for msg in self.session().initiate(req):
-                logs.append(_plain(msg).get("msg", ""))
+            with self.session() as sess:
+                for msg in sess.initiate(req):
+                    logs.append(_plain(msg).get("msg", ""))
         except Exception as exc:
             raise StrongswanError(f"initiate {ike}/{child}: {exc}; log: {logs[-5:]}") from None
         return logs
 
     def terminate(self, ike: str, timeout_ms: int = 5000) -> None:
         try:
-            for _ in self.session().terminate({"ike": ike, "timeout": timeout_ms}):
-                pass
+            with self.session() as sess:
+                for _ in sess.terminate({"ike": ike, "timeout": timeout_ms}):
+                    pass
         except Exception as exc:
             raise StrongswanError(f"terminate {ike}: {exc}") from None
 
     def list_sas(self) -> list[dict]:
         """IKE_SAs with their CHILD_SAs as plain dicts (list_sas is a generator too)."""
-        return [_plain(sa) for sa in self.session().list_sas()]
+        with self.session() as sess:
+            return [_plain(sa) for sa in sess.list_sas()]
 
     def list_conns(self) -> list[dict]:
-        return [_plain(c) for c in self.session().list_conns()]
+        with self.session() as sess:
+            return [_plain(c) for c in sess.list_conns()]
 
 
 def summarize_sas(sas: list[dict]) -> list[dict]:
