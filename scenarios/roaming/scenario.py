@@ -14,6 +14,7 @@ MN_STATUS = "/run/testbed/mip-mn.json"
 FA_STATUS = "/run/testbed/mip-fa.json"
 HA_STATUS = "/run/testbed/mip-ha.json"
 PROBE = "/run/testbed/probe.json"
+PROBE_UDP = "/run/testbed/probe-udp.json"
 
 
 def read(ctx, node: str, path: str) -> dict:
@@ -80,29 +81,35 @@ def roam(ctx, name: str, segment: str, mode: str, before: str | None = None, aft
     ctx.check(f"{name}: the TCP session to h carries data again", bool(probe) and not probe.get("error"),
               (probe or {}).get("error") or "echoes after the registration")
     if probe:
-        out["interruption_ms"] = interruption_ms(probe, t_move)
+        out["tcp_stall_ms"] = interruption_ms(probe, t_move)
+    udp = read(ctx, "a", PROBE_UDP)
+    if udp:
+        out["interruption_ms"] = interruption_ms(udp, t_move)
     lo = lab.exec("a", "ip -4 -o addr show dev lo").stdout
     ctx.check(f"{name}: a keeps its home address", "10.0.0.5/32" in lo, lo.strip().replace("\n", " | "))
     return out
 
 
-def timeline(ctx, probe: dict, marks: list[tuple[str, float]], out: Path) -> None:
+def timeline(ctx, sessions: dict[str, dict], marks: list[tuple[str, float]], out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    bins = {int(k): v for k, v in probe.get("bins_100ms", {}).items()}
-    if not bins:
+    series = {name: {int(k): v for k, v in p.get("bins_100ms", {}).items()} for name, p in sessions.items()}
+    allk = [k for b in series.values() for k in b]
+    if not allk:
         return
-    t0 = min(bins)
-    t1 = max(bins)
-    xs = [(k - t0) / 10 for k in range(t0, t1 + 1)]
-    ys = [bins.get(k, 0) for k in range(t0, t1 + 1)]
-    fig, ax = plt.subplots(figsize=(11, 3.5))
-    ax.step(xs, ys, where="post", label="TCP session a -> h (echoes / 100 ms)")
+    t0, t1 = min(allk), max(allk)
+    fig, ax = plt.subplots(figsize=(11, 3.8))
+    top = 1
+    for name, bins in series.items():
+        xs = [(k - t0) / 10 for k in range(t0, t1 + 1)]
+        ys = [bins.get(k, 0) for k in range(t0, t1 + 1)]
+        top = max(top, max(ys))
+        ax.step(xs, ys, where="post", label=name)
     for label, t in marks:
         x = t - t0 / 10
         ax.axvline(x, color="tab:red", linestyle="--", linewidth=1)
-        ax.text(x, max(ys) * 1.02 + 0.1, label, rotation=0, fontsize=8, color="tab:red")
+        ax.text(x, top * 1.02, label, rotation=0, fontsize=8, color="tab:red")
     ax.set_xlabel("seconds since the session started")
     ax.set_ylabel("packets per 100 ms")
     ax.set_title("roaming: delivered packets per 100 ms, moves marked")
@@ -122,6 +129,8 @@ def run(ctx) -> None:
     # the long session from a's home address
     lab.spawn("a", f"python3 -m testbed.mip.probe client --dst 10.0.0.10 --port 5001 --bind 10.0.0.5 --out {PROBE}",
               log="probe.log")
+    lab.spawn("a", f"python3 -m testbed.mip.probe client --udp --interval 0.01 --dst 10.0.0.10 --port 5001 "
+              f"--bind 10.0.0.5 --out {PROBE_UDP}", log="probe-udp.log")
     first = wait(lambda: (p := read(ctx, "a", PROBE)) and p.get("echoed", 0) > 20 and p, 15)
     ctx.check("TCP session a -> h established from the home address", bool(first),
               (first or {}).get("local") or "no echoes")
@@ -143,7 +152,7 @@ def run(ctx) -> None:
     ctx.check("same-address visitors never receive each other's packets",
               got_a == 3 and got_c == 5 and delta == {"a": 3, "c": 5},
               f"h->10.0.0.5 {got_a}/3, hc->10.0.0.5 {got_c}/5; echo requests seen: a {delta['a']}, c {delta['c']}")
-    for k in ("registration_ms", "handover_ms", "interruption_ms"):
+    for k in ("registration_ms", "handover_ms", "interruption_ms", "tcp_stall_ms"):
         if k in step:
             ctx.metric(f"fa_{k}", step[k])
 
@@ -155,7 +164,7 @@ def run(ctx) -> None:
     b = ha.get("a", {}).get("bindings", {}).get("10.0.0.5", {})
     ctx.check("virtual HA a binds 10.0.0.5 to the co-located care-of address", b.get("coa") == "192.0.2.50", str(b))
     ctx.check("h reaches a through the CCoA tunnel", pings(ctx, "h", "10.0.0.5", 3) == 3)
-    for k in ("registration_ms", "handover_ms", "interruption_ms"):
+    for k in ("registration_ms", "handover_ms", "interruption_ms", "tcp_stall_ms"):
         if k in step:
             ctx.metric(f"ccoa_{k}", step[k])
 
@@ -164,7 +173,7 @@ def run(ctx) -> None:
     marks.append(("home", step["t_move"]))
     gone = wait(lambda: "10.0.0.5" not in read(ctx, "opha", HA_STATUS).get("home_agents", {}).get("a", {}).get("bindings", {"10.0.0.5": 1}), 10)
     ctx.check("virtual HA a removed the binding on return home", bool(gone))
-    for k in ("registration_ms", "handover_ms", "interruption_ms"):
+    for k in ("registration_ms", "handover_ms", "interruption_ms", "tcp_stall_ms"):
         if k in step:
             ctx.metric(f"home_{k}", step[k])
 
@@ -179,7 +188,9 @@ def run(ctx) -> None:
     denied = {n: h.get("counters", {}).get("registrations_denied", 0) for n, h in ha.items()}
     ctx.check("no registration was denied", not any(denied.values()), str(denied))
     try:
-        timeline(ctx, probe, marks, ctx.results / "timeline.png")
+        timeline(ctx, {"TCP session a -> h (echoes / 100 ms)": probe,
+                       "UDP stream a -> h, 10 ms (echoes / 100 ms)": read(ctx, "a", PROBE_UDP)},
+                 marks, ctx.results / "timeline.png")
         from orchestration.graph import render
         render(lab.topology, ctx.results / "topology.png")
     except Exception as exc:  # pictures are a by-product: report, don't fail the run

@@ -1,13 +1,14 @@
 """A long TCP session for roaming scenarios: does the same connection survive every move?
 
-`python3 -m testbed.mip.probe server --port 5001` echoes whatever a client sends.
+`python3 -m testbed.mip.probe server --port 5001` echoes whatever a client sends (TCP and UDP).
 `python3 -m testbed.mip.probe client --dst H --port 5001 --bind 10.0.0.5 --out FILE`
 connects ONCE (never reconnects: a reset is a failure to report, not to hide), sends a
 16-byte record (sequence number, send time) every `--interval` seconds and records when
 each echo comes back. Its status file has the echo receipt times bucketed per 100 ms
 (wall clock, shared by all containers on one kernel), the largest gap between echoes and
 the error that ended the session, if any - what a scenario needs for "interruption (ms)"
-and the timeline picture.
+and the timeline picture. With `--udp` the client sends datagrams instead: their gaps
+measure the data path's own outage, without TCP's retransmission back-off.
 """
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ def serve(port: int) -> None:
     srv.bind(("0.0.0.0", port))
     srv.listen(16)
 
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("0.0.0.0", port))
+
+    def udp_echo() -> None:
+        while True:
+            data, peer = udp.recvfrom(2048)
+            udp.sendto(data, peer)
+    threading.Thread(target=udp_echo, daemon=True).start()
+
     def echo(c: socket.socket) -> None:
         with c:
             while data := c.recv(65536):
@@ -39,11 +49,12 @@ def serve(port: int) -> None:
 
 
 class Client:
-    def __init__(self, dst: str, port: int, bind: str | None, interval: float) -> None:
-        self.dst, self.port, self.bind, self.interval = dst, port, bind, interval
+    def __init__(self, dst: str, port: int, bind: str | None, interval: float, udp: bool = False) -> None:
+        self.dst, self.port, self.bind, self.interval, self.udp = dst, port, bind, interval, udp
         self.sent = 0
         self.echoed = 0
         self.error: str | None = None
+        self.send_errors = 0
         self.local: str | None = None
         self.started = time.time()
         self.bins: dict[int, int] = {}
@@ -52,6 +63,8 @@ class Client:
         self.gaps: list[tuple[float, float]] = []   # (start, end) of gaps > 5 intervals
 
     def run(self) -> None:
+        if self.udp:
+            return self._run_udp()
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.bind:
@@ -72,6 +85,22 @@ class Client:
                 break
             time.sleep(self.interval)
 
+    def _run_udp(self) -> None:
+        """Datagrams every interval, each echoed: the gaps are the data path's outage,
+        free of TCP's retransmission back-off."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if self.bind:
+            s.bind((self.bind, 0))
+        self.local = "%s:%d" % s.getsockname()
+        threading.Thread(target=self._reader, args=(s,), daemon=True).start()
+        while True:
+            try:
+                s.sendto(REC.pack(self.sent, time.time()), (self.dst, self.port))
+                self.sent += 1
+            except OSError:
+                self.send_errors += 1   # e.g. no route for a moment during a move
+            time.sleep(self.interval)
+
     def _reader(self, s: socket.socket) -> None:
         buf = b""
         while self.error is None:
@@ -80,7 +109,7 @@ class Client:
             except OSError as exc:
                 self.error = f"recv: {exc}"
                 return
-            if not data:
+            if not data and not self.udp:
                 self.error = "connection closed by peer"
                 return
             buf += data
@@ -98,7 +127,8 @@ class Client:
             self.last_echo = now
 
     def status(self) -> dict:
-        return {"dst": f"{self.dst}:{self.port}", "local": self.local, "started": self.started,
+        return {"proto": "udp" if self.udp else "tcp", "send_errors": self.send_errors,
+                "dst": f"{self.dst}:{self.port}", "local": self.local, "started": self.started,
                 "sent": self.sent, "echoed": self.echoed, "error": self.error,
                 "last_echo": self.last_echo, "max_gap_ms": round(self.max_gap * 1000, 1),
                 "gaps": self.gaps, "bins_100ms": {str(k): v for k, v in sorted(self.bins.items())}}
@@ -112,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bind")
     ap.add_argument("--interval", type=float, default=0.02)
     ap.add_argument("--out", default="/run/testbed/probe.json")
+    ap.add_argument("--udp", action="store_true", help="datagram stream instead of one TCP connection")
     args = ap.parse_args(argv)
     if args.role == "server":
         serve(args.port)
@@ -119,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dst:
         print("client needs --dst", file=sys.stderr)
         return 2
-    c = Client(args.dst, args.port, args.bind, args.interval)
+    c = Client(args.dst, args.port, args.bind, args.interval, udp=args.udp)
     threading.Thread(target=c.run, daemon=True).start()
     while True:
         write_status(args.out, c.status())
