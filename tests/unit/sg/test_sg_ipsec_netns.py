@@ -25,6 +25,8 @@ import pytest
 from testbed.sg.strongswan import (Charon, Credentials, StrongswanError, render_initiator_swanctl,
                                    write_swanctl_dir)
 
+from testbed.sg.initiator import Initiator
+
 from .netns import REPO, Lab, needs_root, read_json, sh, sink_counts, udp_send, udp_sink, wait_for
 
 pytestmark = [pytest.mark.netns, needs_root,
@@ -159,11 +161,17 @@ def world(tmp_path_factory):
         targets = {"A": {"B": (PUB["B"], [MN["B"]])}, "C": {"B": (PUB["B"], [MN["B"]])},
                    "B": {"A": (PUB["A"], [MN["A"]])}}
         for (name, issued) in zip(PUB, mn_certs):
+            cert = write_pem(work / "pki" / f"mn{name}.pem", issued["cert_pem"])
+            key = write_pem(work / "pki" / f"mn{name}.key", issued["key_pem"])
+            if name == "C":  # through the MN-side helper class
+                ini = Initiator(work / "mnC", PUB["C"], Credentials(cert, key, ca_path), netns=mn["C"])
+                ini.start()
+                mns["C"] = ini.charon
+                ini.set_targets(targets["C"])
+                continue
             ch = Charon(f"mn{name}", work / f"mn{name}", netns=mn[name], debug=1)
             ch.start()
             mns[name] = ch
-            cert = write_pem(work / "pki" / f"mn{name}.pem", issued["cert_pem"])
-            key = write_pem(work / "pki" / f"mn{name}.key", issued["key_pem"])
             if name == "D":  # by hand, stock layout
                 d = work / "mnD" / "stock"
                 write_pem(d / "x509" / "d.pem", issued["cert_pem"])
