@@ -104,6 +104,22 @@ def run(ctx) -> None:
     ctx.check("sink running with a DIAMETER connection to the MSM", bool(up),
               json.dumps((up or {}).get("diameter"))[:300])
 
+    # ---------------------------------------------------------- plain AODV hello baseline
+    # a second, open sink on UDP 656 (no MSM, no filter) answers plain hellos with the same
+    # routes: the attach time an unauthenticated AODV hello costs in this very run
+    lab.put_file("msr1", "/etc/testbed/plain-sink.json", json.dumps({
+        "role": "sink", "address": "10.10.0.1", "port": 656, "shared_secret": False, "nft": False,
+        "plain_hellos": "open", "open_routes": ["0.0.0.0/0 10.10.1.1 10", "10.10.0.0/16 0.0.0.0 1"],
+        "status_file": "/run/testbed/access-plain-sink.json"}))
+    lab.spawn("msr1", "python3 -m testbed.access --config /etc/testbed/plain-sink.json", log="plain-sink.log")
+    wait_json(ctx, "msr1", "/run/testbed/access-plain-sink.json", lambda d: True, 15)
+    cmd = node_cfg(ctx, "mn1", "mn1-plain", address="10.10.0.5", identity="mn1.mwg.test", method="plain",
+                   port=656, install_routes=False, max_hellos=5, exit_when_attached=True)
+    lab.exec("mn1", f"timeout 20 {cmd} 2>/var/log/testbed/access-plain.log; true", timeout=30)
+    st = jexec(ctx, "mn1", "cat /run/testbed/access-mn1-plain.json") or {}
+    if st.get("attached"):
+        ctx.metric("attach_ms_plain", st["attach_ms"])
+
     # ---------------------------------------------------------- shared secret (claims 40-45)
     lab.spawn("mn1", node_cfg(ctx, "mn1", "mn1", address="10.10.0.5", identity="mn1.mwg.test",
                                 method="secret", secret="secret-one"), log="access-node.log")

@@ -199,6 +199,8 @@ def run_node(cfg: NodeConfig) -> int:
             state.update(attached=True, verdict=verdict, routes=routes, sink=src,
                          attach_ms=round((time.monotonic() - node.sent_at) * 1000, 3))
             log.info("attached to %s as %s in %s ms: %s", src, verdict, state["attach_ms"], routes)
+            if cfg.exit_when_attached:
+                loop.stop()
 
     def status() -> None:
         try:

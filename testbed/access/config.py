@@ -111,6 +111,8 @@ class NodeConfig(_Strict):
     hello_interval_ms: int = Field(1000, gt=0)
     #: stop (exit 1) after this many unanswered hellos; 0 = keep trying
     max_hellos: int = Field(0, ge=0)
+    #: exit (0) once attached: one-shot attach, e.g. for measurements
+    exit_when_attached: bool = False
     install_routes: bool = True
     status_file: str = "/run/testbed/access-node.json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
