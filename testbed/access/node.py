@@ -89,7 +89,10 @@ class AccessNode:
         if self.cert is not None and self.ca is not None:
             self._check_sink(msg)
         verdict = ha.VERDICTS.get(rext.verdict, "?")
-        return verdict, ha.routes_of(rext)
+        try:
+            return verdict, ha.routes_of(rext)
+        except ha.ExtensionError as exc:
+            raise SinkRefused("malformed", str(exc)) from None
 
     def _check_sink(self, msg: RREP) -> None:
         cauth = msg.ext(ha.CertAuthExt)

@@ -147,3 +147,23 @@ def test_config_errors_name_the_field():
         parse({"address": "10.0.0.1", "shared_secret": False, "bogus": 1}, SinkConfig)
     with pytest.raises(ConfigError, match="secret"):
         parse({"address": "10.0.0.5", "identity": "a"}, NodeConfig)
+
+
+def test_rsa_certificate_hello_fits_one_datagram_and_verifies(tmp_path):
+    from testbed.access import credentials as cr
+    from testbed.msm.ca import CertificateAuthority
+
+    ca = CertificateAuthority(str(tmp_path / "ca"), key_type="rsa")
+    i = ca.issue("mn1.mwg.test", "mn", [], ["mn1.mwg.test"])
+    node = AccessNode("10.10.0.5", "mn1.mwg.test", ca_pem=ca.cert_pem.encode(),
+                      cert_pem=i.cert_pem.encode(), key_pem=i.key_pem.encode())
+    raw = node.cert_hello()
+    assert len(raw) <= 1500 - 20 - 8  # one UDP datagram at MTU 1500, no IP fragments
+    m = parse_message(raw)
+    ha.check_consistent(m)
+    cert = cr.load_cert(ha.join_blob(m, ha.KIND_CERT))
+    cr.verify_cert(cert, cr.load_cert(ca.cert_pem))
+    cr.verify_signature(cert, ha.join_blob(m, ha.KIND_SIG), ha.signed_data(m))
+    m.lifetime += 1
+    with pytest.raises(cr.CredentialError):
+        cr.verify_signature(cert, ha.join_blob(m, ha.KIND_SIG), ha.signed_data(m))
