@@ -129,12 +129,31 @@ def _cleanup_baseline() -> None:
 BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup}
 
 
+def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:
+    """Each ``scenarios/<name>/bench.py`` with a ``bench(say) -> dict`` is a benchmark named
+    after its scenario, so a scenario brings its own measurement without touching this file."""
+    import importlib.util
+
+    from .scenario import SCENARIOS_DIR
+
+    found: dict[str, Callable[[Say], dict[str, Any]]] = {}
+    for path in sorted(SCENARIOS_DIR.glob("*/bench.py")):
+        spec = importlib.util.spec_from_file_location(f"bench_{path.parent.name.replace('-', '_')}", path)
+        assert spec and spec.loader
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        if callable(getattr(mod, "bench", None)):
+            found[path.parent.name] = mod.bench
+    return found
+
+
 def run_benchmarks(only: str | None = None, output: Path = Path("results/bench.json"),
                    say: Say = print) -> dict[str, Any]:
-    if only and only not in BENCHMARKS:
-        raise ValueError(f"no benchmark {only!r}; benchmarks: {', '.join(BENCHMARKS)}")
+    benchmarks = {**BENCHMARKS, **_scenario_benchmarks()}
+    if only and only not in benchmarks:
+        raise ValueError(f"no benchmark {only!r}; benchmarks: {', '.join(benchmarks)}")
     results: dict[str, Any] = json.loads(output.read_text()) if output.is_file() else {}
-    for name, fn in BENCHMARKS.items():
+    for name, fn in benchmarks.items():
         if only and name != only:
             continue
         try:
