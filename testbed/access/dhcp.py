@@ -18,7 +18,8 @@ everything through the sink), option 121 classless static routes (RFC 3442): the
 on-link, then the MSM's routes via the sink (home range cheaper: listed, metric lost in
 DHCP, so the default route is just the /0 entry), option 54 server id, 51 lease.
 Refused: DHCPNAK. The same options ride in DISCOVER and REQUEST of one exchange (same
-xid and nonce), so one MSM decision serves both.
+xid and nonce), so one MSM decision serves both; a renewing REQUEST (new xid, the same
+accepted credentials, same address) within the lease is ACKed from that decision.
 
 `udhcpc_args()` gives the client's command line (`-x 0x3d:..`, `-x 0x2b:..`, `-r`).
 """
@@ -237,6 +238,8 @@ class DhcpHelloServer:
         self.counters: dict[str, int] = {}
         self.attach_ms: list[float] = []
         self.first_seen: dict[tuple[int, bytes], float] = {}
+        #: (fqdn, nonce) of accepted hellos -> (address, routes, lease end): renewals
+        self.leases: dict[tuple[str, bytes], tuple[str, list, float]] = {}
 
     def count(self, k: str) -> None:
         self.counters[k] = self.counters.get(k, 0) + 1
@@ -260,6 +263,15 @@ class DhcpHelloServer:
             log.warning("DHCP hello without credentials: %s", exc)
             return self._send(reply, msg, NAK, None, [])
         key = (msg.xid, h.nonce)
+        lease = self.leases.get((h.fqdn, h.nonce))
+        if key not in self.decisions and lease is not None and lease[0] == h.address \
+                and lease[2] > time.monotonic() and msg.msg_type == REQUEST:
+            # udhcpc renews with the options of its command line, i.e. the hello the MSM
+            # already accepted: extend that lease (same node, same address) without a new
+            # DIAMETER round trip; anything else is a new hello with fresh credentials
+            self.count("renewed")
+            self.leases[(h.fqdn, h.nonce)] = (lease[0], lease[1], time.monotonic() + self.lease_s)
+            return self._send(reply, msg, ACK, h, lease[1])
         if key not in self.decisions:
             try:
                 self.replay.check(h.fqdn, h.ts_ms, h.nonce)
@@ -274,6 +286,8 @@ class DhcpHelloServer:
                 self.decisions[key] = Decision(ok, routes or [], reason, time.monotonic())
                 if ok:
                     self.count("attached")
+                    self.leases[(h.fqdn, h.nonce)] = (h.address, routes or [],
+                                                      time.monotonic() + self.lease_s)
                     self.attach_ms.append((time.monotonic() - self.first_seen[key]) * 1000)
                     if self.on_attached:
                         self.on_attached(h, routes)

@@ -122,6 +122,19 @@ def test_dhcp_server_one_decision_per_exchange_and_nak():
     r = discover_bytes([(53, b"\x03"), (50, socket.inet_aton("10.10.0.5")), (61, cid), (43, vendor)])
     srv.handle(r, sent.append)
     assert dhcp.parse_message(sent[-1]).msg_type == dhcp.ACK and len(calls) == 1
+    # renewal: new xid, same accepted credentials and address -> ACK without the MSM
+    renew = dhcp.build_message(1, 0xBEEF, 0, "0.0.0.0", "0.0.0.0", b"\x02" * 6,
+                               [(53, b"\x03"), (50, socket.inet_aton("10.10.0.5")), (61, cid), (43, vendor)],
+                               ciaddr="10.10.0.5")
+    srv.handle(renew, sent.append)
+    assert dhcp.parse_message(sent[-1]).msg_type == dhcp.ACK and srv.counters["renewed"] == 1
+    assert len(calls) == 1
+    # ... but the same credentials for another address are a replay: NAK, MSM not asked
+    other = dhcp.build_message(1, 0xBEEF + 1, 0, "0.0.0.0", "0.0.0.0", b"\x03" * 6,
+                               [(53, b"\x01"), (50, socket.inet_aton("10.10.0.99")), (61, cid), (43, vendor)])
+    srv.handle(other, sent.append)
+    assert len(calls) == 1 and dhcp.parse_message(sent[-1]).msg_type == dhcp.NAK
+    assert srv.counters["refused_replay"] == 1
     # no credentials -> NAK without asking anyone; garbage is counted
     srv.handle(discover_bytes([(53, b"\x01")]), sent.append)
     assert dhcp.parse_message(sent[-1]).msg_type == dhcp.NAK and len(calls) == 1
