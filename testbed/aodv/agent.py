@@ -120,6 +120,7 @@ class Agent:
         self.attaching: str | None = None     # MN: sink we are attaching to
         self.attach_sent_at = 0.0
         self.attach_tries = 0
+        self.probe: tuple[str, str, float] | None = None  # MN: (sink, candidate, deadline)
         self.handover_started: float | None = None
         self.registered: dict[str, dict] = {}  # sink: MNs attached to us
         self.held: dict[str, float] = {}       # old sink / MN: dst -> hold deadline
@@ -371,6 +372,8 @@ class Agent:
                     self.on_rerr(msg, rx.src, iface)
                 elif isinstance(msg, RREPAck):
                     self.counters["rrep_ack_received"] += 1
+                    if self.probe is not None and self.probe[0] == rx.src:
+                        self.probe = None  # the sink answered: it is still there
             except Exception:
                 self.counters["internal_errors"] += 1
                 log.exception("handling %s from %s failed", type(msg).__name__, rx.src)
@@ -679,14 +682,14 @@ class Agent:
     def on_rrep(self, m: RREP, prev: str, iface: str, ip_ttl: int, ip_dst: str) -> None:
         now = self.now()
         ho = m.ext(HandoverExt)
+        if m.flags.A:
+            self.unicast(RREPAck(), prev)
+            self.counters["rrep_ack_sent"] += 1
         if m.hop_count == 0 and m.dst == prev and m.orig == prev \
                 and (ho is None or ho.kind == HandoverKind.ATTACH):
             self.on_hello(m, prev, iface, ho)
             return
         self.counters["rrep_received"] += 1
-        if m.flags.A:
-            self.unicast(RREPAck(), prev)
-            self.counters["rrep_ack_sent"] += 1
         hops = m.hop_count + 1
         prefix_len = m.prefix_sz or 32
         key = m.dst if prefix_len == 32 else str(
@@ -814,9 +817,7 @@ class Agent:
             if r.precursors:
                 unreachable.append(r)
         if self.cfg.role == "mn" and neighbour == self.sink:
-            self.event("sink_lost", sink=neighbour, reason=reason)
-            self.last_sink, self.sink = neighbour, None
-            self.handover_started = self.now()
+            self.sink_lost_to("", reason)
         self.send_rerr(unreachable)
 
     def send_rerr(self, routes: list[Route], extensions: list | None = None) -> None:
@@ -936,18 +937,21 @@ class Agent:
     def mn_consider_sink(self, nbr: str) -> None:
         """MN: a hello from an MSR; is it a (new) sink to attach to? (claim 27)
 
-        A new sink is taken when the current one is gone or has been silent for more
-        than one hello interval (or its interface vanished, if link-layer detection is on).
+        While the current sink is alive the MN stays. Hearing another MSR makes it check:
+        the sink is gone if its interface vanished (with link-layer detection), if it has
+        been silent for `sink_silence_ms`, or if it does not answer a probe (a hello with
+        the RFC's A flag, answered by RREP-ACK) within NEXT_HOP_WAIT.
         """
         if self.sink is not None and self.sink != nbr and self.sink in self.neighbours:
             old = self.neighbours[self.sink]
-            silent = self.now() - old.last_heard > 1.2 * self.t.hello_interval
+            silent = self.now() - old.last_heard > self.cfg.handover.sink_silence_ms / 1000
             gone = self.cfg.link_layer_detection and old.iface not in self.ifaces
             if not (silent or gone):
+                self.probe_sink(nbr)
                 return
-            self.event("sink_silent", sink=self.sink, new_sink=nbr)
-            self.last_sink, self.sink = self.sink, None
-            self.handover_started = self.now()
+            self.sink_lost_to(nbr, "silent" if silent else "interface gone")
+        if self.sink == nbr:
+            return
         if self.sink == nbr:
             return
         if self.attaching == nbr and self.now() - self.attach_sent_at < self.t.hello_interval:
@@ -966,6 +970,24 @@ class Agent:
         self.unicast(msg, nbr)
         self.counters["handover_attach_sent"] += 1
         self.event("attach_hello", new_sink=nbr, old_sink=old, seq=seq)
+
+    def probe_sink(self, candidate: str) -> None:
+        """Is the current sink still there? Unicast hello with A flag (RREP-ACK expected)."""
+        if self.probe is not None:
+            return
+        lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+        msg = hello(self.addr, self.seq, lifetime)
+        msg.flags = "A"
+        self.unicast(msg, self.sink)
+        wait = self.t.node_traversal_time + 0.010  # NEXT_HOP_WAIT
+        self.probe = (self.sink, candidate, self.now() + max(wait, 0.02))
+        self.counters["sink_probes"] += 1
+
+    def sink_lost_to(self, candidate: str, why: str) -> None:
+        self.event("sink_lost", sink=self.sink, new_sink=candidate, reason=why)
+        self.last_sink, self.sink = self.sink, None
+        self.probe = None
+        self.handover_started = self.now()
 
     def on_attach(self, m: RREP, mn: str, iface: str, ho: HandoverExt, before: Route | None):
         """New sink: the MN's first hello (claims 28-30)."""
@@ -1237,6 +1259,13 @@ class Agent:
         for nb in list(self.neighbours.values()):
             if now - nb.last_heard > nb.hello_lifetime:
                 self.link_break(nb.addr, "hellos missed")
+        # MN: the sink did not answer the probe: hand over to the candidate
+        if self.probe is not None and now >= self.probe[2]:
+            sink, cand, _d = self.probe
+            self.probe = None
+            if self.sink == sink and cand in self.neighbours:
+                self.sink_lost_to(cand, "no RREP-ACK to probe")
+                self.mn_consider_sink(cand)
         # MN: keep asking the sink we are attaching to
         if self.cfg.role == "mn" and self.cfg.handover.enabled and self.attaching \
                 and now - self.attach_sent_at >= self.t.hello_interval \

@@ -54,6 +54,25 @@ class Lab:
             self.exec(node, "ip", "addr", "add", f"{self.addr[node]}/32", "dev", ifc)
             self.exec(node, "ip", "link", "set", ifc, "up")
 
+    def bridge(self, switch: str, br: str) -> None:
+        """A bridge inside the lab's own switch namespace (never in the host's)."""
+        self.exec(switch, "ip", "link", "add", br, "type", "bridge")
+        self.exec(switch, "ip", "link", "set", br, "up")
+
+    def port(self, node: str, switch: str, br: str) -> None:
+        """Attach a node to a segment: a veth from the node into the switch's bridge."""
+        ifn, peer = self.ifname(node, switch), self.ifname(switch, node)
+        sh("ip", "link", "add", ifn, "netns", self.ns(node), "type", "veth", "peer", "name",
+           peer, "netns", self.ns(switch))
+        self.exec(node, "ip", "addr", "add", f"{self.addr[node]}/32", "dev", ifn)
+        self.exec(node, "ip", "link", "set", ifn, "up")
+        self.exec(switch, "ip", "link", "set", peer, "master", br)
+        self.exec(switch, "ip", "link", "set", peer, "up")
+
+    def move_port(self, node: str, switch: str, br: str) -> None:
+        """Re-attach a node to another segment; its interface stays as it is."""
+        self.exec(switch, "ip", "link", "set", self.ifname(switch, node), "master", br)
+
     def unlink(self, a: str, b: str) -> None:
         self.exec(a, "ip", "link", "del", self.ifname(a, b), check=False)
 
