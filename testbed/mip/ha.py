@@ -12,7 +12,8 @@ Data plane per binding (home address H at care-of address C):
   network's gateway, claim 15) and by proxy ARP on its home interfaces for hosts on the
   home link, announced with a gratuitous ARP (RFC 5944 4.6);
 - reverse tunnel (RFC 3024): what arrives from C comes out of that TUN with source H and
-  is forwarded by the kernel (rp_filter is off on tunnel interfaces).
+  is forwarded by the kernel; strict rp_filter on the TUN drops inner sources that are not
+  bound to C (a visitor cannot inject packets with another MN's home address).
 """
 from __future__ import annotations
 
@@ -179,6 +180,10 @@ class HomeAgent:
 
     def _setup_peer(self, peer: Peer) -> None:
         configure_link(peer.ifname, mtu=1480)
+        # RFC 3024 5.2: what comes out of a reverse tunnel must be from a mobile node
+        # bound to that care-of address. Strict reverse-path filtering on the tunnel
+        # interface is exactly that check: only the home addresses routed into it pass.
+        write_proc_sys(f"net.ipv4.conf.{peer.ifname}.rp_filter", "1")
 
     def _route(self, home: str, coa: str, new: bool) -> None:
         assert self.endpoint is not None

@@ -86,15 +86,18 @@ class PacketSocket:
         self.sock.send(mac_bytes(dst_mac) + self._mac_b + struct.pack("!H", ETH_P_IP) + packet)
 
     def gratuitous_arp(self, ip: str, mac: str | None = None) -> None:
-        """Broadcast an ARP reply announcing ip -> mac (our own MAC if not given).
+        """Broadcast a gratuitous ARP announcing ip -> mac (our own MAC if not given).
 
-        A reply rather than a request because hosts update an existing cache entry from
-        either, and some ignore requests whose sender equals the target (RFC 5944 4.6).
+        Sent twice, as a request (RFC 5227 announcement) and as a reply whose target
+        hardware address equals the sender's: only in these forms does Linux treat it as
+        gratuitous and override a fresh cache entry (else its 1 s locktime ignores it, and
+        a correspondent keeps sending to the MN's old MAC until its entry times out).
         """
         hw = mac_bytes(mac or self.mac)
         ipb = socket.inet_aton(ip)
-        arp = struct.pack("!HHBBH6s4s6s4s", 1, ETH_P_IP, 6, 4, 2, hw, ipb, b"\xff" * 6, ipb)
-        self.sock.send(b"\xff" * 6 + hw + struct.pack("!H", ETH_P_ARP) + arp)
+        for op, tha in ((1, b"\0" * 6), (2, hw)):
+            arp = struct.pack("!HHBBH6s4s6s4s", 1, ETH_P_IP, 6, 4, op, hw, ipb, tha, ipb)
+            self.sock.send(b"\xff" * 6 + hw + struct.pack("!H", ETH_P_ARP) + arp)
 
     def only_icmp_type(self, icmp_type: int) -> None:
         """Let the kernel pass only IPv4 ICMP messages of one type (classic BPF).

@@ -127,6 +127,36 @@ def test_2_two_same_address_visitors_at_the_shared_fa(world):
     print(f"registration latency via FA: {lat} ms")
 
 
+SPOOF = r"""
+import socket, struct, sys
+def ip(src, dst, proto, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    s = sum(struct.unpack("!10H", h)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return h[:10] + struct.pack("!H", ~s & 0xffff) + h[12:] + payload
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for inner_src in sys.argv[1:]:
+    msg = f"spoof-{inner_src}".encode()
+    udp = struct.pack("!HHHH", 4000, 5000, 8 + len(msg), 0) + msg
+    for _ in range(5):
+        raw.sendto(ip("203.0.113.1", "198.51.100.11", 4, ip(inner_src, "10.0.0.10", 17, udp)), ("198.51.100.11", 0))
+"""
+
+
+def test_2b_reverse_tunnel_accepts_only_home_addresses_bound_to_the_care_of_address(world):
+    import subprocess
+    import sys
+    ns = world["ns"]
+    # IP-IP "from the FA" (forged outer source) into virtual HA a: 10.0.0.5 is bound to
+    # the FA's care-of address there, 10.0.0.99 is not
+    subprocess.run(["ip", "netns", "exec", ns["rt"], sys.executable, "-c", SPOOF, "10.0.0.5", "10.0.0.99"],
+                   check=True, timeout=10)
+    wait_for(lambda: counts(world["sinks"]["hA"]).get("10.0.0.5|spoof-10.0.0.5", 0) >= 5,
+             what="bound home address passes the reverse tunnel")
+    time.sleep(0.3)
+    assert "10.0.0.99|spoof-10.0.0.99" not in counts(world["sinks"]["hA"])
+
+
 def test_3_colocated_care_of_address_without_fa(world):
     lab, ns, st = world["lab"], world["ns"], world["st"]
     lab.move("tbtmpmA", "brX", flap=True)   # carrier loss: the MN solicits at once
