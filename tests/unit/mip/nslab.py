@@ -39,6 +39,7 @@ class NsLab:
         self.workdir = workdir
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen] = []
+        self.named: dict[str, subprocess.Popen] = {}
         self.switch = ""
 
     def ns(self, suffix: str, forward: bool = True) -> str:
@@ -89,7 +90,8 @@ class NsLab:
         cfg = self.workdir / f"{name}.json"
         status = self.workdir / f"{name}.status"
         cfg.write_text(json.dumps({**config, "status_file": str(status), "log_level": "DEBUG"}))
-        self.spawn(ns, [sys.executable, "-m", "testbed.mip", role, "--config", str(cfg)], f"{name}.log")
+        self.named[name] = self.spawn(ns, [sys.executable, "-m", "testbed.mip", role, "--config", str(cfg)],
+                                      f"{name}.log")
         return status
 
     def close(self) -> None:

@@ -62,7 +62,7 @@ def world(tmp_path_factory):
             lab.adopt(f"tbtmv{name}")
         has = [{"name": n, "address": VHA[n], "home_prefix": "10.0.0.0/24", "netns": f"tbtmv{n}",
                 "home_interfaces": [f"lan{n.upper()}"], "interfaces": {f"lan{n.upper()}": "10.0.0.1/24"},
-                "max_lifetime": 60,
+                "max_lifetime": 60 if n == "a" else 4,   # c: short lifetimes -> renewals, expiry
                 "mobile_nodes": {"10.0.0.5": {"spi": 300, "key": KEY_A if n == "a" else KEY_C}}}
                for n in VHA]
         st = {"ha": lab.agent(op, "ha", {"home_agents": has, "tunnel_mode": "userspace", "adv_interval": 0.5,
@@ -220,3 +220,24 @@ def test_5_garbage_and_forged_registrations_are_counted_not_fatal(world):
     # nothing changed: mnA is home, mnC still served through the FA
     assert "10.0.0.5" not in read_json(st["ha"])["home_agents"]["a"]["bindings"]
     assert ping(ns["hA"], "10.0.0.5") == 3 and ping(ns["hC"], "10.0.0.5") == 3
+
+
+def test_6_short_lifetimes_are_renewed_and_expire_when_the_mn_vanishes(world):
+    """vHA c grants 4 s: mnC must have renewed all along; killed, its binding expires."""
+    st, lab = world["st"], world["lab"]
+    mn = mn_status(world, "mnC")
+    assert mn["mode"] == "fa" and mn["lifetime_granted"] == 4
+    before = mn["counters"].get("re_registrations", 0)
+    wait_for(lambda: mn_status(world, "mnC")["counters"].get("re_registrations", 0) >= before + 2, timeout=10,
+             what="two more renewals at 70 % of 4 s")
+    hc = read_json(st["ha"])["home_agents"]["c"]
+    assert hc["counters"]["re_registrations"] >= before + 1 and hc["counters"].get("bindings_expired", 0) == 0
+    proc = lab.named["mnC"]
+    proc.terminate()          # the MN disappears without deregistering
+    proc.wait(5)
+    wait_for(lambda: "10.0.0.5" not in read_json(st["ha"])["home_agents"]["c"]["bindings"], timeout=8,
+             what="binding of the vanished MN expired")
+    assert read_json(st["ha"])["home_agents"]["c"]["counters"]["bindings_expired"] == 1
+    wait_for(lambda: all(v["ha"] != VHA["c"] for v in read_json(st["fa"])["visitors"]), timeout=8,
+             what="FA visitor expired")
+    assert ping(world["ns"]["hC"], "10.0.0.5", count=2) == 0
