@@ -111,6 +111,7 @@ class Agent:
         self.next_status = 0.0
         self.next_iface_poll = 0.0
         self._names: list = []
+        self._last_poll = 0.0
         self.managed = [ipaddress.IPv4Network(p) for p in cfg.managed_prefixes]
         self.announced = [ipaddress.IPv4Network(p) for p in cfg.announced_prefixes]
         # handover state
@@ -413,8 +414,14 @@ class Agent:
         ttl = self.t.ttl_start
         if r is not None and r.hop_count and not locate:
             ttl = max(self.t.ttl_start, r.hop_count + self.t.ttl_increment)  # RFC 6.4
+        if locate is not None:
+            # claim 30: the new sink looks towards the old sink; start the ring where it is
+            x = self.routes.get(locate.addr)
+            ttl = x.hop_count + self.t.ttl_increment if x is not None and x.hop_count \
+                else self.cfg.handover.locate_ttl
         d = Discovery(dst=dst, started=self.now(), started_wall=time.time(), ttl=ttl,
-                      weighted=self.cfg.weighted_search.enabled, locate=locate,
+                      weighted=self.cfg.weighted_search.enabled and locate is None,
+                      locate=locate,
                       refresh=refresh, orig_seq=orig_seq)
         self.discoveries[key] = d
         self.counters["discoveries_started"] += 1
@@ -586,9 +593,9 @@ class Agent:
             return
         if locate and ho.addr == self.addr:
             # claim 31: I am the old sink: answer even if my route to the MN broke
-            r = self.routes.get(dst)
-            seq = r.seq if r is not None and r.valid_seq else ho.mn_seq
-            seq = seqnum.fresher(seq, ho.mn_seq)
+            # Answer with the seqno the MN registered (S), not the one our link break
+            # bumped: the binding (S+1) must be fresher than what this reply installs.
+            seq = ho.mn_seq
             rep = RREP(hop_count=1, dst=dst, dst_seq=seq, orig=orig,
                        lifetime=int(self.t.active_route_timeout * 1000),
                        extensions=[HandoverExt(kind=HandoverKind.LOCATE, mn_seq=seq,
@@ -704,13 +711,19 @@ class Agent:
         old_next = old.next_hop if old is not None else None
         life = m.lifetime / 1000
         fwd = old
-        if should_update(old, m.dst_seq, True, hops):
+        old_seq = old.seq if old is not None else None
+        updated = should_update(old, m.dst_seq, True, hops)
+        if updated:
             fwd = self.set_route(key, prev, iface, hops, m.dst_seq, True, life, prefix_len)
         elif old is not None and old.valid and old.next_hop == prev and m.dst_seq == old.seq:
             old.expires = max(old.expires, now + life)  # same route, fresh lifetime
         if ho is not None and ho.kind == HandoverKind.BIND:
-            self.event("handover_route_updated", mn=key, via=prev, seq=m.dst_seq,
-                       old_next_hop=old_next, new_sink=ho.addr)
+            if updated:
+                self.event("handover_route_updated", mn=key, via=prev, seq=m.dst_seq,
+                           old_next_hop=old_next, new_sink=ho.addr)
+            else:
+                log.info("handover binding for %s (seq %d) not applied: our route has seq %s"
+                         " via %s", key, m.dst_seq, old_seq, old_next)
         if self.is_local(m.orig):
             d = self.discoveries.get(m.dst)
             r = self.routes.lookup(m.dst)
@@ -876,6 +889,10 @@ class Agent:
             # We think we have a route but the kernel sent the datagram here: its route
             # vanished (e.g. with its interface). Put it back, or give the route up;
             # never re-inject blindly (it would loop through the TUN).
+            if self.now() - self._last_poll > 0.05:
+                self.poll_interfaces()  # a vanished interface: link-break handling first
+                r = self.routes.lookup(dst)
+        if r is not None:
             if r.iface in self.ifaces and self.kernel.install(r):
                 if self.reinjector.send(pkt):
                     self.counters["reinjected"] += 1
@@ -883,6 +900,11 @@ class Agent:
             self.counters["kernel_route_lost"] += 1
             self.invalidate(r, f"kernel route gone (interface {r.iface})")
             r = None
+        if dst in self.held:
+            # claim 34: an old sink keeps what arrives for its departed MN until the new
+            # sink's binding tells it where to send it (or the hold runs out)
+            self.buffer.add(dst, pkt)
+            return
         ours = (self.is_local(src) or self.announced_net(src) is not None
                 or src in self.neighbours or src in self.registered)
         if not ours:
@@ -1043,9 +1065,9 @@ class Agent:
                    ms=round((self.now() - d.started) * 1000, 2))
         reg = self.registered.get(m.dst, {})
         s = reg.get("seq", d.locate.mn_seq)
-        r = self.routes.get(m.dst)
-        if r is not None:
-            r.seq = seqnum.fresher(r.seq, seqnum.increment(s))
+        # normally the answer carries S and the binding S+1 (claim 32); if a router on the
+        # way already knew a fresher seqno (e.g. bumped by a RERR), bind above that one
+        s = seqnum.fresher(s, m.dst_seq)
         self.send_bind(m.dst, d.locate.addr, s, prev)
 
     def send_bind(self, mn: str, old_sink: str, s: int, via: str) -> None:
@@ -1213,6 +1235,7 @@ class Agent:
 
     # ------------------------------------------------------------------ housekeeping
     def poll_interfaces(self, initial: bool = False) -> None:
+        self._last_poll = self.now()
         cur = current_interfaces(self.kernel.ipr, self.cfg.interfaces, {self.cfg.tun_name})
         gone = [n for n in self.ifaces if n not in cur or cur[n][0] != self.ifaces[n][0]]
         added = [n for n in cur if n not in self.ifaces or cur[n][0] != self.ifaces[n][0]]

@@ -80,6 +80,9 @@ class HandoverConfig(_Strict):
     #: an old sink that loses its MN holds back the RERR this long, buffering the MN's
     #: packets, so that the new sink's binding update can redirect them (claim 34).
     old_sink_hold_ms: int = Field(1500, ge=0)
+    #: first TTL of the new sink's RREQ for its MN when it has no route to the old sink
+    #: (handovers are latency-critical: skip the smallest rings)
+    locate_ttl: int = Field(7, ge=1, le=255)
     #: MN: a sink not heard for this long is gone once another MSR is heard
     sink_silence_ms: int = Field(1100, gt=0)
     #: a peer counts as active if datagrams to/from it were seen this recently.

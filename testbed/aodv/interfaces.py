@@ -6,6 +6,7 @@ import socket
 from pyroute2 import IPRoute
 
 IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
 
 
 def current_interfaces(ipr: IPRoute, wanted: list[str], skip: set[str]
@@ -19,7 +20,8 @@ def current_interfaces(ipr: IPRoute, wanted: list[str], skip: set[str]
     links = {}
     for l in ipr.get_links():
         name = l.get("ifname")
-        up = bool(l["flags"] & IFF_UP) and l.get("operstate") in ("UP", "UNKNOWN")
+        # IFF_LOWER_UP follows the carrier at once; operstate lags (linkwatch, up to 1 s)
+        up = bool(l["flags"] & IFF_UP) and bool(l["flags"] & IFF_LOWER_UP)
         links[l["index"]] = (name, up)
     addrs: dict[int, str] = {}
     for a in ipr.get_addr(family=socket.AF_INET):
