@@ -485,18 +485,21 @@ class Agent:
             d.ttl += self.t.ttl_increment
             if d.ttl > self.t.ttl_threshold:
                 d.ttl = self.t.net_diameter
+        elif d.weighted and not d.fallback_done:
+            # the weighted rings reached NET_DIAMETER without an answer: the cheap paths
+            # do not lead there; fall back to plain flooding (or give up) without retries
+            if not self.cfg.weighted_search.fallback_broadcast:
+                self.fail_discovery(d)
+                return
+            d.fallback_done = True
+            d.ttl = self.t.ttl_start
+            self.counters["weighted_fallbacks"] += 1
+            log.debug("weighted search for %s failed; plain expanding ring search", d.dst)
         else:
             d.retries += 1
             if d.retries > self.t.rreq_retries:
-                if d.weighted and self.cfg.weighted_search.fallback_broadcast \
-                        and not d.fallback_done:
-                    d.fallback_done = True
-                    d.retries = self.t.rreq_retries
-                    self.counters["weighted_fallbacks"] += 1
-                    log.debug("weighted search for %s failed; one plain broadcast search", d.dst)
-                else:
-                    self.fail_discovery(d)
-                    return
+                self.fail_discovery(d)
+                return
         try:
             self.send_rreq(d)
         except Exception:

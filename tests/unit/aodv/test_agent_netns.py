@@ -153,6 +153,12 @@ def test_link_break_sends_rerr_and_unreachable_after_failed_discovery(lab):
     st = lab.wait_status("a", lambda s: s["counters"].get("icmp_unreachable_sent", 0) >= 1)
     assert st["counters"]["discoveries_failed"] >= 1
     assert "Unreachable" in r.stdout, r.stdout
+    # SIGTERM: the agent removes exactly its own routes and its TUN
+    lab.exec("a", "ip", "route", "add", "192.0.2.0/24", "dev", lab.ifname("a", "b"))
+    lab.stop("a")
+    assert lab.exec("a", "ip", "route", "show", "proto", "180").stdout.strip() == ""
+    assert "192.0.2.0/24" in lab.exec("a", "ip", "route").stdout
+    assert "aodv0" not in lab.exec("a", "ip", "link").stdout
 
 
 def setup_handover(lab: Lab, enabled: bool, segments: bool) -> None:
@@ -306,3 +312,23 @@ def test_long_session_gratuitous_rrep(labs):
     assert res[0]["grat"] == 0 and res[0]["disc"] > 1  # the requester had to re-discover
     assert res[1]["grat"] >= 3 and res[1]["disc"] == 1 and res[1]["expired"] == 0
     assert res[1]["lost"] == 0 and res[1]["gap"] < 0.25
+
+
+def test_weighted_search_falls_back_when_cheap_paths_dead_end(lab):
+    """s's cheapest neighbour a leads nowhere; after the weighted rings, plain flooding."""
+    names = {"s": 1, "a": 2, "b": 3, "t": 4}
+    for n, i in names.items():
+        lab.add_node(n, addr(i))
+    for e in ("sa", "sb", "bt"):
+        lab.link(e[0], e[1])
+    ws = {"enabled": True, "weights": {addr(2): 1, addr(3): 9}}
+    for n in names:
+        lab.start(n, lab.config(n, managed_prefixes=[NET], weighted_search=ws, timers=FAST))
+    lab.wait_agents()
+    lab.wait_status("s", lambda s: len(s["neighbours"]) >= 2)
+    lab.wait_status("b", lambda s: len(s["neighbours"]) >= 2)
+    r = lab.ping("s", addr(4), count=1, wait=5)
+    assert "1 received" in r.stdout, r.stdout
+    st = lab.wait_status("s", lambda s: s["route_installs"])
+    assert st["counters"]["weighted_fallbacks"] == 1
+    assert st["route_installs"][0]["next_hop"] == addr(3)
