@@ -36,6 +36,11 @@ class MnSecurity(_Base):
         return SecurityAssociation(spi=self.spi, key=key)
 
 
+class IpsecConfig(_Base):
+    """Claim 24: extra IPsec tunnel MN <-> HA inside the CCoA tunnel (strongSwan, PSK = MN-HA key)."""
+    workdir: str = Field(min_length=1)   # charon's config, VICI socket and log (not under /run)
+
+
 class HomeAgentConfig(_Base):
     """One (virtual) home agent."""
     name: str = Field(min_length=1, max_length=8, pattern=r"^[a-z0-9]+$")
@@ -49,6 +54,7 @@ class HomeAgentConfig(_Base):
     reverse_tunnel: Literal["allowed", "mandatory", "refused"] = "allowed"
     replay_tolerance: float = Field(default=7.0, gt=0)
     advertise: bool = True
+    ipsec_ccoa: IpsecConfig | None = None  # claim 24: accept IPsec from MNs using a CCoA
     mobile_nodes: dict[IPv4Address, MnSecurity]
 
     @model_validator(mode="after")
@@ -116,6 +122,7 @@ class MnAgentConfig(_Base):
     solicit_wait: float = Field(default=1.0, gt=0)
     retransmit: float = Field(default=1.0, gt=0)
     use_ccoa: bool = True                 # claim 23: no FA -> co-located care-of address
+    ipsec_to_ha: IpsecConfig | None = None  # claim 24: IPsec to the HA while on a CCoA
     tunnel_mode: Literal["auto", "kernel", "userspace"] = "auto"
     status_file: str = "/run/testbed/mip-mn.json"
     status_interval: float = Field(default=1.0, gt=0, le=1.0)

@@ -37,6 +37,8 @@ from testbed.tunnel.tun import configure_link, run_ip
 
 log = logging.getLogger(__name__)
 
+CONTROL_MARK = 0x42  # = testbed.sg.strongswan.SOCKET_FWMARK: bypasses charon's table 220
+
 
 def coa_ifname(coa: str) -> str:
     return "mip" + socket.inet_aton(coa).hex()
@@ -75,6 +77,7 @@ class HomeAgent:
         self.error: str | None = None
         self.adv_seq = 0
         self.last_latency_ms: float | None = None
+        self.ipsec = None
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> "HomeAgent":
@@ -94,8 +97,17 @@ class HomeAgent:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((self.address, m.MIP_PORT))
+        # Registration replies must reach the MN's home address by the Mobile IP routes,
+        # never through an IPsec SA charon routed it into (claim 24; table 220 is only
+        # consulted for packets without this mark).
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, CONTROL_MARK)
         self.endpoint = IpipEndpoint(self.address, mode=self.tunnel_mode, ifname_prefix="mip",
                                      on_new_peer=self._setup_peer).start()
+        if self.cfg.ipsec_ccoa is not None:
+            from testbed.mip.ipsec import HaIpsec
+            self.ipsec = HaIpsec(self.name, self.cfg.ipsec_ccoa.workdir, self.address, str(self.cfg.home_prefix),
+                                 {h: sa.key for h, sa in self.proc.mns.items()})
+            self.ipsec.start()
         for ifname in self.cfg.home_interfaces:
             write_proc_sys(f"net.ipv4.conf.{ifname}.forwarding", "1")
             write_proc_sys(f"net.ipv4.neigh.{ifname}.proxy_delay", "0")  # intercept at once
@@ -142,6 +154,8 @@ class HomeAgent:
             self._unroute(b.home, b.coa)
         if self.endpoint:
             self.endpoint.close()
+        if self.ipsec:
+            self.ipsec.stop()
         for link in self.links.values():
             link.close()
         if self.sock:
@@ -238,4 +252,5 @@ class HomeAgent:
                 "error": self.error, "bindings": self.proc.bindings.status(),
                 "counters": dict(self.counters),
                 "last_processing_ms": self.last_latency_ms,
-                "tunnel": self.endpoint.status() if self.endpoint else None}
+                "tunnel": self.endpoint.status() if self.endpoint else None,
+                "ipsec": self.ipsec.status() if self.ipsec else None}

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from testbed.mip import messages as m
 from testbed.mip.config import MnAgentConfig
+from testbed.mip.ha import CONTROL_MARK
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
 from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4
 from testbed.mip.linkwatch import LinkWatch
@@ -92,6 +93,7 @@ class MobileNode:
         self.history: list[dict] = []
         self.link: PacketSocket | None = None
         self.watch: LinkWatch | None = None
+        self.ipsec = None
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
         self._next_check = 0.0
@@ -108,15 +110,23 @@ class MobileNode:
         self.link = PacketSocket(self.ifname)
         self.link.only_icmp_type(9)   # agent advertisements only
         self.watch = LinkWatch(self.ifname)
+        if self.cfg.ipsec_to_ha is not None:
+            from testbed.mip.ipsec import MnIpsec
+            self.ipsec = MnIpsec(self.cfg.ipsec_to_ha.workdir, self.home, self.ha,
+                                 str(self.cfg.home_prefix), self.sa.key)
+            self.ipsec.start()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("0.0.0.0", m.MIP_PORT))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, CONTROL_MARK)  # never into IPsec
         log.info("MN %s (HA %s) on %s, MAC %s", self.home, self.ha, self.ifname, self.link.mac)
 
     def stop(self) -> None:
         self._stop.set()
 
     def close(self) -> None:
+        if self.ipsec is not None:
+            self.ipsec.stop()
         self._close_tunnel()
         for s in (self.link, self.sock, self.watch):
             if s is not None:
@@ -231,8 +241,11 @@ class MobileNode:
             self.current = None
         if now >= self._next_check:
             self._next_check = now + 1.0
-            if self.current:
-                self._apply_routes(self.current)   # links flap on moves: re-assert routes
+            if self.current and not self.attempt:
+                try:
+                    self._apply_routes(self.current)   # links flap on moves: re-assert routes
+                except OSError as exc:   # e.g. the CCoA was withdrawn: movement logic decides
+                    log.debug("re-asserting %s routes: %s", self.current.mode, exc)
 
     # ---- co-located care-of address ----------------------------------------------------------
     def _ccoa(self, now: float) -> tuple[str, int, str] | None:
@@ -283,6 +296,8 @@ class MobileNode:
             log.debug("solicitation: %s", exc)
 
     def _start_registration(self, t: Target, now: float) -> None:
+        if self.ipsec is not None and t.mode != "ccoa":
+            self.ipsec.down()   # claim 24's tunnel belongs to the CCoA only
         self.attempt = t
         self.pending_ids.clear()
         self.tries = 0
@@ -367,6 +382,11 @@ class MobileNode:
             assert self.link
             for _ in range(2):
                 self.link.gratuitous_arp(self.home)
+        if self.ipsec is not None:   # claim 24: IPsec to the HA only while on a CCoA
+            if t.mode == "ccoa" and (previous != t or self.ipsec.state in ("down", "failed")):
+                self.ipsec.up()
+            elif t.mode != "ccoa":
+                self.ipsec.down()
         self.history.append({"time": time.time(), "mode": t.mode, "coa": t.coa, "agent": t.agent,
                              "lifetime": self.granted, "latency_ms": round(latency, 2),
                              "tries": self.tries, "renewal": previous == t,
@@ -436,4 +456,5 @@ class MobileNode:
                                  for s, a in self.agents.items()},
                 "registrations": self.history[-10:],
                 "counters": dict(self.counters),
-                "tunnel": self.endpoint.status() if self.endpoint else None}
+                "tunnel": self.endpoint.status() if self.endpoint else None,
+                "ipsec": self.ipsec.status() if self.ipsec else None}

@@ -63,6 +63,7 @@ def world(tmp_path_factory):
         has = [{"name": n, "address": VHA[n], "home_prefix": "10.0.0.0/24", "netns": f"tbtmv{n}",
                 "home_interfaces": [f"lan{n.upper()}"], "interfaces": {f"lan{n.upper()}": "10.0.0.1/24"},
                 "max_lifetime": 60 if n == "a" else 4,   # c: short lifetimes -> renewals, expiry
+                **({"ipsec_ccoa": {"workdir": str(work / "ipsec-ha-a")}} if n == "a" else {}),
                 "mobile_nodes": {"10.0.0.5": {"spi": 300, "key": KEY_A if n == "a" else KEY_C}}}
                for n in VHA]
         st = {"ha": lab.agent(op, "ha", {"home_agents": has, "tunnel_mode": "userspace", "adv_interval": 0.5,
@@ -71,7 +72,8 @@ def world(tmp_path_factory):
                  timeout=15, what="virtual HAs up")
         st["fa"] = lab.agent(fa, "fa", {"address": "203.0.113.1", "interface": "eth0", "adv_interval": 0.5,
                                         "adv_lifetime": 3, "max_lifetime": 60}, "fa")
-        st["mnA"] = lab.agent(mna, "mn", mn_config(VHA["a"], KEY_A), "mnA")
+        st["mnA"] = lab.agent(mna, "mn", {**mn_config(VHA["a"], KEY_A),
+                                          "ipsec_to_ha": {"workdir": str(work / "ipsec-mn-a")}}, "mnA")
         st["mnC"] = lab.agent(mnc, "mn", mn_config(VHA["c"], KEY_C), "mnC")
         sinks = {"mnA": work / "sinkA.json", "mnC": work / "sinkC.json", "hA": work / "sinkhA.json"}
         udp_sink(lab, mna, 5000, sinks["mnA"])
@@ -176,6 +178,27 @@ def test_3_colocated_care_of_address_without_fa(world):
     print(f"registration latency via CCoA: {lat} ms")
 
 
+def child_bytes(status: dict) -> tuple[int, int]:
+    kids = [c for sa in (status.get("ipsec") or {}).get("sas", []) for c in sa["children"]]
+    return (sum(int(c["bytes-in"] or 0) for c in kids), sum(int(c["bytes-out"] or 0) for c in kids))
+
+
+def test_3b_claim24_ipsec_to_the_ha_inside_the_ccoa_tunnel(world):
+    ns, st = world["ns"], world["st"]
+    wait_for(lambda: mn_status(world, "mnA")["ipsec"]["state"] == "up", timeout=15, what="IKE MN -> HA")
+    sas = mn_status(world, "mnA")["ipsec"]["sas"]
+    assert sas[0]["state"] == "ESTABLISHED"
+    child = sas[0]["children"][0]
+    assert child["local-ts"] == ["10.0.0.5/32"] and child["remote-ts"] == ["10.0.0.0/24"]
+    before = child_bytes(read_json(st["ha"])["home_agents"]["a"])
+    assert ping(ns["hA"], "10.0.0.5", count=5) == 5
+    # the HA's charon en- and decrypted the pings: they ran through ESP inside IP-IP
+    wait_for(lambda: (b := child_bytes(read_json(st["ha"])["home_agents"]["a"]))[0] > before[0]
+             and b[1] > before[1], what="ESP bytes both ways at the HA")
+    peers = read_json(st["ha"])["home_agents"]["a"]["tunnel"]["peers"]
+    assert [p["addr"] for p in peers.values()] == ["192.0.2.50"], peers   # only the CCoA tunnel carries it
+
+
 def test_4_return_home_deregisters(world):
     lab, ns, st = world["lab"], world["ns"], world["st"]
     sh(f"ip -n {ns['mnA']} addr del 192.0.2.50/24 dev eth0")
@@ -185,6 +208,7 @@ def test_4_return_home_deregisters(world):
     assert ping(ns["hA"], "10.0.0.5") == 3
     ha = read_json(st["ha"])["home_agents"]["a"]
     assert ha["counters"]["deregistrations"] >= 2   # at start and on return
+    wait_for(lambda: mn_status(world, "mnA")["ipsec"]["state"] == "down", what="IPsec to the HA closed at home")
     assert ha["counters"].get("registrations_denied", 0) == 0
 
 
