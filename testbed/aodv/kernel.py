@@ -59,12 +59,18 @@ class KernelRoutes:
             return False
 
     def remove(self, dst: str, prefix_len: int = 32) -> None:
-        try:
-            self.ipr.route("del", dst=dst, dst_len=prefix_len, proto=self.proto)
-        except NetlinkError as exc:
-            if exc.code != 3:  # ESRCH: already gone (e.g. its interface vanished)
-                self.errors += 1
-                log.debug("kernel route del %s/%d: %s", dst, prefix_len, exc)
+        """Delete our route to dst. The kernel matches the scope on delete, so a
+        neighbour (scope link) route needs it said; try both kinds."""
+        for scope in (RT_SCOPE_LINK, 0):
+            try:
+                self.ipr.route("del", dst=dst, dst_len=prefix_len, proto=self.proto,
+                               scope=scope)
+                return
+            except NetlinkError as exc:
+                if exc.code != 3:  # ESRCH: not this kind, or already gone with its link
+                    self.errors += 1
+                    log.debug("kernel route del %s/%d: %s", dst, prefix_len, exc)
+                    return
 
     def add_catchall(self, prefix: str, prefix_len: int, tun: str, metric: int) -> None:
         """Low-priority route sending datagrams without an AODV route to the buffer TUN."""
@@ -85,8 +91,11 @@ class KernelRoutes:
         n = 0
         for r in self.ipr.get_routes(family=socket.AF_INET, proto=self.proto):
             try:
-                self.ipr.route("del", dst=r.get("dst") or "0.0.0.0", dst_len=r["dst_len"],
-                               proto=self.proto, oif=r.get("oif"), priority=r.get("priority"))
+                kw = dict(dst=r.get("dst") or "0.0.0.0", dst_len=r["dst_len"],
+                          proto=self.proto, scope=r["scope"], oif=r.get("oif"))
+                if r.get("priority") is not None:
+                    kw["priority"] = r.get("priority")
+                self.ipr.route("del", **kw)
                 n += 1
             except NetlinkError:
                 pass
