@@ -163,7 +163,20 @@ def run(ctx) -> None:
     ha = read(ctx, "opha", HA_STATUS).get("home_agents", {})
     b = ha.get("a", {}).get("bindings", {}).get("10.0.0.5", {})
     ctx.check("virtual HA a binds 10.0.0.5 to the co-located care-of address", b.get("coa") == "192.0.2.50", str(b))
+    ipsec = wait(lambda: (st := read(ctx, "a", MN_STATUS).get("ipsec") or {}).get("state") == "up" and st, 15)
+    kids = [c for sa in (ipsec or {}).get("sas", []) for c in sa.get("children", [])]
+    ctx.check("claim 24: a has an IPsec SA to its HA inside the CCoA tunnel",
+              bool(kids) and kids[0].get("local-ts") == ["10.0.0.5/32"] and kids[0].get("encap") == "yes",
+              json.dumps(kids[0] if kids else (ipsec or {}).get("error")))
+
+    def esp_bytes() -> int:
+        st = read(ctx, "opha", HA_STATUS).get("home_agents", {}).get("a", {}).get("ipsec") or {}
+        return sum(int(c.get("bytes-in") or 0) for sa in st.get("sas", []) for c in sa.get("children", []))
+    before = esp_bytes()
     ctx.check("h reaches a through the CCoA tunnel", pings(ctx, "h", "10.0.0.5", 3) == 3)
+    grown = wait(lambda: esp_bytes() > before, 5)
+    ctx.check("claim 24: a's traffic home arrives through ESP at virtual HA a", bool(grown),
+              f"ESP bytes in at the HA: {before} -> {esp_bytes()}")
     for k in ("registration_ms", "handover_ms", "interruption_ms", "tcp_stall_ms"):
         if k in step:
             ctx.metric(f"ccoa_{k}", step[k])

@@ -296,8 +296,6 @@ class MobileNode:
             log.debug("solicitation: %s", exc)
 
     def _start_registration(self, t: Target, now: float) -> None:
-        if self.ipsec is not None and t.mode != "ccoa":
-            self.ipsec.down()   # claim 24's tunnel belongs to the CCoA only
         self.attempt = t
         self.pending_ids.clear()
         self.tries = 0
@@ -386,6 +384,8 @@ class MobileNode:
             if t.mode == "ccoa" and (previous != t or self.ipsec.state in ("down", "failed")):
                 self.ipsec.up()
             elif t.mode != "ccoa":
+                # after the new routes are in, so the IKE delete reaches the HA; until then
+                # home-realm traffic still goes through ESP, which the HA still accepts
                 self.ipsec.down()
         self.history.append({"time": time.time(), "mode": t.mode, "coa": t.coa, "agent": t.agent,
                              "lifetime": self.granted, "latency_ms": round(latency, 2),

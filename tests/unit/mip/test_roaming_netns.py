@@ -209,6 +209,7 @@ def test_4_return_home_deregisters(world):
     ha = read_json(st["ha"])["home_agents"]["a"]
     assert ha["counters"]["deregistrations"] >= 2   # at start and on return
     wait_for(lambda: mn_status(world, "mnA")["ipsec"]["state"] == "down", what="IPsec to the HA closed at home")
+    wait_for(lambda: read_json(st["ha"])["home_agents"]["a"]["ipsec"]["sas"] == [], what="HA's SA deleted by IKE")
     assert ha["counters"].get("registrations_denied", 0) == 0
 
 
