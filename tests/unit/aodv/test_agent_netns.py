@@ -58,13 +58,6 @@ def _finish(request, labs: list[Lab]) -> None:
         lab.cleanup()
 
 
-@pytest.hookimpl(tryfirst=True, hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
-
-
 def addr(i: int) -> str:
     return f"10.97.0.{i}"
 
