@@ -325,3 +325,32 @@ def test_weighted_search_falls_back_when_cheap_paths_dead_end(lab):
     st = lab.wait_status("s", lambda s: s["route_installs"])
     assert st["counters"]["weighted_fallbacks"] == 1
     assert st["route_installs"][0]["next_hop"] == addr(3)
+
+
+def test_handover_to_unreachable_old_sink_fails_over_to_rediscovery(lab):
+    """Claim 35 (alternative) and 37: the old sink is gone; the new sink's LOCATE fails, it
+    sends the MN a RERR, and the MN re-discovers its active peer at once."""
+    for n, a in (("1", addr(1)), ("2", addr(2)), ("3", addr(3)), ("m", addr(50))):
+        lab.add_node(n, a)
+    lab.link("1", "2")
+    lab.link("2", "3")
+    lab.link("m", "3")
+    for n in "123":
+        lab.start(n, lab.config(n, managed_prefixes=[NET], handover={"enabled": True},
+                                timers=FAST))
+    lab.start("m", lab.config("m", role="mn", managed_prefixes=[NET],
+                              handover={"enabled": True}, timers=FAST))
+    lab.wait_agents()
+    lab.wait_status("m", lambda s: s["handover"]["sink"] == addr(3))
+    assert "1 received" in lab.ping("m", addr(1), count=1, wait=3).stdout
+    lab.stop("3")
+    lab.unlink("2", "3")
+    lab.unlink("m", "3")
+    lab.link("m", "2")
+    st = lab.wait_status("m", lambda s: s["handover"]["sink"] == addr(2)
+                         and s["counters"].get("handover_failures_seen"))
+    assert lab.status("2")["counters"]["handover_failed"] == 1
+    assert "1 received" in lab.ping("m", addr(1), count=1, wait=3).stdout
+    st = lab.wait_status("m", lambda s: any(i["dst"] == addr(1) and i["next_hop"] == addr(2)
+                                            for i in s["route_installs"]))
+    assert st["counters"]["handover_optimise_rreq"] >= 1
