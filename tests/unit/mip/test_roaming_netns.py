@@ -118,6 +118,10 @@ def test_2_two_same_address_visitors_at_the_shared_fa(world):
     # reverse tunnel with UDP: the veth leaves the checksum to offload, the FA completes it
     udp_send(ns["mnA"], "10.0.0.10", 5000, "up-from-A", 30)
     wait_for(lambda: counts(world["sinks"]["hA"]).get("10.0.0.5|up-from-A", 0) >= 25, what="mnA's datagrams at hA")
+    # a full-size packet (1500 bytes on the visited link) still fits: the FA fragments the outer packet
+    big = "B" * 1472
+    udp_send(ns["mnA"], "10.0.0.10", 5000, big, 5)
+    wait_for(lambda: counts(world["sinks"]["hA"]).get(f"10.0.0.5|{big}", 0) >= 4, what="1500-byte packets reverse-tunnelled")
     time.sleep(0.3)
     assert "10.0.0.10|from-C" not in counts(world["sinks"]["mnA"])
     assert "10.0.0.10|from-A" not in counts(world["sinks"]["mnC"])
