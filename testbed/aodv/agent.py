@@ -42,6 +42,8 @@ from .transport import BROADCAST, ControlSocket
 log = logging.getLogger("aodv")
 TICK = 0.05
 BCAST_IP = ipaddress.IPv4Address("255.255.255.255")
+#: extension types of the access plane (issue 5, testbed.access.hello_auth)
+ACCESS_EXT_TYPES = frozenset(range(131, 135))
 
 
 @dataclasses.dataclass
@@ -86,8 +88,11 @@ class Session:
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: AgentConfig, access_hook=None) -> None:
         self.cfg = cfg
+        #: the access plane of issue 5 (contract in access_hook.py): verdicts on hellos
+        #: with access extensions, proxied nodes, extra readers, status
+        self.access_hook = access_hook
         self.t = cfg.timers
         self.addr = str(cfg.address)
         self.seq = 1
@@ -189,6 +194,9 @@ class Agent:
         if self.tun:
             self.loop.add_reader(self.tun.fileno(), self._on_tun)
         self.loop.add_reader(self.monitor.fileno(), self.monitor.drain)
+        if self.access_hook is not None and hasattr(self.access_hook, "readers"):
+            for fileobj, callback in self.access_hook.readers():
+                self.loop.add_reader(fileobj, callback)
         self.loop.call_later(0, self._tick_timer)
         try:
             self.loop.run(self._on_error)
@@ -594,6 +602,9 @@ class Agent:
         if net is not None:
             self.reply_as_destination(m, prev, str(net.network_address), net.prefixlen)
             return
+        if self.access_hook is not None and self.access_hook.proxied(dst):
+            self.reply_as_destination(m, prev, dst, 32)  # claim 57: sink as routing proxy
+            return
         if locate and ho.addr == self.addr:
             # claim 31: I am the old sink: answer even if my route to the MN broke
             # Answer with the seqno the MN registered (S), not the one our link break
@@ -786,6 +797,14 @@ class Agent:
     def on_hello(self, m: RREP, prev: str, iface: str, ho: HandoverExt | None) -> None:
         self.counters["hello_received"] += 1
         now = self.now()
+        if self.access_hook is not None and any(
+                getattr(e, "type", None) in ACCESS_EXT_TYPES for e in m.extensions):
+            verdict = self.access_hook.on_hello(m, prev, iface)
+            if verdict != "admit":
+                # claims 40-41: no route for a node the access plane has not admitted
+                self.counters[f"access_{verdict}"] += 1
+                log.debug("hello from %s not admitted by the access plane: %s", prev, verdict)
+                return
         life = max(m.lifetime / 1000, self.t.allowed_hello_loss * self.t.hello_interval)
         new = prev not in self.neighbours
         before = self.routes.get(prev)
@@ -909,7 +928,8 @@ class Agent:
             self.buffer.add(dst, pkt)
             return
         ours = (self.is_local(src) or self.announced_net(src) is not None
-                or src in self.neighbours or src in self.registered)
+                or src in self.neighbours or src in self.registered
+                or (self.access_hook is not None and self.access_hook.proxied(src)))
         if not ours:
             # RFC 6.11 (ii): forwarded datagram without a route: drop and RERR
             self.counters["no_route_dropped"] += 1
@@ -1375,6 +1395,8 @@ class Agent:
                              "remaining_s": round(s.expires - now, 3)}
                          for o, s in self.sessions.items()},
             "events": list(self.events),
+            "access": self.access_hook.status()
+            if self.access_hook is not None and hasattr(self.access_hook, "status") else None,
         }
 
     def write_status(self) -> None:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .netns_lab import Lab
+from .netns_lab import PYTHON, REPO, Lab
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
@@ -354,3 +354,61 @@ def test_handover_to_unreachable_old_sink_fails_over_to_rediscovery(lab):
     st = lab.wait_status("m", lambda s: any(i["dst"] == addr(1) and i["next_hop"] == addr(2)
                                             for i in s["route_installs"]))
     assert st["counters"]["handover_optimise_rreq"] >= 1
+
+
+HOOKED_AGENT = """
+import json, sys
+from testbed.aodv.agent import Agent
+from testbed.aodv.config import load_config
+
+class Hook:  # the access_hook contract (testbed/aodv/access_hook.py)
+    def on_hello(self, m, prev, iface):
+        return "refuse" if any(e.data == b"bad" for e in m.extensions) else "admit"
+    def proxied(self, addr):
+        return addr == "10.97.0.77"
+    def readers(self):
+        return []
+    def status(self):
+        return {"hook": "test"}
+
+Agent(load_config(sys.argv[1]), access_hook=Hook()).run()
+"""
+
+SEND_HELLO = """
+import socket, sys
+from testbed.aodv.messages import AODVExtension, hello
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, sys.argv[2].encode())
+s.bind((sys.argv[1], 654))
+s.sendto(bytes(hello(sys.argv[1], 1, 2000, [AODVExtension(type=131, data=sys.argv[3].encode())])),
+         ("255.255.255.255", 654))
+"""
+
+
+def test_access_hook_refuses_hellos_and_proxies(lab):
+    """The agent asks the access plane (issue 5) about hellos with access extensions and
+    answers RREQs for the nodes it proxies."""
+    lab.add_node("a", addr(1))
+    lab.add_node("b", addr(2))
+    lab.link("a", "b")
+    cfg = lab.tmp / "b.cfg.json"
+    cfg.write_text(__import__("json").dumps(lab.config("b", managed_prefixes=[NET])))
+    lab.logs["b"] = lab.tmp / "b.log"
+    lab.procs["b"] = subprocess.Popen(
+        ["ip", "netns", "exec", lab.ns("b"), PYTHON, "-c",
+         HOOKED_AGENT, str(cfg)], cwd=str(REPO), stderr=open(lab.logs["b"], "w"))
+    lab.wait_status("b", lambda s: "counters" in s)
+    send = [PYTHON, "-c", SEND_HELLO, addr(1), lab.ifname("a", "b")]
+    subprocess.run(["ip", "netns", "exec", lab.ns("a"), *send, "bad"], cwd=str(REPO), check=True)
+    st = lab.wait_status("b", lambda s: s["counters"].get("access_refuse", 0) >= 1)
+    assert addr(1) not in st["neighbours"] and st["access"] == {"hook": "test"}
+    subprocess.run(["ip", "netns", "exec", lab.ns("a"), *send, "good"], cwd=str(REPO),
+                   check=True)
+    lab.wait_status("b", lambda s: addr(1) in s["neighbours"])
+    # a RREQ for the proxied address is answered by b as if it were the destination
+    lab.start("a", lab.config("a", managed_prefixes=[NET], hello_enabled=False))
+    lab.wait_agents()
+    lab.ping("a", "10.97.0.77", count=1, wait=2)
+    st = lab.wait_status("a", lambda s: any(i["dst"] == "10.97.0.77" for i in s["route_installs"]))
+    assert [i for i in st["route_installs"] if i["dst"] == "10.97.0.77"][0]["next_hop"] == addr(2)
