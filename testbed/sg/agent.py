@@ -18,6 +18,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from testbed.sg.config import SgConfig
+from testbed.sg import realm_mark
 from testbed.sg.portal_follower import PortalFollower
 from testbed.sg.realm import Realm
 from testbed.sg.strongswan import Credentials
@@ -78,6 +79,9 @@ class SgAgent:
                 realm.start_charon()
                 self.realms[name] = realm
                 outer_if = realm.outer_if
+                if ipsec.lan_interface:
+                    realm_mark.apply(ipsec.lan_interface,
+                                     {r.outer_if: r.peer_public for r in self.realms.values()})
             else:
                 configure_link(ifname, mtu=self.cfg.tunnel.mtu, routes=routes or [])
                 outer_if = ifname
@@ -158,4 +162,6 @@ class SgAgent:
         self.endpoint.close()  # closing the TUN fds deletes the tunnel interfaces
         for realm in self.realms.values():
             realm.close()
+        if self.cfg.ipsec.lan_interface:
+            realm_mark.remove()
         self.filter.remove()

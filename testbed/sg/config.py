@@ -59,6 +59,10 @@ class IpsecConfig(BaseModel):
     workdir: str = "/var/lib/testbed/sg"
     netns_prefix: str = Field(default="realm-", max_length=20)
     require_ipsec: bool = True  # realm netns forwards only decrypted traffic inwards
+    # LAN interface on which each peer realm's decrypted packets leave with the realm's own
+    # source MAC 02:<peer SG public>:00 (realm_mark.py), so targets can answer over the
+    # right tunnel when two initiators share a private address. None: off.
+    lan_interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,15}$")
     debug: int = Field(default=1, ge=0, le=4)
 
     @model_validator(mode="after")

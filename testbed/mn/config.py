@@ -1,0 +1,49 @@
+"""Configuration of the MN agent (`python3 -m testbed.mn --config FILE`, JSON or YAML).
+
+    fqdn: b.mwg.test
+    workgroup: W
+    portal: {url: "http://198.51.100.10:8080", poll_timeout: 20}
+    interface: eth0                       # the MN's LAN interface (towards its SG)
+    credentials: {dir: /var/lib/testbed/mn/pki}   # cert.pem/key.pem/ca.pem; enrolled at the MSM CA if missing
+    workdir: /var/lib/testbed/mn
+    status_file: /run/testbed/mn.json
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class PortalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    poll_timeout: float = Field(default=20.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class CredentialsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dir: str = "/var/lib/testbed/mn/pki"
+    enroll: bool = True   # ask the MSM CA for a certificate when dir has none
+
+
+class MnConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fqdn: str = Field(min_length=1, max_length=253)
+    workgroup: str = Field(min_length=1)
+    portal: PortalConfig
+    interface: str = Field(default="eth0", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
+    credentials: CredentialsConfig = CredentialsConfig()
+    workdir: str = "/var/lib/testbed/mn"
+    netns_prefix: str = Field(default="via-", pattern=r"^[A-Za-z0-9_-]{1,6}$")
+    retry_interval: float = Field(default=2.0, gt=0, le=60)
+    initiate_timeout: float = Field(default=6.0, gt=0, le=60)
+    debug: int = Field(default=1, ge=0, le=4)
+    status_file: str = "/run/testbed/mn.json"
+    status_interval: float = Field(default=1.0, gt=0, le=1.0)
+    log_level: str = "INFO"
