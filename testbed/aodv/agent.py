@@ -15,13 +15,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import ipaddress
-import json
 import logging
-import os
 import signal
 import socket
 import time
-from pathlib import Path
 from typing import Callable
 
 from . import seqnum
@@ -29,6 +26,8 @@ from .buffer import PacketBuffer, Reinjector, Tun, icmp_host_unreachable, ip_hea
 from .config import AgentConfig
 from .interfaces import current_interfaces, local_addresses
 from .kernel import KernelRoutes, set_sysctl
+from .handover import HandoverMixin
+from .long_session import LongSessionMixin, Session
 from .loop import EventLoop, Timer
 from .messages import (
     RERR, RREP, RREQ, GratuitousExt, HandoverExt, HandoverKind, MalformedMessage, RREPAck,
@@ -36,6 +35,7 @@ from .messages import (
 )
 from .ring_search import select_candidates
 from .route_table import Route, RouteState, RouteTable, should_update
+from .status import StatusMixin
 from .traffic import TrafficMonitor
 from .transport import BROADCAST, ControlSocket
 
@@ -74,20 +74,7 @@ class Neighbour:
     hello_lifetime: float
 
 
-@dataclasses.dataclass
-class Session:
-    """A route this node answered as reply source; for gratuitous RREPs (claims 67-70)."""
-
-    orig: str
-    dst: str
-    prefix_len: int
-    expires: float  # when the requester's route would run out
-    sent: int = 0
-    #: replied as intermediate: the gratuitous RREP carries our route's seqno/hops
-    intermediate: bool = False
-
-
-class Agent:
+class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
     def __init__(self, cfg: AgentConfig, access_hook=None) -> None:
         self.cfg = cfg
         #: the access plane of issue 5 (contract in access_hook.py): verdicts on hellos
@@ -978,284 +965,6 @@ class Agent:
         mon.to_dst = {a: t for a, t in mon.to_dst.items() if t >= recent}
         mon.from_src = {a: t for a, t in mon.from_src.items() if t >= now - 10}
 
-    # ------------------------------------------------------------------ handover (26-39)
-    def mn_consider_sink(self, nbr: str) -> None:
-        """MN: a hello from an MSR; is it a (new) sink to attach to? (claim 27)
-
-        While the current sink is alive the MN stays. Hearing another MSR makes it check:
-        the sink is gone if its interface vanished (with link-layer detection), if it has
-        been silent for `sink_silence_ms`, or if it does not answer a probe (a hello with
-        the RFC's A flag, answered by RREP-ACK) within NEXT_HOP_WAIT.
-        """
-        if self.sink is not None and self.sink != nbr and self.sink in self.neighbours:
-            old = self.neighbours[self.sink]
-            silent = self.now() - old.last_heard > self.cfg.handover.sink_silence_ms / 1000
-            gone = self.cfg.link_layer_detection and old.iface not in self.ifaces
-            if not (silent or gone):
-                self.probe_sink(nbr)
-                return
-            self.sink_lost_to(nbr, "silent" if silent else "interface gone")
-        if self.sink == nbr:
-            return
-        if self.sink == nbr:
-            return
-        if self.attaching == nbr and self.now() - self.attach_sent_at < self.t.hello_interval:
-            return
-        if self.attaching != nbr:
-            self.attach_tries = 0
-            self.handover_started = self.handover_started or self.now()
-        self.attaching = nbr
-        self.attach_tries += 1
-        self.attach_sent_at = self.now()
-        seq = self.reg_seq if self.reg_seq is not None else self.seq
-        old = self.last_sink if self.last_sink and self.last_sink != nbr else "0.0.0.0"
-        lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
-        msg = hello(self.addr, seq, lifetime,
-                    [HandoverExt(kind=HandoverKind.ATTACH, mn_seq=seq, addr=old)])
-        self.unicast(msg, nbr)
-        self.counters["handover_attach_sent"] += 1
-        self.event("attach_hello", new_sink=nbr, old_sink=old, seq=seq)
-
-    def probe_sink(self, candidate: str) -> None:
-        """Is the current sink still there? Unicast hello with A flag (RREP-ACK expected)."""
-        if self.probe is not None:
-            return
-        lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
-        msg = hello(self.addr, self.seq, lifetime)
-        msg.flags = "A"
-        self.unicast(msg, self.sink)
-        wait = self.t.node_traversal_time + 0.010  # NEXT_HOP_WAIT
-        self.probe = (self.sink, candidate, self.now() + max(wait, 0.02))
-        self.counters["sink_probes"] += 1
-
-    def sink_lost_to(self, candidate: str, why: str) -> None:
-        self.event("sink_lost", sink=self.sink, new_sink=candidate, reason=why)
-        self.last_sink, self.sink = self.sink, None
-        self.probe = None
-        self.handover_started = self.now()
-
-    def on_attach(self, m: RREP, mn: str, iface: str, ho: HandoverExt, before: Route | None):
-        """New sink: the MN's first hello (claims 28-30)."""
-        s = ho.mn_seq
-        old_sink = ho.addr
-        if self.attach_guard is not None and not self.attach_guard(m, mn):
-            self.counters["attach_refused"] += 1
-            self.event("attach_refused", mn=mn)
-            self.neighbours.pop(mn, None)
-            return
-        # judge claim 29 on the route we had before the MN's plain hellos reached us
-        before = self.prior_route.pop(mn, before)
-        life = max(m.lifetime / 1000, self.t.allowed_hello_loss * self.t.hello_interval)
-        self.registered[mn] = {"since": time.time(), "old_sink": old_sink, "seq": s}
-        self.held.pop(mn, None)
-        if old_sink in ("0.0.0.0", self.addr):
-            self.neighbour_route(mn, iface, life, s)
-            rep = RREP(hop_count=0, dst=self.addr, dst_seq=self.seq, orig=mn,
-                       lifetime=int(self.t.my_route_timeout * 1000),
-                       extensions=[HandoverExt(kind=HandoverKind.REGISTERED, mn_seq=s,
-                                               addr=self.addr)])
-            self.unicast(rep, mn)
-            self.counters["handover_registrations"] += 1
-            self.event("registered", mn=mn, seq=s)
-            return
-        self.counters["handover_attach_received"] += 1
-        if before is not None and before.valid_seq and before.seq == s and before.next_hop != mn:
-            # claim 29: we already route to the MN with that seqno: that route leads to
-            # the old sink, so bind straight away
-            toward = self.routes.valid(old_sink)
-            via = toward.next_hop if toward is not None else before.next_hop
-            log.debug("handover of %s from %s: have route seq %d via %s -> binding via %s",
-                      mn, old_sink, s, before.next_hop, via)
-            self.neighbour_route(mn, iface, life, seqnum.increment(s))
-            self.send_bind(mn, old_sink, s, via)
-            return
-        # claim 30: ask the network (old sink or a router on the way) with a RREQ
-        log.debug("handover of %s from %s: no route with seq %d (have %s) -> LOCATE RREQ",
-                  mn, old_sink, s, f"seq {before.seq} via {before.next_hop}" if before else None)
-        self.neighbour_route(mn, iface, life, s)
-        self.discoveries.pop(mn, None)
-        self.start_discovery(mn, locate=HandoverExt(kind=HandoverKind.LOCATE, mn_seq=s,
-                                                    addr=old_sink))
-
-    def on_locate_reply(self, m: RREP, prev: str, ho: HandoverExt) -> None:
-        """New sink: the old sink or a router on the way answered (claim 31)."""
-        d = self.discoveries.pop(m.dst, None)
-        if d is None or d.locate is None:
-            return
-        if d.handle:
-            d.handle.cancel()
-        self.event("handover_located", mn=m.dst, via=prev, seq=m.dst_seq, answered_by=ho.addr,
-                   ms=round((self.now() - d.started) * 1000, 2))
-        reg = self.registered.get(m.dst, {})
-        s = reg.get("seq", d.locate.mn_seq)
-        # normally the answer carries S and the binding S+1 (claim 32); if a router on the
-        # way already knew a fresher seqno (e.g. bumped by a RERR), bind above that one
-        s = seqnum.fresher(s, m.dst_seq)
-        self.send_bind(m.dst, d.locate.addr, s, prev)
-
-    def send_bind(self, mn: str, old_sink: str, s: int, via: str) -> None:
-        """Claim 32: unsolicited RREP for the MN, originator = old sink, seqno + 1."""
-        new_seq = seqnum.increment(s)
-        r = self.routes.get(mn)
-        if r is not None:
-            r.seq = seqnum.fresher(r.seq, new_seq)
-            r.valid_seq = True
-        msg = RREP(hop_count=1, dst=mn, dst_seq=new_seq, orig=old_sink,
-                   lifetime=int(self.t.my_route_timeout * 1000),
-                   extensions=[HandoverExt(kind=HandoverKind.BIND, mn_seq=new_seq,
-                                           addr=self.addr)])
-        ok = self.unicast(msg, via)
-        self.counters["handover_bind_sent"] += 1
-        self.event("handover_bind", mn=mn, old_sink=old_sink, seq=new_seq, via=via, sent=ok)
-        self.pending_bind[mn] = self.now() + 2 * self.t.net_traversal_time
-        if not ok:
-            self.handover_failed(mn, HandoverExt(kind=HandoverKind.LOCATE, mn_seq=s,
-                                                 addr=old_sink))
-
-    def handover_failed(self, mn: str, loc: HandoverExt) -> None:
-        """Claim 35 (alternative): the old sink cannot be reached: RERR to the MN."""
-        self.pending_bind.pop(mn, None)
-        msg = RERR(unreachable=[Unreachable(dst=loc.addr, seq=0)],
-                   extensions=[HandoverExt(kind=HandoverKind.FAILED, mn_seq=loc.mn_seq,
-                                           addr=loc.addr)])
-        self.unicast(msg, mn)
-        self.counters["rerr_sent"] += 1
-        self.counters["handover_failed"] += 1
-        self.event("handover_failed", mn=mn, old_sink=loc.addr)
-
-    def on_handover_rrep_for_me(self, m: RREP, prev: str, ho: HandoverExt) -> None:
-        if ho.kind == HandoverKind.BIND:
-            # claims 33-35: I am the old sink; my route now leads via the new sink
-            mn = m.dst
-            self.registered.pop(mn, None)
-            was_held = self.held.pop(mn, None) is not None
-            r = self.routes.valid(mn)
-            if r is not None:
-                self.route_ready(r)
-            ack = RREP(hop_count=0, dst=self.addr, dst_seq=self.seq, orig=mn,
-                       lifetime=int(self.t.my_route_timeout * 1000),
-                       extensions=[HandoverExt(kind=HandoverKind.ACK, mn_seq=m.dst_seq,
-                                               addr=self.addr)])
-            ok = self.unicast(ack, prev)
-            self.counters["handover_ack_sent"] += 1
-            self.event("handover_bound", mn=mn, new_sink=ho.addr, seq=m.dst_seq, via=prev,
-                       was_held=was_held, ack_sent=ok)
-        elif ho.kind == HandoverKind.REGISTERED and self.cfg.role == "mn":
-            self.sink, self.attaching = ho.addr, None
-            self.reg_seq = ho.mn_seq
-            self.counters["handover_registered"] += 1
-            self.event("registered_with_sink", sink=ho.addr, seq=ho.mn_seq)
-        elif ho.kind == HandoverKind.ACK and self.cfg.role == "mn":
-            self.mn_handover_done(prev, ho)
-
-    def mn_handover_done(self, new_sink: str, ho: HandoverExt) -> None:
-        """Claims 35-37: success: move traffic to the new sink, optimise later."""
-        old_sink = ho.addr
-        self.sink, self.attaching, self.last_sink = new_sink, None, old_sink
-        self.reg_seq = ho.mn_seq
-        self.seq = seqnum.fresher(self.seq, ho.mn_seq)
-        nb = self.neighbours.get(new_sink)
-        migrated = []
-        if nb is not None:
-            for r in list(self.routes):
-                if r.next_hop == old_sink and r.dst != old_sink:
-                    self.held.pop(r.dst, None)
-                    self.set_route(r.dst, new_sink, nb.iface, r.hop_count + 1, r.seq,
-                                   r.valid_seq, self.t.active_route_timeout, r.prefix_len)
-                    migrated.append(r.dst)
-            for dst in list(self.held):
-                self.held.pop(dst)
-                if self.routes.lookup(dst) is None and dst in self.buffer.queues:
-                    self.start_discovery(dst)
-        ms = round((self.now() - self.handover_started) * 1000, 2) \
-            if self.handover_started else None
-        self.handover_started = None
-        self.counters["handover_completed"] += 1
-        self.event("handover_done", new_sink=new_sink, old_sink=old_sink, seq=ho.mn_seq,
-                   migrated=migrated, ms=ms)
-        if self.cfg.handover.optimize:
-            self.loop.call_later(self.cfg.handover.optimize_delay_ms / 1000,
-                                 self.optimise_routes)
-
-    def mn_handover_failed(self, new_sink: str, ho: HandoverExt) -> None:
-        """Claim 37: unsuccessful handover: re-discover active peers at once."""
-        self.sink, self.attaching = new_sink, None
-        self.seq = seqnum.increment(self.seq)
-        self.reg_seq = self.seq
-        self.counters["handover_failures_seen"] += 1
-        self.event("handover_failed_at_mn", new_sink=new_sink, old_sink=ho.addr)
-        self.held.clear()
-        self.optimise_routes(force_all=True)
-
-    def active_peers(self) -> list[str]:
-        window = self.cfg.handover.active_peer_window_ms / 1000
-        now = self.now()
-        peers = [r.dst for r in self.routes
-                 if r.last_used and now - r.last_used < window and r.dst not in self.neighbours]
-        peers += [d for d in self.buffer.destinations() if d not in peers]
-        return peers
-
-    def optimise_routes(self, force_all: bool = False) -> None:
-        """Claims 37-39: RREQs to active peers, source seqno = the MN's new seqno."""
-        for peer in self.active_peers():
-            if peer in self.discoveries:
-                continue
-            self.counters["handover_optimise_rreq"] += 1
-            self.start_discovery(peer, refresh=self.routes.lookup(peer) is not None,
-                                 orig_seq=self.seq)
-
-    # ------------------------------------------------------------------ long sessions (67-70)
-    def gratuitous_tick(self) -> None:
-        g = self.cfg.gratuitous
-        now = self.now()
-        for orig, s in list(self.sessions.items()):
-            if s.expires < now - self.t.delete_period:
-                self.sessions.pop(orig, None)
-                continue
-            remaining = s.expires - now
-            if remaining >= g.threshold_ms / 1000:
-                continue
-            seen = self.monitor.from_src.get(orig)
-            if seen is None or now - seen > g.active_window_ms / 1000:
-                continue
-            rev = self.routes.get(orig)
-            if rev is None:
-                continue
-            life = self.t.my_route_timeout
-            seq, hops = self.seq, 0
-            if s.intermediate:
-                fwd = self.routes.valid(s.dst)
-                if fwd is None or not fwd.valid_seq:
-                    continue
-                seq, hops = fwd.seq, fwd.hop_count
-                life = min(life, fwd.remaining(now))
-            msg = RREP(hop_count=hops, dst=s.dst, dst_seq=seq, orig=orig,
-                       prefix_sz=0 if s.prefix_len == 32 else s.prefix_len,
-                       lifetime=int(life * 1000), extensions=[GratuitousExt()])
-            if not rev.valid:
-                self.set_route(rev.dst, rev.next_hop, rev.iface, rev.hop_count, rev.seq,
-                               rev.valid_seq, self.t.active_route_timeout, rev.prefix_len)
-            else:
-                rev.expires = max(rev.expires, now + self.t.active_route_timeout)
-            if self.unicast(msg, rev.next_hop):
-                s.expires = now + life
-                s.sent += 1
-                self.counters["grat_rrep_sent"] += 1
-                log.debug("gratuitous RREP for %s to %s via %s (%.1f s were left)", s.dst,
-                          orig, rev.next_hop, remaining)
-
-    def refresh_tick(self) -> None:
-        """Requester side: re-discover an active route before it runs out (claim 69)."""
-        th = self.cfg.route_refresh_threshold_ms / 1000
-        now = self.now()
-        for r in self.routes:
-            if (r.valid and r.hop_count > 1 and r.last_used and now - r.last_used < 1.0
-                    and r.remaining(now) < th and r.dst not in self.discoveries):
-                self.counters["rreq_refresh"] += 1
-                log.debug("route to %s has %.2f s left and is in use: refresh RREQ", r.dst,
-                          r.remaining(now))
-                self.start_discovery(r.dst, refresh=True)
-
     # ------------------------------------------------------------------ housekeeping
     def poll_interfaces(self, initial: bool = False) -> None:
         self._last_poll = self.now()
@@ -1351,60 +1060,3 @@ class Agent:
         if now >= self.next_status:
             self.next_status = now + self.cfg.status_interval_ms / 1000
             self.write_status()
-
-    # ------------------------------------------------------------------ status
-    def status(self) -> dict:
-        now = self.now()
-        c = dict(self.counters)
-        c["buffered"] = self.buffer.buffered
-        c["buffer_dropped"] = self.buffer.dropped
-        if self.monitor:
-            c["packets_forwarded"] = self.monitor.forwarded_total
-            c["packets_delivered"] = self.monitor.delivered_total
-            c["packets_sent"] = self.monitor.sent_total
-        valid = [r for r in self.routes if r.valid]
-        c["routes"] = len(valid)
-        return {
-            "agent": "aodv",
-            "address": self.addr,
-            "role": self.cfg.role,
-            "time": round(time.time(), 4),
-            "uptime_s": round(now - self.started, 3),
-            "seq": self.seq,
-            "extensions": {"handover": self.cfg.handover.enabled,
-                           "weighted_search": self.cfg.weighted_search.enabled,
-                           "gratuitous": self.cfg.gratuitous.enabled,
-                           "refresh_on_use": self.cfg.refresh_on_use},
-            "counters": c,
-            "interfaces": {n: {"ifindex": i, "address": a} for n, (i, a) in self.ifaces.items()},
-            "neighbours": {a: {"iface": n.iface, "last_heard_s": round(now - n.last_heard, 3)}
-                           for a, n in self.neighbours.items()},
-            "routes": [r.as_dict(now) for r in self.routes],
-            "discoveries": {d.dst: {"ttl": d.ttl, "retries": d.retries,
-                                    "rreq_sent": d.rreq_count,
-                                    "age_ms": round((now - d.started) * 1000, 1),
-                                    "locate": d.locate is not None}
-                            for d in self.discoveries.values()},
-            "route_installs": list(self.installs),
-            "buffer": self.buffer.sizes(),
-            "forwarded_by_dst": dict(self.monitor.forwarded) if self.monitor else {},
-            "handover": {"sink": self.sink, "last_sink": self.last_sink,
-                         "registered_seq": self.reg_seq, "attaching": self.attaching,
-                         "registered_mns": self.registered, "held": list(self.held)},
-            "sessions": {o: {"dst": s.dst, "gratuitous_sent": s.sent,
-                             "remaining_s": round(s.expires - now, 3)}
-                         for o, s in self.sessions.items()},
-            "events": list(self.events),
-            "access": self.access_hook.status()
-            if self.access_hook is not None and hasattr(self.access_hook, "status") else None,
-        }
-
-    def write_status(self) -> None:
-        path = Path(self.cfg.status_file)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.status(), indent=1, default=str))
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("cannot write status %s: %s", path, exc)

@@ -6,7 +6,6 @@ exactly what this lab created (namespaces it added, processes it started).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import tempfile

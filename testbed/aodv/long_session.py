@@ -1,0 +1,76 @@
+"""Long sessions (claims 67-70): gratuitous RREPs from the reply source, and the
+requester's refresh, as a part of the agent."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from .messages import RREP, GratuitousExt
+
+log = logging.getLogger("aodv")
+
+
+@dataclasses.dataclass
+class Session:
+    """A route this node answered as reply source; for gratuitous RREPs (claims 67-70)."""
+
+    orig: str
+    dst: str
+    prefix_len: int
+    expires: float  # when the requester's route would run out
+    sent: int = 0
+    #: replied as intermediate: the gratuitous RREP carries our route's seqno/hops
+    intermediate: bool = False
+
+
+class LongSessionMixin:
+    def gratuitous_tick(self) -> None:
+        g = self.cfg.gratuitous
+        now = self.now()
+        for orig, s in list(self.sessions.items()):
+            if s.expires < now - self.t.delete_period:
+                self.sessions.pop(orig, None)
+                continue
+            remaining = s.expires - now
+            if remaining >= g.threshold_ms / 1000:
+                continue
+            seen = self.monitor.from_src.get(orig)
+            if seen is None or now - seen > g.active_window_ms / 1000:
+                continue
+            rev = self.routes.get(orig)
+            if rev is None:
+                continue
+            life = self.t.my_route_timeout
+            seq, hops = self.seq, 0
+            if s.intermediate:
+                fwd = self.routes.valid(s.dst)
+                if fwd is None or not fwd.valid_seq:
+                    continue
+                seq, hops = fwd.seq, fwd.hop_count
+                life = min(life, fwd.remaining(now))
+            msg = RREP(hop_count=hops, dst=s.dst, dst_seq=seq, orig=orig,
+                       prefix_sz=0 if s.prefix_len == 32 else s.prefix_len,
+                       lifetime=int(life * 1000), extensions=[GratuitousExt()])
+            if not rev.valid:
+                self.set_route(rev.dst, rev.next_hop, rev.iface, rev.hop_count, rev.seq,
+                               rev.valid_seq, self.t.active_route_timeout, rev.prefix_len)
+            else:
+                rev.expires = max(rev.expires, now + self.t.active_route_timeout)
+            if self.unicast(msg, rev.next_hop):
+                s.expires = now + life
+                s.sent += 1
+                self.counters["grat_rrep_sent"] += 1
+                log.debug("gratuitous RREP for %s to %s via %s (%.1f s were left)", s.dst,
+                          orig, rev.next_hop, remaining)
+
+    def refresh_tick(self) -> None:
+        """Requester side: re-discover an active route before it runs out (claim 69)."""
+        th = self.cfg.route_refresh_threshold_ms / 1000
+        now = self.now()
+        for r in self.routes:
+            if (r.valid and r.hop_count > 1 and r.last_used and now - r.last_used < 1.0
+                    and r.remaining(now) < th and r.dst not in self.discoveries):
+                self.counters["rreq_refresh"] += 1
+                log.debug("route to %s has %.2f s left and is in use: refresh RREQ", r.dst,
+                          r.remaining(now))
+                self.start_discovery(r.dst, refresh=True)

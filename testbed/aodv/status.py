@@ -1,0 +1,68 @@
+"""The agent's status file: counters and state as JSON for the host (scenarios read it)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger("aodv")
+
+
+class StatusMixin:
+    def status(self) -> dict:
+        now = self.now()
+        c = dict(self.counters)
+        c["buffered"] = self.buffer.buffered
+        c["buffer_dropped"] = self.buffer.dropped
+        if self.monitor:
+            c["packets_forwarded"] = self.monitor.forwarded_total
+            c["packets_delivered"] = self.monitor.delivered_total
+            c["packets_sent"] = self.monitor.sent_total
+        valid = [r for r in self.routes if r.valid]
+        c["routes"] = len(valid)
+        return {
+            "agent": "aodv",
+            "address": self.addr,
+            "role": self.cfg.role,
+            "time": round(time.time(), 4),
+            "uptime_s": round(now - self.started, 3),
+            "seq": self.seq,
+            "extensions": {"handover": self.cfg.handover.enabled,
+                           "weighted_search": self.cfg.weighted_search.enabled,
+                           "gratuitous": self.cfg.gratuitous.enabled,
+                           "refresh_on_use": self.cfg.refresh_on_use},
+            "counters": c,
+            "interfaces": {n: {"ifindex": i, "address": a} for n, (i, a) in self.ifaces.items()},
+            "neighbours": {a: {"iface": n.iface, "last_heard_s": round(now - n.last_heard, 3)}
+                           for a, n in self.neighbours.items()},
+            "routes": [r.as_dict(now) for r in self.routes],
+            "discoveries": {d.dst: {"ttl": d.ttl, "retries": d.retries,
+                                    "rreq_sent": d.rreq_count,
+                                    "age_ms": round((now - d.started) * 1000, 1),
+                                    "locate": d.locate is not None}
+                            for d in self.discoveries.values()},
+            "route_installs": list(self.installs),
+            "buffer": self.buffer.sizes(),
+            "forwarded_by_dst": dict(self.monitor.forwarded) if self.monitor else {},
+            "handover": {"sink": self.sink, "last_sink": self.last_sink,
+                         "registered_seq": self.reg_seq, "attaching": self.attaching,
+                         "registered_mns": self.registered, "held": list(self.held)},
+            "sessions": {o: {"dst": s.dst, "gratuitous_sent": s.sent,
+                             "remaining_s": round(s.expires - now, 3)}
+                         for o, s in self.sessions.items()},
+            "events": list(self.events),
+            "access": self.access_hook.status()
+            if self.access_hook is not None and hasattr(self.access_hook, "status") else None,
+        }
+
+    def write_status(self) -> None:
+        path = Path(self.cfg.status_file)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.status(), indent=1, default=str))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write status %s: %s", path, exc)
