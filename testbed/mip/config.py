@@ -69,6 +69,9 @@ class OperatorConfig(_Base):
     """Operator HA (claims 16-19): the backbone side of the virtual HAs' namespaces."""
     backbone_interface: str              # public interface; proxy ARP for virtual HA addresses
     link_prefix: IPv4Network = IPv4Network("172.31.255.0/24")  # /30s backbone <-> virtual HA
+    # claims 20-22: public addresses of services on the backbone (e.g. the MSM's portal and
+    # DNS), reached from every realm through a NAPT to the virtual HA's public address
+    services: list[IPv4Address] = []
 
 
 class HaAgentConfig(_Base):

@@ -86,6 +86,80 @@ class Dispatcher:
             run_ip(["neigh", "replace", "proxy", str(ha.address), "dev", self.op.backbone_interface], check=False)
             log.info("virtual HA %s: %s dispatched into netns %s over %s", ha.name, ha.address, ns,
                      ln["backbone_if"])
+        self._setup_backbone()
+
+    def backbone_rules(self) -> str:
+        """nftables of the shared backbone (claims 19, 22).
+
+        - forward: from a virtual HA only its own public address may leave (IP-IP, replies);
+          a private realm address never reaches the Internet (counted, dropped).
+        - NAPT: realm traffic to a backbone service address is source-NATed to the virtual
+          HA's public address, so a service such as the MSM portal sees (HA address, port),
+          unique per M-VPN although both realms have a 10.0.0.5.
+        - the conntrack mark remembers the virtual HA, and the replies are routed back by
+          that mark (table 100+i): after de-NAT their destination is a private address that
+          only the virtual HA's namespace can route.
+        """
+        services = ", ".join(str(a) for a in self.op.services)
+        fwd, nat, mark, out = [], [], [], []
+        for i, ha in enumerate(self.has):
+            ln = self.links[ha.name]
+            vb = ln["backbone_if"]
+            fwd.append(f'iifname "{vb}" ip saddr != {ha.address} counter name "leak_{ha.name}" drop')
+            if services:
+                nat.append(f'iifname "{vb}" ip daddr {{ {services} }} ip saddr != {ha.address} snat to {ha.address}')
+                mark.append(f'iifname "{vb}" ct mark set {0x100 + i}')
+        if services:
+            out.append(f"ct mark 0x100-0x1ff meta mark set ct mark")
+        counters = "\n".join(f'    counter leak_{ha.name} {{ }}' for ha in self.has)
+        return f"""table ip mip_backbone
+delete table ip mip_backbone
+table ip mip_backbone {{
+{counters}
+    chain forward {{
+        type filter hook forward priority 0; policy accept;
+        {chr(10).join('        ' + r for r in fwd).strip()}
+    }}
+    chain napt {{
+        type nat hook input priority 100; policy accept;
+        {chr(10).join('        ' + r for r in nat).strip()}
+    }}
+    chain mark_in {{
+        type filter hook input priority -150; policy accept;
+        {chr(10).join('        ' + r for r in mark).strip()}
+    }}
+    chain reply_out {{
+        type route hook output priority -150; policy accept;
+        {chr(10).join('        ' + r for r in out).strip()}
+    }}
+}}
+"""
+
+    def _setup_backbone(self) -> None:
+        for svc in self.op.services:
+            _sh(["ip", "addr", "replace", f"{svc}/32", "dev", "lo"])
+            run_ip(["neigh", "replace", "proxy", str(svc), "dev", self.op.backbone_interface], check=False)
+        proc = subprocess.run(["nft", "-f", "-"], input=self.backbone_rules(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"nft (backbone rules): {proc.stderr.strip()}")
+        for i, ha in enumerate(self.has):
+            ln = self.links[ha.name]
+            table = str(100 + i)
+            _sh(["ip", "route", "replace", "default", "via", ln["ha_addr"], "dev", ln["backbone_if"], "table", table])
+            _sh(["ip", "rule", "del", "pref", table], check=False)   # restart-safe
+            _sh(["ip", "rule", "add", "fwmark", hex(0x100 + i), "lookup", table, "pref", table])
+
+    def counters(self) -> dict:
+        proc = _sh(["nft", "-j", "list", "counters", "table", "ip", "mip_backbone"], check=False)
+        out = {}
+        try:
+            for item in json.loads(proc.stdout)["nftables"]:
+                c = item.get("counter")
+                if c:
+                    out[c["name"]] = c["packets"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        return out
 
     def status(self) -> dict:
         out = {}
@@ -98,5 +172,8 @@ class Dispatcher:
             except (ValueError, LookupError, TypeError):
                 counts = {}
             out[ln["public"]] = {"virtual_ha": name, "netns": ln["netns"], "via": ln["backbone_if"], **counts}
+        leaks = self.counters()
+        for ln in self.links.values():
+            out[ln["public"]]["private_source_dropped"] = leaks.get(f"leak_{out[ln['public']]['virtual_ha']}", 0)
         return out
 

@@ -67,7 +67,7 @@ def world(tmp_path_factory):
                 "mobile_nodes": {"10.0.0.5": {"spi": 300, "key": KEY_A if n == "a" else KEY_C}}}
                for n in VHA]
         st = {"ha": lab.agent(op, "ha", {"home_agents": has, "tunnel_mode": "userspace", "adv_interval": 0.5,
-                                         "operator": {"backbone_interface": "pub0"}}, "ha")}
+                                         "operator": {"backbone_interface": "pub0", "services": ["198.51.100.13"]}}, "ha")}
         wait_for(lambda: all(h["error"] is None and h["tunnel"] for h in read_json(st["ha"])["home_agents"].values()),
                  timeout=15, what="virtual HAs up")
         st["fa"] = lab.agent(fa, "fa", {"address": "203.0.113.1", "interface": "eth0", "adv_interval": 0.5,
@@ -249,6 +249,28 @@ def test_5_garbage_and_forged_registrations_are_counted_not_fatal(world):
     # nothing changed: mnA is home, mnC still served through the FA
     assert "10.0.0.5" not in read_json(st["ha"])["home_agents"]["a"]["bindings"]
     assert ping(ns["hA"], "10.0.0.5") == 3 and ping(ns["hC"], "10.0.0.5") == 3
+
+
+def test_5b_backbone_napt_to_a_service_and_no_private_source_on_the_internet(world):
+    """Claims 19, 22: both 10.0.0.5 reach a backbone service, seen as their HA's address;
+    a private source never leaves the backbone towards the Internet."""
+    lab, ns, st, work = world["lab"], world["ns"], world["st"], world["work"]
+    svc, inet = work / "svc.json", work / "inet.json"
+    udp_sink(lab, ns["op"], 5002, svc)          # a service on the backbone (MSM portal stand-in)
+    udp_sink(lab, ns["rt"], 5003, inet)         # a host on the Internet
+    time.sleep(0.5)
+    udp_send(ns["mnA"], "198.51.100.13", 5002, "portal-A", 10)   # mnA at home (realm A)
+    udp_send(ns["mnC"], "198.51.100.13", 5002, "portal-C", 10)   # mnC via the FA (realm C)
+    wait_for(lambda: counts(svc).get("198.51.100.11|portal-A", 0) >= 8
+             and counts(svc).get("198.51.100.12|portal-C", 0) >= 8, what="NAPT'd portal requests")
+    assert not any(k.startswith("10.") for k in counts(svc))
+    # replies find their way back into the right realm (conntrack mark -> routing table)
+    assert ping(ns["mnA"], "198.51.100.13") == 3 and ping(ns["mnC"], "198.51.100.13") == 3
+    udp_send(ns["mnA"], "198.51.100.30", 5003, "leak", 10)
+    time.sleep(0.5)
+    assert counts(inet) == {}
+    wait_for(lambda: read_json(st["ha"])["dispatcher"]["198.51.100.11"]["private_source_dropped"] >= 10,
+             what="private sources counted at the backbone")
 
 
 def test_6_short_lifetimes_are_renewed_and_expire_when_the_mn_vanishes(world):
