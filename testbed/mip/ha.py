@@ -93,7 +93,8 @@ class HomeAgent:
     def _open(self) -> None:
         write_proc_sys("net.ipv4.ip_forward", "1")
         write_proc_sys("net.ipv4.conf.all.rp_filter", "0")
-        write_proc_sys("net.ipv4.conf.default.rp_filter", "0")  # tunnel TUNs made later
+        # tunnel TUNs made later inherit strict reverse-path filtering (see _setup_peer)
+        write_proc_sys("net.ipv4.conf.default.rp_filter", "1")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((self.address, m.MIP_PORT))
@@ -186,9 +187,11 @@ class HomeAgent:
 
     def _apply(self, d: Decision) -> None:
         if d.action == "bind":
-            if d.previous is not None and d.previous.coa != d.coa:
+            renewal = d.previous is not None and d.previous.coa == d.coa
+            if d.previous is not None and not renewal:
                 self._unroute(d.home, d.previous.coa)
-            self._route(d.home, d.coa, new=d.previous is None or d.previous.coa != d.coa)
+            if not renewal:   # a renewal changes nothing on the data path
+                self._route(d.home, d.coa, new=True)
         elif d.action == "deregister" and d.previous is not None:
             self._unroute(d.home, d.previous.coa)
 
@@ -197,7 +200,13 @@ class HomeAgent:
         # RFC 3024 5.2: what comes out of a reverse tunnel must be from a mobile node
         # bound to that care-of address. Strict reverse-path filtering on the tunnel
         # interface is exactly that check: only the home addresses routed into it pass.
-        write_proc_sys(f"net.ipv4.conf.{peer.ifname}.rp_filter", "1")
+        try:
+            with open(f"/proc/sys/net/ipv4/conf/{peer.ifname}/rp_filter") as f:
+                strict = f.read().strip() == "1"
+        except OSError:
+            strict = False
+        if not strict:   # inherited from default.rp_filter in Docker: no subprocess needed
+            write_proc_sys(f"net.ipv4.conf.{peer.ifname}.rp_filter", "1")
 
     def _route(self, home: str, coa: str, new: bool) -> None:
         assert self.endpoint is not None

@@ -241,7 +241,7 @@ class MobileNode:
             self.current = None
         if now >= self._next_check:
             self._next_check = now + 1.0
-            if self.current and not self.attempt:
+            if self.current and not self.attempt and not self._routes_intact(self.current):
                 try:
                     self._apply_routes(self.current)   # links flap on moves: re-assert routes
                 except OSError as exc:   # e.g. the CCoA was withdrawn: movement logic decides
@@ -430,6 +430,18 @@ class MobileNode:
                 self.endpoint.add_peer("ha", self.ha, ifname=TUN_IF)
                 self.endpoint.start()
             run_ip(["route", "replace", "default", "dev", TUN_IF, "src", self.home], check=False)
+
+    def _routes_intact(self, t: Target) -> bool:
+        """Is our default route still the one `t` needs? (one `ip` call instead of five)"""
+        proc = subprocess.run(["ip", "-4", "-j", "route", "show", "default"], capture_output=True, text=True)
+        try:
+            routes = json.loads(proc.stdout)
+        except ValueError:
+            return False
+        want_dev = TUN_IF if t.mode == "ccoa" else self.ifname
+        want_gw = None if t.mode == "ccoa" else t.agent
+        return any(r.get("dev") == want_dev and r.get("gateway") == want_gw and "linkdown" not in r.get("flags", [])
+                   for r in routes)
 
     def _arp_ignore(self, value: str) -> None:
         """Answer ARP for H only at home (RFC 5944 4.6); written only when it changes."""
