@@ -89,7 +89,14 @@ class ForeignAgent:
                     log.info("visitor %s of HA %s expired", v.home, v.ha)
                 for p in self.visitors.expire_pending(self.cfg.pending_timeout):
                     self.counters["relay_timeouts"] += 1
-                    log.info("no reply from HA %s for %s: dropped pending request", p.ha, p.home)
+                    log.info("no reply from HA %s for %s: registration timeout (78)", p.ha, p.home)
+                    # RFC 5944 3.7.3.1: tell the MN rather than leave it guessing
+                    reply = m.build_reply(code=m.FA_REGISTRATION_TIMEOUT, lifetime=0, home=p.home,
+                                          ha=p.ha, ident=p.ident, spi=None, key=None)
+                    try:
+                        self._to_visitor(reply, p.home, p.src_port, p.mac)
+                    except OSError as exc:
+                        log.debug("timeout reply to %s: %s", p.mac, exc)
                 next_expire = now + 1.0
             r, _, _ = select.select(fds, [], [], min(0.2, max(0.0, next_adv - now)))
             for s in r:

@@ -71,7 +71,7 @@ def world(tmp_path_factory):
         wait_for(lambda: all(h["error"] is None and h["tunnel"] for h in read_json(st["ha"])["home_agents"].values()),
                  timeout=15, what="virtual HAs up")
         st["fa"] = lab.agent(fa, "fa", {"address": "203.0.113.1", "interface": "eth0", "adv_interval": 0.5,
-                                        "adv_lifetime": 3, "max_lifetime": 60}, "fa")
+                                        "adv_lifetime": 3, "max_lifetime": 60, "pending_timeout": 1.5}, "fa")
         st["mnA"] = lab.agent(mna, "mn", {**mn_config(VHA["a"], KEY_A),
                                           "ipsec_to_ha": {"workdir": str(work / "ipsec-mn-a")}}, "mnA")
         st["mnC"] = lab.agent(mnc, "mn", mn_config(VHA["c"], KEY_C), "mnC")
@@ -226,6 +226,15 @@ for h in hexes:
 """
 
 
+ASK_FA = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.0.0.5", 0)); s.settimeout(8)
+s.sendto(bytes.fromhex(sys.argv[1]), ("203.0.113.1", 434))
+print(s.recv(4096).hex())
+"""
+
+
 def test_5_garbage_and_forged_registrations_are_counted_not_fatal(world):
     import sys
     import subprocess
@@ -246,6 +255,13 @@ def test_5_garbage_and_forged_registrations_are_counted_not_fatal(world):
              and read_json(st["ha"])["home_agents"]["a"]["counters"].get("denied_ha_mn_failed_authentication") == 1,
              what="HA counted garbage and the forged request")
     wait_for(lambda: read_json(st["fa"])["counters"].get("malformed_dropped", 0) >= 2, what="FA counted garbage")
+    # a request for a home agent that never answers: the FA says "registration timeout"
+    lost_ha = m.build_request(flags=m.F_T, lifetime=60, home="10.0.0.5", ha="198.51.100.99", coa="203.0.113.1",
+                              ident=ntp_now(), spi=300, key=b"k")
+    got = subprocess.run(["ip", "netns", "exec", ns["mnC"], sys.executable, "-c", ASK_FA, lost_ha.hex()],
+                         capture_output=True, text=True, timeout=15)
+    reply = m.parse_registration(bytes.fromhex(got.stdout.strip()))
+    assert reply.pkt.code == m.FA_REGISTRATION_TIMEOUT and reply.pkt.haaddr == "198.51.100.99"
     # nothing changed: mnA is home, mnC still served through the FA
     assert "10.0.0.5" not in read_json(st["ha"])["home_agents"]["a"]["bindings"]
     assert ping(ns["hA"], "10.0.0.5") == 3 and ping(ns["hC"], "10.0.0.5") == 3
