@@ -53,22 +53,6 @@ conf = write_swanctl_dir(work / "swanctl", render_settings({"connections": {"alo
 ch.load_swanctl(conf)
 '''
 
-# Time one IKE_SA + CHILD_SA set-up over VICI (terminate first), in ms.
-SETUP = r'''
-import sys, time
-from testbed.sg.strongswan import Charon
-ch = Charon("x", sys.argv[1])
-try:
-    ch.terminate(sys.argv[2])
-except Exception:
-    pass
-time.sleep(0.3)
-t0 = time.monotonic()
-ch.initiate(sys.argv[3], sys.argv[2], 10000)
-print(round((time.monotonic() - t0) * 1000, 1))
-'''
-
-
 def _scenario():
     spec = importlib.util.spec_from_file_location("workgroup_scenario_checks", HERE / "scenario.py")
     assert spec and spec.loader
@@ -101,18 +85,6 @@ def iperf(lab: Lab, client: str, dst: str, bind: str, port: int, seconds: int) -
         raise RuntimeError(f"iperf3 {client}->{dst}: {(r.stdout + r.stderr)[-400:]}") from None
 
 
-def _setup_ms(lab: Lab, node: str, netns: str | None, workdir: str, ike: str, child: str) -> list[float]:
-    out = []
-    pre = f"ip netns exec {netns} " if netns else ""
-    for _ in range(REPEAT):
-        r = lab.exec(node, ["sh", "-c", f"{pre}python3 -c '{SETUP}' {workdir} {ike} {child}"], timeout=30)
-        try:
-            out.append(float(r.stdout.strip().splitlines()[-1]))
-        except (ValueError, IndexError):
-            raise RuntimeError(f"IKE set-up on {node}: {(r.stdout + r.stderr)[-300:]}") from None
-    return out
-
-
 def bench(say: Callable[[str], None] = print, seconds: int = SECONDS, lab_name: str = "benchwg") -> dict[str, Any]:
     sc = _scenario()
     lab = Lab.from_dict(topology(), name=lab_name, workdir=f"/var/lib/testbed/bench-{lab_name}")
@@ -126,8 +98,10 @@ def bench(say: Callable[[str], None] = print, seconds: int = SECONDS, lab_name: 
                            ("a", "initiator a.mwg.test b.mwg.test 192.168.71.2 192.168.72.2 10.99.0.1/32 10.99.0.2/32")):
             lab.exec(node, f"ip addr add {args.split()[-2].split('/')[0]}/32 dev lo", check=True)
             lab.exec(node, ["python3", "-c", ALONE, *args.split()], check=True, timeout=60)
-        alone_setup = _setup_ms(lab, "a", None, "/var/lib/testbed/alone", "alone", "alone")
-        full_setup = _setup_ms(lab, "a", "via-B", "/var/lib/testbed/mn/B", "to-B", "wg")
+        alone_setup = [sc.ike_setup_ms(lab, "a", None, "/var/lib/testbed/alone", "alone", "alone")
+                       for _ in range(REPEAT)]
+        full_setup = [sc.ike_setup_ms(lab, "a", "via-B", "/var/lib/testbed/mn/B", "to-B", "wg")
+                      for _ in range(REPEAT)]
         say(f"IKE set-up ms: through the SGs {full_setup}, alone {alone_setup}")
         if not sc.wait(lambda: sc.mn_tunnels_up(ctx), 30):
             raise RuntimeError("a's tunnel to SG-B did not come back")

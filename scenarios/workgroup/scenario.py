@@ -13,6 +13,31 @@ B_ADDR, AC_ADDR = "10.0.0.7", "10.0.0.5"
 MARKER = "WG-SECRET-MARKER-7f3a"
 STREAM_BYTES = 300_000
 
+# Time one IKE_SA + CHILD_SA set-up over VICI after terminating the SA (node side; argv:
+# charon workdir, IKE name, CHILD name), in ms. Also used by bench.py.
+SETUP = r'''
+import sys, time
+from testbed.sg.strongswan import Charon
+ch = Charon("x", sys.argv[1])
+try:
+    ch.terminate(sys.argv[2])
+except Exception:
+    pass
+time.sleep(0.3)
+t0 = time.monotonic()
+ch.initiate(sys.argv[3], sys.argv[2], 10000)
+print(round((time.monotonic() - t0) * 1000, 1))
+'''
+
+
+def ike_setup_ms(lab, node: str, netns: str | None, workdir: str, ike: str, child: str) -> float:
+    pre = f"ip netns exec {netns} " if netns else ""
+    r = lab.exec(node, ["sh", "-c", f"{pre}python3 -c '{SETUP}' {workdir} {ike} {child}"], timeout=30)
+    try:
+        return float(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"IKE set-up on {node}: {(r.stdout + r.stderr)[-300:]}") from None
+
 
 def status(ctx, node: str, path: str) -> dict:
     r = ctx.lab.exec(node, f"cat {path}")
@@ -81,18 +106,17 @@ def iperf_bps(text: str) -> float:
 def run(ctx) -> None:
     lab = ctx.lab
     ctx.check("every MN tunnel is up (a->SG-B, b->SG-A and b->SG-C, c->SG-B)", wait(lambda: mn_tunnels_up(ctx), 40))
-    b_st = mn(ctx, "b")
-    for s, name in ((PUB["A"], "A"), (PUB["C"], "C")):
-        ms = b_st.get("tunnels", {}).get(s, {}).get("setup_ms")
-        if ms:
-            ctx.metric(f"ike_setup_ms_b_to_sg{name.lower()}", ms)
+    # one fresh IKE_SA + CHILD_SA a -> SG-B through SG-A, IP-IP and SG-B's realm-A charon
+    ms = ike_setup_ms(lab, "a", "via-B", "/var/lib/testbed/mn/B", "to-B", "wg")
+    ctx.metric("ike_setup_ms_a_to_sgb", ms)
+    ctx.check("a fresh IKE_SA + CHILD_SA a -> SG-B sets up within 2 s", ms < 2000, f"{ms:.0f} ms")
     a_st = mn(ctx, "a")
     ctx.check("a learnt c (same address 10.0.0.5) at sign-on and reports it unreachable, no tunnel",
               a_st.get("unreachable_same_address") == ["c.mwg.test"] and PUB["C"] not in a_st.get("tunnels", {}),
               f"unreachable {a_st.get('unreachable_same_address')}, tunnels {sorted(a_st.get('tunnels', {}))}")
 
     # ---- two SAs at SG-B for the two 10.0.0.5 -------------------------------------------
-    sas = sgb_realm_sas(ctx)
+    sas = wait(lambda: (lambda v: v if v["A"] and v["C"] else None)(sgb_realm_sas(ctx)), 6) or sgb_realm_sas(ctx)
     sa_a, sa_c = (sas["A"] or [{}])[0], (sas["C"] or [{}])[0]
     ch_a, ch_c = (sa_a.get("children") or [{}])[0], (sa_c.get("children") or [{}])[0]
     ctx.check("SG-B holds two different SAs for initiators 10.0.0.5 (realm A and realm C charons)",
@@ -199,7 +223,7 @@ def inspect_capture(ctx, pcap, pcap_b) -> None:
         kinds[k] = kinds.get(k, 0) + 1
     ctx.metric("inet_window_packets_between_sgs", len(between))
     ctx.check("between SG public addresses the Internet segment carried only IP-IP with ESP-in-UDP inside",
-              kinds.get("IP-IP/ESP-in-UDP", 0) > 200
+              kinds.get("IP-IP/ESP-in-UDP", 0) >= 50
               and set(kinds) <= {"IP-IP/ESP-in-UDP", "IP-IP/ESP-in-UDP NAT-keepalive"},
               ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) or "nothing captured")
 
