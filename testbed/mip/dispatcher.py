@@ -110,7 +110,7 @@ class Dispatcher:
                 nat.append(f'iifname "{vb}" ip daddr {{ {services} }} ip saddr != {ha.address} snat to {ha.address}')
                 mark.append(f'iifname "{vb}" ct mark set {0x100 + i}')
         if services:
-            out.append(f"ct mark 0x100-0x1ff meta mark set ct mark")
+            out.append("ct mark 0x100-0x1ff meta mark set ct mark")
         counters = "\n".join(f'    counter leak_{ha.name} {{ }}' for ha in self.has)
         return f"""table ip mip_backbone
 delete table ip mip_backbone
