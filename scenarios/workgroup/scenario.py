@@ -250,6 +250,13 @@ def removal(ctx) -> None:
     stop_s = last_a - t0
     c_after = [t for t in rc if t > t0 + 5.0]
     a_after = [t for t in ra if t > t0 + 5.0]
+    b_learnt = wait(lambda: (lambda st: st.get("members") is not None
+                             and all(m["fqdn"] != "a.mwg.test" for m in st["members"])
+                             and PUB["A"] not in st.get("tunnels", {}))(mn(ctx, "b")), 5)
+    a_out = wait(lambda: mn(ctx, "a").get("member") is False and not mn(ctx, "a").get("tunnels"), 5)
+    ctx.check("b learnt the removal (a gone from its member list, its tunnel to SG-A closed) "
+              "and a's own agent was refused at sign-on and closed its tunnel",
+              bool(b_learnt) and bool(a_out), f"b {bool(b_learnt)}, a {bool(a_out)}")
     ctx.metric("removal_row_gone_at_sgb_s", round(t_row, 3))
     ctx.metric("removal_a_to_b_stopped_s", round(stop_s, 3))
     ctx.check("the portal removed a from W", r.stdout.strip() == "200", f"HTTP {r.stdout.strip()}")
