@@ -80,8 +80,13 @@ class SgAgent:
                 self.realms[name] = realm
                 outer_if = realm.outer_if
                 if ipsec.lan_interface:
-                    realm_mark.apply(ipsec.lan_interface,
-                                     {r.outer_if: r.peer_public for r in self.realms.values()})
+                    try:
+                        realm_mark.apply(ipsec.lan_interface,
+                                         {r.outer_if: r.peer_public for r in self.realms.values()})
+                    except RuntimeError as exc:  # e.g. kernel < 5.16: no netdev egress hook
+                        self.errors.append(f"realm tag on {ipsec.lan_interface}: {exc}")
+                        log.error("realm tag on %s not installed (targets cannot tell realms "
+                                  "with equal addresses apart): %s", ipsec.lan_interface, exc)
             else:
                 configure_link(ifname, mtu=self.cfg.tunnel.mtu, routes=routes or [])
                 outer_if = ifname
@@ -141,7 +146,10 @@ class SgAgent:
                 "peers": {pub: name for pub, name in self.peers.items()},
                 "tunnel": self.endpoint.status(), "filter": self.filter.status(),
                 "portal": self.follower.status() if self.follower else None,
-                "realms": realms, "errors": self.errors[-20:]}
+                "realms": realms,
+                "realm_tags": ({st["outer_if"]: realm_mark.realm_mac(st["peer_public"]) for st in realms.values()}
+                               if self.cfg.ipsec.lan_interface else {}),
+                "errors": self.errors[-20:]}
 
     def run(self, stop: threading.Event) -> None:
         """Write status every interval until `stop` is set."""
