@@ -6,6 +6,7 @@ exactly what this lab created (namespaces it added, processes it started).
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -140,6 +141,7 @@ class Lab:
             self.stop(node)
         for ns in self.nodes.values():
             sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def wait_agents(self, timeout: float = 30.0) -> None:
         for node in self.procs:
