@@ -130,7 +130,7 @@ BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bring
 
 
 def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:
-    """Each ``scenarios/<name>/bench.py`` with a ``bench(say) -> dict`` is a benchmark named
+    """Each ``scenarios/<name>/bench.py`` with a ``bench(say) -> dict`` (or ``bench_<name>``) is a benchmark named
     after its scenario, so a scenario brings its own measurement without touching this file."""
     import importlib.util
 
@@ -142,8 +142,9 @@ def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:
         assert spec and spec.loader
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        if callable(getattr(mod, "bench", None)):
-            found[path.parent.name] = mod.bench
+        fn = getattr(mod, "bench", None) or getattr(mod, f"bench_{path.parent.name.replace('-', '_')}", None)
+        if callable(fn):
+            found[path.parent.name] = fn
     return found
 
 
