@@ -223,15 +223,15 @@ def test_handover_with_and_without_extension(labs):
     assert lost[1] < lost[2]
 
 
-def setup_mesh(lab: Lab, weighted: bool) -> list[tuple[str, str]]:
-    """s reaches t over a mesh; weights make s->b->d->t the administratively cheap path."""
-    names = {"s": 1, "a": 2, "b": 3, "c": 4, "d": 5, "e": 6, "t": 7}
+def setup_mesh(lab: Lab, weighted: bool) -> list[str]:
+    """s reaches t over a 6-node mesh; weights make s->b->d->t the cheap path."""
+    names = {"s": 1, "a": 2, "b": 3, "c": 4, "d": 5, "t": 7}
     for n, i in names.items():
         lab.add_node(n, addr(i))
-    edges = ["sa", "sb", "sc", "ab", "bc", "ad", "bd", "ce", "de", "dt", "et"]
+    edges = ["sa", "sb", "sc", "ab", "bc", "ad", "bd", "cd", "dt", "ct"]
     for e in edges:
         lab.link(e[0], e[1])
-    heavy = {addr(names["a"]): 5, addr(names["c"]): 5, addr(names["e"]): 5}
+    heavy = {addr(names["a"]): 5, addr(names["c"]): 5}
     for n in names:
         ws = {"enabled": weighted, "weights": heavy}
         lab.start(n, lab.config(n, managed_prefixes=[NET], weighted_search=ws,
