@@ -15,6 +15,10 @@ FA_STATUS = "/run/testbed/mip-fa.json"
 HA_STATUS = "/run/testbed/mip-ha.json"
 PROBE = "/run/testbed/probe.json"
 PROBE_UDP = "/run/testbed/probe-udp.json"
+WG_PROBE = "/run/testbed/probe-wg.json"          # workgroup session a -> b (M-VPN B), TCP
+WG_PROBE_UDP = "/run/testbed/probe-wg-udp.json"  # the same path, UDP every 20 ms
+SG_A_STATUS = "/run/testbed/sg-a.json"           # the SG of M-VPN A inside virtual HA a
+WG_MN_STATUS = "/run/testbed/mn.json"
 
 
 def read(ctx, node: str, path: str) -> dict:
@@ -76,18 +80,24 @@ def roam(ctx, name: str, segment: str, mode: str, before: str | None = None, aft
         return out
     out["registration_ms"] = reg["latency_ms"]
     out["handover_ms"] = round((reg["time"] - t_move) * 1000, 1)
-    # let the session recover, then read the longest gap since the move
-    probe = wait(lambda: (p := read(ctx, "a", PROBE)) and (p.get("last_echo") or 0) > reg["time"] + 1.0 and p, 30)
-    ctx.check(f"{name}: the TCP session to h carries data again", bool(probe) and not probe.get("error"),
-              (probe or {}).get("error") or "echoes after the registration")
-    if probe:
-        out["tcp_stall_ms"] = interruption_ms(probe, t_move)
-    udp = read(ctx, "a", PROBE_UDP)
-    if udp:
-        out["interruption_ms"] = interruption_ms(udp, t_move)
+    # let the sessions recover, then read the longest gap since the move
+    for label, tcp_path, udp_path, key in (("the TCP session to h", PROBE, PROBE_UDP, ""),
+                                           ("the workgroup TCP session to b", WG_PROBE, WG_PROBE_UDP, "wg_")):
+        probe = wait(lambda: (p := read(ctx, "a", tcp_path)) and (p.get("last_echo") or 0) > reg["time"] + 1.0 and p, 30)
+        ctx.check(f"{name}: {label} carries data again", bool(probe) and not probe.get("error"),
+                  (probe or {}).get("error") or "echoes after the registration")
+        if probe:
+            out[f"{key}tcp_stall_ms"] = interruption_ms(probe, t_move)
+        udp = read(ctx, "a", udp_path)
+        if udp:
+            out[f"{key}interruption_ms"] = interruption_ms(udp, t_move)
     lo = lab.exec("a", "ip -4 -o addr show dev lo").stdout
     ctx.check(f"{name}: a keeps its home address", "10.0.0.5/32" in lo, lo.strip().replace("\n", " | "))
     return out
+
+
+METRIC_KEYS = ("registration_ms", "handover_ms", "interruption_ms", "tcp_stall_ms", "wg_interruption_ms",
+               "wg_tcp_stall_ms")
 
 
 def timeline(ctx, sessions: dict[str, dict], marks: list[tuple[str, float]], out: Path) -> None:
@@ -126,15 +136,36 @@ def run(ctx) -> None:
     lab.move("c:eth0", "visited", flap=True)
     ctx.check("c (M-VPN C, 10.0.0.5) registered via the shared FA",
               wait(lambda: registered(ctx, "c", "fa", t), 20) is not None)
-    # the long session from a's home address
+    # claim 15: the SG of M-VPN A is virtual HA a - same namespace, same public address
+    sga = wait(lambda: (st := read(ctx, "opha", SG_A_STATUS)) and any(
+        c.get("state") == "INSTALLED" for r in st.get("realms", {}).values() for sa in r.get("sas", [])
+        for c in sa.get("children", [])) and st, 40)
+    ha_ns = lab.exec("opha", "ip -n vha-a -br link show rl-B; ip -n vha-a -4 -br addr show lo").stdout
+    ctx.check("claim 15: the SG of M-VPN A runs in virtual HA a (namespace vha-a, address 198.51.100.11) "
+              "and holds b's IPsec SA (realm B)",
+              bool(sga) and sga.get("public_address") == "198.51.100.11" and "rl-B" in ha_ns and "198.51.100.11/32" in ha_ns,
+              ha_ns.strip().replace("\n", " | "))
+    mn = wait(lambda: (st := read(ctx, "a", WG_MN_STATUS)) and any(
+        sa.get("state") == "ESTABLISHED" for t in st.get("tunnels", {}).values() for sa in t.get("sas", [])) and st, 40)
+    ctx.check("a signed on to workgroup W and has its IPsec SA to SG-B", bool(mn),
+              json.dumps({k: v.get("setup_ms") for k, v in (mn or {}).get("tunnels", {}).items()}))
+    # the long sessions from a's home address: to h at home, to b in M-VPN B (workgroup)
     lab.spawn("a", f"python3 -m testbed.mip.probe client --dst 10.0.0.10 --port 5001 --bind 10.0.0.5 --out {PROBE}",
               log="probe.log")
     lab.spawn("a", f"python3 -m testbed.mip.probe client --udp --interval 0.01 --dst 10.0.0.10 --port 5001 "
               f"--bind 10.0.0.5 --out {PROBE_UDP}", log="probe-udp.log")
+    lab.spawn("a", f"python3 -m testbed.mip.probe client --dst 10.0.0.7 --port 5002 --bind 10.0.0.5 --out {WG_PROBE}",
+              log="probe-wg.log")
+    lab.spawn("a", f"python3 -m testbed.mip.probe client --udp --interval 0.02 --dst 10.0.0.7 --port 5002 "
+              f"--bind 10.0.0.5 --out {WG_PROBE_UDP}", log="probe-wg-udp.log")
     first = wait(lambda: (p := read(ctx, "a", PROBE)) and p.get("echoed", 0) > 20 and p, 15)
     ctx.check("TCP session a -> h established from the home address", bool(first),
               (first or {}).get("local") or "no echoes")
     local = (first or {}).get("local")
+    wg_first = wait(lambda: (p := read(ctx, "a", WG_PROBE)) and p.get("echoed", 0) > 20 and p, 15)
+    ctx.check("workgroup TCP session a -> b (M-VPN B, through SG-B and SG-A = virtual HA a) established",
+              bool(wg_first), (wg_first or {}).get("local") or (wg_first or {}).get("error") or "no echoes")
+    wg_local = (wg_first or {}).get("local")
     marks: list[tuple[str, float]] = []
 
     # 2. a roams to the shared FA: two visitors with the same home address
@@ -152,7 +183,7 @@ def run(ctx) -> None:
     ctx.check("same-address visitors never receive each other's packets",
               got_a == 3 and got_c == 5 and delta == {"a": 3, "c": 5},
               f"h->10.0.0.5 {got_a}/3, hc->10.0.0.5 {got_c}/5; echo requests seen: a {delta['a']}, c {delta['c']}")
-    for k in ("registration_ms", "handover_ms", "interruption_ms", "tcp_stall_ms"):
+    for k in METRIC_KEYS:
         if k in step:
             ctx.metric(f"fa_{k}", step[k])
 
@@ -169,6 +200,11 @@ def run(ctx) -> None:
               bool(kids) and kids[0].get("local-ts") == ["10.0.0.5/32"] and kids[0].get("encap") == "yes",
               json.dumps(kids[0] if kids else (ipsec or {}).get("error")))
 
+    hk = [c for sa in (ipsec or {}).get("sas", []) for c in sa.get("children", [])]
+    ctx.check("claim 24: the SA to the HA carries everything from the home address (0.0.0.0/0), "
+              "so the workgroup tunnel to SG-B runs inside it",
+              bool(hk) and hk[0].get("remote-ts") == ["0.0.0.0/0"], json.dumps(hk[0].get("remote-ts") if hk else None))
+
     def esp_bytes() -> int:
         st = read(ctx, "opha", HA_STATUS).get("home_agents", {}).get("a", {}).get("ipsec") or {}
         return sum(int(c.get("bytes-in") or 0) for sa in st.get("sas", []) for c in sa.get("children", []))
@@ -177,7 +213,20 @@ def run(ctx) -> None:
     grown = wait(lambda: esp_bytes() > before, 5)
     ctx.check("claim 24: a's traffic home arrives through ESP at virtual HA a", bool(grown),
               f"ESP bytes in at the HA: {before} -> {esp_bytes()}")
-    for k in ("registration_ms", "handover_ms", "interruption_ms", "tcp_stall_ms"):
+
+    def sgb_bytes() -> int:
+        st = read(ctx, "sg-b", "/run/testbed/sg.json")
+        return sum(int(c.get("bytes-in") or 0) for r in st.get("realms", {}).values() for sa in r.get("sas", [])
+                   for c in sa.get("children", []))
+    w0, h0 = sgb_bytes(), esp_bytes()
+    time.sleep(1.5)
+    w1, h1 = sgb_bytes(), esp_bytes()
+    route = lab.exec("a", "ip route get 198.51.100.40 from 10.0.0.5").stdout.strip()
+    ctx.check("claim 24: on the CCoA the workgroup ESP (a -> SG-B) is routed into the HA's SA; both SAs count",
+              w1 > w0 and h1 - h0 > w1 - w0 and "dev ipsec0" in route,
+              f"route to SG-B: {route.splitlines()[0] if route else '?'}; SG-B workgroup SA bytes in "
+              f"+{w1 - w0}, virtual HA a's SA bytes in +{h1 - h0} in 1.5 s")
+    for k in METRIC_KEYS:
         if k in step:
             ctx.metric(f"ccoa_{k}", step[k])
 
@@ -186,7 +235,7 @@ def run(ctx) -> None:
     marks.append(("home", step["t_move"]))
     gone = wait(lambda: "10.0.0.5" not in read(ctx, "opha", HA_STATUS).get("home_agents", {}).get("a", {}).get("bindings", {"10.0.0.5": 1}), 10)
     ctx.check("virtual HA a removed the binding on return home", bool(gone))
-    for k in ("registration_ms", "handover_ms", "interruption_ms", "tcp_stall_ms"):
+    for k in METRIC_KEYS:
         if k in step:
             ctx.metric(f"home_{k}", step[k])
 
@@ -195,6 +244,14 @@ def run(ctx) -> None:
     ctx.check("one TCP connection survived every step (no reset, same socket)",
               not probe.get("error") and probe.get("local") == local and probe.get("echoed", 0) > 100,
               f"local {probe.get('local')}, sent {probe.get('sent')}, echoed {probe.get('echoed')}, error {probe.get('error')}")
+    wg = read(ctx, "a", WG_PROBE)
+    ctx.check("the workgroup TCP connection a -> b survived every step (no reset, same socket)",
+              not wg.get("error") and wg.get("local") == wg_local and wg.get("echoed", 0) > 100,
+              f"local {wg.get('local')}, sent {wg.get('sent')}, echoed {wg.get('echoed')}, error {wg.get('error')}")
+    rows = [r for r in read(ctx, "opha", SG_A_STATUS).get("filter", {}).get("rows", [])
+            if r.get("peer_sg_public") == "198.51.100.40" and r.get("initiator_private") == "10.0.0.7"]
+    ctx.check("b's answers entered M-VPN A through SG-A's workgroup filter in virtual HA a (claims 6, 15)",
+              bool(rows) and rows[0].get("packets", 0) > 100, json.dumps(rows[0] if rows else None))
     c_status = read(ctx, "c", MN_STATUS)
     ctx.check("c stayed registered via the FA throughout", c_status.get("mode") == "fa")
     ha = read(ctx, "opha", HA_STATUS).get("home_agents", {})
@@ -202,10 +259,13 @@ def run(ctx) -> None:
     ctx.check("no registration was denied", not any(denied.values()), str(denied))
     try:
         timeline(ctx, {"TCP session a -> h (echoes / 100 ms)": probe,
-                       "UDP stream a -> h, 10 ms (echoes / 100 ms)": read(ctx, "a", PROBE_UDP)},
+                       "UDP stream a -> h, 10 ms (echoes / 100 ms)": read(ctx, "a", PROBE_UDP),
+                       "workgroup TCP a -> b (echoes / 100 ms)": wg,
+                       "workgroup UDP a -> b, 20 ms (echoes / 100 ms)": read(ctx, "a", WG_PROBE_UDP)},
                  marks, ctx.results / "timeline.png")
         from orchestration.graph import render
         render(lab.topology, ctx.results / "topology.png")
     except Exception as exc:  # pictures are a by-product: report, don't fail the run
         ctx.say(f"pictures not written: {exc}")
     (ctx.results / "probe.json").write_text(json.dumps(probe, indent=1))
+    (ctx.results / "probe-wg.json").write_text(json.dumps(wg, indent=1))

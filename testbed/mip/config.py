@@ -39,6 +39,10 @@ class MnSecurity(_Base):
 class IpsecConfig(_Base):
     """Claim 24: extra IPsec tunnel MN <-> HA inside the CCoA tunnel (strongSwan, PSK = MN-HA key)."""
     workdir: str = Field(min_length=1)   # charon's config, VICI socket and log (not under /run)
+    # What the SA carries: "home_prefix" = H <-> home prefix only; "all" = everything the MN
+    # sends from H while on the CCoA (e.g. the workgroup ESP to another M-VPN's SG, so the
+    # workgroup IPsec tunnel runs inside this one, claim 24). Both ends must agree.
+    protect: Literal["home_prefix", "all"] = "home_prefix"
 
 
 class HomeAgentConfig(_Base):

@@ -107,7 +107,8 @@ class HomeAgent:
         if self.cfg.ipsec_ccoa is not None:
             from testbed.mip.ipsec import HaIpsec
             self.ipsec = HaIpsec(self.name, self.cfg.ipsec_ccoa.workdir, self.address, str(self.cfg.home_prefix),
-                                 {h: sa.key for h, sa in self.proc.mns.items()})
+                                 {h: sa.key for h, sa in self.proc.mns.items()},
+                                 protect=self.cfg.ipsec_ccoa.protect)
             self.ipsec.start()
         for ifname in self.cfg.home_interfaces:
             write_proc_sys(f"net.ipv4.conf.{ifname}.forwarding", "1")

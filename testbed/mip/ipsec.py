@@ -3,8 +3,17 @@
 With a co-located care-of address no FA vouches for the MN on the visited network, so
 the MN adds an IKEv2/ESP tunnel from its home address H to its HA, carried inside the
 IP-IP tunnel CCoA <-> HA (and, in the full system, outside the realm-indexed workgroup
-IPsec tunnel). Traffic selectors: H/32 <-> the home prefix. The PSK is the MN-HA key of
-the Mobile IP security association (one secret per MN, looked up by its home address).
+IPsec tunnel). Traffic selectors: H/32 <-> the home prefix, or with `protect: all`
+H/32 <-> 0.0.0.0/0, so that everything H sends rides in this SA - also the MN's workgroup
+ESP towards another M-VPN's SG (claim 24: this tunnel inside the Mobile IP tunnel and
+outside the workgroup tunnel). The PSK is the MN-HA key of the Mobile IP security
+association (one secret per MN, looked up by its home address).
+
+With `protect: all` charon routes 0.0.0.0/0 into ipsec0 in table 220, which would also
+swallow the MN's more specific routes (a workgroup target 10.0.0.7 of an overlapping realm
+routed into its own tunnel namespace, the visited subnet). A rule before 220, `lookup main
+suppress_prefixlength 0`, keeps every specific main route and hands only what would take
+the default route to the SA.
 
 Layers on the wire from the MN: IP-IP(CCoA -> HA) [ UDP 4500 (H -> HA) [ ESP [ H -> host ] ] ].
 
@@ -59,8 +68,15 @@ def _write_dir(workdir: Path, conf: str) -> Path:
     return path
 
 
+ALL = "0.0.0.0/0"
+SPECIFIC_FIRST_PREF = "210"   # before charon's table 220 rule
+
+
 def ha_swanctl(ha: str, home_prefix: str, keys: dict[str, bytes]) -> str:
-    """Responder: any MN of this HA, authenticated by the PSK of its home address."""
+    """Responder: any MN of this HA, authenticated by the PSK of its home address.
+
+    `home_prefix` is the responder's local_ts: the home prefix, or 0.0.0.0/0 (protect: all).
+    """
     return render_settings({
         "connections": {"mn": {
             "version": 2, "local_addrs": ha, "proposals": IKE_PROPOSALS, "mobike": False,
@@ -94,9 +110,10 @@ def mn_swanctl(home: str, ha: str, home_prefix: str, key: bytes) -> str:
 class HaIpsec:
     """The responder of one (virtual) HA; start() from a thread inside the HA's namespace."""
 
-    def __init__(self, name: str, workdir: str, ha: str, home_prefix: str, keys: dict[str, bytes]) -> None:
+    def __init__(self, name: str, workdir: str, ha: str, home_prefix: str, keys: dict[str, bytes],
+                 protect: str = "home_prefix") -> None:
         self.charon = Charon(name=f"ha-{name}", workdir=Path(workdir))
-        self.conf = ha_swanctl(ha, home_prefix, keys)
+        self.conf = ha_swanctl(ha, ALL if protect == "all" else home_prefix, keys)
         self.error: str | None = None
 
     def start(self) -> None:
@@ -124,15 +141,23 @@ class MnIpsec:
     MN's movement detection.
     """
 
-    def __init__(self, workdir: str, home: str, ha: str, home_prefix: str, key: bytes) -> None:
+    def __init__(self, workdir: str, home: str, ha: str, home_prefix: str, key: bytes,
+                 protect: str = "home_prefix") -> None:
         self.charon = Charon(name="mn", workdir=Path(workdir))
-        self.conf = mn_swanctl(home, ha, home_prefix, key)
+        self.protect = protect
+        self.conf = mn_swanctl(home, ha, ALL if protect == "all" else home_prefix, key)
         self.state = "down"
         self.error: str | None = None
         self.ups = 0
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        if self.protect == "all":
+            subprocess.run(["ip", "rule", "del", "pref", SPECIFIC_FIRST_PREF], capture_output=True)
+            proc = subprocess.run(["ip", "rule", "add", "pref", SPECIFIC_FIRST_PREF, "lookup", "main",
+                                   "suppress_prefixlength", "0"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise StrongswanError(f"ip rule (specific routes before table 220): {proc.stderr.strip()}")
         self.charon.start()
         self.charon.load_swanctl(_write_dir(self.charon.workdir, self.conf))
 
@@ -165,6 +190,8 @@ class MnIpsec:
 
     def stop(self) -> None:
         self.charon.stop()
+        if self.protect == "all":
+            subprocess.run(["ip", "rule", "del", "pref", SPECIFIC_FIRST_PREF], capture_output=True)
 
     def status(self) -> dict:
         try:

@@ -113,7 +113,8 @@ class MobileNode:
         if self.cfg.ipsec_to_ha is not None:
             from testbed.mip.ipsec import MnIpsec
             self.ipsec = MnIpsec(self.cfg.ipsec_to_ha.workdir, self.home, self.ha,
-                                 str(self.cfg.home_prefix), self.sa.key)
+                                 str(self.cfg.home_prefix), self.sa.key,
+                                 protect=self.cfg.ipsec_to_ha.protect)
             self.ipsec.start()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
