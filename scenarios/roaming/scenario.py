@@ -101,6 +101,8 @@ METRIC_KEYS = ("registration_ms", "handover_ms", "interruption_ms", "tcp_stall_m
 
 
 def timeline(ctx, sessions: dict[str, dict], marks: list[tuple[str, float]], out: Path) -> None:
+    """One panel per session (shared time axis): a TCP burst after a stall would squash
+    the other sessions' curves in a single panel."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -109,21 +111,21 @@ def timeline(ctx, sessions: dict[str, dict], marks: list[tuple[str, float]], out
     if not allk:
         return
     t0, t1 = min(allk), max(allk)
-    fig, ax = plt.subplots(figsize=(11, 3.8))
-    top = 1
-    for name, bins in series.items():
+    fig, axes = plt.subplots(len(series), 1, figsize=(11, 1.7 * len(series) + 1), sharex=True, squeeze=False)
+    for ax, (name, bins) in zip(axes[:, 0], series.items()):
         xs = [(k - t0) / 10 for k in range(t0, t1 + 1)]
         ys = [bins.get(k, 0) for k in range(t0, t1 + 1)]
-        top = max(top, max(ys))
-        ax.step(xs, ys, where="post", label=name)
-    for label, t in marks:
-        x = t - t0 / 10
-        ax.axvline(x, color="tab:red", linestyle="--", linewidth=1)
-        ax.text(x, top * 1.02, label, rotation=0, fontsize=8, color="tab:red")
-    ax.set_xlabel("seconds since the session started")
-    ax.set_ylabel("packets per 100 ms")
-    ax.set_title("roaming: delivered packets per 100 ms, moves marked")
-    ax.legend(loc="lower right", fontsize=8)
+        ax.step(xs, ys, where="post", linewidth=1)
+        ax.set_ylim(0, max(4, sorted(ys)[int(len(ys) * 0.95)] * 1.6))   # bursts clipped, gaps visible
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_ylabel("per 100 ms", fontsize=8)
+        for label, t in marks:
+            x = t - t0 / 10
+            ax.axvline(x, color="tab:red", linestyle="--", linewidth=1)
+            if ax is axes[0, 0]:
+                ax.text(x, ax.get_ylim()[1], f" {label}", fontsize=8, color="tab:red", va="bottom")
+    axes[-1, 0].set_xlabel("seconds since the sessions started (moves marked)")
+    fig.suptitle("roaming: packets delivered per 100 ms per session", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
