@@ -48,11 +48,11 @@ def render(topo: Topology, out: str | Path) -> Path:
             for s, sg in seg_group.items():
                 if sg == grp:
                     sub = topo.segments[s].subnet
-                    c.node(f"seg:{s}", f"{s}\n{sub or ''}", shape="box", style="filled,rounded",
+                    c.node(f"seg__{s}", f"{s}\n{sub or ''}", shape="box", style="filled,rounded",
                            fillcolor="#dddddd", height="0.2")
     for w in wires(topo):
         if w.segment:
-            g.edge(w.a.node, f"seg:{w.segment}", label=f"{w.a.ifname} {w.a.address or ''}")
+            g.edge(w.a.node, f"seg__{w.segment}", label=f"{w.a.ifname} {w.a.address or ''}")
         else:
             assert w.b is not None
             g.edge(w.a.node, w.b.node, taillabel=str(w.a.address or ""), headlabel=str(w.b.address or ""))

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 declare -A need=(
   [dockerd]=docker.io [debootstrap]=debootstrap [ip]=iproute2 [tcpdump]=tcpdump
   [nft]=nftables [dot]=graphviz [tshark]=tshark [dig]=dnsutils [iperf3]=iperf3
-  [openssl]=openssl [freeDiameterd]=freediameter [swanctl]=strongswan-swanctl
+  [openssl]=openssl [freeDiameterd]=freediameter [swanctl]=strongswan-swanctl [udhcpc]=udhcpc
+  [ping]=iputils-ping
   [/usr/lib/ipsec/charon]=strongswan-charon
 )
 missing=()
