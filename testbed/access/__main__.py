@@ -8,7 +8,6 @@ hello server when enabled, and a status file rewritten every 0.5 s.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -17,17 +16,15 @@ import subprocess
 import sys
 import time
 
+from testbed.common.jsonfile import write_json_atomic
+
 from .config import ConfigError, NodeConfig, SinkConfig, load
 
 log = logging.getLogger("access")
 
 
 def write_status(path: str, doc: dict) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-    os.replace(tmp, path)
+    write_json_atomic(path, doc)
 
 
 def udp_socket(port: int, bind: str = "0.0.0.0") -> socket.socket:

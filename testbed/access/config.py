@@ -7,12 +7,12 @@ DHCP hello. Unknown keys are refused and errors name the field.
 from __future__ import annotations
 
 import ipaddress
-import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from testbed.common.config import ConfigError, read_mapping, validate
 
 
 class _Strict(BaseModel):
@@ -126,32 +126,12 @@ class NodeConfig(_Strict):
         return self
 
 
-class ConfigError(ValueError):
-    pass
-
-
 def parse(data: dict, model: type[BaseModel]):
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-            msgs.append(f"{loc}: {err['msg']}")
-        raise ConfigError("invalid access config: " + "; ".join(msgs)) from None
+    return validate(model, data, "access config")
 
 
 def load(path: str | Path) -> SinkConfig | NodeConfig:
-    text = Path(path).read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: neither JSON nor YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    data = read_mapping(path)
     role = data.get("role", "sink")
     if role not in ("sink", "node"):
         raise ConfigError(f"role: {role!r} is not sink or node")

@@ -7,21 +7,17 @@ with ``cat`` at any moment and must never see half a JSON document.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable
 
+from testbed.common.jsonfile import write_json_atomic
+
 log = logging.getLogger("testbed.diameter")
 
+__all__ = ["write_json_atomic", "status_loop"]
 
-def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+
 
 
 async def status_loop(path: str | Path, snapshot: Callable[[], dict[str, Any]],

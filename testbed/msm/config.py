@@ -6,15 +6,13 @@ every error names the field, so a bad scenario file fails loudly at start.
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from testbed.common.config import ConfigError, read_mapping, validate
 
 
-class ConfigError(Exception):
-    """The config file is unreadable or a field is invalid; the message names it."""
 
 
 class SeedWorkgroup(BaseModel):
@@ -115,24 +113,8 @@ def parse_config(data: Any) -> MsmConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("config: top level must be a mapping")
-    try:
-        return MsmConfig.model_validate(data)
-    except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "config"
-            msgs.append(f"{field}: {err['msg']}")
-        raise ConfigError("invalid config: " + "; ".join(msgs)) from None
+    return validate(MsmConfig, data, "config")
 
 
 def load_config(path: str) -> MsmConfig:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc}") from None
-    try:
-        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config: {path} is not valid JSON/YAML: {exc}") from None
-    return parse_config(data)
+    return parse_config(read_mapping(path))

@@ -5,12 +5,12 @@ renaming means a reader never sees half a document.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from typing import Callable
+
+from testbed.common.jsonfile import write_json_atomic
 
 log = logging.getLogger("msm.status")
 
@@ -27,11 +27,7 @@ class StatusWriter:
         try:
             doc = self.collect()
             doc["written_at"] = time.time()
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            tmp = f"{self.path}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+            write_json_atomic(self.path, doc)
         except Exception:  # never let status writing take the agent down
             log.exception("cannot write status file %s", self.path)
 
