@@ -431,6 +431,20 @@ class MobileNode:
                 self.endpoint.add_peer("ha", self.ha, ifname=TUN_IF)
                 self.endpoint.start()
             run_ip(["route", "replace", "default", "dev", TUN_IF, "src", self.home], check=False)
+        self._flush_unresolved()   # after the new routes: nothing can queue on the old ones
+
+    def _flush_unresolved(self) -> None:
+        """Drop neighbour entries still being resolved on the link we moved to.
+
+        Why: packets sent in the moment of the move still follow the old routes (the home
+        prefix is on-link, the home gateway the next hop), so the kernel ARPs for h or the
+        home gateway on the new link and parks those packets in the unresolved entry for
+        its 3 s of retries. TCP will not retransmit a segment whose original copy is still
+        queued in the host (skb_still_in_host_queue), so a session to h stalled 3 s at
+        every move although the new path was up after ~100 ms. Flushing the incomplete
+        entries frees those copies at once; resolved entries are left alone.
+        """
+        run_ip(["neigh", "flush", "dev", self.ifname, "nud", "incomplete"], check=False)
 
     def _routes_intact(self, t: Target) -> bool:
         """Is our default route still the one `t` needs? (one `ip` call instead of five)"""
