@@ -24,7 +24,7 @@ from typing import Callable
 from . import seqnum
 from .buffer import PacketBuffer, Reinjector, Tun, icmp_host_unreachable, ip_header
 from .config import AgentConfig
-from .interfaces import current_interfaces, local_addresses
+from .interfaces import LinkEvents, current_interfaces, local_addresses
 from .kernel import KernelRoutes, set_sysctl
 from .handover import HandoverMixin
 from .long_session import LongSessionMixin, Session
@@ -129,6 +129,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.tun: Tun | None = None
         self.reinjector: Reinjector | None = None
         self.monitor: TrafficMonitor | None = None
+        self.link_events: LinkEvents | None = None
         self.loop = EventLoop()
 
     # ------------------------------------------------------------------ set-up
@@ -156,6 +157,11 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.kernel.add_catchall(str(net.network_address), net.prefixlen, cfg.tun_name,
                                          cfg.catchall_metric)
         self.poll_interfaces(initial=True)
+        if cfg.link_layer_detection:
+            try:
+                self.link_events = LinkEvents()
+            except OSError as e:  # polling still finds vanished interfaces, only later
+                log.warning("no link notifications (%s); carrier flaps go unnoticed", e)
         self.monitor = TrafficMonitor(self.local_addrs, {"lo", cfg.tun_name})
         log.info("AODV agent %s role=%s handover=%s weighted=%s gratuitous=%s managed=%s",
                  self.addr, cfg.role, cfg.handover.enabled, cfg.weighted_search.enabled,
@@ -168,7 +174,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if self.kernel:
             self.kernel.flush_owned()
             self.kernel.close()
-        for x in (self.sock, self.tun, self.reinjector, self.monitor):
+        for x in (self.sock, self.tun, self.reinjector, self.monitor, self.link_events):
             if x is not None:
                 x.close()
 
@@ -181,6 +187,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if self.tun:
             self.loop.add_reader(self.tun.fileno(), self._on_tun)
         self.loop.add_reader(self.monitor.fileno(), self.monitor.drain)
+        if self.link_events is not None:
+            self.loop.add_reader(self.link_events.fileno(), self._on_link_events)
         if self.access_hook is not None and hasattr(self.access_hook, "readers"):
             for fileobj, callback in self.access_hook.readers():
                 self.loop.add_reader(fileobj, callback)
@@ -966,6 +974,32 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         mon.from_src = {a: t for a, t in mon.from_src.items() if t >= now - 10}
 
     # ------------------------------------------------------------------ housekeeping
+    def interface_gone(self, n: str, why: str) -> None:
+        """Link-layer detection: what used interface n is broken now (RFC 6.11)."""
+        self.event("interface_down", iface=n, reason=why)
+        if self.cfg.link_layer_detection:
+            for nb in [x for x in self.neighbours.values() if x.iface == n]:
+                self.link_break(nb.addr, f"interface {n} {why}")
+            for r in self.routes.on_iface(n):
+                self.invalidate(r, f"interface {n} {why}")
+
+    def _on_link_events(self) -> None:
+        """A carrier drop on one of our interfaces, however short, is a link break: the
+        interface may come back on another segment (a radio handover) with other
+        neighbours. Handle the drop at once, then poll: an interface up again is new and
+        gets an immediate hello (so a new sink answers within milliseconds)."""
+        events = self.link_events.read()
+        if not events:
+            return
+        by_index = {idx: n for n, (idx, _a) in self.ifaces.items()}
+        for idx, usable in events:
+            n = by_index.get(idx)
+            if n is not None and not usable and n in self.ifaces:
+                del self.ifaces[n]
+                self.counters["carrier_losses"] += 1
+                self.interface_gone(n, "lost carrier")
+        self.poll_interfaces()
+
     def poll_interfaces(self, initial: bool = False) -> None:
         self._last_poll = self.now()
         cur = current_interfaces(self.kernel.ipr, self.cfg.interfaces, {self.cfg.tun_name})
@@ -979,12 +1013,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if self.monitor:
             self.monitor.local_addrs = self.local_addrs
         for n in gone:
-            self.event("interface_down", iface=n)
-            if self.cfg.link_layer_detection:
-                for nb in [x for x in self.neighbours.values() if x.iface == n]:
-                    self.link_break(nb.addr, f"interface {n} gone")
-                for r in self.routes.on_iface(n):
-                    self.invalidate(r, f"interface {n} gone")
+            self.interface_gone(n, "gone")
         for n in added:
             if not initial:
                 self.event("interface_up", iface=n)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 
 from pyroute2 import IPRoute
 
@@ -37,3 +38,51 @@ def current_interfaces(ipr: IPRoute, wanted: list[str], skip: set[str]
 
 def local_addresses(ipr: IPRoute) -> set[str]:
     return {a.get("address") for a in ipr.get_addr(family=socket.AF_INET)}
+
+
+RTMGRP_LINK = 0x1
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+_NLMSG = struct.Struct("=IHHII")      # nlmsghdr: len, type, flags, seq, pid
+_IFINFO = struct.Struct("=BxHiII")    # ifinfomsg: family, type, index, flags, change
+
+
+class LinkEvents:
+    """Kernel link notifications (rtnetlink RTMGRP_LINK), so that a carrier flap is seen.
+
+    Why: a radio handover re-attaches the same interface elsewhere; its carrier drops for
+    milliseconds and the name and index never change, so polling (once a second) misses it
+    and the node keeps sending to a neighbour that is no longer on the link. The kernel
+    queues a RTM_NEWLINK without IFF_LOWER_UP for every drop; reading them loses none.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock.bind((0, RTMGRP_LINK))
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> list[tuple[int, bool]]:
+        """(ifindex, usable) per notification queued now; usable = up with carrier."""
+        out: list[tuple[int, bool]] = []
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return out
+            except OSError:  # ENOBUFS: notifications lost; the caller re-polls anyway
+                return out
+            off = 0
+            while off + _NLMSG.size <= len(data):
+                length, mtype, _f, _s, _p = _NLMSG.unpack_from(data, off)
+                if length < _NLMSG.size or off + length > len(data):
+                    break
+                if mtype in (RTM_NEWLINK, RTM_DELLINK) and length >= _NLMSG.size + _IFINFO.size:
+                    _fam, _t, idx, flags, _c = _IFINFO.unpack_from(data, off + _NLMSG.size)
+                    usable = mtype == RTM_NEWLINK and bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
+                    out.append((idx, usable))
+                off += (length + 3) & ~3
+
+    def close(self) -> None:
+        self.sock.close()

@@ -27,6 +27,8 @@ class KernelRoutes:
         self.proto = proto
         self.ipr = IPRoute()
         self.errors = 0
+        #: (oif, metric) of our catch-all routes to the buffer TUN: remove() leaves them
+        self.catchalls: set[tuple[int, int]] = set()
 
     def close(self) -> None:
         self.ipr.close()
@@ -59,18 +61,33 @@ class KernelRoutes:
             return False
 
     def remove(self, dst: str, prefix_len: int = 32) -> None:
-        """Delete our route to dst. The kernel matches the scope on delete, so a
-        neighbour (scope link) route needs it said; try both kinds."""
-        for scope in (RT_SCOPE_LINK, 0):
+        """Delete our route to dst, never the catch-all to the buffer TUN.
+
+        Why not a plain `route del dst/len proto P`: a prefix route (e.g. a gateway's
+        announced network that is also a managed prefix of this node) has the same dst,
+        length and protocol as its catch-all, and the kernel deletes the first match; with
+        the catch-all gone, datagrams would follow the dead route instead of being buffered.
+        So delete exactly the entries that are not a catch-all, each with its own oif and
+        metric."""
+        try:
+            found = [r for r in self.ipr.get_routes(family=socket.AF_INET, proto=self.proto)
+                     if (r.get("dst") or "0.0.0.0") == dst and r["dst_len"] == prefix_len]
+        except NetlinkError as exc:
+            self.errors += 1
+            log.debug("kernel route dump for %s/%d: %s", dst, prefix_len, exc)
+            return
+        for r in found:
+            if (r.get("oif"), r.get("priority")) in self.catchalls:
+                continue
+            kw = dict(dst=dst, dst_len=prefix_len, proto=self.proto, scope=r["scope"], oif=r.get("oif"))
+            if r.get("priority") is not None:
+                kw["priority"] = r.get("priority")
             try:
-                self.ipr.route("del", dst=dst, dst_len=prefix_len, proto=self.proto,
-                               scope=scope)
-                return
+                self.ipr.route("del", **kw)
             except NetlinkError as exc:
-                if exc.code != 3:  # ESRCH: not this kind, or already gone with its link
+                if exc.code != 3:  # ESRCH: already gone with its link
                     self.errors += 1
                     log.debug("kernel route del %s/%d: %s", dst, prefix_len, exc)
-                    return
 
     def add_catchall(self, prefix: str, prefix_len: int, tun: str, metric: int) -> None:
         """Low-priority route sending datagrams without an AODV route to the buffer TUN."""
@@ -79,6 +96,7 @@ class KernelRoutes:
             raise RuntimeError(f"TUN {tun} not found")
         self.ipr.route("replace", dst=prefix, dst_len=prefix_len, oif=idx, proto=self.proto,
                        priority=metric, scope=RT_SCOPE_LINK)
+        self.catchalls.add((idx, metric))
 
     def owned(self) -> list[tuple[str, int]]:
         out = []
