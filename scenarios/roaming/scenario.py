@@ -254,6 +254,16 @@ def run(ctx) -> None:
             if r.get("peer_sg_public") == "198.51.100.40" and r.get("initiator_private") == "10.0.0.7"]
     ctx.check("b's answers entered M-VPN A through SG-A's workgroup filter in virtual HA a (claims 6, 15)",
               bool(rows) and rows[0].get("packets", 0) > 100, json.dumps(rows[0] if rows else None))
+    # c (the other 10.0.0.5) has no sessions of its own besides its portal sign-on and Mobile
+    # IP: had any of a's TCP or UDP packets been delivered to it during the whole run, its
+    # stack would have answered with a reset or counted a datagram for a closed port
+    snmp = {}
+    for line_h, line_v in zip(*[iter([ln.split() for ln in lab.exec("c", "cat /proc/net/snmp").stdout.splitlines()])] * 2):
+        snmp.update({f"{line_h[0]}{k}": int(v) for k, v in zip(line_h[1:], line_v[1:]) if v.lstrip("-").isdigit()})
+    leaked = {k: snmp.get(k) for k in ("Tcp:InSegs", "Tcp:OutRsts", "Udp:NoPorts", "Udp:InDatagrams")}
+    ctx.check("over the whole run c never received a's session packets (no TCP reset, no UDP to a closed port)",
+              snmp != {} and leaked["Tcp:OutRsts"] == 0 and leaked["Udp:NoPorts"] == 0,
+              json.dumps(leaked))
     c_status = read(ctx, "c", MN_STATUS)
     ctx.check("c stayed registered via the FA throughout", c_status.get("mode") == "fa")
     ha = read(ctx, "opha", HA_STATUS).get("home_agents", {})
