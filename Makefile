@@ -1,6 +1,6 @@
 # Two commands on a fresh machine, as root:  make scenario   and   make test
 # Each first runs tools/setup.sh (packages, venv, dockerd, images; fast when done).
-SCENARIO ?= realms
+SCENARIO ?= roaming
 PYTEST_ARGS ?=
 VENV := .venv/bin
 

@@ -230,7 +230,7 @@ def images() -> None:
 
 
 @app.command()
-def scenario(name: str = typer.Argument("realms", help="folder under scenarios/"),
+def scenario(name: str = typer.Argument("roaming", help="folder under scenarios/"),
              lab: Optional[str] = typer.Option(None, help="lab name (default: the topology's)"),
              keep: bool = typer.Option(False, help="leave the lab up afterwards")) -> None:
     """Run a scenario, print its checks and write results/<name>/report.json."""
