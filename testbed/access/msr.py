@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         def proxied(self, addr):
             return addr in proxied
 
+        def guards(self, iface):
+            """The sink's access interfaces: every hello there needs the sink's verdict."""
+            return iface in scfg.interfaces
+
         def readers(self):
             return readers
 

@@ -8,6 +8,9 @@ questions. The intended contract, for the agent to call natively later:
     hook.on_hello(m, prev, iface) -> "admit" | "refuse" | "pending"
         every hello carrying an access extension (types 131-134, testbed.access.hello_auth);
         "pending": the sink asked the MSM; the node's next hello gets the verdict.
+    hook.guards(iface) -> bool   (optional)
+        True for the sink's access interfaces: there plain hellos go to on_hello too, so a
+        node cannot skip authentication by leaving the extension out.
     hook.proxied(addr) -> bool
         the sink answers RREQs for `addr` as its proxy (claim 57) and treats datagrams
         from `addr` as its own for discovery and buffering (claims 61-62).

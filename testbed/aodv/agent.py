@@ -792,8 +792,13 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
     def on_hello(self, m: RREP, prev: str, iface: str, ho: HandoverExt | None) -> None:
         self.counters["hello_received"] += 1
         now = self.now()
-        if self.access_hook is not None and any(
-                getattr(e, "type", None) in ACCESS_EXT_TYPES for e in m.extensions):
+        # An access interface (the hook "guards" it) admits no neighbour without the access
+        # plane's verdict, plain hellos included: otherwise leaving the extension out would
+        # be a way around authentication (claims 40-41).
+        guards = getattr(self.access_hook, "guards", None)
+        if self.access_hook is not None and (
+                any(getattr(e, "type", None) in ACCESS_EXT_TYPES for e in m.extensions)
+                or (guards is not None and guards(iface))):
             verdict = self.access_hook.on_hello(m, prev, iface)
             if verdict != "admit":
                 # claims 40-41: no route for a node the access plane has not admitted

@@ -27,7 +27,7 @@ def world(tmp_path_factory):
         s = lab.ns("s", forward=True)
         sh(f"ip netns exec {s} sysctl -qw net.ipv4.conf.all.rp_filter=0")
         nodes = {}
-        for suf, addr in (("a", "10.10.0.5"), ("b", "10.10.0.6")):
+        for suf, addr in (("a", "10.10.0.5"), ("b", "10.10.0.6"), ("c", "10.10.0.7")):
             n = lab.ns(suf)
             lab.veth(n, f"tbt{T}{suf}s", s, f"tbt{T}s{suf}")
             sh(f"ip -n {n} addr add {addr}/32 dev tbt{T}{suf}s")
@@ -49,6 +49,8 @@ def world(tmp_path_factory):
                      "status_file": str(wd / "aodv.json"), "status_interval_ms": 200},
             "access": {"address": "10.10.0.1", "port": 654, "identity": "msr1.mwg.test",
                        "msm": {"address": "127.0.0.1", "port": 3868}, "nft_table": f"tbt{T}access",
+                       # c's link is an access interface: plain hellos there need a verdict too
+                       "interfaces": [f"tbt{T}sc"],
                        "status_file": str(wd / "msr.json"), "log_level": "DEBUG"}}, "msr")
         wait_for(lambda: read_json(wd / "aodv.json").get("access"), what="agent with hook")
         yield lab, wd, nodes
@@ -79,3 +81,22 @@ def test_hello_on_aodv_port_judged_by_access_plane(world):
     assert sink["nodes"]["10.10.0.6"]["verdict"] == "refused"
     assert sink["counters"]["refused_rejected_by_msm"] >= 1
     time.sleep(0.1)
+
+
+def test_plain_hello_on_an_access_interface_is_refused(world):
+    """Leaving the access extension out must not be a way around authentication."""
+    lab, wd, nodes = world
+    send = ("import socket, time\n"
+            "from testbed.aodv.messages import hello\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)\n"
+            f"s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'tbt{T}cs')\n"
+            "s.bind(('10.10.0.7', 654))\n"
+            "for seq in range(1, 7):\n"
+            "    s.sendto(bytes(hello('10.10.0.7', seq, 1500)), ('255.255.255.255', 654)); time.sleep(0.3)\n")
+    r = lab.run(nodes["c"], send)
+    assert r.returncode == 0, r.stderr
+    aodv = wait_for(lambda: (d := read_json(wd / "aodv.json"))["access"]["sink"]["nodes"].get("10.10.0.7") and d,
+                    what="plain hello judged")
+    assert aodv["access"]["sink"]["nodes"]["10.10.0.7"]["verdict"] == "refused"
+    assert "10.10.0.7" not in aodv["neighbours"]
