@@ -10,20 +10,15 @@
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from testbed.sg.config import PortalConfig as SgPortalConfig
 
 
-class PortalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    url: str
+class PortalConfig(SgPortalConfig):
+    """The MSM portal as the SG follows it; an MN waits a little less per long-poll."""
+
     poll_timeout: float = Field(default=20.0, gt=0, le=300)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
 
 
 class CredentialsConfig(BaseModel):
