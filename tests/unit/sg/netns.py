@@ -6,108 +6,24 @@ what this test made (never by pattern).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from netns_support import REPO, NetLab, needs, read_json, sh, wait_for  # noqa: F401
 
-
-def have_root() -> bool:
-    return os.geteuid() == 0 and shutil.which("ip") is not None and os.path.exists("/dev/net/tun")
+needs_root = needs("ip", tun=True)
 
 
-needs_root = pytest.mark.skipif(not have_root(), reason="needs root, iproute2 and /dev/net/tun")
+class Lab(NetLab):
+    """The SG tests' world: unique per run, forwarding on, processes entered with nsenter
+    (the SG agent's per-realm namespaces must be usable from outside)."""
 
-
-def sh(cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{cmd}: {proc.stderr.strip()}")
-    return proc
-
-
-class Lab:
-    """Namespaces and processes of one test; `close()` undoes everything it made."""
+    forward_default = True
 
     def __init__(self, tag: str, workdir: Path) -> None:
-        # the pid part keeps two concurrent runs of the suite (CI and a developer) apart
-        self.tag = f"{tag}{os.getpid() % 4096:03x}"
-        self.workdir = workdir
-        self.namespaces: list[str] = []
-        self.procs: list[subprocess.Popen] = []
-
-    @property
-    def prefix(self) -> str:
-        return f"tbt{self.tag}"
-
-    def ns(self, suffix: str) -> str:
-        name = f"{self.prefix}{suffix}"
-        sh(f"ip netns del {name}", check=False)
-        sh(f"ip netns add {name}")
-        self.namespaces.append(name)
-        sh(f"ip -n {name} link set lo up")
-        sh(f"ip netns exec {name} sysctl -qw net.ipv4.ip_forward=1")
-        return name
-
-    def veth(self, a_ns: str, a_if: str, b_ns: str, b_if: str) -> None:
-        assert len(a_if) <= 15 and len(b_if) <= 15
-        sh(f"ip link add {a_if} netns {a_ns} type veth peer name {b_if} netns {b_ns}")
-        sh(f"ip -n {a_ns} link set {a_if} up; ip -n {b_ns} link set {b_if} up")
-
-    def spawn(self, ns: str, args: list[str], log: str) -> subprocess.Popen:
-        out = open(self.workdir / log, "wb")
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        # nsenter, not `ip netns exec`: the latter gives the process a mount namespace of
-        # its own, and namespaces the SG agent creates with `ip netns add` would then not be
-        # usable from outside (the per-realm namespaces must be).
-        p = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}"] + args, stdout=out,
-                             stderr=subprocess.STDOUT,
-                             cwd=REPO, env=env, start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def python(self, ns: str, module: str, config: dict, name: str) -> subprocess.Popen:
-        path = self.workdir / f"{name}.json"
-        path.write_text(json.dumps(config))
-        return self.spawn(ns, [sys.executable, "-m", module, "--config", str(path)], f"{name}.log")
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(2)
-        for name in reversed(self.namespaces):
-            sh(f"ip netns del {name}", check=False)
-
-
-def wait_for(pred, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except (OSError, ValueError, KeyError) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+        super().__init__(tag, workdir, unique=True, via_nsenter=True)
 
 
 PING = r"""
