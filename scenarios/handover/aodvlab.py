@@ -88,37 +88,58 @@ def status(lab, node: str) -> dict:
         return {}
 
 
+def statuses(lab, nodes: list[str]) -> dict[str, dict]:
+    """Every node's status at once (one exec per node, in parallel: a 10-node lab is read
+    in the time of one read, which keeps the scenarios within the CI budget)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as ex:
+        return dict(zip(nodes, ex.map(lambda n: status(lab, n), nodes)))
+
+
 def counters(lab, node: str) -> dict:
     return status(lab, node).get("counters", {})
 
 
+def parallel(fn: Callable[[str], Any], nodes: list[str]) -> list[Any]:
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as ex:
+        return list(ex.map(fn, nodes))
+
+
 def start_agents(lab, configs: dict[str, dict], tag: str) -> None:
     """Write each node's config and start its agent (log: /var/log/testbed/aodv-<tag>.log)."""
-    for node, cfg in configs.items():
-        cfg = {"status_file": STATUS, "log_level": "DEBUG", **cfg}
+    def one(node: str) -> None:
+        cfg = {"status_file": STATUS, "log_level": "DEBUG", **configs[node]}
         lab.exec(node, f"mkdir -p /run/testbed && rm -f {STATUS} {PIDFILE}")
         lab.put_file(node, CONF, json.dumps(cfg, indent=1))
         lab.spawn(node, f"sh -c 'echo $$ >{PIDFILE}; exec python3 -m testbed.aodv --config {CONF}'",
                   log=f"aodv-{tag}.log")
+    parallel(one, list(configs))
 
 
 def agents_ready(lab, nodes: list[str], timeout: float = 40) -> bool:
-    return bool(wait(lambda: all(status(lab, n).get("counters") is not None for n in nodes), timeout, 0.5))
+    return bool(wait(lambda: all(s.get("counters") is not None for s in statuses(lab, nodes).values()), timeout, 0.5))
+
+
+STOP = r"""
+pid=$(cat {pf} 2>/dev/null) || {{ echo "no pid file {pf}"; exit 2; }}
+kill "$pid"
+i=0
+while [ -r /proc/$pid/status ] && ! grep -q '^State:.*Z' /proc/$pid/status; do
+  i=$((i+1)); [ $i -gt 200 ] && {{ echo "agent $pid did not stop on SIGTERM"; exit 3; }}
+  sleep 0.05
+done
+rm -f {pf}
+"""
 
 
 def stop_agents(lab, nodes: list[str]) -> None:
-    """SIGTERM the agents we started (their pid files); they remove their own routes."""
-    pids = {}
-    for n in nodes:
-        pid = lab.exec(n, f"cat {PIDFILE}").stdout.strip()
-        if not pid.isdigit():
-            raise RuntimeError(f"{n}: no pid file {PIDFILE} for its AODV agent")
-        pids[n] = pid
-        lab.exec(n, f"kill {pid}")
-    for n, pid in pids.items():
-        if not wait(lambda n=n, pid=pid: lab.exec(n, f"[ -r /proc/{pid}/status ] && ! grep -q '^State:.*Z' /proc/{pid}/status").exit_code != 0, 10):
-            raise RuntimeError(f"{n}: AODV agent {pid} did not stop on SIGTERM")
-        lab.exec(n, f"rm -f {PIDFILE}")
+    """SIGTERM the agents we started (their pid files) and wait until they are gone; they
+    remove their own routes on the way out."""
+    res = parallel(lambda n: lab.exec(n, STOP.format(pf=PIDFILE), timeout=30), nodes)
+    bad = [f"{n}: {r.stdout.strip()}" for n, r in zip(nodes, res) if not r.ok]
+    if bad:
+        raise RuntimeError("; ".join(bad))
 
 
 def install_stream(lab, nodes: list[str]) -> None:
@@ -169,8 +190,13 @@ def window(sent: dict, recs: list, start: float, end: float) -> dict:
 
 
 def gaps(sent: dict, recs: list, threshold: float) -> list[dict]:
-    """Every silence at the receiver longer than `threshold` s during the stream."""
+    """Every silence at the receiver longer than `threshold` s, from the first datagram's
+    arrival (the first discovery, with the datagram buffered, is not a gap in a session)
+    to the end of the stream's schedule."""
     t0, n, rate = sent["t0"], sent["sent"], sent["rate"]
-    times = [t0] + sorted(r[2] for r in recs) + [t0 + (n - 1) / rate]
+    arr = sorted(r[2] for r in recs)
+    if not arr:
+        return [{"at_s": 0.0, "ms": round((n / rate) * 1000, 1)}]
+    times = arr + [max(arr[-1], t0 + (n - 1) / rate)]
     return [{"at_s": round(a - t0, 2), "ms": round((b - a) * 1000, 1)}
             for a, b in zip(times, times[1:]) if b - a > threshold]

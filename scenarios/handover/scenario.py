@@ -59,7 +59,7 @@ def phase(lab, tag: str, say) -> dict:
         raise RuntimeError(f"{tag}: agents did not write their status")
     # every MSR hears its chain neighbours, the MN hears m4 (and, with the extension, is registered)
     deg = {"m1": 1, "m2": 2, "m3": 2, "m4": 2}
-    lib.wait(lambda: all(len(lib.status(lab, m).get("neighbours", [])) >= deg[m] for m in MSRS), 15, 0.5)
+    lib.wait(lambda: all(len(s.get("neighbours", [])) >= deg[m] for m, s in lib.statuses(lab, MSRS).items()), 15, 0.5)
     if handover:
         lib.wait(lambda: (lib.status(lab, "mn").get("handover") or {}).get("sink") == ADDR["m4"], 10, 0.3)
     else:
@@ -76,7 +76,7 @@ def phase(lab, tag: str, say) -> dict:
     sent, recs = lib.stream_result(lab, "mn", "h", tag, timeout=SECONDS + 20)
     dsent, drecs = lib.stream_result(lab, "h", "mn", tag + "-down", timeout=SECONDS + 20)
     mn_st = lib.status(lab, "mn")
-    st = {n: lib.status(lab, n) for n in MSRS}
+    st = lib.statuses(lab, MSRS)
     lib.stop_agents(lab, NODES)
     done = [e for e in mn_st.get("events", []) if e.get("kind") == "handover_done"]
     pre = {"up": lib.window(sent, recs, sent["t0"], moves[0]["at"] - 0.05),

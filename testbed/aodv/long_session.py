@@ -19,6 +19,9 @@ class Session:
     prefix_len: int
     expires: float  # when the requester's route would run out
     sent: int = 0
+    #: no new gratuitous RREP before this (an intermediate's own route may be shorter than
+    #: the threshold, so "remaining < threshold" alone would fire on every tick)
+    quiet_until: float = 0.0
     #: replied as intermediate: the gratuitous RREP carries our route's seqno/hops
     intermediate: bool = False
 
@@ -32,7 +35,7 @@ class LongSessionMixin:
                 self.sessions.pop(orig, None)
                 continue
             remaining = s.expires - now
-            if remaining >= g.threshold_ms / 1000:
+            if remaining >= g.threshold_ms / 1000 or now < s.quiet_until:
                 continue
             seen = self.monitor.from_src.get(orig)
             if seen is None or now - seen > g.active_window_ms / 1000:
@@ -58,6 +61,7 @@ class LongSessionMixin:
                 rev.expires = max(rev.expires, now + self.t.active_route_timeout)
             if self.unicast(msg, rev.next_hop):
                 s.expires = now + life
+                s.quiet_until = now + max(life - g.threshold_ms / 1000, life / 2)
                 s.sent += 1
                 self.counters["grat_rrep_sent"] += 1
                 log.debug("gratuitous RREP for %s to %s via %s (%.1f s were left)", s.dst,
