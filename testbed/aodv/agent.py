@@ -413,7 +413,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         key = dst
         if key in self.discoveries:
             return
-        r = self.routes.get(dst)
+        # a known (maybe invalid) route: a host route, else the prefix route covering dst
+        r = self.routes.get(dst) or self.routes.lookup(dst, only_valid=False)
         ttl = self.t.ttl_start
         if r is not None and r.hop_count and not locate:
             ttl = max(self.t.ttl_start, r.hop_count + self.t.ttl_increment)  # RFC 6.4
@@ -446,7 +447,9 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             # now knows of us, so it is what the next handover hello must carry (claim 27)
             self.reg_seq = seqnum.fresher(self.reg_seq, self.seq)
         self.rreq_id = (self.rreq_id + 1) & 0xFFFFFFFF
-        r = self.routes.get(d.dst)
+        # RFC 6.3: the last known seqno, also of a prefix route (a gateway's network):
+        # without it, any stale intermediate route would answer and be refused by us
+        r = self.routes.get(d.dst) or self.routes.lookup(d.dst, only_valid=False)
         flags = 0
         dst_seq = 0
         if d.locate is not None:
@@ -595,6 +598,9 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             return
         net = self.announced_net(dst)
         if net is not None:
+            # RFC 6.6.1 as for our own address: the gateway speaks for the network
+            if not m.flags.U:
+                self.seq = seqnum.fresher(self.seq, m.dst_seq)
             self.reply_as_destination(m, prev, str(net.network_address), net.prefixlen)
             return
         if self.access_hook is not None and self.access_hook.proxied(dst):
