@@ -54,6 +54,7 @@ def phase(lab, tag: str, say) -> dict:
     gs = lib.gaps(sent, recs, GAP_S)
     c = {n: st[n].get("counters", {}) for n in NODES}
     r = {"sent": w["sent"], "lost": w["lost"], "gaps": gs, "longest_gap_ms": max((g["ms"] for g in gs), default=0.0),
+         "longest_silence_ms": max((g["ms"] for g in lib.gaps(sent, recs, 0.0)), default=0.0),
          "discoveries_a": c["a"].get("discoveries_started", 0),
          "rreq_refresh_a": c["a"].get("rreq_refresh", 0),
          "routes_expired": sum(c[n].get("routes_expired", 0) for n in NODES),
@@ -90,7 +91,7 @@ def run(ctx) -> None:
                   f"{r['routes_expired']}, RREQ transmissions {r['rreq_tx']}")
     for tag, r in res.items():
         ctx.metric(f"{tag}_gaps", len(r["gaps"]))
-        ctx.metric(f"{tag}_longest_gap_ms", r["longest_gap_ms"])
+        ctx.metric(f"{tag}_longest_silence_ms", r["longest_silence_ms"])
         ctx.metric(f"{tag}_lost", r["lost"])
         ctx.metric(f"{tag}_discoveries", r["discoveries_a"])
         ctx.metric(f"{tag}_rreq_tx", r["rreq_tx"])

@@ -1,0 +1,44 @@
+"""The AODV scenarios (issue 4) end to end: each compares an extension with plain AODV in
+one lab and one run, and its report decides. handover (~65-75 s) and long-session (~50-75 s)
+run in the default set; ring-search (10 MSRs, agents started twice, ~90 s) is slow.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestration.pytest_plugin import unique_lab_name
+from orchestration.scenario import run_scenario
+
+
+def passed(report: dict, name: str, results: Path) -> dict:
+    assert json.loads((results / name / "report.json").read_text()) == report
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert report["passed"] and not failed, failed
+    print(f"{name}: {report['duration_s']} s, metrics {report['metrics']}")
+    return report["metrics"]
+
+
+def test_handover(tmp_path: Path) -> None:
+    report = run_scenario("handover", lab_name=unique_lab_name("x"), say=print, results_root=tmp_path)
+    m = passed(report, "handover", tmp_path)
+    for i in (1, 2):
+        assert m[f"move{i}_up_ext_lost"] <= m[f"move{i}_up_in_flight_bound"]
+        assert m[f"move{i}_up_ext_interruption_ms"] < m[f"move{i}_up_hello_interruption_ms"]
+    assert any(c["name"].startswith("extension: two handovers completed") for c in report["checks"])
+
+
+@pytest.mark.slow
+def test_ring_search(tmp_path: Path) -> None:
+    report = run_scenario("ring-search", lab_name=unique_lab_name("x"), say=print, results_root=tmp_path)
+    m = passed(report, "ring-search", tmp_path)
+    assert m["rreq_tx_total_weighted"] < m["rreq_tx_total_plain"]
+
+
+def test_long_session(tmp_path: Path) -> None:
+    report = run_scenario("long-session", lab_name=unique_lab_name("x"), say=print, results_root=tmp_path)
+    m = passed(report, "long-session", tmp_path)
+    assert m["with_gaps"] == 0 and m["with_lost"] == 0 and m["with_discoveries"] == 1
+    assert m["none_discoveries"] > 1 and m["refresh_discoveries"] > 1
