@@ -1,4 +1,5 @@
-"""Roaming steps with measurements: shared FA with a same-address visitor, CCoA, home.
+"""Roaming steps with measurements: a move between two home sinks (AODV, claim 14), shared
+FA with a same-address visitor, CCoA, home.
 
 Times: the host's wall clock when a move starts, the MN's wall clock in its registration
 history and the probe's echo times are one clock (all containers share the host kernel).
@@ -19,6 +20,7 @@ WG_PROBE = "/run/testbed/probe-wg.json"          # workgroup session a -> b (M-V
 WG_PROBE_UDP = "/run/testbed/probe-wg-udp.json"  # the same path, UDP every 20 ms
 SG_A_STATUS = "/run/testbed/sg-a.json"           # the SG of M-VPN A inside virtual HA a
 WG_MN_STATUS = "/run/testbed/mn.json"
+AODV_STATUS = "/run/testbed/aodv.json"          # a's AODV agent (home domain A, claim 14)
 
 
 def read(ctx, node: str, path: str) -> dict:
@@ -80,10 +82,16 @@ def roam(ctx, name: str, segment: str, mode: str, before: str | None = None, aft
         return out
     out["registration_ms"] = reg["latency_ms"]
     out["handover_ms"] = round((reg["time"] - t_move) * 1000, 1)
-    # let the sessions recover, then read the longest gap since the move
+    recovered(ctx, name, t_move, reg["time"], out)
+    return out
+
+
+def recovered(ctx, name: str, t_move: float, t_done: float, out: dict) -> None:
+    """Let both sessions carry data again after t_done, then note their longest gaps."""
+    lab = ctx.lab
     for label, tcp_path, udp_path, key in (("the TCP session to h", PROBE, PROBE_UDP, ""),
                                            ("the workgroup TCP session to b", WG_PROBE, WG_PROBE_UDP, "wg_")):
-        probe = wait(lambda: (p := read(ctx, "a", tcp_path)) and (p.get("last_echo") or 0) > reg["time"] + 1.0 and p, 30)
+        probe = wait(lambda: (p := read(ctx, "a", tcp_path)) and (p.get("last_echo") or 0) > t_done + 1.0 and p, 30)
         ctx.check(f"{name}: {label} carries data again", bool(probe) and not probe.get("error"),
                   (probe or {}).get("error") or "echoes after the registration")
         if probe:
@@ -93,6 +101,33 @@ def roam(ctx, name: str, segment: str, mode: str, before: str | None = None, aft
             out[f"{key}interruption_ms"] = interruption_ms(udp, t_move)
     lo = lab.exec("a", "ip -4 -o addr show dev lo").stdout
     ctx.check(f"{name}: a keeps its home address", "10.0.0.5/32" in lo, lo.strip().replace("\n", " | "))
+
+
+def sink_move(ctx, name: str, segment: str, old_sink: str, new_sink: str) -> dict:
+    """Claim 14: a move inside home domain A is AODV's sink handover, not Mobile IP's."""
+    lab = ctx.lab
+    regs_before = len(read(ctx, "a", MN_STATUS).get("registrations", []))
+    t_move = time.time()
+    lab.move("a:eth0", segment, flap=True)
+    done = wait(lambda: next((e for e in read(ctx, "a", AODV_STATUS).get("events", [])
+                              if e.get("kind") == "handover_done" and e.get("t", 0) >= t_move), None), 15)
+    ok = ctx.check(f"{name}: a's AODV agent handed over from sink {old_sink} to {new_sink}",
+                   bool(done) and done.get("new_sink") == new_sink and done.get("old_sink") == old_sink,
+                   json.dumps(done) if done else json.dumps(read(ctx, "a", AODV_STATUS).get("handover")))
+    out = {"t_move": t_move}
+    if not ok:
+        return out
+    out["handover_ms"] = round((done["t"] - t_move) * 1000, 1)
+    recovered(ctx, name, t_move, done["t"], out)
+    mn = read(ctx, "a", MN_STATUS)
+    ctx.check(f"{name}: Mobile IP stays at home and sends no registration (intra-domain move)",
+              mn.get("mode") == "home" and mn.get("aodv_sink") == new_sink
+              and len(mn.get("registrations", [])) == regs_before,
+              f"mode {mn.get('mode')}, sink {mn.get('aodv_sink')}, registrations {regs_before} -> "
+              f"{len(mn.get('registrations', []))}")
+    route = lab.exec("s2" if new_sink.endswith(".3") else "s1", "ip route get 10.0.0.5").stdout.strip()
+    ctx.check(f"{name}: the new sink routes to a over its cell (proxy ARP for a on the home LAN)",
+              "dev cell" in route, route)
     return out
 
 
@@ -170,6 +205,13 @@ def run(ctx) -> None:
     wg_local = (wg_first or {}).get("local")
     marks: list[tuple[str, float]] = []
 
+    # 1b. inside home domain A: sink s1 -> sink s2 with AODV (claim 14)
+    step = sink_move(ctx, "home sink s1 -> s2 (AODV)", "sink2", "10.0.0.2", "10.0.0.3")
+    marks.append(("sink", step["t_move"]))
+    for k in METRIC_KEYS:
+        if k in step:
+            ctx.metric(f"sink_{k}", step[k])
+
     # 2. a roams to the shared FA: two visitors with the same home address
     step = roam(ctx, "to shared FA", "visited", "fa")
     marks.append(("FA", step["t_move"]))
@@ -233,7 +275,7 @@ def run(ctx) -> None:
             ctx.metric(f"ccoa_{k}", step[k])
 
     # 4. back home
-    step = roam(ctx, "return home", "home-a", "home", before="ip addr del 192.0.2.50/24 dev eth0")
+    step = roam(ctx, "return home (sink s1)", "sink1", "home", before="ip addr del 192.0.2.50/24 dev eth0")
     marks.append(("home", step["t_move"]))
     gone = wait(lambda: "10.0.0.5" not in read(ctx, "opha", HA_STATUS).get("home_agents", {}).get("a", {}).get("bindings", {"10.0.0.5": 1}), 10)
     ctx.check("virtual HA a removed the binding on return home", bool(gone))

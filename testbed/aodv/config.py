@@ -87,6 +87,14 @@ class HandoverConfig(_Strict):
     sink_silence_ms: int = Field(1100, gt=0)
     #: a peer counts as active if datagrams to/from it were seen this recently.
     active_peer_window_ms: int = Field(3000, gt=0)
+    #: MN: keep the catch-all routes to the buffer TUN only while a sink serves us. Off
+    #: (default) = always. On, an MN that also runs Mobile IP (claim 14: AODV inside the
+    #: home domain, Mobile IP between domains) stops capturing the managed prefixes when it
+    #: leaves its sinks, so Mobile IP's routes (FA, co-located CoA tunnel) carry them.
+    catchall_only_with_sink: bool = False
+    #: ... withdrawn only after this long without a sink (a move between two sinks keeps
+    #: buffering); what the buffer then holds is re-sent along the remaining routes.
+    catchall_grace_ms: int = Field(300, ge=0)
 
 
 class WeightedSearchConfig(_Strict):

@@ -72,6 +72,50 @@ class HandoverMixin:
         self.last_sink, self.sink = self.sink, None
         self.probe = None
         self.handover_started = self.now()
+        self.sync_catchalls()
+
+    def sync_catchalls(self, deferred: bool = False) -> None:
+        """MN with `handover.catchall_only_with_sink`: catch-alls only while a sink serves us.
+
+        Why: an MN that also runs Mobile IP (claim 14) leaves the AODV domain for a foreign
+        network; there the catch-alls (metric 4000, more specific than a default route)
+        would still pull its traffic to the home prefix and the Internet into the buffer
+        TUN instead of Mobile IP's routes (FA, co-located CoA tunnel). Withdrawn after
+        `catchall_grace_ms` without a sink (a move to another sink keeps buffering),
+        re-added as soon as a sink registers or takes us over.
+        """
+        ho = self.cfg.handover
+        if not (self.cfg.role == "mn" and ho.catchall_only_with_sink
+                and self.kernel is not None and self.tun is not None):
+            return
+        want = self.sink is not None
+        if getattr(self, "_catchalls_on", True) == want:
+            return
+        if not want and ho.catchall_grace_ms > 0:
+            if not deferred:   # one timer per loss; an older loss's timer must not cut it short
+                self._catchall_loss = getattr(self, "_catchall_loss", 0) + 1
+                loss = self._catchall_loss
+                self.loop.call_later(ho.catchall_grace_ms / 1000,
+                                     lambda: loss == self._catchall_loss and self.sync_catchalls(True))
+                return
+        self._catchalls_on = want
+        for net in self.managed:
+            args = (str(net.network_address), net.prefixlen, self.cfg.tun_name, self.cfg.catchall_metric)
+            if want:
+                self.kernel.add_catchall(*args)
+            else:
+                self.kernel.remove_catchall(*args)
+        resent = 0
+        if not want:
+            # what waited for a sink now follows the routes left (e.g. Mobile IP's)
+            self.held.clear()
+            for dst in self.buffer.destinations():
+                for p in self.buffer.pop(dst):
+                    resent += bool(self.reinjector and self.reinjector.send(p))
+        self.counters["catchalls_restored" if want else "catchalls_withdrawn"] += 1
+        self.event("catchalls", installed=want, resent=resent)
+        log.info("catch-all routes %s (sink %s, %d buffered datagrams re-sent)",
+                 "restored" if want else "withdrawn", self.sink, resent)
 
     def on_attach(self, m: RREP, mn: str, iface: str, ho: HandoverExt, before: Route | None):
         """New sink: the MN's first hello (claims 28-30)."""
@@ -184,6 +228,7 @@ class HandoverMixin:
             self.reg_seq = ho.mn_seq
             self.counters["handover_registered"] += 1
             self.event("registered_with_sink", sink=ho.addr, seq=ho.mn_seq)
+            self.sync_catchalls()
         elif ho.kind == HandoverKind.ACK and self.cfg.role == "mn":
             self.mn_handover_done(prev, ho)
 
@@ -192,6 +237,7 @@ class HandoverMixin:
         old_sink = ho.addr
         self.sink, self.attaching, self.last_sink = new_sink, None, old_sink
         self.reg_seq = ho.mn_seq
+        self.sync_catchalls()
         self.seq = seqnum.fresher(self.seq, ho.mn_seq)
         nb = self.neighbours.get(new_sink)
         migrated = []
@@ -220,6 +266,7 @@ class HandoverMixin:
         """Claim 37: unsuccessful handover: re-discover active peers at once."""
         self.sink, self.attaching = new_sink, None
         self.seq = seqnum.increment(self.seq)
+        self.sync_catchalls()
         self.reg_seq = self.seq
         self.counters["handover_failures_seen"] += 1
         self.event("handover_failed_at_mn", new_sink=new_sink, old_sink=ho.addr)

@@ -98,6 +98,19 @@ class KernelRoutes:
                        priority=metric, scope=RT_SCOPE_LINK)
         self.catchalls.add((idx, metric))
 
+    def remove_catchall(self, prefix: str, prefix_len: int, tun: str, metric: int) -> None:
+        """Withdraw a catch-all added by add_catchall (gone already: nothing to do)."""
+        idx = self._ifindex(tun)
+        if idx is None:
+            return
+        try:
+            self.ipr.route("del", dst=prefix, dst_len=prefix_len, oif=idx, proto=self.proto,
+                           priority=metric, scope=RT_SCOPE_LINK)
+        except NetlinkError as exc:
+            if exc.code != 3:
+                self.errors += 1
+                log.debug("kernel catch-all del %s/%d: %s", prefix, prefix_len, exc)
+
     def owned(self) -> list[tuple[str, int]]:
         out = []
         for r in self.ipr.get_routes(family=socket.AF_INET, proto=self.proto):

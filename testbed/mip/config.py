@@ -115,6 +115,15 @@ class FaAgentConfig(_Base):
     log_level: str = "INFO"
 
 
+class AodvHomeConfig(_Base):
+    """Claim 14: the home domain is an AODV network of sinks (MSRs); attached to one of
+    them (read from the MN's own AODV agent's status file) the MN is at home, AODV moves
+    it between the sinks and Mobile IP only deregisters."""
+    status_file: str = "/run/testbed/aodv.json"
+    sinks: list[IPv4Address] = Field(min_length=1)
+    max_age: float = Field(default=1.5, gt=0)   # an older status file says nothing
+
+
 class MnAgentConfig(_Base):
     home_address: IPv4Address
     home_prefix: IPv4Network
@@ -130,6 +139,7 @@ class MnAgentConfig(_Base):
     retransmit: float = Field(default=1.0, gt=0)
     use_ccoa: bool = True                 # claim 23: no FA -> co-located care-of address
     ipsec_to_ha: IpsecConfig | None = None  # claim 24: IPsec to the HA while on a CCoA
+    aodv_home: AodvHomeConfig | None = None  # claim 14: home = attached to a home sink (AODV)
     tunnel_mode: Literal["auto", "kernel", "userspace"] = "auto"
     status_file: str = "/run/testbed/mip-mn.json"
     status_interval: float = Field(default=1.0, gt=0, le=1.0)

@@ -14,6 +14,10 @@ every move; what changes is how the link is used:
   userspace endpoint as the HA (TUN `mipha`, `default dev mipha src H`). Claim 24's extra
   IPsec tunnel to the HA inside this tunnel is not done yet.
 
+- home in an AODV domain (claim 14, `aodv_home`): while our AODV agent is attached to a
+  home sink we are home, deregister once and leave every route to AODV; moves between
+  the sinks are AODV's handover.
+
 Movement detection (RFC 5944 2.4.2): agent advertisements heard on the link (FA with the
 F bit, our HA with the H bit); a new agent is adopted when the current one has been
 silent for `switch_after` seconds; when nothing is heard for `agent_timeout` we solicit,
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 
 IP_PKTINFO = 8
 TUN_IF = "mipha"
+AODV = "aodv"   # Target.agent of "home" in the AODV home domain: the sinks route, not us
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class MobileNode:
         self._next_check = 0.0
         self._arp_ignore_value: str | None = None
         self._ccoa_cache: tuple[float, tuple[str, int, str] | None] = (0.0, None)
+        self._carrier_wall = 0.0     # wall clock of the last carrier change
+        self._sink_cache: tuple[float, str | None] = (0.0, None)
 
     # ---- setup ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -153,6 +160,8 @@ class MobileNode:
     def _on_carrier(self, changes: list[bool]) -> None:
         for up in changes:
             self.counters["carrier_up" if up else "carrier_down"] += 1
+            self._carrier_wall = time.time()   # an AODV status written before says nothing
+            self._sink_cache = (0.0, None)
             log.info("carrier %s on %s", "up" if up else "down", self.ifname)
             if up:
                 # a new link may mean a new network: forget agents, solicit at once
@@ -186,7 +195,40 @@ class MobileNode:
     def _fresh(self, now: float) -> list[HeardAgent]:
         return [a for a in self.agents.values() if now - a.heard_at <= self.cfg.agent_timeout]
 
+    def _aodv_sink(self, now: float) -> str | None:
+        """Claim 14: the home sink our AODV agent is attached to, if any.
+
+        Only a status written after the last carrier change counts: one from before a move
+        would still name the sink we just left.
+        """
+        ah = self.cfg.aodv_home
+        if ah is None:
+            return None
+        if now - self._sink_cache[0] < 0.1:
+            return self._sink_cache[1]
+        sink = None
+        try:
+            with open(ah.status_file) as f:
+                st = json.load(f)
+            written = float(st.get("time") or 0)
+            cand = (st.get("handover") or {}).get("sink")
+            if (cand and written > self._carrier_wall and time.time() - written <= ah.max_age
+                    and ipaddress.IPv4Address(cand) in ah.sinks):
+                sink = cand
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+        if sink != self._sink_cache[1]:
+            log.info("AODV home sink: %s", sink)
+            if sink:   # AODV's routes now lead via this sink: free what waits for the old one
+                self._flush_unresolved()
+        self._sink_cache = (now, sink)
+        return sink
+
     def _desired(self, now: float) -> Target | None:
+        if self._aodv_sink(now):
+            # at home in the AODV domain: the sinks route for us, moves between them are
+            # AODV's (claim 14); Mobile IP only deregisters once
+            return Target("home", self.home, AODV)
         fresh = self._fresh(now)
         cur = self.current or self.attempt
         # stay with the current agent while it is still heard recently
@@ -407,7 +449,14 @@ class MobileNode:
 
     def _apply_routes(self, t: Target) -> None:
         ifn = self.ifname
-        if t.mode == "home":
+        if t.mode == "home" and t.agent == AODV:
+            # AODV's routes only: ours (home prefix on-link, default, HA via CoA) go
+            self._close_tunnel()
+            self._arp_ignore("0")
+            run_ip(["route", "del", f"{self.ha}/32"], check=False)
+            run_ip(["route", "del", str(self.cfg.home_prefix), "dev", ifn], check=False)
+            run_ip(["-4", "route", "flush", "exact", "0.0.0.0/0"], check=False)
+        elif t.mode == "home":
             self._close_tunnel()
             self._arp_ignore("0")
             run_ip(["route", "del", f"{self.ha}/32"], check=False)
@@ -448,6 +497,8 @@ class MobileNode:
 
     def _routes_intact(self, t: Target) -> bool:
         """Is our default route still the one `t` needs? (one `ip` call instead of five)"""
+        if t.agent == AODV:
+            return True   # AODV's routes: nothing of ours to keep
         proc = subprocess.run(["ip", "-4", "-j", "route", "show", "default"], capture_output=True, text=True)
         try:
             routes = json.loads(proc.stdout)
@@ -477,6 +528,7 @@ class MobileNode:
                 "mode": cur.mode if cur else "unregistered",
                 "care_of_address": cur.coa if cur else None, "agent": cur.agent if cur else None,
                 "registering": self.attempt.mode if self.attempt else None,
+                "aodv_sink": self._sink_cache[1],
                 "lifetime_granted": self.granted,
                 "lifetime_remaining": round(self.expires_at - now, 1) if self.expires_at != float("inf") else None,
                 "agents_heard": {s: {"flags": a.adv.flags, "coas": a.adv.coas, "age": round(now - a.heard_at, 1)}

@@ -1,0 +1,69 @@
+"""Claim 14: the MN is "home" while its own AODV agent is attached to a home sink.
+
+The MN reads the AODV agent's status file (a real file here); a status written before the
+last carrier change, too old, or naming a sink outside the home domain does not count.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from testbed.mip.config import MnAgentConfig
+from testbed.mip.mn import AODV, MobileNode
+
+MN = {"home_address": "10.0.0.5", "home_prefix": "10.0.0.0/24", "home_gateway": "10.0.0.1",
+      "home_agent": "198.51.100.11", "security": {"spi": 300, "key": "k"}}
+
+
+def node(tmp_path, sinks=("10.0.0.2", "10.0.0.3")) -> tuple[MobileNode, object]:
+    status = tmp_path / "aodv.json"
+    cfg = MnAgentConfig.model_validate({**MN, "aodv_home": {"status_file": str(status), "sinks": list(sinks)}})
+    return MobileNode(cfg), status
+
+
+def write(status, sink, written=None) -> None:
+    status.write_text(json.dumps({"time": written or time.time(), "handover": {"sink": sink}}))
+
+
+def test_attached_to_a_home_sink_is_home_and_leaves_routing_to_aodv(tmp_path):
+    mn, status = node(tmp_path)
+    write(status, "10.0.0.3")
+    want = mn._desired(time.monotonic())
+    assert want is not None and want.mode == "home" and want.agent == AODV and want.coa == "10.0.0.5"
+    assert mn._routes_intact(want)   # nothing of Mobile IP's to re-assert at an AODV home
+
+
+@pytest.mark.parametrize("case", ["no sink", "foreign sink", "too old", "before the carrier change", "garbage"])
+def test_no_home_sink_means_not_home(tmp_path, case):
+    mn, status = node(tmp_path)
+    if case == "no sink":
+        write(status, None)
+    elif case == "foreign sink":
+        write(status, "10.0.0.9")
+    elif case == "too old":
+        write(status, "10.0.0.2", time.time() - 5)
+    elif case == "before the carrier change":
+        write(status, "10.0.0.2", time.time() - 0.2)
+        mn._on_carrier([False, True])
+    else:
+        status.write_text("{not json")
+    assert mn._aodv_sink(time.monotonic()) is None
+    # and the movement logic does not pick home (no agent heard either)
+    mn.cfg.use_ccoa = False
+    mn._solicit = lambda: None   # no link socket in this test: nothing to solicit on
+    assert mn._desired(time.monotonic()) is None
+
+
+def test_without_aodv_home_the_status_file_is_not_read(tmp_path):
+    cfg = MnAgentConfig.model_validate(MN)
+    assert MobileNode(cfg)._aodv_sink(time.monotonic()) is None
+
+
+def test_aodv_home_needs_sinks():
+    with pytest.raises(ValidationError, match="sinks"):
+        MnAgentConfig.model_validate({**MN, "aodv_home": {"sinks": []}})
+    with pytest.raises(ValidationError, match="sinks"):
+        MnAgentConfig.model_validate({**MN, "aodv_home": {"sinks": ["not-an-address"]}})
