@@ -9,7 +9,6 @@ stop exactly the agent we started.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import time
@@ -60,15 +59,6 @@ else:
             recs.append([seq, sent, time.time()])
     json.dump(recs, open(out, "w"))
 '''
-
-
-def load(path: Path, name: str):
-    """Import a sibling scenario's module by path (scenario folders are not packages)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def wait(pred: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:

@@ -1,6 +1,7 @@
-"""Handover: the MN streams UDP at 100/s to h behind the far end m1 and moves twice
-(acc4 -> acc3 -> acc2, lab.move with carrier flap). Run once with the handover extension on
-every agent and once, in the same lab, with it off (plain AODV), and compare per move.
+"""Handover: the MN streams UDP at 100/s to h behind the far end m1 (and h to the MN) and
+moves twice (acc4 -> acc3 -> acc2, lab.move with carrier flap). The same lab runs three
+variants one after another (extension; plain AODV with carrier detection; plain AODV with
+hello-loss detection only) and the checks compare them per move (description.md).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _lib():
+    """aodvlab.py beside this file (scenario folders are not packages)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("aodvlab", HERE / "aodvlab.py")
     mod = importlib.util.module_from_spec(spec)

@@ -24,7 +24,7 @@ from typing import Callable
 from . import seqnum
 from .buffer import PacketBuffer, Reinjector, Tun, icmp_host_unreachable, ip_header
 from .config import AgentConfig
-from .interfaces import LinkEvents, current_interfaces, local_addresses
+from .interfaces import LinkEvents, carrier_changes, current_interfaces, local_addresses
 from .kernel import KernelRoutes, set_sysctl
 from .handover import HandoverMixin
 from .long_session import LongSessionMixin, Session
@@ -130,6 +130,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.reinjector: Reinjector | None = None
         self.monitor: TrafficMonitor | None = None
         self.link_events: LinkEvents | None = None
+        #: carrier-change count per interface when we last saw it usable
+        self.carrier_seen: dict[str, int] = {}
         self.loop = EventLoop()
 
     # ------------------------------------------------------------------ set-up
@@ -1003,12 +1005,20 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if not events:
             return
         by_index = {idx: n for n, (idx, _a) in self.ifaces.items()}
-        for idx, usable in events:
+        for idx, usable, changes in events:
             n = by_index.get(idx)
-            if n is not None and not usable and n in self.ifaces:
+            if n is None or n not in self.ifaces:
+                continue
+            seen = self.carrier_seen.get(n)
+            # a down-up folded into one "up" notification: the counter moved on
+            flapped = usable and changes is not None and seen is not None and changes > seen
+            if not usable or flapped:
                 del self.ifaces[n]
+                self.carrier_seen.pop(n, None)
                 self.counters["carrier_losses"] += 1
                 self.interface_gone(n, "lost carrier")
+            elif changes is not None:
+                self.carrier_seen[n] = changes
         self.poll_interfaces()
 
     def poll_interfaces(self, initial: bool = False) -> None:
@@ -1026,6 +1036,9 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         for n in gone:
             self.interface_gone(n, "gone")
         for n in added:
+            cc = carrier_changes(n)
+            if cc is not None:
+                self.carrier_seen[n] = cc
             if not initial:
                 self.event("interface_up", iface=n)
             if self.cfg.set_sysctls:

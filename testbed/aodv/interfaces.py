@@ -42,8 +42,19 @@ def local_addresses(ipr: IPRoute) -> set[str]:
 
 RTMGRP_LINK = 0x1
 RTM_NEWLINK, RTM_DELLINK = 16, 17
+IFLA_CARRIER_CHANGES = 35
 _NLMSG = struct.Struct("=IHHII")      # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")    # ifinfomsg: family, type, index, flags, change
+_RTA = struct.Struct("=HH")           # rtattr: len, type
+
+
+def carrier_changes(name: str) -> int | None:
+    """The kernel's count of carrier changes of an interface (sysfs), None if unknown."""
+    try:
+        with open(f"/sys/class/net/{name}/carrier_changes") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 class LinkEvents:
@@ -52,7 +63,9 @@ class LinkEvents:
     Why: a radio handover re-attaches the same interface elsewhere; its carrier drops for
     milliseconds and the name and index never change, so polling (once a second) misses it
     and the node keeps sending to a neighbour that is no longer on the link. The kernel
-    queues a RTM_NEWLINK without IFF_LOWER_UP for every drop; reading them loses none.
+    sends RTM_NEWLINK for carrier changes, but its linkwatch may fold a quick down-up into
+    one notification that shows the link up; the carrier-change counter it carries
+    (IFLA_CARRIER_CHANGES) still tells that the carrier went away in between.
     """
 
     def __init__(self) -> None:
@@ -63,9 +76,10 @@ class LinkEvents:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self) -> list[tuple[int, bool]]:
-        """(ifindex, usable) per notification queued now; usable = up with carrier."""
-        out: list[tuple[int, bool]] = []
+    def read(self) -> list[tuple[int, bool, int | None]]:
+        """(ifindex, usable, carrier changes) per notification queued now; usable = up
+        with carrier; carrier changes None when the message lacks the attribute."""
+        out: list[tuple[int, bool, int | None]] = []
         while True:
             try:
                 data = self.sock.recv(65536)
@@ -81,8 +95,19 @@ class LinkEvents:
                 if mtype in (RTM_NEWLINK, RTM_DELLINK) and length >= _NLMSG.size + _IFINFO.size:
                     _fam, _t, idx, flags, _c = _IFINFO.unpack_from(data, off + _NLMSG.size)
                     usable = mtype == RTM_NEWLINK and bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
-                    out.append((idx, usable))
+                    out.append((idx, usable, _carrier_attr(data, off + _NLMSG.size + _IFINFO.size, off + length)))
                 off += (length + 3) & ~3
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _carrier_attr(data: bytes, off: int, end: int) -> int | None:
+    while off + _RTA.size <= end:
+        alen, atype = _RTA.unpack_from(data, off)
+        if alen < _RTA.size or off + alen > end:
+            return None
+        if atype == IFLA_CARRIER_CHANGES and alen >= _RTA.size + 4:
+            return struct.unpack_from("=I", data, off + _RTA.size)[0]
+        off += (alen + 3) & ~3
+    return None

@@ -50,7 +50,12 @@ class LongSessionMixin:
                 if fwd is None or not fwd.valid_seq:
                     continue
                 seq, hops = fwd.seq, fwd.hop_count
-                life = min(life, fwd.remaining(now))
+                if fwd.hop_count > 1:
+                    # RFC 6.6.2: no longer than our own route lives. A route to a neighbour
+                    # lives as long as its hellos do (it is renewed each HELLO_INTERVAL), so
+                    # its remaining time says nothing; cutting the lifetime to it made the
+                    # requester's route run down under the stream.
+                    life = min(life, fwd.remaining(now))
             msg = RREP(hop_count=hops, dst=s.dst, dst_seq=seq, orig=orig,
                        prefix_sz=0 if s.prefix_len == 32 else s.prefix_len,
                        lifetime=int(life * 1000), extensions=[GratuitousExt()])
