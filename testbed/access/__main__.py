@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -41,7 +40,7 @@ def run_sink(cfg: SinkConfig) -> int:
     from testbed.diameter import BlockingDiameterClient, LocalIdentity
     from testbed.diameter.client import CompletionQueue
 
-    from .dhcp import DhcpHelloServer, open_server_socket
+    from .dhcp_plane import start_dhcp_plane
     from .sink import AccessSink
 
     loop = EventLoop()
@@ -81,38 +80,7 @@ def run_sink(cfg: SinkConfig) -> int:
 
     dhcp = None
     if cfg.dhcp.enabled:
-        dsock = open_server_socket(cfg.dhcp.interface, cfg.dhcp.port)
-
-        def authenticate(h, done):
-            def answered(ans, err):
-                if err is not None:
-                    sink.counters["msm_unavailable"] += 1
-                    return done(False, [], f"MSM unavailable: {err}")
-                if not ans.ok:
-                    return done(False, [], ans.reason)
-                sink.policy.member(h.address, ans.filters)
-                done(True, [(r.prefix, r.gateway, r.metric) for r in ans.routes], None)
-            client.submit("authenticate", h.fqdn, h.mac, authenticated_data=h.auth_data,
-                          node_address=h.address, nas_ip_address=str(cfg.address),
-                          timeout=cfg.msm.timeout, on_done=answered, via=cq)
-
-        def attached(h, routes):
-            # the node is reached through this sink: a host route on the DHCP interface
-            subprocess.run(["ip", "route", "replace", f"{h.address}/32", "dev", cfg.dhcp.interface,
-                            "proto", "static"], capture_output=True)
-            log.info("DHCP node %s (%s) attached: routes %s", h.fqdn, h.address, routes)
-
-        dhcp = DhcpHelloServer(str(cfg.address), authenticate, attached, cfg.dhcp.lease_s,
-                               sink.replay)
-
-        def on_dhcp() -> None:
-            while True:
-                try:
-                    data, _src = dsock.recvfrom(65535)
-                except BlockingIOError:
-                    return
-                dhcp.handle(data, lambda b: dsock.sendto(b, ("255.255.255.255", cfg.dhcp.client_port)))
-
+        dhcp, dsock, on_dhcp = start_dhcp_plane(cfg, sink, client, cq)
         loop.add_reader(dsock, on_dhcp)
 
     def status() -> None:

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from testbed.aodv.messages import AODV_PORT
 
     from .__main__ import udp_socket, write_status
-    from .dhcp import DhcpHelloServer, open_server_socket
+    from .dhcp_plane import start_dhcp_plane
     from .sink import AccessSink
 
     cq = CompletionQueue()
@@ -136,37 +136,11 @@ def main(argv: list[str] | None = None) -> int:
 
     dhcp = None
     if scfg.dhcp.enabled:
-        dsock = open_server_socket(scfg.dhcp.interface, scfg.dhcp.port)
-
-        def authenticate(h, done):
-            def answered(ans, err):
-                if err is not None:
-                    return done(False, [], f"MSM unavailable: {err}")
-                if not ans.ok:
-                    return done(False, [], ans.reason)
-                sink.policy.member(h.address, ans.filters)
-                done(True, [(r.prefix, r.gateway, r.metric) for r in ans.routes], None)
-            client.submit("authenticate", h.fqdn, h.mac, authenticated_data=h.auth_data,
-                          node_address=h.address, nas_ip_address=str(scfg.address),
-                          timeout=scfg.msm.timeout, on_done=answered, via=cq)
-
-        def attached(h, routes):
-            subprocess.run(["ip", "route", "replace", f"{h.address}/32", "dev", scfg.dhcp.interface,
-                            "proto", "static"], capture_output=True)
+        def proxy_for(h, routes):
             proxied[h.address] = {"fqdn": h.fqdn, "since": time.time(), "routes": routes}
             log.info("proxying for %s (%s)", h.fqdn, h.address)
 
-        dhcp = DhcpHelloServer(str(scfg.address), authenticate, attached, scfg.dhcp.lease_s,
-                               sink.replay)
-
-        def on_dhcp() -> None:
-            while True:
-                try:
-                    data, _src = dsock.recvfrom(65535)
-                except BlockingIOError:
-                    return
-                dhcp.handle(data, lambda b: dsock.sendto(b, ("255.255.255.255", scfg.dhcp.client_port)))
-
+        dhcp, dsock, on_dhcp = start_dhcp_plane(scfg, sink, client, cq, on_attached=proxy_for)
         readers.append((dsock, on_dhcp))
 
     def status() -> None:
