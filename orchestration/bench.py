@@ -53,7 +53,7 @@ def baseline_script(topo_data: dict[str, Any], lab: str, image: str) -> tuple[st
             for n in names]
     up += runs + ["wait"]
     up.append("declare -A P")
-    up.append(f"while read n p; do P[$n]=$p; done < <(docker inspect -f '{{{{.Config.Hostname}}}} {{{{.State.Pid}}}}' "
+    up.append("while read n p; do P[$n]=$p; done < <(docker inspect -f '{{.Config.Hostname}} {{.State.Pid}}' "
               + " ".join(f"{lab}.{n}" for n in names) + ")")
     per_node: dict[str, list[str]] = {n: ["link set lo up"] for n in names}
     seq = 0
@@ -77,7 +77,7 @@ def baseline_script(topo_data: dict[str, Any], lab: str, image: str) -> tuple[st
             per_node[n].append(f"route add {'default' if r.to == 'default' else r.to} via {r.via}")
         cmds = "\\n".join(per_node[n])
         up.append(f"printf '{cmds}\\n' | nsenter -t ${{P[{n}]}} -n ip -batch -")
-    down = [f"docker rm -f " + " ".join(f"{lab}.{n}" for n in names) + " >/dev/null", f"ip netns del {lab}.switch"]
+    down = ["docker rm -f " + " ".join(f"{lab}.{n}" for n in names) + " >/dev/null", f"ip netns del {lab}.switch"]
     return "\n".join(up) + "\n", "\n".join(down) + "\n"
 
 
@@ -132,16 +132,11 @@ BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bring
 def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:
     """Each ``scenarios/<name>/bench.py`` with a ``bench(say) -> dict`` (or ``bench_<name>``) is a benchmark named
     after its scenario, so a scenario brings its own measurement without touching this file."""
-    import importlib.util
-
-    from .scenario import SCENARIOS_DIR
+    from .scenario import SCENARIOS_DIR, load_module
 
     found: dict[str, Callable[[Say], dict[str, Any]]] = {}
     for path in sorted(SCENARIOS_DIR.glob("*/bench.py")):
-        spec = importlib.util.spec_from_file_location(f"bench_{path.parent.name.replace('-', '_')}", path)
-        assert spec and spec.loader
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        mod = load_module(path)
         fn = getattr(mod, "bench", None) or getattr(mod, f"bench_{path.parent.name.replace('-', '_')}", None)
         if callable(fn):
             found[path.parent.name] = fn

@@ -17,6 +17,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Literal
 
 import yaml
@@ -96,6 +97,16 @@ class ScenarioContext:
         return self.results / "pcaps" / name
 
 
+def load_module(path: Path, name: str | None = None) -> ModuleType:
+    """Import a scenario's own Python file (scenario.py, bench.py) by path: scenario
+    folders are not packages, and their names may hold dashes."""
+    spec = importlib.util.spec_from_file_location(name or f"scenario_{path.parent.name.replace('-', '_')}_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def scenario_folder(name: str) -> Path:
     folder = SCENARIOS_DIR / name
     if not (folder / "scenario.yaml").is_file():
@@ -160,11 +171,7 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
             say(f"{'PASS' if res.passed else 'FAIL'} {res.name} ({res.detail})")
         code = folder / "scenario.py"
         if code.is_file():
-            mod_spec = importlib.util.spec_from_file_location(f"scenario_{name.replace('-', '_')}", code)
-            assert mod_spec and mod_spec.loader
-            mod = importlib.util.module_from_spec(mod_spec)
-            mod_spec.loader.exec_module(mod)
-            mod.run(ctx)
+            load_module(code).run(ctx)
     except Exception as e:  # a scenario that breaks is a failed scenario with a reason
         error = f"{type(e).__name__}: {e}"
         ctx.check("scenario ran to the end", False, error)

@@ -7,21 +7,19 @@ interruption (ms) per move and direction, medians over the two moves.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 from pathlib import Path
 from typing import Any, Callable
 
 from orchestration.lab import Lab
+from orchestration.scenario import load_module
 
 HERE = Path(__file__).resolve().parent
 
 
 def _scenario():
-    spec = importlib.util.spec_from_file_location("handover_scenario", HERE / "scenario.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_module(HERE / "scenario.py", "handover_scenario")
     return mod
 
 

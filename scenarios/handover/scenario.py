@@ -14,11 +14,9 @@ HERE = Path(__file__).resolve().parent
 
 def _lib():
     """aodvlab.py beside this file (scenario folders are not packages)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("aodvlab", HERE / "aodvlab.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from orchestration.scenario import load_module
+
+    return load_module(HERE / "aodvlab.py", "aodvlab")
 
 
 lib = _lib()

@@ -4,20 +4,18 @@ Numbers: gaps (silences > 200 ms), longest silence, discoveries, RREQ transmissi
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Callable
 
 from orchestration.lab import Lab
+from orchestration.scenario import load_module
 
 HERE = Path(__file__).resolve().parent
 
 
 def bench(say: Callable[[str], None] = print, lab_name: str = "benchls") -> dict[str, Any]:
-    spec = importlib.util.spec_from_file_location("long_session_scenario", HERE / "scenario.py")
-    sc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sc)
+    sc = load_module(HERE / "scenario.py", "long_session_scenario")
     lab = Lab.from_file(HERE / "topology.yaml", name=lab_name, workdir=f"/var/lib/testbed/bench-{lab_name}")
     lab.up(say=say)
     try:

@@ -5,14 +5,13 @@ same lab, without; the requester's own refresh threshold is the same in both run
 """
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
+from orchestration.scenario import load_module
+
 HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("aodvlab", HERE.parent / "handover" / "aodvlab.py")
-lib = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lib)
+lib = load_module(HERE.parent / "handover" / "aodvlab.py", "aodvlab")
 
 NODES = ["a", "b", "c", "d"]
 ADDR = {n: f"10.40.0.{i}" for i, n in enumerate(NODES, start=1)}

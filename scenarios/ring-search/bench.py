@@ -5,7 +5,6 @@ beside the round-trip time over the route it found (the network's own cost of th
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import statistics
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchestration.lab import Lab
+from orchestration.scenario import load_module
 
 HERE = Path(__file__).resolve().parent
 CHAIN = [f"p{i}" for i in range(1, 8)]
@@ -24,9 +24,7 @@ SYS = {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.con
 
 
 def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_module(path, name)
     return mod
 
 

@@ -5,14 +5,13 @@ are summed over all agents' status files.
 """
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
+from orchestration.scenario import load_module
+
 HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("aodvlab", HERE.parent / "handover" / "aodvlab.py")
-lib = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lib)
+lib = load_module(HERE.parent / "handover" / "aodvlab.py", "aodvlab")
 
 NODES = [f"n{i}" for i in range(1, 11)]
 EDGES = [(1, 2), (2, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9), (9, 10), (1, 6), (2, 7), (3, 8), (4, 9), (5, 10), (1, 7), (3, 9)]

@@ -15,7 +15,6 @@ from the same run:
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import statistics
 import time
@@ -24,16 +23,14 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from orchestration.lab import Lab
+from orchestration.scenario import load_module
 
 HERE = Path(__file__).resolve().parent
 REPEAT = 5
 
 
 def _steps():
-    spec = importlib.util.spec_from_file_location("roaming_scenario_steps", HERE / "scenario.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_module(HERE / "scenario.py", "roaming_scenario_steps")
     return mod
 
 

@@ -17,7 +17,6 @@ SA to SG-B through the SGs and for the SA alone.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import time
@@ -27,6 +26,7 @@ from typing import Any, Callable
 import yaml
 
 from orchestration.lab import Lab
+from orchestration.scenario import load_module
 
 HERE = Path(__file__).resolve().parent
 SECONDS = 10
@@ -54,10 +54,7 @@ ch.load_swanctl(conf)
 '''
 
 def _scenario():
-    spec = importlib.util.spec_from_file_location("workgroup_scenario_checks", HERE / "scenario.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_module(HERE / "scenario.py", "workgroup_scenario_checks")
     return mod
 
 
