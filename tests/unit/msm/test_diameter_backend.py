@@ -84,10 +84,15 @@ def test_agent_process_serves_diameter(tmp_path):
                      "exchange_log": str(tmp_path / "x.jsonl"), "secrets": {"a.mwg.test": "s"},
                      "gateways": {"A": "10.1.0.254"}}})
     msm.start()
+    # The portal answers before the DIAMETER thread listens: wait for the MSM to say it serves.
+    deadline = time.time() + 15
+    while time.time() < deadline and not (msm.status_file.exists()
+                                          and json.loads(msm.status_file.read_text() or "{}").get("diameter")):
+        time.sleep(0.1)
     c = BlockingDiameterClient(LocalIdentity("msr.mwg.test", "mwg.test"), "127.0.0.1", port,
                                destination_realm="mwg.test")
     try:
-        assert c.start(wait_open=5)
+        assert c.start(wait_open=10)
         ans = c.authenticate("a.mwg.test", compute_authenticator("s", b"a.mwg.test"))
         assert ans.ok and ans.home_and_default()[1].gateway == "10.1.0.254"
         assert not c.authenticate("a.mwg.test", b"forged").ok
