@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .rules import RuleError, parse_filter, parse_route
 from .static_backend import StaticBackend, StaticUser
@@ -61,40 +63,25 @@ def _check_filters(v: list[str] | None) -> list[str] | None:
     return v
 
 
+# Routes and filter rules are checked where they are declared, once for every model that has them.
+RouteList = Annotated[list[str], AfterValidator(_check_routes)]
+FilterList = Annotated[list[str], AfterValidator(_check_filters)]
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    routes: list[str] = Field(default_factory=list)
-    filters: list[str] = Field(default_factory=list)
-
-    @field_validator("routes")
-    @classmethod
-    def _routes(cls, v: list[str] | None) -> list[str] | None:
-        return _check_routes(v)
-
-    @field_validator("filters")
-    @classmethod
-    def _filters(cls, v: list[str] | None) -> list[str] | None:
-        return _check_filters(v)
+    routes: RouteList = Field(default_factory=list)
+    filters: FilterList = Field(default_factory=list)
 
 
 class UserEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     secret: str | None = None
-    routes: list[str] | None = None
-    filters: list[str] | None = None
+    routes: RouteList | None = None
+    filters: FilterList | None = None
     certificate_file: str | None = None
     certificate_pem: str | None = None
     allow_authorize_only: bool = True
-
-    @field_validator("routes")
-    @classmethod
-    def _routes(cls, v: list[str] | None) -> list[str] | None:
-        return _check_routes(v)
-
-    @field_validator("filters")
-    @classmethod
-    def _filters(cls, v: list[str] | None) -> list[str] | None:
-        return _check_filters(v)
 
 
 class ServerConfig(BaseModel):
