@@ -16,6 +16,9 @@ ETH_P_IP = 0x0800
 ETH_P_ALL = 0x0003  # outgoing packets are only shown to ETH_P_ALL taps
 PACKET_OUTGOING = 4
 PACKET_HOST = 0
+#: Entries per table (to_dst, from_src, forwarded): addresses come from any datagram
+#: crossing the node, so a flood of spoofed ones must not grow them without bound.
+MAX_TRACKED = 4096
 
 
 class TrafficMonitor:
@@ -32,6 +35,14 @@ class TrafficMonitor:
         self.forwarded_total = 0
         self.delivered_total = 0
         self.sent_total = 0
+        #: datagrams whose address was not tracked because a table was full
+        self.untracked = 0
+
+    def _mark(self, table: dict, key: str, value) -> None:
+        if key in table or len(table) < MAX_TRACKED:
+            table[key] = value
+        else:
+            self.untracked += 1
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -56,18 +67,18 @@ class TrafficMonitor:
             src = socket.inet_ntoa(data[12:16])
             dst = socket.inet_ntoa(data[16:20])
             if pkttype == PACKET_OUTGOING:
-                self.to_dst[dst] = now
+                self._mark(self.to_dst, dst, now)
                 if src in self.local_addrs:
                     self.sent_total += 1
                 continue
             if pkttype != PACKET_HOST:
                 continue
-            self.from_src[src] = now
+            self._mark(self.from_src, src, now)
             if dst in self.local_addrs:
                 self.delivered_total += 1
             else:
-                self.to_dst[dst] = now
-                self.forwarded[dst] = self.forwarded.get(dst, 0) + 1
+                self._mark(self.to_dst, dst, now)
+                self._mark(self.forwarded, dst, self.forwarded.get(dst, 0) + 1)
                 self.forwarded_total += 1
 
     def close(self) -> None:
