@@ -164,7 +164,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.link_events = LinkEvents()
             except OSError as e:  # polling still finds vanished interfaces, only later
                 log.warning("no link notifications (%s); carrier flaps go unnoticed", e)
-        self.monitor = TrafficMonitor(self.local_addrs, {"lo", cfg.tun_name})
+        self.monitor = TrafficMonitor(self.local_addrs, {"lo", cfg.tun_name},
+                                      cfg.max_tracked_addresses)
         log.info("AODV agent %s role=%s handover=%s weighted=%s gratuitous=%s managed=%s",
                  self.addr, cfg.role, cfg.handover.enabled, cfg.weighted_search.enabled,
                  cfg.gratuitous.enabled, [str(n) for n in self.managed])

@@ -168,12 +168,15 @@ class AgentConfig(_Strict):
     #: Bounds on state that any node on the link can make us keep (issue 11 section 4):
     #: routes (each RREQ/RREP/hello names new addresses), neighbours heard by hello,
     #: remembered (originator, RREQ ID) pairs (RFC 6.3, PATH_DISCOVERY_TIME), and
-    #: precursors per route (RFC 6.2). Over a bound: dropped and counted, or (RREQ IDs)
+    #: precursors per route (RFC 6.2), addresses of datagrams seen crossing the node.
+    #: Over a bound: dropped and counted, or (RREQ IDs)
     #: the oldest forgotten. Invalid routes are given up first to make room.
     max_routes: int = Field(4096, ge=16)
     max_neighbours: int = Field(256, ge=1)
     max_seen_rreq: int = Field(4096, ge=16)
     max_precursors: int = Field(64, ge=1)
+    #: addresses the traffic monitor remembers per table (traffic.py)
+    max_tracked_addresses: int = Field(4096, ge=16)
     #: RFC 6.2: forwarding a datagram extends the route lifetime. Off = routes expire at the
     #: lifetime their RREP gave (the premise of the long-session claims 67-70).
     refresh_on_use: bool = True

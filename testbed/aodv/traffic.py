@@ -16,13 +16,15 @@ ETH_P_IP = 0x0800
 ETH_P_ALL = 0x0003  # outgoing packets are only shown to ETH_P_ALL taps
 PACKET_OUTGOING = 4
 PACKET_HOST = 0
-#: Entries per table (to_dst, from_src, forwarded): addresses come from any datagram
-#: crossing the node, so a flood of spoofed ones must not grow them without bound.
-MAX_TRACKED = 4096
 
 
 class TrafficMonitor:
-    def __init__(self, local_addrs: set[str], skip_ifaces: set[str]) -> None:
+    def __init__(self, local_addrs: set[str], skip_ifaces: set[str],
+                 max_tracked: int = 4096) -> None:
+        """max_tracked: entries per table (to_dst, from_src, forwarded). Addresses come
+        from any datagram crossing the node, so spoofed ones must not grow them unbounded;
+        datagrams with addresses beyond it are counted in `untracked`."""
+        self.max_tracked = max_tracked
         self.local_addrs = local_addrs
         self.skip_ifaces = skip_ifaces
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
@@ -39,7 +41,7 @@ class TrafficMonitor:
         self.untracked = 0
 
     def _mark(self, table: dict, key: str, value) -> None:
-        if key in table or len(table) < MAX_TRACKED:
+        if key in table or len(table) < self.max_tracked:
             table[key] = value
         else:
             self.untracked += 1
