@@ -297,6 +297,7 @@ class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: a burst of connects is accepted (or refused)
 
     def __init__(self, addr, resolver, idle_timeout_s: float, max_connections: int) -> None:
         super().__init__(addr, _TcpHandler)
