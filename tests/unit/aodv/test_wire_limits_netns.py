@@ -10,30 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import time
 
 import pytest
 
-from .netns_lab import PYTHON, REPO, Lab
-from .test_agent_netns import FAST, NET, _finish, _suffix, addr
+from .netns_lab import PYTHON, Lab
+from .test_agent_netns import FAST, NET, addr, labs  # noqa: F401 (labs: the fixture)
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
 
 #: the talking node's two addresses: .9 sends the route information, .10 asks for it
 F1, F2 = addr(9), addr(10)
-
-
-@pytest.fixture
-def labs(request):
-    made: list[Lab] = []
-
-    def make() -> Lab:
-        made.append(Lab(_suffix()))
-        return made[-1]
-
-    yield make
-    _finish(request, made)
 
 
 def one_agent(lab: Lab, **cfg) -> None:
@@ -204,7 +192,7 @@ def settled(lab: Lab) -> dict:
         if n == last:
             return st
         last = n
-        __import__("time").sleep(1.0)
+        time.sleep(1.0)
     raise AssertionError(f"b never settled: {st.get('counters')}")
 
 

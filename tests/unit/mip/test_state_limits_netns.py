@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -79,7 +80,7 @@ def settled(status, key: str, at_least: int) -> dict:
         if s["counters"].get(key, 0) == last:
             return s
         last = s["counters"].get(key, 0)
-        __import__("time").sleep(1.0)
+        time.sleep(1.0)
 
 
 def fa_config(max_pending: int) -> dict:
@@ -87,7 +88,7 @@ def fa_config(max_pending: int) -> dict:
             "max_lifetime": 60, "pending_timeout": 30, "max_pending": max_pending}
 
 
-def test_fa_pending_registrations_are_capped_with_code_66(link, tmp_path):
+def test_fa_pending_registrations_are_capped_with_code_66(link):
     """2,000 requests for a silent home agent: the FA keeps at most max_pending (200) of
     them and denies the rest it reads with 66 "insufficient resources" (RFC 5944 3.7.2), counted.
     The control FA (cap 100,000) keeps all 2,000 pending, so the check can fail."""
@@ -108,7 +109,7 @@ def test_fa_pending_registrations_are_capped_with_code_66(link, tmp_path):
     assert s2["pending"] == s2["counters"]["requests"] > 200
 
 
-def test_mn_heard_agents_are_capped(link, tmp_path):
+def test_mn_heard_agents_are_capped(link):
     """1,000 agent advertisements from invented routers: the MN remembers at most
     max_agents (16) and counts the advertisements it ignored; the real FA (heard before
     the flood) is still among them. The control MN (cap 100,000) remembers all."""

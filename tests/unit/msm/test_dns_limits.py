@@ -9,7 +9,6 @@ import struct
 import threading
 import time
 
-import dns.edns
 import dns.flags
 import dns.message
 import dns.opcode
