@@ -196,15 +196,21 @@ def answer(data: bytes, resolver: WorkgroupResolver, udp: bool) -> bytes | None:
         count("malformed")
         log.debug("malformed DNS query (%d bytes): %s", len(data), exc)
         return _bare_error(data, RCODE.FORMERR)
-    if query.header.opcode != OPCODE.QUERY:
-        count("notimp")
-        return DNSRecord(reply_header(query.header, RCODE.NOTIMP), q=query.q).pack() \
-            if len(query.questions) == 1 else _bare_error(data, RCODE.NOTIMP)
     opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
-    if len(query.questions) != 1 or len(opts) > 1 or (opts and str(opts[0].rname) != "."):
+    if len(opts) > 1 or (opts and str(opts[0].rname) != "."):
         count("formerr")  # RFC 6891 6.1.1: one OPT at most, owned by the root
         return _bare_error(data, RCODE.FORMERR)
     opt = opts[0] if opts else None
+    if query.header.opcode != OPCODE.QUERY:
+        count("notimp")
+        reply = DNSRecord(reply_header(query.header, RCODE.NOTIMP),
+                          q=query.q if len(query.questions) == 1 else None)
+        if opt is not None:  # RFC 6891 7: an OPT in every answer to a query with one
+            reply.add_ar(EDNS0(rname=".", udp_len=MAX_UDP_PAYLOAD))
+        return reply.pack()
+    if len(query.questions) != 1:
+        count("formerr")
+        return _bare_error(data, RCODE.FORMERR)
     if opt is not None and (opt.ttl >> 16) & 0xFF != 0:
         count("badvers")
         reply = DNSRecord(reply_header(query.header, BADVERS & 0xF), q=query.q)

@@ -119,6 +119,10 @@ def test_opcode_4_gets_notimp_not_an_soa(server):
     assert not r.answer and not r.authority and r.id == q.id
     q.set_opcode(dns.opcode.UPDATE)  # 5
     assert udp(server, q).rcode() == dns.rcode.NOTIMP
+    q = dns.message.make_query("mwg.test.", "SOA", use_edns=0)
+    q.set_opcode(dns.opcode.NOTIFY)
+    r = udp(server, q)  # RFC 6891 7: the answer to a query with OPT carries one
+    assert r.rcode() == dns.rcode.NOTIMP and r.edns == 0
 
 
 def test_tc_and_z_of_the_query_are_not_copied_rd_is(server):
