@@ -839,6 +839,13 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         n = self.broadcast(msg, 1)
         self.counters["hello_sent"] += n
 
+    def hello_life(self, m: RREP) -> float:
+        """Seconds a neighbour's hello keeps it (RFC 6.9/6.11): at least ALLOWED_HELLO_LOSS *
+        HELLO_INTERVAL; a longer Lifetime in the hello is believed up to DELETE_PERIOD only,
+        so a vanished (or invented) neighbour never stays for the 49 days the field can say."""
+        own = self.t.allowed_hello_loss * self.t.hello_interval
+        return min(max(m.lifetime / 1000, own), max(own, self.t.delete_period))
+
     def on_hello(self, m: RREP, prev: str, iface: str, ho: HandoverExt | None) -> None:
         self.counters["hello_received"] += 1
         now = self.now()
@@ -855,11 +862,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.counters[f"access_{verdict}"] += 1
                 log.debug("hello from %s not admitted by the access plane: %s", prev, verdict)
                 return
-        # RFC 6.9/6.11: the link is lost after ALLOWED_HELLO_LOSS * HELLO_INTERVAL without
-        # a packet; a longer Lifetime in the hello is believed up to DELETE_PERIOD only, so a
-        # vanished (or invented) neighbour never stays for the 49 days the field can say
-        own = self.t.allowed_hello_loss * self.t.hello_interval
-        life = min(max(m.lifetime / 1000, own), max(own, self.t.delete_period))
+        life = self.hello_life(m)
         new = prev not in self.neighbours
         if new and len(self.neighbours) >= self.cfg.max_neighbours:
             self.counters["neighbour_table_full_dropped"] += 1
@@ -881,7 +884,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 # answer at once so a node that just arrived finds us without waiting
                 self.greeted.add(prev)
                 self.counters["hello_sent"] += 1
-                lifetime = lifetime_ms(own)
+                lifetime = self.t.hello_lifetime_ms()
                 self.send(hello(self.addr, self.seq, lifetime), BROADCAST, 1, iface)
         if self.cfg.role == "mn" and self.cfg.handover.enabled:
             self.mn_consider_sink(prev)

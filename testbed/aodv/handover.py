@@ -130,7 +130,13 @@ class HandoverMixin:
             return
         # judge claim 29 on the route we had before the MN's plain hellos reached us
         before = self.prior_route.pop(mn, before)
-        life = max(m.lifetime / 1000, self.t.allowed_hello_loss * self.t.hello_interval)
+        life = self.hello_life(m)
+        if mn not in self.registered and len(self.registered) >= self.cfg.max_neighbours:
+            # issue 11 section 4: forget the longest-registered MN that is no neighbour now
+            gone = [k for k in self.registered if k not in self.neighbours]
+            if gone:
+                del self.registered[min(gone, key=lambda k: self.registered[k]["since"])]
+                self.counters["registered_forgotten"] += 1
         self.registered[mn] = {"since": time.time(), "old_sink": old_sink, "seq": s}
         self.held.pop(mn, None)
         if old_sink in ("0.0.0.0", self.addr):
