@@ -53,6 +53,11 @@ class DhcpConfig(_Strict):
     port: int = Field(67, ge=1, le=65535)
     client_port: int = Field(68, ge=1, le=65535)
     lease_s: int = Field(600, ge=10)
+    #: issue 11 section 4 (see DhcpHelloServer): how long and how many (xid, nonce)
+    #: decisions are kept, and how many exchanges may wait for the MSM at once
+    decision_ttl_s: float = Field(60.0, gt=0)
+    max_decisions: int = Field(4096, ge=1)
+    max_pending: int = Field(64, ge=1)
 
 
 class SinkConfig(_Strict):

@@ -13,7 +13,8 @@ What every answer obeys (RFC 1035 4.1.1, RFC 6891, RFC 8906; `answer()` below):
 - header: QR=1, ID and OPCODE echoed, RD copied, CD copied (RFC 4035 3.2.2), AA only for
   names of our zone, RA=0 (no recursion), Z=0 and AD=0, TC only when we truncated: the
   query's TC and Z bits are never copied;
-- an OPCODE other than QUERY -> NOTIMP (RFC 8906 3.1.4); QDCOUNT != 1 -> FORMERR;
+- an OPCODE other than QUERY -> NOTIMP (RFC 8906 3.1.4); QDCOUNT != 1 -> FORMERR; a
+  class other than IN (or ANY) -> REFUSED: the zone exists in class IN only;
 - a message that does not parse (bad names, pointer loops, short sections) -> FORMERR if
   its header could be read, else dropped; each is counted, none raises; a response (QR=1)
   is never answered;
@@ -37,7 +38,7 @@ import threading
 import time
 from collections import Counter
 
-from dnslib import EDNS0, NS, OPCODE, QTYPE, RCODE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSRecord
+from dnslib import CLASS, EDNS0, NS, OPCODE, QTYPE, RCODE, RR, SOA, TXT, A, DNSHeader, DNSLabel, DNSRecord
 
 from .store import Store
 
@@ -52,6 +53,7 @@ MAX_UDP_PAYLOAD = 1232
 BADVERS = 16
 HEADER_LEN = 12
 QR_BIT = 0x8000
+CLASS_ANY = 255  # QCLASS "*" (RFC 1035 3.2.5)
 
 
 def sg_name(mvpn: str, zone: str) -> str:
@@ -211,6 +213,12 @@ def answer(data: bytes, resolver: WorkgroupResolver, udp: bool) -> bytes | None:
     if len(query.questions) != 1:
         count("formerr")
         return _bare_error(data, RCODE.FORMERR)
+    if query.q.qclass not in (CLASS.IN, CLASS_ANY):
+        count("refused")  # our zone is class IN only: not authoritative for CH, HS, ...
+        reply = DNSRecord(reply_header(query.header, RCODE.REFUSED), q=query.q)
+        if opt is not None:
+            reply.add_ar(EDNS0(rname=".", udp_len=MAX_UDP_PAYLOAD))
+        return reply.pack()
     if opt is not None and (opt.ttl >> 16) & 0xFF != 0:
         count("badvers")
         reply = DNSRecord(reply_header(query.header, BADVERS & 0xF), q=query.q)

@@ -125,6 +125,15 @@ def test_opcode_4_gets_notimp_not_an_soa(server):
     assert r.rcode() == dns.rcode.NOTIMP and r.edns == 0
 
 
+def test_chaos_class_is_refused_any_class_answered(server):
+    """The zone exists in class IN: a CH query gets REFUSED (not an IN answer), ANY is
+    answered as IN."""
+    r = udp(server, dns.message.make_query("mwg.test.", "SOA", rdclass="CH", use_edns=False))
+    assert r.rcode() == dns.rcode.REFUSED and not r.answer and not r.flags & dns.flags.AA
+    r = udp(server, dns.message.make_query("mwg.test.", "SOA", rdclass="ANY", use_edns=False))
+    assert r.rcode() == dns.rcode.NOERROR and r.answer
+
+
 def test_tc_and_z_of_the_query_are_not_copied_rd_is(server):
     """RFC 1035 4.1.1: Z is zero in all messages; TC says *this* message was truncated.
     RD is copied, RA is 0 (no recursion), AA only for our zone."""
