@@ -177,7 +177,11 @@ MAX_GROWTH_KB = 8 * 1024
 
 
 def flood(lab: Lab, rounds: int, first: int = 0) -> None:
-    """The datagrams go to b's managed prefix through b (as frames to b's MAC)."""
+    """The datagrams go to b's managed prefix through b (as frames to b's MAC). F2 says
+    hello first (Lifetime 15 s = DELETE_PERIOD), so b's route to F2, which the RREPs'
+    precursors attach to, lasts the flood even on a loaded machine."""
+    talk(lab, [dict(kind="RREP", hop_count=0, dst=F2, dst_seq=1, orig=F2, lifetime=15000,
+                    **{"from": F2, "to": addr(2)})])
     mac = lab.exec("b", "cat", f"/sys/class/net/{lab.ifname('b', 'f')}/address").stdout.strip()
     lab.exec("f", PYTHON, "-c", FLOOD, lab.ifname("f", "b"), addr(2), str(rounds), F2, mac,
              str(first))
