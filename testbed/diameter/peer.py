@@ -31,8 +31,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from scapy.contrib import diameter as sd
-
 from . import avps as A
 from . import constants as C
 from .exchange_log import Counters, ExchangeLog
@@ -442,7 +440,7 @@ class PeerConnection:
 
     async def _handle_request(self, msg: Message) -> None:
         code, app = msg.code, msg.header.app_id
-        unknown_m = _first_unknown_mandatory(msg)
+        unknown_m = first_unknown_mandatory(msg.avps)
         if code == C.CMD_CAPABILITIES_EXCHANGE:
             if unknown_m is not None:
                 await self.answer(msg, C.RESULT_AVP_UNSUPPORTED, failed_avp=unknown_m)
@@ -553,7 +551,7 @@ class PeerConnection:
             apps.update(A.as_int(a) for a in msg.find_all(code))
         for vsa in msg.find_all(C.AVP_VENDOR_SPECIFIC_APPLICATION_ID):
             for child in A.children(vsa):
-                if int(child.avpCode) in (C.AVP_AUTH_APPLICATION_ID, C.AVP_ACCT_APPLICATION_ID):
+                if child.code in (C.AVP_AUTH_APPLICATION_ID, C.AVP_ACCT_APPLICATION_ID) and child.vendor == 0:
                     apps.add(A.as_int(child))
         self.remote_apps = apps
 
@@ -589,18 +587,23 @@ class PeerConnection:
             return
 
 
-def _failed_avp(offending: bytes) -> Any:
+def _failed_avp(offending: bytes) -> A.Avp:
     """Failed-AVP grouping the offending AVP's bytes (RFC 6733 section 7.5).
 
-    Built from raw bytes because the offending AVP may be one scapy can't parse."""
-    payload = offending + b"\x00" * (-len(offending) % 4)
-    return sd.AVP_Unknown(avpCode=C.AVP_FAILED_AVP, avpFlags=C.AVP_FLAG_MANDATORY, val=payload)
+    Built from raw bytes because the offending AVP may be one we can't parse."""
+    return A.Avp(C.AVP_FAILED_AVP, C.AVP_FLAG_MANDATORY, 0, offending + b"\x00" * (-len(offending) % 4))
 
 
-def _first_unknown_mandatory(msg: Message) -> bytes | None:
-    """Bytes of the first top-level AVP with the M bit that no dictionary knows."""
-    for a in msg.avps:
-        if int(a.avpFlags or 0) & C.AVP_FLAG_MANDATORY and \
-                A.definition(int(a.avpCode), A.avp_vendor(a)) is None:
-            return bytes(a)
+def first_unknown_mandatory(avps: list[A.Avp]) -> bytes | None:
+    """The first AVP with the M bit that no dictionary knows, at any depth, as the
+    contents of a Failed-AVP: the AVP itself, or the Grouped AVPs around it holding
+    only the path to it (RFC 6733 sections 4.4 and 7.5: an unrecognised M-bit AVP
+    inside a Grouped AVP is answered like one at the top level)."""
+    for a in avps:
+        if a.flags & C.AVP_FLAG_MANDATORY and A.definition(a.code, a.vendor) is None:
+            return a.encode()
+        if a.children:
+            inner = first_unknown_mandatory(a.children)
+            if inner is not None:
+                return A.Avp(a.code, a.flags, a.vendor, inner).encode()
     return None

@@ -161,8 +161,7 @@ def test_malformed_and_unknown_requests_after_open():
             ans = await raw.recv()
             assert ans.result_code == C.RESULT_INVALID_AVP_LENGTH and ans.find(C.AVP_FAILED_AVP)
             # unknown AVP with the M bit -> 5001
-            odd = A.make(C.AVP_ORIGIN_HOST, "x")
-            odd.avpCode = 65000
+            odd = A.make(65000, "x", mandatory=True)
             await raw.send(raw.request(C.CMD_DEVICE_WATCHDOG, C.APP_COMMON, [odd]))
             assert (await raw.recv()).result_code == C.RESULT_AVP_UNSUPPORTED
             # AAR without mandatory AVPs -> 5005
