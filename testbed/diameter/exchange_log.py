@@ -9,6 +9,7 @@ goes into the status file so ``cat`` shows the latest exchanges.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -50,18 +51,41 @@ class ExchangeLog:
         self._fh = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8", buffering=1)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._flush_scheduled = False
 
     def record(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one record. In an event loop the file is flushed once the loop has
+        run what is ready (one write per burst, not per message); elsewhere at once."""
         entry = {"t": round(time.time(), 6), "event": event, **fields}
         with self._lock:
             self._ring.append(entry)
+            if self._fh is None:
+                return entry
+            try:
+                self._fh.write(json.dumps(entry, default=str) + "\n")
+            except OSError as exc:  # a full disk must not stop authentication
+                log.warning("exchange log write failed: %s", exc)
+                return entry
+            if self._flush_scheduled:
+                return entry
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+                self._flush_scheduled = True
+                return entry
+            except RuntimeError:  # no loop in this thread
+                pass
+        self.flush()
+        return entry
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_scheduled = False
             if self._fh:
                 try:
-                    self._fh.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
-                except OSError as exc:  # a full disk must not stop authentication
+                    self._fh.flush()
+                except OSError as exc:
                     log.warning("exchange log write failed: %s", exc)
-        return entry
 
     def recent(self) -> list[dict[str, Any]]:
         with self._lock:

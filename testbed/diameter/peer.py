@@ -87,6 +87,9 @@ _CER_AVPS = {C.AVP_ORIGIN_HOST, C.AVP_ORIGIN_REALM, C.AVP_HOST_IP_ADDRESS, C.AVP
              C.AVP_ERROR_MESSAGE, C.AVP_FAILED_AVP}
 
 
+_READ_CHUNK = 256 * 1024
+
+
 def next_end_to_end() -> int:
     """End-to-end ids: high 12 bits from the clock, low bits counting (RFC 6733 3)."""
     return next(_e2e_counter) & 0xFFFFFFFF
@@ -145,6 +148,8 @@ class PeerConnection:
         self.last_rx = time.monotonic()
         self.last_dwa: float | None = None
         self.disconnect_cause: int | None = None
+        self._rbuf = bytearray()
+        self._accepted_at = self._partial_since = time.monotonic()
         self._hbh = itertools.count(random.getrandbits(31))
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -208,10 +213,13 @@ class PeerConnection:
     def _record(self, direction: str, name: str, hbh: int, e2e: int, **extra: Any) -> None:
         self.xlog.record("message", dir=direction, cmd=name, peer=self.remote_host or self.label,
                          hbh=f"{hbh:08x}", e2e=f"{e2e:08x}", **extra)
-        level = logging.DEBUG if name.startswith("DW") else logging.INFO
-        log.log(level, "%s %s %s hbh=%08x e2e=%08x %s", self.remote_host or self.label,
-                "<-" if direction == "rx" else "->", name, hbh, e2e,
-                " ".join(f"{k}={v}" for k, v in extra.items()))
+        # Peer-level events at INFO; per-request traffic (AA has its own INFO line
+        # per decision, the exchange log has every message) and watchdogs at DEBUG.
+        level = logging.INFO if name[:2] in ("CE", "DP") else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(level, "%s %s %s hbh=%08x e2e=%08x %s", self.remote_host or self.label,
+                    "<-" if direction == "rx" else "->", name, hbh, e2e,
+                    " ".join(f"{k}={v}" for k, v in extra.items()))
 
     async def answer(self, req: Message, result_code: int, avp_list: list[Any] | None = None,
                      error_message: str | None = None, failed_avp: bytes | None = None,
@@ -252,10 +260,13 @@ class PeerConnection:
         self._pending[hbh] = fut
         data = encode(code, request=True, app_id=app_id, hop_by_hop=hbh, end_to_end=e2e,
                       avp_list=avp_list, proxiable=proxiable)
+        # A timer on the future instead of wait_for: no extra task per request.
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, fut)
         try:
             await self._send(data, name or C.COMMAND_NAMES.get(code, f"CMD{code}") + "R", hbh, e2e)
-            return await asyncio.wait_for(fut, timeout)
+            return await fut
         finally:
+            timer.cancel()
             self._pending.pop(hbh, None)
 
     # ------------------------------------------------------------ lifecycle
@@ -347,50 +358,71 @@ class PeerConnection:
             self._finish()
 
     async def _read_message(self) -> bytes | None:
-        try:
-            if self.state == PeerState.WAIT_CER:
-                # A connection that never sends CER would hold a socket forever.
-                first = await asyncio.wait_for(self.reader.readexactly(4), self.cer_timeout)
-            else:
-                first = await self.reader.readexactly(4)
-        except asyncio.TimeoutError:
-            self.counters.inc("cer_timeouts")
-            log.info("%s: no CER within %.1fs; closing", self.label, self.cer_timeout)
-            return None
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            return None
-        try:
-            length = check_length_word(first)
-        except MalformedMessage as exc:
-            await self._framing_lost(first, exc)
-            return None
-        try:
-            rest = await asyncio.wait_for(self.reader.readexactly(length - 4), self.body_timeout)
-        except asyncio.TimeoutError:
-            self.counters.inc("malformed")
-            self.counters.inc("malformed_truncated")
-            log.warning("%s: message body not complete within %.1fs; closing", self.label,
-                        self.body_timeout)
-            return None
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            if length > 4:
-                self.counters.inc("malformed")
-                self.counters.inc("malformed_truncated")
-            return None
-        return first + rest
+        """Next complete message from the stream, or None when the connection must end.
 
-    async def _framing_lost(self, first: bytes, exc: MalformedMessage) -> None:
+        Reads in large chunks into ``_rbuf`` and cuts messages out of it, so a busy
+        connection costs one read per burst, not two awaited reads per message.
+        Deadlines are absolute: the CER must be complete ``cer_timeout`` seconds
+        after accept, and a message must be complete ``body_timeout`` seconds
+        after its first byte (a trickling peer cannot hold the socket forever)."""
+        buf = self._rbuf
+        while True:
+            if len(buf) >= 4:
+                try:
+                    length = check_length_word(bytes(buf[:4]))
+                except MalformedMessage as exc:
+                    await self._framing_lost(exc)
+                    return None
+                if len(buf) >= length:
+                    data = bytes(buf[:length])
+                    del buf[:length]
+                    return data
+            if self.state == PeerState.WAIT_CER:
+                deadline: float | None = self._accepted_at + self.cer_timeout
+            elif buf:
+                deadline = self._partial_since + self.body_timeout
+            else:
+                deadline = None
+            try:
+                if deadline is None:
+                    chunk = await self.reader.read(_READ_CHUNK)
+                else:
+                    chunk = await asyncio.wait_for(self.reader.read(_READ_CHUNK),
+                                                   max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                if self.state == PeerState.WAIT_CER:
+                    self.counters.inc("cer_timeouts")
+                    log.info("%s: no CER within %.1fs; closing", self.label, self.cer_timeout)
+                else:
+                    self.counters.inc("malformed")
+                    self.counters.inc("malformed_truncated")
+                    log.warning("%s: message not complete within %.1fs; closing", self.label,
+                                self.body_timeout)
+                return None
+            except (ConnectionError, OSError):
+                chunk = b""
+            if not chunk:
+                if buf:
+                    self.counters.inc("malformed")
+                    self.counters.inc("malformed_truncated")
+                return None
+            if not buf:
+                self._partial_since = time.monotonic()
+            buf += chunk
+
+    async def _framing_lost(self, exc: MalformedMessage) -> None:
         """Bad version/length: we can't find the next message. Answer if the bytes
         we have look like a request header, then close (RFC 6733 7.1.5)."""
         self.counters.inc("malformed")
         self.counters.inc("malformed_framing")
         log.warning("%s: %s; closing connection", self.label, exc.reason)
         self.xlog.record("malformed", peer=self.remote_host or self.label, reason=exc.reason)
-        try:
-            more = await asyncio.wait_for(self.reader.read(16), 0.2)
-        except (asyncio.TimeoutError, ConnectionError, OSError):
-            more = b""
-        data = first + more
+        if len(self._rbuf) < C.HEADER_LEN:
+            try:
+                self._rbuf += await asyncio.wait_for(self.reader.read(C.HEADER_LEN), 0.2)
+            except (asyncio.TimeoutError, ConnectionError, OSError):
+                pass
+        data = bytes(self._rbuf[:C.HEADER_LEN])
         if len(data) >= C.HEADER_LEN and self.state == PeerState.OPEN:
             h = parse_header(data)
             if h.is_request:
@@ -585,6 +617,11 @@ class PeerConnection:
                     return
         except asyncio.CancelledError:
             return
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(asyncio.TimeoutError())
 
 
 def _failed_avp(offending: bytes) -> A.Avp:
