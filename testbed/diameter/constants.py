@@ -50,6 +50,13 @@ APP_COMMON = 0
 APP_NASREQ = 1
 APP_RELAY = 0xFFFFFFFF
 
+#: Which commands must and must not carry the P bit, keyed (application, command)
+#: (RFC 6733 5.3.1-5.5.2: CER, DWR, DPR are "REQ" only; RFC 7155 3.1: AAR is
+#: "REQ, PXY"). A request against its command's definition is answered
+#: DIAMETER_INVALID_HDR_BITS (3008).
+PROXIABLE_COMMANDS = {(APP_NASREQ, CMD_AA): True, (APP_COMMON, CMD_CAPABILITIES_EXCHANGE): False,
+                      (APP_COMMON, CMD_DEVICE_WATCHDOG): False, (APP_COMMON, CMD_DISCONNECT_PEER): False}
+
 # Vendors.
 VENDOR_IETF = 0
 #: RFC 5612 "Example Enterprise Number for Documentation Use": our vendor AVPs.
@@ -82,6 +89,7 @@ AVP_DESTINATION_HOST = 293
 AVP_ERROR_REPORTING_HOST = 294
 AVP_ORIGIN_REALM = 296
 AVP_EXPERIMENTAL_RESULT = 297
+AVP_EXPERIMENTAL_RESULT_CODE = 298
 AVP_INBAND_SECURITY_ID = 299
 
 # NASREQ AVP codes (RFC 7155).
@@ -99,6 +107,10 @@ AVP_NAS_FILTER_RULE = 400
 AVP_TB_AUTHENTICATED_DATA = 1
 AVP_TB_CERTIFICATE_REQUEST = 2
 AVP_TB_CERTIFICATE = 3
+
+# Inband-Security-Id values (RFC 6733 6.10).
+NO_INBAND_SECURITY = 0
+INBAND_SECURITY_TLS = 1
 
 # Auth-Request-Type values.
 AUTH_REQUEST_AUTHENTICATE_ONLY = 1
@@ -131,6 +143,7 @@ RESULT_UNSUPPORTED_VERSION = 5011
 RESULT_UNABLE_TO_COMPLY = 5012
 RESULT_INVALID_AVP_LENGTH = 5014
 RESULT_INVALID_MESSAGE_LENGTH = 5015
+RESULT_NO_COMMON_SECURITY = 5017
 
 #: Result-Codes in the 3xxx class are protocol errors: their answers carry the
 #: E bit and use the generic error-answer layout (RFC 6733 section 7.2).

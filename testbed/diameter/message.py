@@ -205,7 +205,21 @@ class Message:
 
     @property
     def result_code(self) -> int | None:
+        """Result-Code (None when the answer carries an Experimental-Result instead:
+        RFC 6733 7.6, never success for us). ValueError if malformed."""
         return self.integer(C.AVP_RESULT_CODE)
+
+    @property
+    def experimental_result(self) -> tuple[int, int] | None:
+        """(Vendor-Id, Experimental-Result-Code) of an Experimental-Result AVP, or None."""
+        er = self.find(C.AVP_EXPERIMENTAL_RESULT)
+        if er is None or not er.children:
+            return None
+        vendor = A.find(er.children, C.AVP_VENDOR_ID)
+        code = A.find(er.children, C.AVP_EXPERIMENTAL_RESULT_CODE)
+        if vendor is None or code is None:
+            return None
+        return A.as_int(vendor), A.as_int(code)
 
 
 def decode(data: bytes, max_len: int = C.MAX_MESSAGE_LEN) -> Message:

@@ -86,7 +86,13 @@ class DiameterServer:
     def __init__(self, identity: LocalIdentity, backend: Backend, *, host: str = "0.0.0.0",
                  port: int = C.DIAMETER_PORT, tw: float = 30.0,
                  exchange_log_path: str | None = None, status_path: str | None = None,
-                 cer_timeout: float = 10.0) -> None:
+                 cer_timeout: float = 10.0, max_connections: int = 256,
+                 max_inflight: int = 64, duplicate_probe_s: float = 2.0) -> None:
+        """Args: ``tw``/``cer_timeout``/``duplicate_probe_s`` in seconds;
+        ``max_connections``: transport connections at once, CER or not (more are
+        accepted and closed at once, counted ``connections_refused``);
+        ``max_inflight``: requests of one connection handled at once (then its
+        reading pauses). Both bound what an unauthenticated peer can make us hold."""
         self.identity = identity
         self.backend = backend
         self.host = host
@@ -94,6 +100,11 @@ class DiameterServer:
         self.tw = tw
         self.status_path = status_path
         self.cer_timeout = cer_timeout
+        self.max_connections = max_connections
+        self.max_inflight = max_inflight
+        self.duplicate_probe_s = duplicate_probe_s
+        #: Open peers by Origin-Host (lower case); at most one connection each.
+        self.by_host: dict[str, PeerConnection] = {}
         self.counters = Counters()
         self.xlog = ExchangeLog(exchange_log_path)
         self.answer_cache = AnswerCache()
@@ -186,18 +197,43 @@ class DiameterServer:
 
     # ------------------------------------------------------------- accept
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.peers) >= self.max_connections:
+            self.counters.inc("connections_refused")
+            log.debug("connection refused: %d connections open", len(self.peers))
+            writer.close()
+            return
         self.counters.inc("connections_accepted")
         peer = PeerConnection(reader, writer, self.identity, initiator=False, tw=self.tw,
                               handlers=self.handlers, counters=self.counters,
                               exchange_log=self.xlog, answer_cache=self.answer_cache,
-                              cer_timeout=self.cer_timeout)
+                              cer_timeout=self.cer_timeout, admit=self._admit,
+                              max_inflight=self.max_inflight)
         self.peers.add(peer)
         log.info("connection from %s", peer.remote_address)
         try:
             await peer.run()
         finally:
             self.peers.discard(peer)
+            key = (peer.remote_host or "").lower()
+            if self.by_host.get(key) is peer:
+                del self.by_host[key]
             log.info("connection from %s (%s) ended", peer.remote_address, peer.remote_host)
+
+    async def _admit(self, peer: PeerConnection) -> tuple[int, str] | None:
+        """One connection per Origin-Host. A CER naming a host that is open already
+        is rejected with DIAMETER_UNABLE_TO_COMPLY while the old connection answers
+        a DWR (as freeDiameter does; RFC 6733 5.6.1 R-Reject); if it does not, the
+        old one is dead, is closed, and the new one takes its place."""
+        key = (peer.remote_host or "").lower()
+        old = self.by_host.get(key)
+        if old is not None and old is not peer:
+            if await old.probe(self.duplicate_probe_s):
+                self.counters.inc("duplicate_connections_rejected")
+                return C.RESULT_UNABLE_TO_COMPLY, f"{peer.remote_host} is already connected"
+            self.counters.inc("duplicate_connections_replaced")
+            old.abort("replaced: a new connection from the same Origin-Host, old one silent")
+        self.by_host[key] = peer
+        return None
 
     # ---------------------------------------------------------- NASREQ AA
     async def _on_aar(self, peer: PeerConnection, msg: Message) -> tuple[int, list[Any], str | None]:
