@@ -481,7 +481,8 @@ class PeerConnection:
             except (asyncio.TimeoutError, ConnectionError, OSError):
                 pass
         data = bytes(self._rbuf[:C.HEADER_LEN])
-        if len(data) >= C.HEADER_LEN and self.state == PeerState.OPEN:
+        # A request is answered in any state (a CER of version 2 gets its 5011 too).
+        if len(data) >= C.HEADER_LEN and self.state != PeerState.CLOSED:
             h = parse_header(data)
             if h.is_request:
                 req = Message(h, [], data)
