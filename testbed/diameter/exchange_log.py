@@ -42,16 +42,24 @@ class Counters:
 
 
 class ExchangeLog:
-    """Append-only record of DIAMETER exchanges: file (optional) + memory ring."""
+    """Append-only record of DIAMETER exchanges: file (optional) + memory ring.
 
-    def __init__(self, path: str | Path | None = None, keep: int = 50) -> None:
+    The file is bounded: past ``max_bytes`` it is renamed to ``<path>.1`` (replacing
+    the previous one) and a new file begins, so a peer flooding messages can fill
+    at most twice ``max_bytes`` of disk (issue 11, section 4)."""
+
+    def __init__(self, path: str | Path | None = None, keep: int = 50,
+                 max_bytes: int = 64 * 1024 * 1024) -> None:
         self.path = Path(path) if path else None
+        self.max_bytes = max_bytes
+        self._written = 0
         self._ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
         self._lock = threading.Lock()
         self._fh = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
+            self._written = self._fh.tell()
         self._flush_scheduled = False
 
     def record(self, event: str, **fields: Any) -> dict[str, Any]:
@@ -63,7 +71,11 @@ class ExchangeLog:
             if self._fh is None:
                 return entry
             try:
-                self._fh.write(json.dumps(entry, default=str) + "\n")
+                line = json.dumps(entry, default=str) + "\n"
+                if self._written + len(line) > self.max_bytes:
+                    self._rotate()
+                self._fh.write(line)
+                self._written += len(line)
             except OSError as exc:  # a full disk must not stop authentication
                 log.warning("exchange log write failed: %s", exc)
                 return entry
@@ -77,6 +89,13 @@ class ExchangeLog:
                 pass
         self.flush()
         return entry
+
+    def _rotate(self) -> None:
+        assert self._fh is not None and self.path is not None
+        self._fh.close()
+        self.path.replace(self.path.with_name(self.path.name + ".1"))
+        self._fh = open(self.path, "a", encoding="utf-8")
+        self._written = 0
 
     def flush(self) -> None:
         with self._lock:
