@@ -78,9 +78,12 @@ def check_length_word(first4: bytes, max_len: int = C.MAX_MESSAGE_LEN) -> int:
 
 
 def check_header(h: Header) -> None:
-    """Header bit rules of RFC 6733 section 3 (framing is still intact here)."""
-    if h.flags & C.FLAG_RESERVED_MASK:
-        raise MalformedMessage("reserved header bits set", C.RESULT_INVALID_HDR_BITS)
+    """Header bit rules of RFC 6733 section 3 (framing is still intact here).
+
+    Reserved bits are ignored ("MUST be set to zero and ignored by the receiver",
+    RFC 6733 3; freeDiameter does the same); an E bit on a request is an invalid
+    combination: DIAMETER_INVALID_HDR_BITS. The P bit against the command's
+    definition is checked by the peer, which knows the command."""
     if h.is_request and h.flags & C.FLAG_ERROR:
         raise MalformedMessage("request with E bit", C.RESULT_INVALID_HDR_BITS)
 
@@ -96,8 +99,8 @@ def parse_avps(data: bytes, depth: int = 0) -> list[A.Avp]:
     """Decode an AVP area into ``Avp`` records, Grouped AVPs recursively.
 
     Raises MalformedMessage: 5014 (AVP length beyond the area, below the header,
-    or not the fixed width of its type), 3009 (reserved flag bits; V bit with
-    vendor 0), 5004 (Grouped nesting deeper than MAX_GROUP_DEPTH). RFC 6733 4.1, 7.1.5.
+    or not the fixed width of its type), 3009 (V bit with vendor 0: no AVP is
+    defined so), 5004 (Grouped nesting deeper than MAX_GROUP_DEPTH). RFC 6733 4.1, 7.1.5.
     """
     out: list[A.Avp] = []
     off = 0
@@ -122,10 +125,7 @@ def parse_avps(data: bytes, depth: int = 0) -> list[A.Avp]:
             raise MalformedMessage(f"AVP {code} has invalid length {length}",
                                    C.RESULT_INVALID_AVP_LENGTH,
                                    failed_avp=_failed_stub(code, flags, vendor))
-        if flags & C.AVP_FLAG_RESERVED_MASK:
-            raise MalformedMessage(f"AVP {code} has reserved flag bits", C.RESULT_INVALID_AVP_BITS,
-                                   failed_avp=data[off:off + length])
-        # The dictionary is keyed by vendor; a V bit with vendor 0 is malformed.
+        # Reserved AVP flag bits are ignored (RFC 6733 4.1, as in the header). The dictionary is keyed by vendor; a V bit with vendor 0 is malformed.
         if header == 12 and vendor == 0:
             raise MalformedMessage(f"AVP {code} has V bit and vendor 0", C.RESULT_INVALID_AVP_BITS,
                                    failed_avp=data[off:off + length])

@@ -74,16 +74,25 @@ def test_fixed_length_avp_with_wrong_length_is_refused():
     assert e.value.result_code == C.RESULT_INVALID_AVP_LENGTH
 
 
-def test_reserved_bits_are_reported():
+def test_reserved_bits_are_ignored_but_bad_bit_combinations_are_not():
+    """RFC 6733 3 and 4.1: reserved bits "MUST be set to zero and ignored by the
+    receiver" (freeDiameter ignores them too); an E bit on a request is 3008 and a
+    V bit with vendor 0 is 3009."""
     data = bytearray(_msg([A.make(C.AVP_ORIGIN_HOST, "a")]))
     data[4] |= 0x01
+    data[20 + 4] |= 0x01
+    m = decode(bytes(data))
+    assert m.text(C.AVP_ORIGIN_HOST) == "a"
+    data = bytearray(_msg([A.make(C.AVP_ORIGIN_HOST, "a")]))
+    data[4] |= C.FLAG_ERROR
     with pytest.raises(MalformedMessage) as e:
         decode(bytes(data))
     assert e.value.result_code == C.RESULT_INVALID_HDR_BITS
-    data = bytearray(_msg([A.make(C.AVP_ORIGIN_HOST, "a")]))
-    data[20 + 4] |= 0x01
+    vendor_zero = struct.pack("!IBBHI", C.AVP_ORIGIN_HOST, 0xC0, 0, 13, 0) + b"a\0\0\0"
+    data = _msg([])
+    data = data[:1] + (len(data) + len(vendor_zero)).to_bytes(3, "big") + data[4:] + vendor_zero
     with pytest.raises(MalformedMessage) as e:
-        decode(bytes(data))
+        decode(data)
     assert e.value.result_code == C.RESULT_INVALID_AVP_BITS
 
 

@@ -144,8 +144,14 @@ CASES = [
                                                   raw_avp(C.AVP_PROXY_HOST, 0x40, b"p.example")[:5]
                                                   + (200).to_bytes(3, "big") + b"p.example\0\0\0")),
          C.RESULT_INVALID_AVP_LENGTH, open_first=True),
-    Case("dwr reserved avp flag bits",
+    Case("dwr reserved avp flag bits",  # ignored by the receiver, RFC 6733 4.1
          lambda r: with_raw_avp(_dwr(r), raw_avp(C.AVP_PROXY_STATE, 0x41, b"s")),
+         C.RESULT_SUCCESS, open_first=True),
+    Case("dwr reserved header bits",  # ignored by the receiver, RFC 6733 3
+         lambda r: (lambda b: b[:4] + bytes([b[4] | 0x0F]) + b[5:])(_dwr(r)),
+         C.RESULT_SUCCESS, open_first=True),
+    Case("dwr avp with V bit and vendor 0",
+         lambda r: with_raw_avp(_dwr(r), raw_avp(C.AVP_PROXY_STATE, 0x80, b"\0\0\0\0s")),
          C.RESULT_INVALID_AVP_BITS, open_first=True),
     Case("cer of version 2",
          lambda r: b"\x02" + _cer(r)[1:], C.RESULT_UNSUPPORTED_VERSION, closes=True),
