@@ -58,11 +58,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+async def wait_listening(port: int, exit_code: Callable[[], int | None] = lambda: None,
+                         timeout: float = 15.0) -> None:
+    """Wait until 127.0.0.1:``port`` accepts TCP; RuntimeError when the server's
+    ``exit_code()`` says it ended or after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"benchmark server exited with {proc.returncode}")
+        if exit_code() is not None:
+            raise RuntimeError(f"server for port {port} exited with {exit_code()}")
         try:
             _, w = await asyncio.open_connection("127.0.0.1", port)
             w.close()
@@ -78,7 +81,7 @@ async def _process(argv: list[str], port: int, log_path: Path) -> AsyncIterator[
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        await _wait_listening(port, proc)
+        await wait_listening(port, proc.poll)
         yield
     finally:
         proc.terminate()
@@ -179,18 +182,24 @@ def _pct(sorted_s: list[float], q: float) -> float:
     return sorted_s[min(len(sorted_s) - 1, int(q * len(sorted_s)))]
 
 
+async def _timed(c: Any) -> tuple[float, bool]:
+    """(seconds, answered with success) of one request of client ``c``."""
+    t = time.perf_counter()
+    try:
+        ok = await c.once()
+    except (DiameterUnavailable, ConnectionError, asyncio.IncompleteReadError):
+        ok = False
+    return time.perf_counter() - t, ok
+
+
 async def _round_trip(clients: list[Any], n: int) -> dict[str, float]:
     c = clients[0]
     for _ in range(min(50, n)):  # warm up: caches, TCP windows
         await c.once()
     samples, errors = [], 0
     for _ in range(n):
-        t = time.perf_counter()
-        try:
-            ok = await c.once()
-        except (DiameterUnavailable, ConnectionError, asyncio.IncompleteReadError):
-            ok = False
-        samples.append(time.perf_counter() - t)
+        dt, ok = await _timed(c)
+        samples.append(dt)
         errors += not ok
     s = sorted(samples)
     return {"median_ms": statistics.median(s) * 1000, "p99_ms": _pct(s, 0.99) * 1000,
@@ -205,12 +214,8 @@ async def _throughput(clients: list[Any], duration_s: float) -> dict[str, float]
     async def loop(c: Any) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
-            t = time.perf_counter()
-            try:
-                ok = await c.once()
-            except (DiameterUnavailable, ConnectionError, asyncio.IncompleteReadError):
-                ok = False
-            latencies.append(time.perf_counter() - t)
+            dt, ok = await _timed(c)
+            latencies.append(dt)
             errors += not ok
 
     t0 = time.perf_counter()

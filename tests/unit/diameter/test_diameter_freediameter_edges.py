@@ -33,8 +33,9 @@ import pytest
 
 import test_diameter_rfc6733 as R
 from diameter_testkit import RawPeer, make_backend, serving
-from test_diameter_freediameter_interop import _ensure_freediameter, _free_port, _self_signed
+from test_diameter_freediameter_interop import _ensure_freediameter, _free_port, fd_base_config
 from testbed.diameter import constants as C
+from testbed.diameter.bench import wait_listening
 from testbed.diameter.message import Message
 
 pytestmark = pytest.mark.timeout(120)
@@ -46,22 +47,11 @@ COMPARED = ["dwr proxy-info unknown M avp", "dwr proxy-info unknown avp without 
 
 
 def _fd_config(tmp: Path, port: int) -> Path:
-    cert, key = _self_signed(tmp)  # its CN is fd.test.example
     acl = tmp / "acl_wl.conf"
     acl.write_text("ALLOW_IPSEC *.home.example\n")
     conf = tmp / "freeDiameter-edges.conf"
-    conf.write_text(f"""
-Identity = "fd.test.example";
-Realm = "home.example";
-Port = {port};
-SecPort = {_free_port()};
-ListenOn = "127.0.0.1";
-No_SCTP;
-No_IPv6;
-TLS_Cred = "{cert}", "{key}";
-TLS_CA = "{cert}";
-LoadExtension = "acl_wl.fdx" : "{acl}";
-""")
+    conf.write_text(fd_base_config(tmp, port, realm="home.example")
+                    + f'LoadExtension = "acl_wl.fdx" : "{acl}";\n')
     return conf
 
 
@@ -86,13 +76,7 @@ async def _both(exe: str, tmp: Path) -> dict[str, tuple[int | None, int | None, 
                                                 stderr=subprocess.STDOUT)
     out = {}
     try:
-        for _ in range(100):
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
+        await wait_listening(port, lambda: proc.returncode)
         async with serving(make_backend()) as server:
             for i, case in enumerate(c for c in R.CASES if c.name in COMPARED):
                 host = f"edge{i}.home.example"
