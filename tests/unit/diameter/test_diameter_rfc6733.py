@@ -10,7 +10,6 @@ control (2001).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
