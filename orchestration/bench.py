@@ -126,7 +126,15 @@ def _cleanup_baseline() -> None:
         subprocess.run(["ip", "netns", "del", "benchbl.switch"])
 
 
-BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup}
+def bench_diameter(say: Say) -> dict[str, Any]:
+    """AA round trip and AA/s of 10 clients against a TCP echo of the same bytes (no Docker)."""
+    from testbed.diameter.bench import bench
+
+    return bench(say)
+
+
+BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup,
+                                                         "diameter": bench_diameter}
 
 
 def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:
