@@ -133,8 +133,16 @@ def bench_diameter(say: Say) -> dict[str, Any]:
     return bench(say)
 
 
+def bench_tunnel(say: Say) -> dict[str, Any]:
+    """IP-IP data planes against plain routing and IPsec alone (orchestration/bench_tunnel.py)."""
+    from .bench_tunnel import bench_tunnel as run
+
+    return run(say)
+
+
 BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup,
-                                                         "diameter": bench_diameter}
+                                                         "diameter": bench_diameter,
+                                                         "tunnel": bench_tunnel}
 
 
 def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:
