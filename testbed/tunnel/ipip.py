@@ -119,7 +119,8 @@ def userspace_unavailable() -> str | None:
 def choose_mode(requested: str, local: str) -> ModeChoice:
     """The data plane for this node (modes.select_mode with the real probes)."""
     return select_mode(requested, {"kernel": lambda: kernel_ipip_unavailable(local),
-                                   "bpf": tcbpf.bpf_unavailable, "userspace": userspace_unavailable})
+                                   "bpf": lambda: tcbpf.bpf_unavailable(local),
+                                   "userspace": userspace_unavailable})
 
 
 def _checksum(data: bytes) -> int:

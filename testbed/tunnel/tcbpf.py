@@ -100,8 +100,16 @@ def load() -> BpfObject:
     return _loaded
 
 
-def bpf_unavailable() -> str | None:
-    """None if the tc-BPF data plane can run here, else why not (mode selection probe)."""
+_active_local: str | None = None  # the local address of this process's BpfDataPlane
+
+
+def bpf_unavailable(local: str | None = None) -> str | None:
+    """None if the tc-BPF data plane can run here for `local`, else why not (mode selection
+    probe). One process serves one local address in bpf mode (the object's maps are the
+    process's): a second endpoint with another address (e.g. two virtual HAs in one
+    process, claim 16) is told so and takes the next mode."""
+    if local is not None and _active_local not in (None, str(IPv4Address(local))):
+        return f"this process already runs the bpf plane for {_active_local}"
     try:
         load()
     except (BpfError, OSError) as exc:
@@ -143,8 +151,13 @@ class BpfDataPlane:
     """Peers of one endpoint in the shared maps; decap attached where peers' packets arrive."""
 
     def __init__(self, local: str) -> None:
+        global _active_local
         self.local = str(IPv4Address(local))
+        why = bpf_unavailable(self.local)
+        if why:
+            raise BpfError(why)
         self.obj = load()
+        _active_local = self.local
         self.obj.update("local_addr", ctypes.c_uint32(0), Addr4(*IPv4Address(self.local).packed))
         self.decap_devices: dict[str, int] = {}
         for dev in address_devices(self.local):
@@ -217,6 +230,8 @@ class BpfDataPlane:
 
     def close(self) -> None:
         """Detach decap from the devices we attached it to (peers are removed by the caller)."""
+        global _active_local
+        _active_local = None
         for dev, idx in self.decap_devices.items():
             try:
                 self.obj.tc_detach(idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)

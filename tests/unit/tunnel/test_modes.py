@@ -77,3 +77,11 @@ def test_frag_needed_clamps_and_refuses_what_rfc1812_forbids():
     assert frag_needed(b"\0" * 4, _inner()[:12], 1380) is None
     # an echo request (not an error) is answered
     assert frag_needed(b"\0" * 4, _inner(proto_payload=ICMP(type=8) / (b"y" * 1400)), 1380) is not None
+
+
+def test_bpf_plane_serves_one_local_address_per_process(monkeypatch):
+    """Two endpoints with different addresses in one process (virtual HAs, claim 16) cannot
+    share the object's maps: the second is told why, so "auto" takes the next mode."""
+    from testbed.tunnel import tcbpf
+    monkeypatch.setattr(tcbpf, "_active_local", "198.51.100.1")
+    assert "already runs the bpf plane for 198.51.100.1" in tcbpf.bpf_unavailable("198.51.100.2")
