@@ -23,8 +23,7 @@ import time
 
 import pytest
 
-from testbed.tunnel import tcbpf
-
+from netns_support import require_tunnel_mode
 from sg.netns import Lab, needs_root, ping, sh, wait_for
 
 pytestmark = [pytest.mark.netns, needs_root]
@@ -35,18 +34,10 @@ PUB_MTU = {"bpf": 1500, "userspace": 1400}
 TUNNEL_MTU = {"bpf": 1480, "userspace": 1380}
 
 
-def _require(mode: str) -> None:
-    why = tcbpf.bpf_unavailable() if mode == "bpf" else None
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"tc-BPF data plane not loadable on this CI machine: {why}")
-        pytest.skip(f"tc-BPF data plane not loadable here: {why}")
-
-
 @pytest.fixture(scope="module", params=["bpf", "userspace"])
 def world(request, tmp_path_factory):
     mode = request.param
-    _require(mode)
+    require_tunnel_mode(mode)
     work = tmp_path_factory.mktemp(f"tun-{mode}")
     lab = Lab("u" if mode == "userspace" else "p", work)
     try:
