@@ -164,22 +164,26 @@ while time.time() < end:
     if inner[9] != 17 or struct.unpack("!H", inner[i_ihl + 2:i_ihl + 4])[0] != port:
         continue
     seen.append({"outer_df": bool(ip[6] & 0x40), "inner_df": bool(inner[6] & 0x40),
+                 "outer_fragment": bool(ip[6] & 0x3f or ip[7]), "outer_len": struct.unpack("!H", ip[2:4])[0],
                  "outer_proto": ip[9], "outer_src": socket.inet_ntoa(ip[12:16])})
 json.dump(seen, open(out, "w"))
 """
 
 
 def test_outer_df_copies_inner(world):
+    """Issue 11's input: 1450-byte packets (DF set, then clear) from C to hB leave C as one
+    1470-byte outer packet each, whose DF equals the inner one (RFC 2003 3.1)."""
     lab, out = world["lab"], world["work"] / "df.json"
     lab.spawn(world["ns"]["B"], [sys.executable, "-c", CAPTURE, "pub0", "5001", str(out), "4"], "capture.log")
     wait_for(lambda: (world["work"] / "df.json.ready").exists(), what="capture ready")
-    send(world["ha"], "10.0.0.7", 5001, "df", n=5, df=True, size=1000)
-    send(world["ha"], "10.0.0.7", 5001, "nodf", n=5, df=False, size=1000)
+    send(world["ns"]["C"], "10.0.0.7", 5001, "df", n=5, df=True, size=1450)
+    send(world["ns"]["C"], "10.0.0.7", 5001, "nodf", n=5, df=False, size=1450)
     seen = wait_for(lambda: json.loads(out.read_text()), timeout=10, what="capture result")
     assert len(seen) == 10, seen
     assert all(p["outer_df"] == p["inner_df"] for p in seen), seen
     assert sum(p["outer_df"] for p in seen) == 5
-    assert {p["outer_src"] for p in seen} == {PUB["A"]}
+    assert all(not p["outer_fragment"] and p["outer_len"] == 1470 for p in seen), seen
+    assert {p["outer_src"] for p in seen} == {PUB["C"]}
 
 
 PMTU = r"""
