@@ -244,3 +244,26 @@ for _ in range(4):
     wait_for(lambda: status(world, "B")["unknown_peer_dropped"] - before >= 4, timeout=5,
              what="unknown peer drops counted")
     assert nft_counter(world, "from_A") == base_a
+
+
+MALFORMED = r"""
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+s.bind(("198.51.100.1", 0))
+bad = [b"\x60" + b"\0" * 39,                                   # IPv6 inside IPv4-in-IPv4
+       b"\x45\0",                                              # 2 bytes: no header at all
+       b"\x44" + b"\0" * 39,                                   # IHL 4 (< 5)
+       struct.pack("!BBH", 0x45, 0, 9000) + b"\0" * 36]        # total length beyond the data
+for p in bad:
+    s.sendto(p, ("198.51.100.2", 0))
+"""
+
+
+def test_malformed_inner_from_a_known_peer_dropped_and_counted(world):
+    """IP-IP from A (a known peer) whose inner packet is not sane IPv4 is dropped and counted
+    per peer in both planes; nothing of it reaches B's realm-A device."""
+    before = status(world, "B")["peers"]["A"]["malformed_dropped"]
+    subprocess.run(["ip", "netns", "exec", world["ns"]["A"], sys.executable, "-c", MALFORMED],
+                   check=True, timeout=10)
+    wait_for(lambda: status(world, "B")["peers"]["A"]["malformed_dropped"] - before == 4, timeout=5,
+             what="4 malformed inner packets counted at B for peer A")
