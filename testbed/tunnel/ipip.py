@@ -512,6 +512,8 @@ class IpipEndpoint:
     def status(self) -> dict:
         """Counters as JSON-ready dict: per peer and endpoint-wide drops."""
         peers = {}
+        if self._bpf is not None:
+            self._bpf.refresh_routes({p.addr: p.ifname for p in list(self.peers.values())})
         for name, p in list(self.peers.items()):
             if self.mode == "kernel":
                 c = self._kernel_counters(p).__dict__

@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -160,6 +161,8 @@ class BpfDataPlane:
         _active_local = self.local
         self.obj.update("local_addr", ctypes.c_uint32(0), Addr4(*IPv4Address(self.local).packed))
         self.decap_devices: dict[str, int] = {}
+        self.out_devices: dict[str, str] = {}   # peer address -> device of our route to it
+        self._routes_checked = 0.0
         for dev in address_devices(self.local):
             self._attach_decap(dev)
 
@@ -189,20 +192,55 @@ class BpfDataPlane:
         for dev in (ifname, twin):
             set_sysctl(dev, "ipv6/conf/IF/disable_ipv6", "1")
         run_ip(["link", "set", twin, "up"])
-        out_dev = route_device(addr, self.local)
-        self._attach_decap(out_dev)
         tw_idx = _ifindex(twin)
         peer_key = Addr4(*IPv4Address(addr).packed)
         self.obj.update("rx_peers", peer_key,
                         RxPeer(twin_ifindex=tw_idx, dev_mac=Mac(*_mac(ifname)), twin_mac=Mac(*_mac(twin))))
-        self.obj.update("tx_peers", ctypes.c_uint32(tw_idx),
-                        TxPeer(local=Addr4(*IPv4Address(self.local).packed), remote=peer_key,
-                               out_ifindex=_ifindex(out_dev)))
+        self._set_route(ifname, addr, route_device(addr, self.local))
         self.obj.tc_attach("ipip_encap", tw_idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
+
+    def _set_route(self, ifname: str, addr: str, out_dev: str) -> None:
+        """Point the peer's encapsulated packets at `out_dev`; decap listens there too."""
+        self._attach_decap(out_dev)
+        self.obj.update("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))),
+                        TxPeer(local=Addr4(*IPv4Address(self.local).packed),
+                               remote=Addr4(*IPv4Address(addr).packed), out_ifindex=_ifindex(out_dev)))
+        self.out_devices[addr] = out_dev
+
+    def refresh_routes(self, peers: dict[str, str], every_s: float = 5.0) -> None:
+        """Follow route changes towards peers {addr: ifname}, at most once per `every_s`
+        (the program sends out of a fixed device; the kernel picks the next hop there).
+        Counters survive: only the device changes when a route moved."""
+        now = time.monotonic()
+        if now - self._routes_checked < every_s:
+            return
+        self._routes_checked = now
+        for addr, ifname in peers.items():
+            try:
+                dev = route_device(addr, self.local)
+            except BpfError as exc:
+                log.warning("peer %s: %s", addr, exc)
+                continue
+            if dev != self.out_devices.get(addr):
+                old = self.lookup_tx(ifname)
+                self._set_route(ifname, addr, dev)
+                if old is not None:  # keep the peer's counters across the move
+                    new = self.lookup_tx(ifname)
+                    for f in ("packets", "bytes", "non_ipv4", "errors"):
+                        setattr(new, f, getattr(old, f))
+                    self.obj.update("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))), new)
+                log.info("peer %s now via %s", addr, dev)
+
+    def lookup_tx(self, ifname: str) -> TxPeer | None:
+        try:
+            return self.obj.lookup("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))), TxPeer)
+        except OSError:
+            return None
 
     def remove_peer(self, ifname: str, addr: str) -> None:
         twin = self.twin_name(ifname)
         self.obj.delete("rx_peers", Addr4(*IPv4Address(addr).packed))
+        self.out_devices.pop(addr, None)
         try:
             self.obj.delete("tx_peers", ctypes.c_uint32(_ifindex(twin)))
         except OSError:
@@ -212,10 +250,7 @@ class BpfDataPlane:
     def counters(self, ifname: str, addr: str) -> dict[str, int]:
         """Per-peer counters in PeerCounters' names (zeros if the peer's entries are gone)."""
         rx = self.obj.lookup("rx_peers", Addr4(*IPv4Address(addr).packed), RxPeer)
-        try:
-            tx = self.obj.lookup("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))), TxPeer)
-        except OSError:
-            tx = None
+        tx = self.lookup_tx(ifname)
         return {"packets_in": rx.packets if rx else 0, "bytes_in": rx.bytes if rx else 0,
                 "malformed_dropped": rx.malformed if rx else 0, "write_errors": rx.errors if rx else 0,
                 "packets_out": tx.packets if tx else 0, "bytes_out": tx.bytes if tx else 0,

@@ -267,3 +267,33 @@ def test_malformed_inner_from_a_known_peer_dropped_and_counted(world):
                    check=True, timeout=10)
     wait_for(lambda: status(world, "B")["peers"]["A"]["malformed_dropped"] - before == 4, timeout=5,
              what="4 malformed inner packets counted at B for peer A")
+
+
+def _tx_packets(ns: str, dev: str) -> int:
+    return json.loads(sh(f"ip -n {ns} -s -j link show dev {dev}").stdout)[0]["stats64"]["tx"]["packets"]
+
+
+def test_encapsulated_packets_follow_a_route_change(world):
+    """A's route to B moves to a second public link: the tunnel follows within the endpoint's
+    route refresh (bpf sends out of a device it looked up; userspace lets the kernel route)."""
+    lab, a, inet = world["lab"], world["ns"]["A"], lab_inet(world)
+    lab.veth(a, "pub1", inet, f"{lab.prefix}p1")
+    sh(f"ip -n {inet} link set {lab.prefix}p1 master {lab.prefix}br")
+    sh(f"ip -n {a} route add {PUB['B']}/32 dev pub1")
+    try:
+        def moved():
+            before = _tx_packets(a, "pub1")
+            return ping(world["ha"], "10.0.0.7", "10.0.0.5", 2) == 2 and _tx_packets(a, "pub1") - before >= 2
+        wait_for(moved, timeout=15, interval=0.5, what="pings leaving A on pub1")
+    finally:
+        sh(f"ip -n {a} route del {PUB['B']}/32 dev pub1", check=False)
+
+    def back():
+        b0, b1 = _tx_packets(a, "pub0"), _tx_packets(a, "pub1")
+        ok = ping(world["ha"], "10.0.0.7", "10.0.0.5", 2) == 2
+        return ok and _tx_packets(a, "pub0") - b0 >= 2 and _tx_packets(a, "pub1") - b1 < 2
+    wait_for(back, timeout=15, interval=0.5, what="pings back on pub0")
+
+
+def lab_inet(world) -> str:
+    return f"{world['lab'].prefix}I"
