@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any, Callable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .backend import repo_root
 from .lab import Lab
@@ -44,7 +44,12 @@ class Step(BaseModel):
 class Check(BaseModel):
     """One line of evaluation: run ``run`` on ``node``; pass if the exit status is as
     ``expect`` says and stdout matches ``match`` (and not ``no_match``). ``retry`` seconds
-    allow a protocol time to converge before the check fails."""
+    allow a protocol time to converge before the check fails.
+
+    A check that expects failure must say why it fails: ``reason`` is a regular expression
+    searched in stdout and stderr together (``0 received``, ``Network is unreachable``,
+    ``AUTHENTICATION_FAILED``), so that a typo in the command, which fails too, does not
+    pass the check."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -53,8 +58,25 @@ class Check(BaseModel):
     expect: Literal["ok", "fail"] = "ok"
     match: str | None = None
     no_match: str | None = None
+    reason: str | None = Field(None, description="why an 'expect: fail' check fails: regex over stdout + stderr")
     retry: float = 0.0
     timeout: float = 30.0
+
+    @model_validator(mode="after")
+    def _fail_says_why(self) -> "Check":
+        if self.expect == "fail" and not self.reason:
+            raise ValueError("a check with 'expect: fail' needs 'reason': a regex over stdout+stderr "
+                             "that says why the command fails (e.g. reason: '2 packets transmitted, 0 received')")
+        if self.expect == "ok" and self.reason:
+            raise ValueError("'reason' is for 'expect: fail' checks; use 'match' for output of a command that succeeds")
+        for k in ("match", "no_match", "reason"):
+            v = getattr(self, k)
+            if v is not None:
+                try:
+                    re.compile(v)
+                except re.error as e:
+                    raise ValueError(f"{k}: {v!r} is not a regular expression ({e})") from None
+        return self
 
 
 class ScenarioFile(BaseModel):
@@ -123,22 +145,38 @@ def load_scenario(folder: Path) -> ScenarioFile:
         raise TopologyError(str(path), [(_loc(err["loc"]), err["msg"]) for err in e.errors()]) from None
 
 
-def run_check(lab: Lab, c: Check) -> CheckResult:
+def judge(c: Check, exit_code: int, stdout: str, stderr: str) -> tuple[bool, str]:
+    """Decide one attempt of a check from the command's exit status and output.
+
+    Returns (passed, detail); the detail names what was missing or present."""
+    ok = (exit_code == 0) == (c.expect == "ok")
+    detail = f"exit {exit_code}"
+    if ok and c.reason and not re.search(c.reason, stdout + "\n" + stderr):
+        ok, detail = False, f"{detail}; failed, but not because /{c.reason}/"
+    if ok and c.match and not re.search(c.match, stdout):
+        ok, detail = False, f"{detail}; output lacks /{c.match}/"
+    if ok and c.no_match and re.search(c.no_match, stdout):
+        ok, detail = False, f"{detail}; output has /{c.no_match}/"
+    if not ok:
+        tail = (stdout + stderr).strip().splitlines()[-3:]
+        detail += ("; " + " | ".join(tail)) if tail else ""
+    return ok, detail
+
+
+def run_check(lab: Lab, c: Check, interval_s: float = 0.5) -> CheckResult:
+    """Run one check on a lab, again every ``interval_s`` until it passes or ``c.retry``
+    seconds are over. A command that cannot be run (the node is gone, the exec times out)
+    fails this check with the exception in its detail; the other checks still run."""
     deadline = time.monotonic() + c.retry
     while True:
-        r = lab.exec(c.node, c.run, timeout=c.timeout)
-        ok = (r.exit_code == 0) == (c.expect == "ok")
-        detail = f"exit {r.exit_code}"
-        if ok and c.match and not re.search(c.match, r.stdout):
-            ok, detail = False, f"{detail}; output lacks /{c.match}/"
-        if ok and c.no_match and re.search(c.no_match, r.stdout):
-            ok, detail = False, f"{detail}; output has /{c.no_match}/"
+        try:
+            r = lab.exec(c.node, c.run, timeout=c.timeout)
+            ok, detail = judge(c, r.exit_code, r.stdout, r.stderr)
+        except Exception as e:  # noqa: BLE001 - any failure to run is this check's failure
+            ok, detail = False, f"could not run: {type(e).__name__}: {e}"
         if ok or time.monotonic() >= deadline:
-            if not ok:
-                tail = (r.stdout + r.stderr).strip().splitlines()[-3:]
-                detail += ("; " + " | ".join(tail)) if tail else ""
             return CheckResult(c.name, ok, detail)
-        time.sleep(0.5)
+        time.sleep(interval_s)
 
 
 def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
@@ -172,6 +210,8 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
         code = folder / "scenario.py"
         if code.is_file():
             load_module(code).run(ctx)
+        if not ctx.checks:
+            ctx.check("the scenario checked something", False, "no checks in scenario.yaml and none from scenario.py")
     except Exception as e:  # a scenario that breaks is a failed scenario with a reason
         error = f"{type(e).__name__}: {e}"
         ctx.check("scenario ran to the end", False, error)
