@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -37,7 +38,8 @@ out_console = make_console()
 
 
 def _say(msg: str) -> None:
-    console.log(Text(str(msg)))
+    """A progress line on stderr: local time, then the message as plain text."""
+    console.print(Text.assemble((time.strftime("[%H:%M:%S] "), "dim"), str(msg)))
 
 
 def _fail(e: Exception) -> None:

@@ -196,6 +196,8 @@ def test_scenario_output_prints_data_verbatim_unwrapped_and_writes_the_report(sh
     assert "cli.py:" not in out
     # the 300-character detail is one line: no hard wrap at 80 columns off a terminal
     assert any(("w" * 300) in line for line in out.splitlines())
+    # and lines are not padded out to some huge width either
+    assert max(len(line) for line in out.splitlines()) < 600
     rep = json.loads((shell_engine / "results" / "demo" / "report.json").read_text())
     assert [c["passed"] for c in rep["checks"]] == [True, True, False, True]
 
