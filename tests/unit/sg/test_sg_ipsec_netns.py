@@ -97,7 +97,6 @@ def write_pem(path: Path, text: str) -> str:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    pytest.importorskip("testbed.msm.client")
     work = tmp_path_factory.mktemp("sgipsec")
     lab = Lab("g", work)
     mns: dict[str, Charon] = {}
