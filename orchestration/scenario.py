@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -86,6 +87,9 @@ class ScenarioFile(BaseModel):
     steps: list[Step] = []
     checks: list[Check] = []
     settle: float = Field(0.0, description="seconds to wait after bring-up before steps")
+    evidence: list[Literal["aodv", "mip", "diameter", "dhcp", "isakmp"]] = Field(
+        [], description="protocols tshark must decode in the captures (on their registered ports); "
+                        "every scenario with captures is also checked for malformed frames")
 
 
 @dataclass
@@ -179,6 +183,20 @@ def run_check(lab: Lab, c: Check, interval_s: float = 0.5) -> CheckResult:
         time.sleep(interval_s)
 
 
+def evidence_checks(ctx: ScenarioContext, pcaps: list[Path], expected: list[str]) -> None:
+    """tshark over the scenario's pcaps (after the lab is down, so they are complete): no
+    malformed frame, and each expected protocol decoded by Wireshark's own dissector."""
+    from .evidence import EvidenceError, decode, judge as judge_pcaps
+
+    try:
+        decoded = [decode(p) for p in pcaps]
+    except (EvidenceError, OSError, subprocess.TimeoutExpired) as e:
+        ctx.check("tshark decodes the scenario's pcaps", False, str(e))
+        return
+    for name, ok, detail in judge_pcaps(decoded, expected):
+        ctx.check(name, ok, detail)
+
+
 def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
                  say: Callable[[str], None] = print, results_root: Path | None = None) -> dict[str, Any]:
     """Run one scenario end to end and return its report (also written to report.json)."""
@@ -227,6 +245,8 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
             lab.down(say=say)
             left = {k: v for k, v in leftovers(lab.name, lab.backend).items() if v}
             ctx.check("nothing of the lab remains after down", not left, json.dumps(left) if left else "no containers, namespaces, interfaces or state")
+    if spec.capture:
+        evidence_checks(ctx, [results / "pcaps" / f"{key.replace(':', '_')}.pcap" for key in spec.capture], spec.evidence)
     report = {
         "scenario": name,
         "passed": bool(ctx.checks) and all(c.passed for c in ctx.checks),
