@@ -98,3 +98,85 @@ def test_long_session_fails_with_gratuitous_rreps_switched_off() -> None:
     # and against the baseline without refresh, the lapsing route is what differs
     off["with"] = copy.deepcopy(LS_GOOD["none"])
     assert failing(ls.judge(off), "never lapsed")
+
+
+# ---- roaming --------------------------------------------------------------------------------
+def test_roaming_isolation_counts_what_c_received_on_the_session_ports() -> None:
+    ro = scenario("roaming")
+    assert ro.judge_isolation({"a": 5400, "c": 0})[0]
+    # a leak of even one of a's packets to c fails, whether or not c's stack answered it
+    assert not ro.judge_isolation({"a": 5400, "c": 1})[0]
+    # the counter missing (nft failed) or not counting (the control on a saw nothing) fails
+    assert not ro.judge_isolation({"a": 5400, "c": None})[0]
+    assert not ro.judge_isolation({"a": 0, "c": 0})[0]
+
+
+def test_roaming_no_denial_needs_the_status() -> None:
+    ro = scenario("roaming")
+    assert ro.judge_denied({"a": {"counters": {"registrations_denied": 0}},
+                            "c": {"counters": {"registrations_denied": 0}}})[0]
+    assert not ro.judge_denied({})[0]                       # status file missing
+    assert not ro.judge_denied({"a": {"counters": {"registrations_denied": 0}}})[0]
+    assert not ro.judge_denied({"a": {"counters": {}}, "c": {"counters": {}}})[0]
+    assert not ro.judge_denied({"a": {"counters": {"registrations_denied": 1}},
+                                "c": {"counters": {"registrations_denied": 0}}})[0]
+
+
+def reg(t: float, mode: str = "fa", lifetime: int = 30, renewal: bool = True) -> dict:
+    return {"time": t, "mode": mode, "lifetime": lifetime, "renewal": renewal}
+
+
+def test_roaming_c_stayed_registered_over_the_whole_run() -> None:
+    ro = scenario("roaming")
+    t0 = 1000.0
+    samples = [(t0 + i, "fa") for i in range(1, 60)]
+    hist = [reg(t0, renewal=False), reg(t0 + 25), reg(t0 + 50)]
+    assert ro.judge_stayed_registered(samples, hist, t0, t0 + 60)[0]
+    # registered only at the end (what the old check looked at): a dip in the middle fails
+    dip = samples[:20] + [(t0 + 21, "unregistered")] + samples[21:]
+    assert not ro.judge_stayed_registered(dip, hist, t0, t0 + 60)[0]
+    # a registration that lapsed between two renewals fails, though the samples missed it
+    assert not ro.judge_stayed_registered(samples, [reg(t0, renewal=False), reg(t0 + 45)], t0, t0 + 60)[0]
+    # the last registration ran out before the end
+    assert not ro.judge_stayed_registered(samples, [reg(t0, renewal=False)], t0, t0 + 60)[0]
+    # no samples (status unreadable the whole time) fails
+    assert not ro.judge_stayed_registered([], hist, t0, t0 + 60)[0]
+
+
+# ---- workgroup ------------------------------------------------------------------------------
+def wg_removal(**kw) -> dict:
+    """A good removal: a pings b every 0.1 s from -1.5 s, row gone at 0.6 s, replies until
+    0.6 s; SG-B's drop counter for realm A counts every request sent after that."""
+    m = {"row_gone": True, "row_gone_s": 0.6, "a_replies": [round(-1.5 + i / 10, 2) for i in range(21)],
+         "c_replies": [round(-1.5 + i / 10, 2) for i in range(90)], "sent_after_row": 69,
+         "drops_before": 0, "drops_after": 69}
+    m.update(kw)
+    return m
+
+
+def test_workgroup_removal_passes_on_a_good_run() -> None:
+    assert all(verdicts(scenario("workgroup").judge_removal(wg_removal())).values())
+
+
+def test_workgroup_removal_fails_when_only_a_closed_its_own_tunnel() -> None:
+    # a's agent closed its tunnel: a's packets never reach SG-B, so its filter drops nothing.
+    # The old check ("a's replies stopped") passed on this; the drop counter does not.
+    res = scenario("workgroup").judge_removal(wg_removal(drops_after=0))
+    assert failing(res, "SG-B's filter dropped its packets")
+
+
+def test_workgroup_removal_fails_with_the_filter_switched_off() -> None:
+    # the filter keeps admitting a: the row stays, replies go on, nothing dropped
+    res = scenario("workgroup").judge_removal(wg_removal(
+        row_gone=False, row_gone_s=8.0, drops_after=0, a_replies=[round(-1.5 + i / 10, 2) for i in range(90)]))
+    assert failing(res, "within 5 s") and failing(res, "SG-B's filter dropped its packets")
+    # the row goes but the packets still get through (filter not enforced): late replies
+    res = scenario("workgroup").judge_removal(wg_removal(drops_after=0, a_replies=[round(-1.5 + i / 10, 2) for i in range(90)]))
+    assert failing(res, "no reply later than")
+
+
+def test_workgroup_removal_race_of_the_last_reply_is_no_failure() -> None:
+    # seen on a loaded machine: a's last reply came 0.01 s before the removal call returned;
+    # '0 <= stop_s' failed make test although the removal worked
+    a = [round(-1.5 + i / 10, 2) for i in range(15)] + [-0.01]
+    assert all(verdicts(scenario("workgroup").judge_removal(wg_removal(a_replies=a))).values())
