@@ -14,6 +14,7 @@ import importlib.util
 import json
 import re
 import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -129,6 +130,7 @@ def load_module(path: Path, name: str | None = None) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name or f"scenario_{path.parent.name.replace('-', '_')}_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses and pickling look their module up by name
     spec.loader.exec_module(mod)
     return mod
 
