@@ -180,3 +180,70 @@ def test_workgroup_removal_race_of_the_last_reply_is_no_failure() -> None:
     # '0 <= stop_s' failed make test although the removal worked
     a = [round(-1.5 + i / 10, 2) for i in range(15)] + [-0.01]
     assert all(verdicts(scenario("workgroup").judge_removal(wg_removal(a_replies=a))).values())
+
+
+# ---- handover (chain) and handover-offpath ---------------------------------------------------
+def win(ms: float, lost: int, bound: int = 10, sent: int = 350) -> dict:
+    return {"sent": sent, "lost": lost, "interruption_ms": ms, "in_flight_bound": bound}
+
+
+def ho_run(moves: list[dict], done: list[str] = (), dirs=("up", "down")) -> dict:
+    return {"pre": {d: {"sent": 240, "lost": 0} for d in dirs},
+            "moves": [{"to": f"acc{i}", "move_ms": 40.0, "signalling_ms": 30.0, **m} for i, m in enumerate(moves)],
+            "done": [{"new_sink": s} for s in done], "mn": {"counters": {}}}
+
+
+# measured (scenarios/handover/description.md, run hox4): ms / lost per move and direction
+HO_GOOD = {
+    "ext": ho_run([{"up": win(40, 1), "down": win(34, 2)}, {"up": win(64, 1, 11), "down": win(34, 2, 11)}],
+                  ["10.20.0.3", "10.20.0.2"]),
+    "plain": ho_run([{"up": win(55, 1), "down": win(27, 2)}, {"up": win(55, 2), "down": win(49, 4)}]),
+    "hello": ho_run([{"up": win(2058, 202), "down": win(751, 74)}, {"up": win(1316, 129), "down": win(529, 52)}]),
+}
+
+
+def test_handover_passes_on_the_measured_run() -> None:
+    assert all(verdicts(scenario("handover").judge(HO_GOOD)).values())
+
+
+def test_handover_fails_with_the_extension_switched_off() -> None:
+    ho = scenario("handover")
+    off = copy.deepcopy(HO_GOOD)
+    off["ext"] = copy.deepcopy(HO_GOOD["hello"])  # a failed handover: the MN waits for hello loss
+    off["ext"]["done"] = []
+    res = ho.judge(off)
+    for needle in ("two handovers completed", "no more lost than in flight", "no worse than plain AODV with carrier",
+                   "beats the classic baseline"):
+        assert failing(res, needle), needle
+
+
+def test_handover_bound_does_not_grow_with_slow_signalling() -> None:
+    # the bound is the carrier-down time + a fixed 100 ms budget: a handover whose signalling
+    # took 2 s does not widen its own allowance any more
+    ho = scenario("handover")
+    slow = copy.deepcopy(HO_GOOD)
+    slow["ext"]["moves"][0]["signalling_ms"] = 2000.0
+    slow["ext"]["moves"][0]["up"] = win(2040, 150)
+    assert failing(ho.judge(slow), "no more lost than in flight")
+
+
+# handover-offpath: the downlink with the MN silent is where the extension buys something
+def offpath(ext_down: dict, plain_down: dict) -> dict:
+    m6 = ["10.20.0.6"]
+    return {"both": {"ext": ho_run([{"up": win(40, 1), "down": win(35, 2)}], m6),
+                     "plain": ho_run([{"up": win(45, 1), "down": win(40, 2)}])},
+            "down": {"ext": ho_run([{"down": ext_down}], m6, ("down",)),
+                     "plain": ho_run([{"down": plain_down}], (), ("down",))}}
+
+
+def test_handover_offpath_passes_when_the_extension_repoints_the_downlink() -> None:
+    res = scenario("handover-offpath").judge(offpath(win(40, 2), win(2300, 225)))
+    assert all(verdicts(res).values()), [r for r in res if not r[1]]
+
+
+def test_handover_offpath_fails_with_the_extension_switched_off() -> None:
+    off = offpath(win(2300, 225), win(2300, 225))
+    off["down"]["ext"]["done"] = []
+    res = scenario("handover-offpath").judge(off)
+    assert failing(res, "re-points the downlink at once") and failing(res, "off-path sink m6 completed")
+    assert failing(res, "no more lost than in flight")
