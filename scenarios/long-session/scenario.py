@@ -80,11 +80,11 @@ NAMES = {"none": "without gratuitous RREP or refresh", "refresh": "without gratu
          "with": "with gratuitous RREPs"}
 
 
-# Bounds from the measured runs (description.md): with gratuitous RREPs 16 RREQ transmissions
-# (all of them the first ring search), without anything 25-27, with the requester's refresh
-# 44-49: ratios 0.59-0.64 and 0.33-0.36. The bounds leave ~0.15-0.25 of margin; a run of the
-# baseline against itself (1.0) fails both.
-MAX_RREQ_OVER_NONE = 0.8
+# RREQ bound from the measured runs: with gratuitous RREPs 16 RREQ transmissions (all of them
+# the first ring search), with the requester's refresh 44-49: ratio 0.33-0.36; the bound leaves
+# ~0.25 of margin and the baseline against itself (1.0) fails it. Against `none` the RREQ count
+# is no test (measured 16 vs 23-30, ratio 0.53-0.70: each of its re-discoveries starts at the
+# known hop count and costs ~1.5 RREQs); what differs there is the route lapsing, checked below.
 MAX_RREQ_OVER_REFRESH = 0.6
 MIN_BASELINE_DISCOVERIES = 3   # measured 7-9 (none) and 14-16 (refresh); the extension: 1
 
@@ -107,14 +107,14 @@ def judge(res: dict[str, dict]) -> list[tuple[str, bool, str]]:
             f"(>= {MIN_BASELINE_DISCOVERIES} discoveries in both baselines)",
             wi["discoveries_a"] == 1 and min(no["discoveries_a"], rf["discoveries_a"]) >= MIN_BASELINE_DISCOVERIES,
             f"with {wi['discoveries_a']}, none {no['discoveries_a']}, refresh {rf['discoveries_a']}"),
-           ("a's route never lapsed with gratuitous RREPs; without anything it did",
+           ("a's route never lapsed during the session with gratuitous RREPs; without anything it did",
             wi["routes_expired_a"] == 0 and no["routes_expired_a"] >= 1,
             f"routes expired at a: with {wi['routes_expired_a']}, none {no['routes_expired_a']}, "
             f"refresh {rf['routes_expired_a']}"),
-           (f"RREQ transmissions with gratuitous RREPs <= {MAX_RREQ_OVER_NONE} x none and "
-            f"<= {MAX_RREQ_OVER_REFRESH} x refresh (measured 0.59-0.64 and 0.33-0.36)",
-            wi["rreq_tx"] <= MAX_RREQ_OVER_NONE * no["rreq_tx"] and wi["rreq_tx"] <= MAX_RREQ_OVER_REFRESH * rf["rreq_tx"],
-            f"with {wi['rreq_tx']}, none {no['rreq_tx']}, refresh {rf['rreq_tx']}")]
+           (f"RREQ transmissions with gratuitous RREPs <= {MAX_RREQ_OVER_REFRESH} x those of the requester's "
+            f"own refresh (measured 0.33-0.36)",
+            wi["rreq_tx"] <= MAX_RREQ_OVER_REFRESH * rf["rreq_tx"],
+            f"with {wi['rreq_tx']}, refresh {rf['rreq_tx']} (none {no['rreq_tx']}, not compared)")]
     return out
 
 
