@@ -51,6 +51,15 @@ class ShellLab:
     def spawn(self, node: str, cmd: str, log: str | None = None) -> None:
         self.ran.append((node, cmd))
 
+    capture_payload: list = []
+
+    def capture(self, key: str, path: Path) -> None:
+        """Stands for tcpdump: writes the class's recorded packets into the pcap."""
+        from scapy.all import wrpcap
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        wrpcap(str(path), list(self.capture_payload))
+
 
 def check(**kw) -> engine.Check:
     return engine.Check(name=kw.pop("name", "c"), node="n", **kw)
@@ -222,3 +231,25 @@ def test_errors_print_their_text_verbatim() -> None:
     finally:
         cli.app.registered_commands.pop()
     assert r.exit_code == 2 and "error: bad field [/x] at e6:ab:ce" in r.output
+
+
+def test_captures_are_judged_by_tshark_after_the_run(shell_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scapy.all import IP, UDP, Ether, Raw
+
+    from test_evidence import RREQ  # same folder (rootdir-relative import)
+
+    def scenario_with(port: int) -> dict:
+        monkeypatch.setattr(ShellLab, "capture_payload",
+                            [Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=port, dport=port) / Raw(RREQ)])
+        return engine.run_scenario("demo", say=lambda m: None)
+
+    folder = shell_engine / "scenarios" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "topology.yaml").write_text("name: demo\n")
+    (folder / "scenario.yaml").write_text(json.dumps({"capture": ["seg"], "evidence": ["aodv"], "checks": [GOOD]}))
+    good = {c["name"]: c["passed"] for c in scenario_with(654)["checks"]}
+    assert good["tshark decodes the 1 pcaps without a malformed frame"]
+    assert good["tshark's own dissector decodes aodv in the pcaps (registered port)"]
+    bad = scenario_with(655)  # AODV on another port: Wireshark sees plain UDP
+    assert not bad["passed"]
+    assert not {c["name"]: c["passed"] for c in bad["checks"]}["tshark's own dissector decodes aodv in the pcaps (registered port)"]
