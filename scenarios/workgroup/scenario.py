@@ -278,7 +278,7 @@ def removal(ctx) -> None:
     lab = ctx.lab
     drops = lambda: sg(ctx, "sg-b").get("filter", {}).get("drops", {}).get(PUB["A"], {}).get("packets", 0)  # noqa: E731
     paused = lab.exec("a", SIGNAL_AGENT.format(cmd=MN_AGENT, sig="STOP")).stdout.split()
-    ctx.check("a's MN agent paused for the removal (a cannot close its own tunnel)", len(paused) == 1, str(paused))
+    ctx.check("a's MN agent paused for the removal (a cannot close its own tunnel)", len(paused) >= 1, f"pids {paused}")
     try:
         for n in ("a", "c"):
             lab.exec(n, "rm -f /var/log/testbed/ping-rm.log")
