@@ -21,13 +21,13 @@ OFFPATH = ho.Layout(
     gateway="m1", first_sink="m4", start_segment="acc4", moves=(("acc6", 2.5),), seconds=7.5)
 VARIANTS = ("ext", "plain")           # plain = plain AODV with the same carrier detection
 STREAMS = {"both": ("up", "down"), "down": ("down",)}
-# Downlink only, what the extension buys: measured (see description.md) the extension's
-# interruption ~MEASURED_EXT ms against ~MEASURED_PLAIN ms for plain AODV, which learns of the
-# move only when the old sink misses the MN's hellos. Bound: at most a quarter of plain's
-# interruption (measured ratio below 0.1), and plain's interruption at least one hello
-# interval (1000 ms), which is why it is long.
-MAX_DOWN_RATIO = 0.25
-MIN_PLAIN_DOWN_MS = 1000.0
+# Downlink only, what the extension buys: measured (run checks5) the extension's interruption
+# 30 ms / 2 lost against 1136 ms / 110 lost for plain AODV, which learns of the move only when
+# the old sink misses the MN's hellos (ratio 0.027). Bound: ratio <= 0.1 (the extension may
+# take 3.7 x its measured time under load and still pass; plain against itself, 1.0, fails),
+# and plain's interruption >= 500 ms (half a hello interval: the baseline did have to wait).
+MAX_DOWN_RATIO = 0.1
+MIN_PLAIN_DOWN_MS = 500.0
 
 
 def judge(res: dict[str, dict]) -> list[tuple[str, bool, str]]:

@@ -247,3 +247,18 @@ def test_handover_offpath_fails_with_the_extension_switched_off() -> None:
     res = scenario("handover-offpath").judge(off)
     assert failing(res, "re-points the downlink at once") and failing(res, "off-path sink m6 completed")
     assert failing(res, "no more lost than in flight")
+
+
+def test_handover_offpath_on_the_recorded_run_shows_the_gain_and_the_uplink_defect() -> None:
+    """Run checks5 (2026-11-29), as recorded: the downlink gain passes; the extension's uplink
+    loss after the move (the new sink m6 has no route to h and drops the MN's datagrams for
+    ~1 s) fails the checks that compare it with plain AODV and with the in-flight bound."""
+    rec = offpath(win(30.2, 2, 14, 505), win(1136.0, 110, 14, 505))
+    rec["both"]["ext"]["moves"][0].update(up=win(1079.4, 107, 15, 505), down=win(52.3, 4, 15, 505))
+    rec["both"]["plain"]["moves"][0].update(up=win(663.0, 0, 15, 505), down=win(660.1, 65, 15, 505))
+    res = scenario("handover-offpath").judge(rec)
+    assert not failing(res, "re-points the downlink at once")
+    bad = sorted(name for name, ok, _ in res if not ok)
+    assert bad == ["[both] MN -> h: the extension is no worse than plain AODV with carrier detection (within 50 ms / 3 lost)",
+                   "[both] move 1 (acc0), MN -> h: with the extension no more lost than in flight during the re-attachment "
+                   "(bound: carrier-down time + 100 ms fixed signalling budget)"], bad
