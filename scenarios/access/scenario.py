@@ -10,10 +10,14 @@ from testbed.msm.ca import CertificateAuthority
 
 SINK_STATUS = "/run/testbed/access-sink.json"
 ACCESS_PORT = 654   # the hellos are AODV's (RFC 3561 section 10: UDP 654), so Wireshark decodes them
-PLAIN_PID = "/run/testbed/plain-sink.pid"
-STOP_PLAIN = f"""pid=$(cat {PLAIN_PID}) && kill "$pid" && i=0 &&
+PLAIN_STATUS = "/run/testbed/access-plain-sink.json"
+# Stop the baseline sink by the pid in its own status file; fails (exit 3) unless it is gone.
+STOP_PLAIN = f"""pid=$(python3 -c 'import json; print(json.load(open("{PLAIN_STATUS}"))["pid"])') || exit 2
+kill "$pid" || exit 2
+i=0
 while [ -d /proc/$pid ] && ! grep -q '^State:.*Z' /proc/$pid/status 2>/dev/null; do
-  i=$((i+1)); [ $i -gt 100 ] && exit 3; sleep 0.05; done; rm -f {PLAIN_PID}"""
+  i=$((i+1)); [ $i -gt 100 ] && {{ kill -9 "$pid"; exit 3; }}; sleep 0.05
+done"""
 
 
 def jexec(ctx, node, cmd):
@@ -97,10 +101,9 @@ def run(ctx) -> None:
     lab.put_file("msr1", "/etc/testbed/plain-sink.json", json.dumps({
         "role": "sink", "address": "10.10.0.1", "port": ACCESS_PORT, "shared_secret": False, "nft": False,
         "plain_hellos": "open", "open_routes": ["0.0.0.0/0 10.10.1.1 10", "10.10.0.0/16 0.0.0.0 1"],
-        "status_file": "/run/testbed/access-plain-sink.json"}))
-    lab.spawn("msr1", f"sh -c 'echo $$ >{PLAIN_PID}; exec python3 -m testbed.access --config /etc/testbed/plain-sink.json'",
-              log="plain-sink.log")
-    wait_json(ctx, "msr1", "/run/testbed/access-plain-sink.json", lambda d: True, 15)
+        "status_file": PLAIN_STATUS}))
+    lab.spawn("msr1", "python3 -m testbed.access --config /etc/testbed/plain-sink.json", log="plain-sink.log")
+    wait_json(ctx, "msr1", PLAIN_STATUS, lambda d: bool(d.get("pid")), 15)
     cmd = node_cfg(ctx, "mn1", "mn1-plain", address="10.10.0.5", identity="mn1.mwg.test", method="plain",
                    install_routes=False, max_hellos=5, exit_when_attached=True)
     lab.exec("mn1", f"timeout 20 {cmd} 2>/var/log/testbed/access-plain.log; true", timeout=30)
@@ -108,8 +111,11 @@ def run(ctx) -> None:
     if st.get("attached"):
         ctx.metric("attach_ms_plain", st["attach_ms"])
     stopped = lab.exec("msr1", STOP_PLAIN)
+    gone = "stopped:" in lab.exec("msr1", "cat /var/log/testbed/plain-sink.log").stdout
     ctx.check("the plain-hello baseline sink answered and stopped before the real sink starts",
-              bool(st.get("attached")) and stopped.ok, f"attached {st.get('attached')}; stop: exit {stopped.exit_code}")
+              bool(st.get("attached")) and stopped.ok and gone,
+              f"attached {st.get('attached')}; stop: exit {stopped.exit_code} {stopped.stdout.strip()}; "
+              f"logged its stop: {gone}")
 
     # ---------------------------------------------------------- the MSR: AODV + sink + DHCP
     msr = {
