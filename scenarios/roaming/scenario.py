@@ -213,10 +213,14 @@ def judge_stayed_registered(samples: list[tuple[float, str]], history: list[dict
 
 
 def judge_denied(home_agents: dict) -> tuple[bool, str]:
-    """No registration denied at virtual HAs a and c; a missing status or counter fails."""
-    denied = {n: h.get("counters", {}).get("registrations_denied") for n, h in home_agents.items()}
-    ok = set(denied) >= {"a", "c"} and all(v == 0 for v in denied.values())
-    return ok, str(denied) if denied else "no home agent status"
+    """No registration denied at virtual HAs a and c (RFC 5944 3.4). The counters count from
+    zero and show only what happened, so each HA must show live counters (registrations it
+    accepted) and no ``registrations_denied``; a missing status or HA fails."""
+    seen = {n: {k: h.get("counters", {}).get(k, 0) for k in ("registrations_accepted", "registrations_denied")}
+            for n, h in home_agents.items()}
+    ok = (set(seen) >= {"a", "c"} and all(seen[n]["registrations_accepted"] > 0 for n in ("a", "c"))
+          and all(v["registrations_denied"] == 0 for v in seen.values()))
+    return ok, str(seen) if seen else "no home agent status"
 
 
 class Sampler:
