@@ -5,12 +5,14 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from .backend import BackendError
 from .lab import Lab, LabError, STATE_DIR
@@ -18,16 +20,30 @@ from .topology import TopologyError, load_topology
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Emulate mobile VPNs, security gateways and mobility routers in containers.")
-console = Console(stderr=True)
 EXPECTED = (TopologyError, LabError, BackendError, FileNotFoundError, ValueError)
 
 
+def make_console(stderr: bool = False) -> Console:
+    """A console for data: no markup or highlighting of what it prints (text from the
+    network or from files is printed as it is: a MAC 'e6:ab:ce' stays one, '[/x]' does
+    not raise), progress lines without the source-file suffix, and, when the output is
+    not a terminal, no wrapping at 80 columns (lines stay whole for grep and logs)."""
+    probe = Console(stderr=stderr)
+    wide = {} if probe.is_terminal else {"width": 100_000, "soft_wrap": True}
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, log_path=False, **wide)
+
+
+console = make_console(stderr=True)
+out_console = make_console()
+
+
 def _say(msg: str) -> None:
-    console.log(msg)
+    """A progress line on stderr: local time, then the message as plain text."""
+    console.print(Text.assemble((time.strftime("[%H:%M:%S] "), "dim"), str(msg)))
 
 
 def _fail(e: Exception) -> None:
-    console.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+    console.print(Text.assemble(("error:", "red"), " ", str(e)))
     raise typer.Exit(2)
 
 
@@ -51,8 +67,8 @@ def up(file: Path = typer.Argument(..., help="topology YAML"),
     try:
         with console.status("bringing the lab up...") as st:
             def say(m: str) -> None:
-                st.update(m)
-                console.log(m)
+                st.update(Text(m))
+                _say(m)
             Lab.from_file(file, name=lab, workdir=workdir).up(say=say)
     except EXPECTED as e:
         _fail(e)
@@ -72,7 +88,7 @@ def down(lab: Optional[str] = typer.Option(None, help="lab name")) -> None:
         gone = clean_lab(name, default_backend())
         if not any(gone.values()):
             _fail(LabError(f"no lab named {name!r} is up and nothing of it is left"))
-        console.log(f"lab {name} had no saved state; removed what was left: {gone}")
+        _say(f"lab {name} had no saved state; removed what was left: {gone}")
     except EXPECTED as e:
         _fail(e)
 
@@ -94,12 +110,13 @@ def status(lab: Optional[str] = typer.Option(None, help="only this lab"),
     if not out:
         console.print("no lab is up")
     for st in out:
-        t = Table(title=f"lab {st['lab']}  ({st['workdir']})")
+        t = Table(title=Text(f"lab {st['lab']}  ({st['workdir']})"))
         for col in ("node", "role", "M-VPN", "running"):
             t.add_column(col)
         for node, info in st["nodes"].items():
-            t.add_row(node, info["role"], info["mvpn"] or "-", "yes" if info["running"] else "[red]no[/red]")
-        Console().print(t)
+            t.add_row(Text(node), Text(str(info["role"])), Text(info["mvpn"] or "-"),
+                      Text("yes") if info["running"] else Text("no", style="red"))
+        out_console.print(t)
 
 
 @app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -133,7 +150,7 @@ def capture(link: str = typer.Argument(..., help="segment, SEGMENT:NODE, A--B or
     except EXPECTED as e:
         _fail(e)
         return
-    console.log(f"capturing {link} into {output} (Ctrl-C to stop)")
+    _say(f"capturing {link} into {output} (Ctrl-C to stop)")
     try:
         if duration is not None:
             proc.wait(timeout=duration)
@@ -142,7 +159,7 @@ def capture(link: str = typer.Argument(..., help="segment, SEGMENT:NODE, A--B or
     except (KeyboardInterrupt, Exception):
         pass
     Lab.stop_capture(proc)
-    console.log(f"wrote {output}")
+    _say(f"wrote {output}")
 
 
 @app.command()
@@ -169,7 +186,7 @@ def move(key: str = typer.Argument(..., help="a node's segment interface: SEGMEN
     except EXPECTED as e:
         _fail(e)
         return
-    console.log(f"moved {key} to {segment} in {dt * 1000:.1f} ms")
+    _say(f"moved {key} to {segment} in {dt * 1000:.1f} ms")
 
 
 @app.command()
@@ -183,7 +200,7 @@ def graph(file: Path = typer.Argument(..., help="topology YAML"),
     except EXPECTED as e:
         _fail(e)
         return
-    console.log(f"wrote {path}")
+    _say(f"wrote {path}")
 
 
 @app.command()
@@ -194,7 +211,7 @@ def validate(file: Path = typer.Argument(..., help="topology YAML")) -> None:
     except EXPECTED as e:
         _fail(e)
         return
-    console.print(f"{file}: valid ({len(topo.nodes)} nodes, {len(topo.segments)} segments, {len(topo.mvpns)} M-VPNs)")
+    console.print(Text(f"{file}: valid ({len(topo.nodes)} nodes, {len(topo.segments)} segments, {len(topo.mvpns)} M-VPNs)"))
 
 
 @app.command()
@@ -207,10 +224,10 @@ def clean(lab: Optional[str] = typer.Option(None, help="only this lab (default: 
     labs = [lab] if lab else sorted(known_labs(backend))
     for name in labs:
         gone = clean_lab(name, backend)
-        console.log(f"lab {name}: removed {len(gone['containers'])} containers, {len(gone['namespaces'])} namespaces, "
+        _say(f"lab {name}: removed {len(gone['containers'])} containers, {len(gone['namespaces'])} namespaces, "
                     f"{len(gone['interfaces'])} host interfaces, {len(gone['state'])} state files")
     if not labs:
-        console.log("nothing to clean")
+        _say("nothing to clean")
 
 
 @app.command()
@@ -225,7 +242,7 @@ def images() -> None:
         _fail(e)
         return
     for r, t in tags.items():
-        console.log(f"{r}: {t}")
+        _say(f"{r}: {t}")
 
 
 @app.command()
@@ -240,20 +257,29 @@ def scenario(name: str = typer.Argument("roaming", help="folder under scenarios/
     except EXPECTED as e:
         _fail(e)
         return
-    t = Table(title=f"scenario {name}: {'PASSED' if report['passed'] else 'FAILED'} in {report['duration_s']:.1f} s")
+    out_console.print(report_tables(name, report))
+    raise typer.Exit(0 if report["passed"] else 1)
+
+
+def report_tables(name: str, report: dict) -> Group:
+    """A scenario report as two tables (checks, metrics); every name and detail is data,
+    printed as text, never read as markup."""
+    t = Table(title=Text(f"scenario {name}: {'PASSED' if report['passed'] else 'FAILED'} in {report['duration_s']:.1f} s"))
     t.add_column("check")
     t.add_column("result")
     t.add_column("detail", overflow="fold")
     for c in report["checks"]:
-        t.add_row(c["name"], "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", c["detail"])
-    Console().print(t)
+        t.add_row(Text(c["name"]), Text("pass", style="green") if c["passed"] else Text("FAIL", style="red"),
+                  Text(c["detail"]))
+    parts: list[Table] = [t]
     if report["metrics"]:
         m = Table(title="metrics")
         m.add_column("metric")
         m.add_column("value", justify="right")
         for k, v in report["metrics"].items():
-            m.add_row(k, f"{v:g}" if isinstance(v, (int, float)) else str(v))
-        Console().print(m)
+            m.add_row(Text(k), Text(f"{v:g}" if isinstance(v, (int, float)) else str(v)))
+        parts.append(m)
+    return Group(*parts)
     raise typer.Exit(0 if report["passed"] else 1)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from types import ModuleType
 from typing import Any, Callable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .backend import repo_root
 from .lab import Lab
@@ -44,7 +46,12 @@ class Step(BaseModel):
 class Check(BaseModel):
     """One line of evaluation: run ``run`` on ``node``; pass if the exit status is as
     ``expect`` says and stdout matches ``match`` (and not ``no_match``). ``retry`` seconds
-    allow a protocol time to converge before the check fails."""
+    allow a protocol time to converge before the check fails.
+
+    A check that expects failure must say why it fails: ``reason`` is a regular expression
+    searched in stdout and stderr together (``0 received``, ``Network is unreachable``,
+    ``AUTHENTICATION_FAILED``), so that a typo in the command, which fails too, does not
+    pass the check."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -53,8 +60,25 @@ class Check(BaseModel):
     expect: Literal["ok", "fail"] = "ok"
     match: str | None = None
     no_match: str | None = None
+    reason: str | None = Field(None, description="why an 'expect: fail' check fails: regex over stdout + stderr")
     retry: float = 0.0
     timeout: float = 30.0
+
+    @model_validator(mode="after")
+    def _fail_says_why(self) -> "Check":
+        if self.expect == "fail" and not self.reason:
+            raise ValueError("a check with 'expect: fail' needs 'reason': a regex over stdout+stderr "
+                             "that says why the command fails (e.g. reason: '2 packets transmitted, 0 received')")
+        if self.expect == "ok" and self.reason:
+            raise ValueError("'reason' is for 'expect: fail' checks; use 'match' for output of a command that succeeds")
+        for k in ("match", "no_match", "reason"):
+            v = getattr(self, k)
+            if v is not None:
+                try:
+                    re.compile(v)
+                except re.error as e:
+                    raise ValueError(f"{k}: {v!r} is not a regular expression ({e})") from None
+        return self
 
 
 class ScenarioFile(BaseModel):
@@ -64,6 +88,9 @@ class ScenarioFile(BaseModel):
     steps: list[Step] = []
     checks: list[Check] = []
     settle: float = Field(0.0, description="seconds to wait after bring-up before steps")
+    evidence: list[Literal["aodv", "mip", "diameter", "dhcp", "isakmp"]] = Field(
+        [], description="protocols tshark must decode in the captures (on their registered ports); "
+                        "every scenario with captures is also checked for malformed frames")
 
 
 @dataclass
@@ -103,6 +130,7 @@ def load_module(path: Path, name: str | None = None) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name or f"scenario_{path.parent.name.replace('-', '_')}_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses and pickling look their module up by name
     spec.loader.exec_module(mod)
     return mod
 
@@ -123,22 +151,52 @@ def load_scenario(folder: Path) -> ScenarioFile:
         raise TopologyError(str(path), [(_loc(err["loc"]), err["msg"]) for err in e.errors()]) from None
 
 
-def run_check(lab: Lab, c: Check) -> CheckResult:
+def judge(c: Check, exit_code: int, stdout: str, stderr: str) -> tuple[bool, str]:
+    """Decide one attempt of a check from the command's exit status and output.
+
+    Returns (passed, detail); the detail names what was missing or present."""
+    ok = (exit_code == 0) == (c.expect == "ok")
+    detail = f"exit {exit_code}"
+    if ok and c.reason and not re.search(c.reason, stdout + "\n" + stderr):
+        ok, detail = False, f"{detail}; failed, but not because /{c.reason}/"
+    if ok and c.match and not re.search(c.match, stdout):
+        ok, detail = False, f"{detail}; output lacks /{c.match}/"
+    if ok and c.no_match and re.search(c.no_match, stdout):
+        ok, detail = False, f"{detail}; output has /{c.no_match}/"
+    if not ok:
+        tail = (stdout + stderr).strip().splitlines()[-3:]
+        detail += ("; " + " | ".join(tail)) if tail else ""
+    return ok, detail
+
+
+def run_check(lab: Lab, c: Check, interval_s: float = 0.5) -> CheckResult:
+    """Run one check on a lab, again every ``interval_s`` until it passes or ``c.retry``
+    seconds are over. A command that cannot be run (the node is gone, the exec times out)
+    fails this check with the exception in its detail; the other checks still run."""
     deadline = time.monotonic() + c.retry
     while True:
-        r = lab.exec(c.node, c.run, timeout=c.timeout)
-        ok = (r.exit_code == 0) == (c.expect == "ok")
-        detail = f"exit {r.exit_code}"
-        if ok and c.match and not re.search(c.match, r.stdout):
-            ok, detail = False, f"{detail}; output lacks /{c.match}/"
-        if ok and c.no_match and re.search(c.no_match, r.stdout):
-            ok, detail = False, f"{detail}; output has /{c.no_match}/"
+        try:
+            r = lab.exec(c.node, c.run, timeout=c.timeout)
+            ok, detail = judge(c, r.exit_code, r.stdout, r.stderr)
+        except Exception as e:  # noqa: BLE001 - any failure to run is this check's failure
+            ok, detail = False, f"could not run: {type(e).__name__}: {e}"
         if ok or time.monotonic() >= deadline:
-            if not ok:
-                tail = (r.stdout + r.stderr).strip().splitlines()[-3:]
-                detail += ("; " + " | ".join(tail)) if tail else ""
             return CheckResult(c.name, ok, detail)
-        time.sleep(0.5)
+        time.sleep(interval_s)
+
+
+def evidence_checks(ctx: ScenarioContext, pcaps: list[Path], expected: list[str]) -> None:
+    """tshark over the scenario's pcaps (after the lab is down, so they are complete): no
+    malformed frame, and each expected protocol decoded by Wireshark's own dissector."""
+    from .evidence import EvidenceError, decode, judge as judge_pcaps
+
+    try:
+        decoded = [decode(p) for p in pcaps]
+    except (EvidenceError, OSError, subprocess.TimeoutExpired) as e:
+        ctx.check("tshark decodes the scenario's pcaps", False, str(e))
+        return
+    for name, ok, detail in judge_pcaps(decoded, expected):
+        ctx.check(name, ok, detail)
 
 
 def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
@@ -172,6 +230,8 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
         code = folder / "scenario.py"
         if code.is_file():
             load_module(code).run(ctx)
+        if not ctx.checks:
+            ctx.check("the scenario checked something", False, "no checks in scenario.yaml and none from scenario.py")
     except Exception as e:  # a scenario that breaks is a failed scenario with a reason
         error = f"{type(e).__name__}: {e}"
         ctx.check("scenario ran to the end", False, error)
@@ -187,6 +247,8 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
             lab.down(say=say)
             left = {k: v for k, v in leftovers(lab.name, lab.backend).items() if v}
             ctx.check("nothing of the lab remains after down", not left, json.dumps(left) if left else "no containers, namespaces, interfaces or state")
+    if spec.capture:
+        evidence_checks(ctx, [results / "pcaps" / f"{key.replace(':', '_')}.pcap" for key in spec.capture], spec.evidence)
     report = {
         "scenario": name,
         "passed": bool(ctx.checks) and all(c.passed for c in ctx.checks),

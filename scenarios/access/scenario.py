@@ -9,7 +9,15 @@ from testbed.access.dhcp import udhcpc_args
 from testbed.msm.ca import CertificateAuthority
 
 SINK_STATUS = "/run/testbed/access-sink.json"
-ACCESS_PORT = 655
+ACCESS_PORT = 654   # the hellos are AODV's (RFC 3561 section 10: UDP 654), so Wireshark decodes them
+PLAIN_STATUS = "/run/testbed/access-plain-sink.json"
+# Stop the baseline sink by the pid in its own status file; fails (exit 3) unless it is gone.
+STOP_PLAIN = f"""pid=$(python3 -c 'import json; print(json.load(open("{PLAIN_STATUS}"))["pid"])') || exit 2
+kill "$pid" || exit 2
+i=0
+while [ -d /proc/$pid ] && ! grep -q '^State:.*Z' /proc/$pid/status 2>/dev/null; do
+  i=$((i+1)); [ $i -gt 100 ] && {{ kill -9 "$pid"; exit 3; }}; sleep 0.05
+done"""
 
 
 def jexec(ctx, node, cmd):
@@ -85,6 +93,30 @@ def run(ctx) -> None:
     exp_certs = put_pki(ctx, "forger", "expired", ca_pem, n3x["cert_pem"], n3x["key_pem"])
     rog_certs = put_pki(ctx, "forger", "rogue", ca_pem, n3f.cert_pem, n3f.key_pem)
 
+    # ---------------------------------------------------------- plain AODV hello baseline
+    # first, before the real sink starts: an open sink (no MSM, no filter) on msr1 answers plain
+    # hellos with the same routes, on the same port 654: the attach time an unauthenticated
+    # AODV hello costs in this very lab. Run before, not beside, the real sink, so the two never
+    # share a port or hear each other's hellos; then stopped by its pid.
+    lab.put_file("msr1", "/etc/testbed/plain-sink.json", json.dumps({
+        "role": "sink", "address": "10.10.0.1", "port": ACCESS_PORT, "shared_secret": False, "nft": False,
+        "plain_hellos": "open", "open_routes": ["0.0.0.0/0 10.10.1.1 10", "10.10.0.0/16 0.0.0.0 1"],
+        "status_file": PLAIN_STATUS}))
+    lab.spawn("msr1", "python3 -m testbed.access --config /etc/testbed/plain-sink.json", log="plain-sink.log")
+    wait_json(ctx, "msr1", PLAIN_STATUS, lambda d: bool(d.get("pid")), 15)
+    cmd = node_cfg(ctx, "mn1", "mn1-plain", address="10.10.0.5", identity="mn1.mwg.test", method="plain",
+                   install_routes=False, max_hellos=5, exit_when_attached=True)
+    lab.exec("mn1", f"timeout 20 {cmd} 2>/var/log/testbed/access-plain.log; true", timeout=30)
+    st = jexec(ctx, "mn1", "cat /run/testbed/access-mn1-plain.json") or {}
+    if st.get("attached"):
+        ctx.metric("attach_ms_plain", st["attach_ms"])
+    stopped = lab.exec("msr1", STOP_PLAIN)
+    gone = "stopped:" in lab.exec("msr1", "cat /var/log/testbed/plain-sink.log").stdout
+    ctx.check("the plain-hello baseline sink answered and stopped before the real sink starts",
+              bool(st.get("attached")) and stopped.ok and gone,
+              f"attached {st.get('attached')}; stop: exit {stopped.exit_code} {stopped.stdout.strip()}; "
+              f"logged its stop: {gone}")
+
     # ---------------------------------------------------------- the MSR: AODV + sink + DHCP
     msr = {
         "aodv": {"address": "10.10.30.1", "interfaces": ["eth2"], "managed_prefixes": ["10.10.30.0/23"],
@@ -103,22 +135,6 @@ def run(ctx) -> None:
                    if isinstance((d.get("diameter") or {}).get("peer"), dict) else bool(d.get("diameter")), 20)
     ctx.check("sink running with a DIAMETER connection to the MSM", bool(up),
               json.dumps((up or {}).get("diameter"))[:300])
-
-    # ---------------------------------------------------------- plain AODV hello baseline
-    # a second, open sink on UDP 656 (no MSM, no filter) answers plain hellos with the same
-    # routes: the attach time an unauthenticated AODV hello costs in this very run
-    lab.put_file("msr1", "/etc/testbed/plain-sink.json", json.dumps({
-        "role": "sink", "address": "10.10.0.1", "port": 656, "shared_secret": False, "nft": False,
-        "plain_hellos": "open", "open_routes": ["0.0.0.0/0 10.10.1.1 10", "10.10.0.0/16 0.0.0.0 1"],
-        "status_file": "/run/testbed/access-plain-sink.json"}))
-    lab.spawn("msr1", "python3 -m testbed.access --config /etc/testbed/plain-sink.json", log="plain-sink.log")
-    wait_json(ctx, "msr1", "/run/testbed/access-plain-sink.json", lambda d: True, 15)
-    cmd = node_cfg(ctx, "mn1", "mn1-plain", address="10.10.0.5", identity="mn1.mwg.test", method="plain",
-                   port=656, install_routes=False, max_hellos=5, exit_when_attached=True)
-    lab.exec("mn1", f"timeout 20 {cmd} 2>/var/log/testbed/access-plain.log; true", timeout=30)
-    st = jexec(ctx, "mn1", "cat /run/testbed/access-mn1-plain.json") or {}
-    if st.get("attached"):
-        ctx.metric("attach_ms_plain", st["attach_ms"])
 
     # ---------------------------------------------------------- shared secret (claims 40-45)
     lab.spawn("mn1", node_cfg(ctx, "mn1", "mn1", address="10.10.0.5", identity="mn1.mwg.test",

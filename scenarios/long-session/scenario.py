@@ -44,7 +44,13 @@ def phase(lab, tag: str, say) -> dict:
         raise RuntimeError(f"{tag}: agents did not write their status")
     deg = {"a": 1, "b": 2, "c": 2, "d": 1}
     lib.wait(lambda: all(len(s.get("neighbours", [])) >= deg[n] for n, s in lib.statuses(lab, NODES).items()), 15, 0.5)
+    expired_before = lib.counters(lab, "a").get("routes_expired", 0)
     lib.start_stream(lab, "a", "d", ADDR["d"], PORT, RATE, SECONDS, tag)
+    t_stream = time.time()
+    # a's route expiries during the session: read when the stream's schedule ends (after it,
+    # with no more data, routes run out as they should)
+    time.sleep(max(0.0, t_stream + SECONDS - 0.2 - time.time()))
+    expired_in_session = lib.counters(lab, "a").get("routes_expired", 0) - expired_before
     sent, recs = lib.stream_result(lab, "a", "d", tag, timeout=SECONDS + 20)
     time.sleep(0.6)
     st = lib.statuses(lab, NODES)
@@ -57,6 +63,7 @@ def phase(lab, tag: str, say) -> dict:
          "discoveries_a": c["a"].get("discoveries_started", 0),
          "rreq_refresh_a": c["a"].get("rreq_refresh", 0),
          "routes_expired": sum(c[n].get("routes_expired", 0) for n in NODES),
+         "routes_expired_a": expired_in_session,
          "grat_rrep_sent": sum(c[n].get("grat_rrep_sent", 0) for n in NODES),
          "rreq_tx": sum(c[n].get("rreq_tx", 0) for n in NODES),
          "buffered_a": c["a"].get("buffered", 0)}
@@ -73,21 +80,48 @@ NAMES = {"none": "without gratuitous RREP or refresh", "refresh": "without gratu
          "with": "with gratuitous RREPs"}
 
 
+# RREQ bound from the measured runs: with gratuitous RREPs 16 RREQ transmissions (all of them
+# the first ring search), with the requester's refresh 44-49: ratio 0.33-0.36; the bound leaves
+# ~0.25 of margin and the baseline against itself (1.0) fails it. Against `none` the RREQ count
+# is no test (measured 16 vs 23-30, ratio 0.53-0.70: each of its re-discoveries starts at the
+# known hop count and costs ~1.5 RREQs); what differs there is the route lapsing, checked below.
+MAX_RREQ_OVER_REFRESH = 0.6
+MIN_BASELINE_DISCOVERIES = 3   # measured 7-9 (none) and 14-16 (refresh); the extension: 1
+
+
+def judge(res: dict[str, dict]) -> list[tuple[str, bool, str]]:
+    """The comparison checks from the three runs (``phase`` output per variant: sent, lost,
+    gaps, discoveries_a, rreq_tx, routes_expired_a, grat_rrep_sent). What the extension buys
+    here is not loss or gaps (a buffers, so the baselines rarely lose anything): it is one
+    discovery, a route at a that never lapses, and fewer RREQ floods. Claims 67-70."""
+    wi, no, rf = res["with"], res["none"], res["refresh"]
+    out = [(f"the stream lasted >= 3 x ACTIVE_ROUTE_TIMEOUT ({ART_MS} ms) in every run",
+            min(r["sent"] for r in res.values()) >= 3 * ART_MS / 1000 * RATE,
+            ", ".join(f"{t} {r['sent']}" for t, r in res.items()) + f" datagrams at {RATE:.0f}/s"),
+           ("with gratuitous RREPs: no gap, nothing lost (the baselines often manage this too: not the comparison)",
+            not wi["gaps"] and wi["lost"] == 0, f"gaps {wi['gaps']}, lost {wi['lost']}"),
+           (f"only the extension sends gratuitous RREPs (>= 3 with, 0 without)",
+            wi["grat_rrep_sent"] >= 3 and no["grat_rrep_sent"] == 0 and rf["grat_rrep_sent"] == 0,
+            f"with {wi['grat_rrep_sent']}, none {no['grat_rrep_sent']}, refresh {rf['grat_rrep_sent']}"),
+           (f"a single discovery with gratuitous RREPs; without, the route had to be found again "
+            f"(>= {MIN_BASELINE_DISCOVERIES} discoveries in both baselines)",
+            wi["discoveries_a"] == 1 and min(no["discoveries_a"], rf["discoveries_a"]) >= MIN_BASELINE_DISCOVERIES,
+            f"with {wi['discoveries_a']}, none {no['discoveries_a']}, refresh {rf['discoveries_a']}"),
+           ("a's route never lapsed during the session with gratuitous RREPs; without anything it did",
+            wi["routes_expired_a"] == 0 and no["routes_expired_a"] >= 1,
+            f"routes expired at a: with {wi['routes_expired_a']}, none {no['routes_expired_a']}, "
+            f"refresh {rf['routes_expired_a']}"),
+           (f"RREQ transmissions with gratuitous RREPs <= {MAX_RREQ_OVER_REFRESH} x those of the requester's "
+            f"own refresh (measured 0.33-0.36)",
+            wi["rreq_tx"] <= MAX_RREQ_OVER_REFRESH * rf["rreq_tx"],
+            f"with {wi['rreq_tx']}, refresh {rf['rreq_tx']} (none {no['rreq_tx']}, not compared)")]
+    return out
+
+
 def run(ctx) -> None:
     res = run_comparison(ctx.lab, ctx.say)
-    wi = res["with"]
-    ctx.check(f"the stream lasted >= 3 x ACTIVE_ROUTE_TIMEOUT ({ART_MS} ms) in every run",
-              min(r["sent"] for r in res.values()) >= 3 * ART_MS / 1000 * RATE,
-              ", ".join(f"{t} {r['sent']}" for t, r in res.items()) + f" datagrams at {RATE:.0f}/s")
-    ctx.check("with gratuitous RREPs: no gap, nothing lost, a single discovery (claims 67-70)",
-              not wi["gaps"] and wi["lost"] == 0 and wi["discoveries_a"] == 1 and wi["grat_rrep_sent"] >= 3,
-              f"gaps {wi['gaps']}, lost {wi['lost']}, discoveries {wi['discoveries_a']}, gratuitous RREPs {wi['grat_rrep_sent']}")
-    for tag in ("none", "refresh"):
-        r = res[tag]
-        ctx.check(f"{NAMES[tag]}: no gratuitous RREP, and the route had to be found again (what happened is in the detail)",
-                  r["grat_rrep_sent"] == 0 and r["discoveries_a"] > 1,
-                  f"discoveries {r['discoveries_a']}, gaps {r['gaps']}, lost {r['lost']}, routes expired "
-                  f"{r['routes_expired']}, RREQ transmissions {r['rreq_tx']}")
+    for name, ok, detail in judge(res):
+        ctx.check(name, ok, detail)
     for tag, r in res.items():
         ctx.metric(f"{tag}_gaps", len(r["gaps"]))
         ctx.metric(f"{tag}_longest_silence_ms", r["longest_silence_ms"])
@@ -95,4 +129,5 @@ def run(ctx) -> None:
         ctx.metric(f"{tag}_discoveries", r["discoveries_a"])
         ctx.metric(f"{tag}_rreq_tx", r["rreq_tx"])
         ctx.metric(f"{tag}_routes_expired", r["routes_expired"])
+        ctx.metric(f"{tag}_routes_expired_a", r["routes_expired_a"])
         ctx.metric(f"{tag}_grat_rrep_sent", r["grat_rrep_sent"])

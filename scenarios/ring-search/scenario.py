@@ -73,20 +73,52 @@ def run_comparison(lab, say) -> dict:
     return {"plain": phase(lab, False, say), "weighted": phase(lab, True, say)}
 
 
+# Weighted over plain RREQ transmissions, summed over the discoveries both runs made (a
+# discovery is skipped when an earlier flood left a valid reverse route, e.g. n10 -> n1 in
+# some plain runs): measured 0.26-0.29 (42/145, 42/162; 33/118 over the same discoveries). The bound
+# leaves a margin of 0.21 for a ring retried under load; plain against itself (1.0) fails it.
+MAX_RREQ_RATIO = 0.5
+# n6 -> n10: the discovery where the weights change the route. Weighted search takes the
+# cheap top row, 6 hops via n1 (weight 10 against 20 for the bottom row); plain AODV takes
+# whichever RREQ reached n10 first: the 4-hop bottom row or a 5-hop path over n3-n9
+# (both measured). n1 -> n5 is no test of the weights: the top row is its only 4-hop path.
+CHEAP_N6_N10 = {"next_hop": addr("n1"), "hops": 6}
+
+
+def judge(plain: dict, weighted: dict) -> list[tuple[str, bool, str]]:
+    """The comparison checks from the two runs' results (``phase`` output: ``per`` is one dict
+    per discovery in DISCOVERIES order with reached, rreq_tx, hops, next_hop; ``total``).
+    Returns (name, passed, detail) per check; claims 63-66."""
+    out = []
+    for tag, r in (("plain", plain), ("weighted", weighted)):
+        out.append((f"{tag}: every discovery found its route (ping answered)", all(p["reached"] for p in r["per"]),
+                    str([(p["src"], p["dst"], p["reached"]) for p in r["per"]])))
+    both = [(p, w) for p, w in zip(plain["per"], weighted["per"]) if p["rreq_tx"] > 0 and w["rreq_tx"] > 0]
+    tp, tw = sum(p["rreq_tx"] for p, _ in both), sum(w["rreq_tx"] for _, w in both)
+    ratio = tw / max(1, tp)
+    out.append((f"weighted search sends at most {MAX_RREQ_RATIO} x the RREQs of plain expanding ring search "
+                f"over the same discoveries (measured 0.26-0.29)", len(both) >= 3 and ratio <= MAX_RREQ_RATIO,
+                f"{len(both)} discoveries made by both: weighted {tw}, plain {tp}, ratio {ratio:.2f} "
+                f"(all: weighted {weighted['total']}, plain {plain['total']})"))
+    p, w = plain["per"][1], weighted["per"][1]
+    assert (p["src"], p["dst"]) == ("n6", "n10")
+    out.append(("the weights change the route: weighted n6 -> n10 takes the cheap top row (next hop n1, 6 hops), "
+                "plain a shorter one",
+                {k: w[k] for k in CHEAP_N6_N10} == CHEAP_N6_N10 and 0 < (p["hops"] or 0) < CHEAP_N6_N10["hops"],
+                f"plain next hop {p['next_hop']}, {p['hops']} hops; weighted next hop {w['next_hop']}, {w['hops']} hops"))
+    return out
+
+
 def run(ctx) -> None:
     res = run_comparison(ctx.lab, ctx.say)
     plain, weighted = res["plain"], res["weighted"]
-    for tag, r in (("plain", plain), ("weighted", weighted)):
-        ctx.check(f"{tag}: every discovery found its route (ping answered)", all(p["reached"] for p in r["per"]),
-                  str([(p["src"], p["dst"], p["reached"]) for p in r["per"]]))
-    ctx.check("weighted search sends fewer RREQs than plain expanding ring search (same discoveries)",
-              weighted["total"] < plain["total"], f"weighted {weighted['total']}, plain {plain['total']}")
-    n1n5 = weighted["per"][0]
-    ctx.check("weighted n1 -> n5 took the cheap top row (next hop n2, 4 hops)",
-              n1n5["next_hop"] == addr("n2") and n1n5["hops"] == 4, f"next hop {n1n5['next_hop']}, {n1n5['hops']} hops")
+    for name, ok, detail in judge(plain, weighted):
+        ctx.check(name, ok, detail)
     for (p, w) in zip(plain["per"], weighted["per"]):
         ctx.metric(f"rreq_tx_{p['src']}_{p['dst']}_plain", p["rreq_tx"])
         ctx.metric(f"rreq_tx_{p['src']}_{p['dst']}_weighted", w["rreq_tx"])
+        ctx.metric(f"hops_{p['src']}_{p['dst']}_plain", p["hops"] or 0)
+        ctx.metric(f"hops_{p['src']}_{p['dst']}_weighted", w["hops"] or 0)
     ctx.metric("rreq_tx_total_plain", plain["total"])
     ctx.metric("rreq_tx_total_weighted", weighted["total"])
     ctx.metric("rreq_ratio_weighted_over_plain", round(weighted["total"] / max(1, plain["total"]), 3))

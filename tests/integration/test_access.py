@@ -11,7 +11,6 @@ from orchestration.scenario import run_scenario
 
 
 @pytest.mark.docker
-@pytest.mark.slow
 def test_access(tmp_path: Path) -> None:
     report = run_scenario("access", lab_name=unique_lab_name("x"), say=lambda m: None, results_root=tmp_path)
     assert json.loads((tmp_path / "access" / "report.json").read_text()) == report
@@ -21,3 +20,7 @@ def test_access(tmp_path: Path) -> None:
     for m in ("attach_ms_secret", "attach_ms_certificate", "attach_ms_visitor", "attach_ms_dhcp_sink"):
         assert report["metrics"][m] > 0
     assert (tmp_path / "access" / "pcaps" / "radio.pcap").stat().st_size > 0
+    assert (tmp_path / "access" / "pcaps" / "core.pcap").stat().st_size > 0
+    names = " | ".join(c["name"] for c in report["checks"])
+    for proto in ("aodv", "diameter", "dhcp"):
+        assert f"decodes {proto} in the pcaps" in names, proto

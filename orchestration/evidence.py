@@ -1,0 +1,77 @@
+"""A scenario's pcaps as evidence: what Wireshark's own dissectors make of them.
+
+Every protocol of the testbed runs on its registered port (AODV UDP 654, RFC 3561 section
+10; Mobile IP UDP 434, RFC 5944 section 3.3; DIAMETER TCP/SCTP 3868, RFC 6733 section 2.1;
+DHCP UDP 67/68; IKE UDP 500/4500, RFC 7296 section 2), so tshark decodes them without
+being told a port. ``decode`` reads a pcap with tshark and says which protocols it found
+and which frames it marked malformed (``_ws.malformed``: a dissector ran past the data or
+found a field it could not take).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# tshark's name of each protocol (its filter name), as the scenarios list them.
+TSHARK_NAMES = {"aodv": "aodv", "mip": "mip", "diameter": "diameter", "dhcp": "dhcp", "isakmp": "isakmp"}
+
+
+class EvidenceError(RuntimeError):
+    """tshark is missing or cannot read the pcap; the message says which and how to fix it."""
+
+
+@dataclass
+class Decoded:
+    """What tshark made of one pcap: ``frames`` in total, frames per protocol (by tshark's
+    filter name, e.g. ``aodv``), and the malformed ones as "frame N: protocols | info"."""
+
+    path: Path
+    frames: int = 0
+    protocols: Counter[str] = field(default_factory=Counter)
+    malformed: list[str] = field(default_factory=list)
+
+
+def decode(pcap: Path, timeout_s: float = 120) -> Decoded:
+    """Run tshark over ``pcap`` (two-pass, default dissectors and ports only).
+
+    Raises EvidenceError if tshark is not installed or fails on the file."""
+    exe = shutil.which("tshark")
+    if exe is None:
+        raise EvidenceError("tshark is not installed (apt-get install tshark; tools/setup.sh does it)")
+    r = subprocess.run([exe, "-n", "-2", "-r", str(pcap), "-T", "fields", "-E", "separator=\t",
+                        "-e", "frame.number", "-e", "frame.protocols", "-e", "_ws.malformed", "-e", "_ws.col.Info"],
+                       capture_output=True, text=True, timeout=timeout_s)
+    if r.returncode != 0:
+        raise EvidenceError(f"tshark cannot read {pcap}: {r.stderr.strip()[-300:]}")
+    out = Decoded(Path(pcap))
+    for line in r.stdout.splitlines():
+        num, protos, bad, info = (line.split("\t") + ["", "", "", ""])[:4]
+        out.frames += 1
+        layers = protos.split(":")
+        for p in set(layers):
+            out.protocols[p] += 1
+        if bad or "_ws.malformed" in layers or "malformed" in layers:
+            out.malformed.append(f"frame {num}: {protos} | {info}")
+    return out
+
+
+def judge(decoded: list[Decoded], expected: list[str]) -> list[tuple[str, bool, str]]:
+    """Checks from decoded pcaps: no frame is malformed, and each ``expected`` protocol
+    (keys of TSHARK_NAMES) was decoded in at least one of them. Returns (name, passed, detail)."""
+    checks = []
+    bad = [f"{d.path.name}: {m}" for d in decoded for m in d.malformed]
+    frames = sum(d.frames for d in decoded)
+    checks.append((f"tshark decodes the {len(decoded)} pcaps without a malformed frame",
+                   bool(decoded) and not bad,
+                   "; ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "") if bad
+                   else f"{frames} frames"))
+    for name in expected:
+        proto = TSHARK_NAMES[name]
+        n = sum(d.protocols.get(proto, 0) for d in decoded)
+        checks.append((f"tshark's own dissector decodes {name} in the pcaps (registered port)", n > 0,
+                       f"{n} frames" + ("" if n else "; decoded: " + ", ".join(sorted(
+                           {p for d in decoded for p in d.protocols} - {"eth", "ethertype", "ip", "frame"})))))
+    return checks
