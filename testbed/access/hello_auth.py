@@ -39,6 +39,7 @@ from scapy.fields import (
 from scapy.packet import Packet
 
 from testbed.aodv.messages import RREP, AODVExtension, register_extension
+from testbed.common.extensions import MalformedMessage
 
 EXT_AUTH = 131
 EXT_CHUNK = 132
@@ -64,25 +65,13 @@ VERDICT_VISITOR = 1
 VERDICTS = {VERDICT_MEMBER: "member", VERDICT_VISITOR: "visitor"}
 
 
-class _VarExtension(AODVExtension):
-    """Extension whose length byte is computed from what follows it on build."""
-
-    def post_build(self, p: bytes, pay: bytes) -> bytes:
-        if self.len is None:
-            if len(p) - 2 > 255:  # the length byte (RFC 3561 section 7 style) holds 0..255
-                raise ValueError(f"{self.name}: {len(p) - 2} data bytes do not fit its "
-                                 "8-bit length")
-            p = p[:1] + bytes([len(p) - 2]) + p[2:]
-        return p + pay
-
-
-class AuthExt(_VarExtension):
+class AuthExt(AODVExtension):
     """Shared-secret authenticator: HMAC-SHA256(secret, signed bytes), see auth_data()."""
 
     name = "AODV auth extension"
     fields_desc = [
         ByteField("type", EXT_AUTH),
-        ByteField("len", None),
+        ByteField("length", None),
         LongField("ts_ms", 0),
         StrFixedLenField("nonce", b"\0" * NONCE_LEN, NONCE_LEN),
         FieldLenField("id_len", None, length_of="identity", fmt="B"),
@@ -91,23 +80,23 @@ class AuthExt(_VarExtension):
     ]
 
 
-class ChunkExt(_VarExtension):
+class ChunkExt(AODVExtension):
     name = "AODV blob chunk extension"
     fields_desc = [
         ByteField("type", EXT_CHUNK),
-        ByteField("len", None),
+        ByteField("length", None),
         ByteEnumField("kind", KIND_CERT, CHUNK_KINDS),
         ByteField("index", 0),
         ByteField("total", 1),
-        StrLenField("data", b"", length_from=lambda p: max(0, (p.len or 0) - 3)),
+        StrLenField("data", b"", length_from=lambda p: max(0, (p.length or 0) - 3)),
     ]
 
 
-class CertAuthExt(_VarExtension):
+class CertAuthExt(AODVExtension):
     name = "AODV certificate auth extension"
     fields_desc = [
         ByteField("type", EXT_CERTAUTH),
-        ByteField("len", None),
+        ByteField("length", None),
         LongField("ts_ms", 0),
         StrFixedLenField("nonce", b"\0" * NONCE_LEN, NONCE_LEN),
         StrFixedLenField("peer_nonce", b"\0" * NONCE_LEN, NONCE_LEN),
@@ -131,14 +120,14 @@ class RouteEntry(Packet):
         return b"", s
 
 
-class RoutesExt(_VarExtension):
+class RoutesExt(AODVExtension):
     name = "AODV advertised routes extension"
     fields_desc = [
         ByteField("type", EXT_ROUTES),
-        ByteField("len", None),
+        ByteField("length", None),
         ByteEnumField("verdict", VERDICT_MEMBER, VERDICTS),
         PacketListField("routes", [], RouteEntry,
-                        length_from=lambda p: max(0, (p.len or 0) - 1)),
+                        length_from=lambda p: max(0, (p.length or 0) - 1)),
     ]
 
 
@@ -147,8 +136,11 @@ for _t, _c in ((EXT_AUTH, AuthExt), (EXT_CHUNK, ChunkExt), (EXT_CERTAUTH, CertAu
     register_extension(_t, _c)
 
 
-class ExtensionError(ValueError):
-    """The extensions parse, but do not form a consistent authenticated hello."""
+class ExtensionError(MalformedMessage):
+    """The extensions parse, but do not form a consistent authenticated hello.
+
+    A MalformedMessage (testbed.common.extensions), so one except clause can drop both.
+    """
 
 
 def check_consistent(msg) -> None:
@@ -165,13 +157,13 @@ def check_consistent(msg) -> None:
             want = 8 + 2 * NONCE_LEN + 1 + FP_LEN + 1 + (e.id_len or 0)
             ok = len(e.identity) == e.id_len and len(e.fingerprint) == FP_LEN
         elif isinstance(e, ChunkExt):
-            want, ok = 3 + len(e.data), e.len >= 3 and e.index < e.total
+            want, ok = 3 + len(e.data), e.length >= 3 and e.index < e.total
         elif isinstance(e, RoutesExt):
             want, ok = 1 + 11 * len(e.routes), True
         else:
             continue
-        if not ok or e.len != want:
-            raise ExtensionError(f"extension {e.type}: length {e.len}, fields need {want}")
+        if not ok or e.length != want:
+            raise ExtensionError(f"extension {e.type}: length {e.length}, fields need {want}")
 
 
 def rrep_header(msg: RREP) -> bytes:

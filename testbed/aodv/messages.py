@@ -37,10 +37,11 @@ from scapy.fields import (
     IntField,
     IPField,
     PacketListField,
-    StrLenField,
 )
 from scapy.layers.inet import UDP
 from scapy.packet import Packet, bind_layers
+
+from testbed.common.extensions import Extension, ExtensionRegistry, MalformedMessage
 
 AODV_PORT = 654
 
@@ -78,10 +79,6 @@ def saturating_add(a: int, b: int, limit: int = MAX_U32) -> int:
     return min(limit, a + b)
 
 
-class MalformedMessage(ValueError):
-    """Raised by parse_message for bytes that are not a well-formed AODV message."""
-
-
 class HandoverKind(enum.IntEnum):
     """Roles of the HANDOVER extension in the patent's procedure (claims 27-35)."""
 
@@ -94,54 +91,44 @@ class HandoverKind(enum.IntEnum):
 
 
 # ---------------------------------------------------------------- extensions
-_EXTENSIONS: dict[int, type[Packet]] = {}
+_EXTENSIONS = ExtensionRegistry("AODV")
 
 
 def register_extension(ext_type: int, cls: type[Packet]) -> None:
-    """Let another area (e.g. authentication, issue 5) decode its own extension type."""
-    _EXTENSIONS[ext_type] = cls
+    """Let another area (e.g. the access hellos) decode its own extension type.
+
+    Args: ext_type: the type byte (0-255); cls: an AODVExtension subclass.
+    Raises: ValueError if the type is not a byte or is already taken by another class.
+    Source: RFC 3561 section 7 (extension format); the types are this project's.
+    """
+    _EXTENSIONS.register(cls, ext_type)
 
 
-class AODVExtension(Packet):
-    """Generic type-length-data extension; also the fallback for unknown types."""
+class AODVExtension(Extension):
+    """Type / length / data extension after an AODV message (RFC 3561 section 7).
+
+    Fields: `type` (byte), `length` (byte, data bytes; None on build = computed), `data`.
+    Decoding bytes with this class gives the class registered for the
+    first byte, or AODVExtension itself for an unknown type (kept opaque).
+    Raises (on build): ValueError for more than 255 data bytes.
+    """
 
     name = "AODV extension"
-    fields_desc = [
-        ByteField("type", 0),
-        FieldLenField("len", None, length_of="data", fmt="B"),
-        StrLenField("data", b"", length_from=lambda p: p.len),
-    ]
-
-    @classmethod
-    def dispatch_hook(cls, _pkt: bytes | None = None, *args, **kargs):
-        if _pkt and len(_pkt) >= 1:
-            return _EXTENSIONS.get(_pkt[0], AODVExtension)
-        return cls
+    registry = _EXTENSIONS
 
     def extract_padding(self, s: bytes):
         # Everything after this extension belongs to the next one in the list.
         return b"", s
 
 
-class _FixedExtension(AODVExtension):
-    """Base for extensions with a fixed data layout: len is computed on build."""
-
-    data_len = 0
-
-    def post_build(self, p: bytes, pay: bytes) -> bytes:
-        if self.len is None:
-            p = p[:1] + bytes([len(p) - 2]) + p[2:]
-        return p + pay
-
-
-class HandoverExt(_FixedExtension):
+class HandoverExt(AODVExtension):
     """Patent handover extension: kind, reserved, MN seqno, a sink address (10 data bytes)."""
 
     name = "AODV handover extension"
     data_len = 10
     fields_desc = [
         ByteField("type", EXT_HANDOVER),
-        ByteField("len", None),
+        ByteField("length", None),
         ByteEnumField("kind", HandoverKind.ATTACH, {k.value: k.name for k in HandoverKind}),
         ByteField("reserved", 0),
         IntField("mn_seq", 0),
@@ -149,26 +136,26 @@ class HandoverExt(_FixedExtension):
     ]
 
 
-class WeightExt(_FixedExtension):
+class WeightExt(AODVExtension):
     """Summed administrative weight from the RREQ originator to the receiving router."""
 
     name = "AODV weight extension"
     data_len = 4
     fields_desc = [
         ByteField("type", EXT_WEIGHT),
-        ByteField("len", None),
+        ByteField("length", None),
         IntField("weight", 0),
     ]
 
 
-class GratuitousExt(_FixedExtension):
+class GratuitousExt(AODVExtension):
     """Marks a gratuitous RREP sent by a route-reply source to keep a long session alive."""
 
     name = "AODV gratuitous-RREP extension"
     data_len = 0
     fields_desc = [
         ByteField("type", EXT_GRATUITOUS),
-        ByteField("len", None),
+        ByteField("length", None),
     ]
 
 
@@ -273,22 +260,6 @@ bind_layers(UDP, AODV, dport=AODV_PORT)
 bind_layers(UDP, AODV, sport=AODV_PORT)
 
 
-def _check_extensions(data: bytes, offset: int) -> None:
-    """Each extension's length must fit, and the list must end exactly at the end."""
-    while offset < len(data):
-        if len(data) - offset < 2:
-            raise MalformedMessage(f"truncated extension header at byte {offset}")
-        etype, elen = data[offset], data[offset + 1]
-        if offset + 2 + elen > len(data):
-            raise MalformedMessage(
-                f"extension type {etype} claims {elen} bytes, only {len(data) - offset - 2} left")
-        cls = _EXTENSIONS.get(etype)
-        want = getattr(cls, "data_len", None) if cls is not None else None
-        if want is not None and elen != want:
-            raise MalformedMessage(f"extension type {etype} must have length {want}, has {elen}")
-        offset += 2 + elen
-
-
 def parse_message(data: bytes) -> Packet:
     """Strictly decode one AODV message (UDP payload). Raises MalformedMessage."""
     if not data:
@@ -308,7 +279,7 @@ def parse_message(data: bytes) -> Packet:
     if len(data) < fixed:
         raise MalformedMessage(
             f"{_MESSAGES[mtype].__name__} needs {fixed} bytes, got {len(data)}")
-    _check_extensions(data, fixed)
+    _EXTENSIONS.walk(data, fixed)
     try:
         return _MESSAGES[mtype](data)
     except Exception as exc:  # scapy raises many kinds; the caller only needs "bad"
