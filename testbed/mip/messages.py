@@ -49,6 +49,8 @@ from scapy.layers.mobileip import MobileIP, MobileIPRRP, MobileIPRRQ
 from scapy.packet import Packet, Raw, bind_layers
 from scapy.utils import checksum
 
+from testbed.common.extensions import Extension, ExtensionRegistry, MalformedMessage
+
 MIP_PORT = 434
 RRQ_TYPE = 1
 RRP_TYPE = 3
@@ -130,47 +132,41 @@ def code_name(code: int) -> str:
     return REPLY_CODES.get(code, f"code_{code}")
 
 
-class MalformedMessage(ValueError):
-    """Bytes that are not a well-formed Mobile IP message (the reason is the text)."""
-
-
 # ---- extensions ----------------------------------------------------------------------
-_EXT_CLASSES: dict[int, type[Packet]] = {}
+_EXT_CLASSES = ExtensionRegistry("Mobile IP")
 
 
-class MIPExtension(Packet):
-    """Any (type, length, data) extension; dispatches to a declared class by type byte."""
+class MIPExtension(Extension):
+    """Any (type, length, data) extension (RFC 5944 1.9); the fallback for unknown types.
+
+    Fields: `type` (byte), `length` (byte, data bytes; None on build = computed), `data`.
+    Extensions follow the fixed message as chained scapy payloads; decoding dispatches
+    on the type byte to the class registered in this module.
+    Raises (on build): ValueError for more than 255 data bytes.
+    """
     name = "Mobile IP extension"
-    fields_desc = [ByteField("type", 255),
-                   FieldLenField("length", None, length_of="data", fmt="B"),
-                   StrLenField("data", b"", length_from=lambda p: p.length)]
-
-    @classmethod
-    def dispatch_hook(cls, _pkt: bytes | None = None, *args, **kwargs):
-        if _pkt:
-            return _EXT_CLASSES.get(_pkt[0], MIPExtension)
-        return cls
+    registry = _EXT_CLASSES
+    fields_desc = [ByteField("type", 255)] + Extension.fields_desc[1:]
 
     def guess_payload_class(self, payload: bytes):
         return MIPExtension if payload else Raw
 
 
-def _register(cls: type[Packet]) -> type[Packet]:
-    _EXT_CLASSES[cls.fields_desc[0].default] = cls
-    return cls
+_register = _EXT_CLASSES.register
 
 
 @_register
 class PadExtension(MIPExtension):
-    """One-byte padding (type 0, no length field), used in agent advertisements."""
+    """One-byte padding (type 0, no length field), used in agent advertisements (2.1.3)."""
     name = "Pad"
+    has_length = False
     fields_desc = [ByteField("type", EXT_PAD)]
 
 
 class _AuthExtension(MIPExtension):
+    min_data_len = 4  # the SPI (RFC 5944 3.5.1)
     fields_desc = [ByteField("type", EXT_MN_HA_AUTH),
-                   FieldLenField("length", None, length_of="authenticator", fmt="B",
-                                 adjust=lambda _p, x: x + 4),
+                   ByteField("length", None),
                    IntField("spi", 256),
                    StrLenField("authenticator", b"", length_from=lambda p: max(p.length - 4, 0))]
 
@@ -208,8 +204,7 @@ class AgentAdvExt(MIPExtension):
     """Mobility agent advertisement extension (RFC 5944 2.1.1), type 16."""
     name = "Mobility Agent Advertisement"
     fields_desc = [ByteField("type", EXT_AGENT_ADV),
-                   FieldLenField("length", None, length_of="coas", fmt="B",
-                                 adjust=lambda _p, x: x + 6),
+                   ByteField("length", None),
                    ShortField("seq", 0),
                    ShortField("reg_lifetime", 1800),
                    FlagsField("flags", 0, 8, ADV_FLAG_NAMES),
@@ -223,7 +218,7 @@ class PrefixLengthsExt(MIPExtension):
     """Prefix-lengths extension (RFC 5944 2.1.2), type 19: one byte per router address."""
     name = "Prefix-Lengths"
     fields_desc = [ByteField("type", EXT_PREFIX_LEN),
-                   FieldLenField("length", None, length_of="prefix_lengths", fmt="B"),
+                   ByteField("length", None),
                    FieldListField("prefix_lengths", [], ByteField("", 24),
                                   length_from=lambda p: p.length)]
 
@@ -294,23 +289,14 @@ class ParsedRegistration:
 
 
 def walk_extensions(raw: bytes, start: int) -> list[tuple[int, int, int]]:
-    """Locate (type, offset, total length) of each extension after `start`; strict."""
-    out = []
-    off = start
-    while off < len(raw):
-        t = raw[off]
-        if t == EXT_PAD:
-            out.append((t, off, 1))
-            off += 1
-            continue
-        if off + 2 > len(raw):
-            raise MalformedMessage(f"extension type {t} at {off}: no length byte")
-        ln = raw[off + 1]
-        if off + 2 + ln > len(raw):
-            raise MalformedMessage(f"extension type {t} at {off}: length {ln} beyond message")
-        out.append((t, off, 2 + ln))
-        off += 2 + ln
-    return out
+    """(type, offset, total length in bytes) of each extension in raw[start:], strictly.
+
+    Every type is skippable here (the caller decides what it needs); see
+    `testbed.common.extensions.ExtensionRegistry.walk`.
+    Raises: MalformedMessage for a missing length byte, a length beyond the message, or an
+    authentication extension (32-34) shorter than its SPI (RFC 5944 3.5.1).
+    """
+    return _EXT_CLASSES.walk(raw, start)
 
 
 KNOWN_REG_EXTENSIONS = {EXT_MN_HA_AUTH, EXT_MN_FA_AUTH, EXT_FA_HA_AUTH}
@@ -335,12 +321,8 @@ def parse_registration(raw: bytes) -> ParsedRegistration:
         raise MalformedMessage(f"type {t} is not a registration request (1) or reply (3)")
     if len(raw) < fixed:
         raise MalformedMessage(f"type {t}: {len(raw)} bytes, fixed part needs {fixed}")
-    exts = walk_extensions(raw, fixed)
-    for et, off, ln in exts:
-        if et in KNOWN_REG_EXTENSIONS and ln < 6:
-            raise MalformedMessage(f"authentication extension at {off}: length {ln - 2} < 4")
-        if et < 128 and et not in KNOWN_REG_EXTENSIONS and et != EXT_PAD:
-            raise MalformedMessage(f"unknown non-skippable extension type {et}")
+    exts = _EXT_CLASSES.walk(raw, fixed, skippable_from=128,
+                             understood=KNOWN_REG_EXTENSIONS | {EXT_PAD})
     pkt = MobileIP(raw)
     inner = pkt.payload
     return ParsedRegistration(raw=raw, msg_type=t, pkt=inner, extensions=exts)
