@@ -81,6 +81,12 @@ class AuthExt(AODVExtension):
 
 
 class ChunkExt(AODVExtension):
+    """Type 132: one slice (<= 252 bytes) of a blob: kind, index, total, data.
+
+    Fields: kind (KIND_CERT / KIND_SIG / KIND_SINK_CERT), index (0-based), total (slices),
+    data. See split_blob() / join_blob(); check_consistent() checks index < total.
+    """
+
     name = "AODV blob chunk extension"
     fields_desc = [
         ByteField("type", EXT_CHUNK),
@@ -93,6 +99,13 @@ class ChunkExt(AODVExtension):
 
 
 class CertAuthExt(AODVExtension):
+    """Type 133: certificate hello header (claims 50-54).
+
+    Fields: ts_ms (ms since the epoch, 64-bit), nonce and peer_nonce (8 bytes each),
+    flags (FLAG_*), fingerprint (SHA-256 of the DER certificate, 32 bytes), id_len and
+    identity (FQDN bytes). 58 + len(identity) data bytes.
+    """
+
     name = "AODV certificate auth extension"
     fields_desc = [
         ByteField("type", EXT_CERTAUTH),
@@ -108,6 +121,9 @@ class CertAuthExt(AODVExtension):
 
 
 class RouteEntry(Packet):
+    """One advertised route in a ROUTES extension: prefix (IPv4), plen (bits, 0-32),
+    gateway (IPv4), metric (16-bit). 11 bytes."""
+
     name = "advertised route"
     fields_desc = [
         IPField("prefix", "0.0.0.0"),
@@ -121,6 +137,11 @@ class RouteEntry(Packet):
 
 
 class RoutesExt(AODVExtension):
+    """Type 134: the sink's answer (claims 43-46): verdict, then RouteEntry list.
+
+    1 + 11 * n data bytes, so at most 23 routes (routes_ext() refuses more).
+    """
+
     name = "AODV advertised routes extension"
     fields_desc = [
         ByteField("type", EXT_ROUTES),
@@ -193,6 +214,10 @@ def signed_data(msg: RREP) -> bytes:
 
 
 def split_blob(kind: int, blob: bytes) -> list[ChunkExt]:
+    """`blob` (bytes) as ChunkExt slices of at most CHUNK_MAX bytes, in order.
+
+    Raises ValueError if it needs more than 255 chunks (index and total are bytes).
+    """
     parts = [blob[i:i + CHUNK_MAX] for i in range(0, len(blob), CHUNK_MAX)] or [b""]
     if len(parts) > 255:
         raise ValueError(f"blob of {len(blob)} bytes needs more than 255 chunks")
@@ -226,6 +251,7 @@ def routes_ext(verdict: int, routes: list[tuple[str, str, int]]) -> RoutesExt:
 
 
 def routes_of(ext: RoutesExt) -> list[tuple[str, str, int]]:
+    """(prefix 'a.b.c.d/n', gateway, metric) per entry; ExtensionError for n > 32."""
     out = []
     for r in ext.routes:
         if r.plen > 32:
@@ -235,6 +261,7 @@ def routes_of(ext: RoutesExt) -> list[tuple[str, str, int]]:
 
 
 def pack_ts(ts_ms: int) -> bytes:
+    """A timestamp in ms since the epoch as 8 bytes, network order."""
     return struct.pack("!Q", ts_ms)
 
 

@@ -178,7 +178,7 @@ class AODV(Packet):
         return cls
 
     def ext(self, cls: type[Packet]) -> Packet | None:
-        """First extension of the given class, or None."""
+        """First extension that is an instance of `cls` (an AODVExtension class), or None."""
         for e in getattr(self, "extensions", []) or []:
             if isinstance(e, cls):
                 return e
@@ -186,6 +186,12 @@ class AODV(Packet):
 
 
 class RREQ(AODV):
+    """Route request (RFC 3561 5.1), 24 bytes + extensions.
+
+    Fields: flags J R G D U, hop_count (hops), rreq_id, dst / orig (IPv4 dotted),
+    dst_seq / orig_seq (32-bit sequence numbers), extensions (AODVExtension list).
+    """
+
     name = "AODV RREQ"
     fields_desc = [
         ByteField("type", RREQ_TYPE),
@@ -203,6 +209,12 @@ class RREQ(AODV):
 
 
 class RREP(AODV):
+    """Route reply (RFC 3561 5.2), 20 bytes + extensions; also the hello (6.9).
+
+    Fields: flags R A, prefix_sz (bits, 0-31), hop_count (hops), dst / orig (IPv4 dotted),
+    dst_seq (32-bit), lifetime (ms, 32-bit; see lifetime_ms()), extensions.
+    """
+
     name = "AODV RREP"
     fields_desc = [
         ByteField("type", RREP_TYPE),
@@ -229,6 +241,12 @@ class Unreachable(Packet):
 
 
 class RERR(AODV):
+    """Route error (RFC 3561 5.3), 4 + 8n bytes + extensions.
+
+    Fields: flags N (no delete), dest_count (n, 1-255; computed on build), unreachable
+    (list of n Unreachable), extensions.
+    """
+
     name = "AODV RERR"
     fields_desc = [
         ByteField("type", RERR_TYPE),
@@ -241,6 +259,8 @@ class RERR(AODV):
 
 
 class RREPAck(AODV):
+    """Route reply acknowledgment (RFC 3561 5.4), 2 bytes + extensions."""
+
     name = "AODV RREP-ACK"
     fields_desc = [
         ByteField("type", RREP_ACK_TYPE),
@@ -261,7 +281,17 @@ bind_layers(UDP, AODV, sport=AODV_PORT)
 
 
 def parse_message(data: bytes) -> Packet:
-    """Strictly decode one AODV message (UDP payload). Raises MalformedMessage."""
+    """Strictly decode one AODV message (a UDP 654 payload) to RREQ, RREP, RERR or RREPAck.
+
+    Every length is checked before scapy sees the bytes (RFC 3561 section 5 fixed sizes,
+    section 7 extension format; the walker is testbed.common.extensions).
+
+    Raises MalformedMessage for: empty, unknown message type, a fixed part shorter than
+    its type needs (RERR: 4 + 8 * DestCount, DestCount 0 refused), an extension without
+    its length byte or longer than the message, a registered extension of the wrong size
+    (HANDOVER 10, WEIGHT 4, GRATUITOUS 0 data bytes), or bytes scapy cannot decode.
+    Unknown extension types are kept as opaque AODVExtension objects.
+    """
     if not data:
         raise MalformedMessage("empty message")
     mtype = data[0]
@@ -287,7 +317,11 @@ def parse_message(data: bytes) -> Packet:
 
 
 def hello(addr: str, seq: int, lifetime_ms: int, extensions: list | None = None) -> RREP:
-    """RFC 3561 6.9 hello: an RREP about ourselves, hop count 0, sent with TTL 1."""
+    """RFC 3561 6.9 hello: an RREP about ourselves, hop count 0, to be sent with TTL 1.
+
+    Args: addr: our IPv4 address (dotted); seq: our sequence number (32-bit);
+    lifetime_ms: ALLOWED_HELLO_LOSS * HELLO_INTERVAL in ms (32-bit); extensions: list.
+    """
     return RREP(dst=addr, dst_seq=seq, orig=addr, hop_count=0, lifetime=lifetime_ms,
                 extensions=extensions or [])
 

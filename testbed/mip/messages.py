@@ -129,6 +129,7 @@ REPLY_CODES = {
 
 
 def code_name(code: int) -> str:
+    """Name of a registration reply code (RFC 5944 3.4, RFC 3024), or 'code_N'."""
     return REPLY_CODES.get(code, f"code_{code}")
 
 
@@ -229,6 +230,7 @@ bind_layers(MobileIPRRP, MIPExtension)
 
 # ---- ICMP router discovery (RFC 1256) carrying the agent advertisement -------------------
 class RouterAddress(Packet):
+    """One (router address, preference) entry of a router advertisement (RFC 1256)."""
     name = "Router address"
     fields_desc = [IPField("addr", "0.0.0.0"), IntField("preference", 0)]
 
@@ -282,6 +284,7 @@ class ParsedRegistration:
     extensions: list[tuple[int, int, int]] = field(default_factory=list)  # (type, offset, total len)
 
     def ext(self, ext_type: int) -> tuple[int, int] | None:
+        """(offset, total length in bytes) of the first extension of `ext_type`, or None."""
         for t, off, ln in self.extensions:
             if t == ext_type:
                 return off, ln
@@ -340,6 +343,7 @@ def add_auth(raw: bytes, spi: int, key: bytes, ext_type: int = EXT_MN_HA_AUTH) -
 
 
 def auth_spi(msg: ParsedRegistration, ext_type: int = EXT_MN_HA_AUTH) -> int | None:
+    """SPI (32-bit) of the message's `ext_type` authentication extension, or None."""
     loc = msg.ext(ext_type)
     if loc is None:
         return None
