@@ -36,10 +36,9 @@ from scapy.fields import (
     StrFixedLenField,
     StrLenField,
 )
-from scapy.packet import Packet
 
 from testbed.aodv.messages import RREP, AODVExtension, register_extension
-from testbed.common.extensions import MalformedMessage
+from testbed.common.extensions import ListItem, MalformedMessage
 
 EXT_AUTH = 131
 EXT_CHUNK = 132
@@ -120,7 +119,7 @@ class CertAuthExt(AODVExtension):
     ]
 
 
-class RouteEntry(Packet):
+class RouteEntry(ListItem):
     """One advertised route in a ROUTES extension: prefix (IPv4), plen (bits, 0-32),
     gateway (IPv4), metric (16-bit). 11 bytes."""
 
@@ -131,9 +130,6 @@ class RouteEntry(Packet):
         IPField("gateway", "0.0.0.0"),
         ShortField("metric", 0),
     ]
-
-    def extract_padding(self, s: bytes):
-        return b"", s
 
 
 class RoutesExt(AODVExtension):

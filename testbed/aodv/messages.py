@@ -41,7 +41,7 @@ from scapy.fields import (
 from scapy.layers.inet import UDP
 from scapy.packet import Packet, bind_layers
 
-from testbed.common.extensions import Extension, ExtensionRegistry, MalformedMessage
+from testbed.common.extensions import Extension, ExtensionRegistry, ListItem, MalformedMessage
 
 AODV_PORT = 654
 
@@ -104,7 +104,7 @@ def register_extension(ext_type: int, cls: type[Packet]) -> None:
     _EXTENSIONS.register(cls, ext_type)
 
 
-class AODVExtension(Extension):
+class AODVExtension(Extension, ListItem):
     """Type / length / data extension after an AODV message (RFC 3561 section 7).
 
     Fields: `type` (byte), `length` (byte, data bytes; None on build = computed), `data`.
@@ -115,10 +115,6 @@ class AODVExtension(Extension):
 
     name = "AODV extension"
     registry = _EXTENSIONS
-
-    def extract_padding(self, s: bytes):
-        # Everything after this extension belongs to the next one in the list.
-        return b"", s
 
 
 class HandoverExt(AODVExtension):
@@ -230,14 +226,11 @@ class RREP(AODV):
     ]
 
 
-class Unreachable(Packet):
+class Unreachable(ListItem):
     """One (destination, seqno) pair of a RERR."""
 
     name = "AODV unreachable destination"
     fields_desc = [IPField("dst", "0.0.0.0"), IntField("seq", 0)]
-
-    def extract_padding(self, s: bytes):
-        return b"", s
 
 
 class RERR(AODV):

@@ -14,6 +14,7 @@ This module holds what they share, once:
 - `ExtensionRegistry.walk`: the strict walker that checks every length *before* scapy
   sees the bytes (scapy pads short fields silently) and raises `MalformedMessage`.
 - `MalformedMessage`: the one error for bytes that are not a well-formed message.
+- `ListItem`: a layer that is one item of a list field (so it has no payload).
 
 Per-class constraints read by the walker (class attributes):
 - `data_len`: exact number of data bytes, or None (any length);
@@ -123,6 +124,16 @@ class ExtensionRegistry(dict):
         return out
 
 
+class ListItem(Packet):
+    """A layer that is one item of a scapy PacketListField (RERR destinations, router
+    addresses, advertised routes, AODV extensions): the bytes after it belong to the next
+    item, not to its payload."""
+
+    def extract_padding(self, s: bytes):
+        """(b"", rest): this item has no payload; `rest` goes to the next item."""
+        return b"", s
+
+
 def _data_length(pkt: Packet) -> int:
     return pkt.length
 
@@ -178,6 +189,7 @@ class Extension(Packet):
             cls.dispatch_hook = Extension.__dict__["dispatch_hook"]
 
     def post_build(self, p: bytes, pay: bytes) -> bytes:
+        """Fill the length byte (when None) with the number of data bytes built."""
         if self.has_length and self.length is None:
             if len(p) - 2 > MAX_DATA_LEN:
                 raise ValueError(f"{self.name}: {len(p) - 2} data bytes do not fit the 8-bit "
@@ -186,4 +198,4 @@ class Extension(Packet):
         return p + pay
 
 
-__all__ = ["MalformedMessage", "ExtensionRegistry", "Extension", "MAX_DATA_LEN"]
+__all__ = ["MalformedMessage", "ExtensionRegistry", "Extension", "ListItem", "MAX_DATA_LEN"]

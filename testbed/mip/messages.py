@@ -49,7 +49,7 @@ from scapy.layers.mobileip import MobileIP, MobileIPRRP, MobileIPRRQ
 from scapy.packet import Packet, Raw, bind_layers
 from scapy.utils import checksum
 
-from testbed.common.extensions import Extension, ExtensionRegistry, MalformedMessage
+from testbed.common.extensions import Extension, ExtensionRegistry, ListItem, MalformedMessage
 
 MIP_PORT = 434
 RRQ_TYPE = 1
@@ -229,13 +229,10 @@ bind_layers(MobileIPRRP, MIPExtension)
 
 
 # ---- ICMP router discovery (RFC 1256) carrying the agent advertisement -------------------
-class RouterAddress(Packet):
+class RouterAddress(ListItem):
     """One (router address, preference) entry of a router advertisement (RFC 1256)."""
     name = "Router address"
     fields_desc = [IPField("addr", "0.0.0.0"), IntField("preference", 0)]
-
-    def extract_padding(self, s: bytes):
-        return b"", s
 
 
 class ICMPRouterAdvert(Packet):

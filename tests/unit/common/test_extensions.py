@@ -6,17 +6,14 @@ wrong in exactly one way raise MalformedMessage.
 import pytest
 from scapy.fields import ByteField, IntField
 
-from testbed.common.extensions import Extension, ExtensionRegistry, MalformedMessage
+from testbed.common.extensions import Extension, ExtensionRegistry, ListItem, MalformedMessage
 
 REG = ExtensionRegistry("test")
 
 
-class TExt(Extension):
+class TExt(Extension, ListItem):
     name = "test extension"
     registry = REG
-
-    def extract_padding(self, s):
-        return b"", s
 
 
 @REG.register
