@@ -24,7 +24,7 @@ from typing import Any
 
 from . import validate as v
 from .ca import CertificateAuthority, load_csr
-from .errors import ApiError, bad, refused
+from .errors import ApiError, bad, not_found, refused
 from .store import Store
 from .tokens import TOKEN_ID_RE, TOKEN_RE, ca_mac, new_token
 
@@ -65,11 +65,13 @@ class Enrolment:
             raise bad("kind", f"{kind!r} is not one of {', '.join(TOKEN_KINDS)}")
         if kind == "mn":
             fqdn = v.fqdn(identity, "identity")
-            self.store.user(fqdn)  # 404 unless a registered user
+            if self.store.find_user(fqdn) is None:
+                raise not_found("identity", f"{fqdn!r} is not a registered user (kind mn needs one)")
             return kind, fqdn
         if kind == "sg":
             name = v.name(identity, "identity")
-            self.store.mvpn(name)  # 404 unless a registered M-VPN
+            if name not in {m["name"] for m in self.store.mvpns()}:
+                raise not_found("identity", f"{name!r} is not a registered M-VPN (kind sg needs one)")
             return kind, name
         return kind, v.hostname(identity, "identity")
 
