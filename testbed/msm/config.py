@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from testbed.common.config import ConfigError, read_mapping, validate
 
@@ -21,13 +21,25 @@ class SeedWorkgroup(BaseModel):
     members: list[str] = []
 
 
+class SeedToken(BaseModel):
+    """An enrolment token the lab gives a node out of band (its config), issue 9."""
+
+    model_config = ConfigDict(extra="forbid")
+    identity: str
+    kind: Literal["mn", "sg", "msr", "operator"]
+    token: str = Field(pattern=r"^[a-z0-9]{6}\.[a-z0-9]{16,64}$")
+    ttl_s: float = Field(86400.0, ge=1, le=30 * 86400)
+
+
 class Seed(BaseModel):
-    """Objects to create at start if absent (a scenario's initial portal state)."""
+    """A scenario's initial portal state, applied ONCE to an empty store (never over later
+    changes made at the portal; see Store.apply_seed)."""
 
     model_config = ConfigDict(extra="forbid")
     mvpns: list[dict[str, Any]] = []
     users: list[dict[str, Any]] = []
     workgroups: list[SeedWorkgroup] = []
+    tokens: list[SeedToken] = []
 
 
 class DiameterSection(BaseModel):
@@ -73,8 +85,17 @@ class MsmConfig(BaseModel):
     ca_common_name: str = "Mobile Workgroup MSM CA"
     key_type: Literal["rsa", "ec"] = "rsa"
     cert_days: int = Field(365, ge=1, le=3650)
-    http_address: str = "0.0.0.0"
-    http_port: int = Field(8080, ge=0, le=65535)
+    http_address: str = "0.0.0.0"  # the portal's listening address (HTTPS and the optional plain port)
+    https_port: int = Field(8443, ge=0, le=65535)
+    #: plain-HTTP copy of the portal, for the bench baseline and tests only (callers there are
+    #: anonymous: no certificate, so only the anonymous routes answer unless insecure_no_authz)
+    insecure_http_port: int | None = Field(None, ge=0, le=65535)
+    server_san_ips: list[str] = []  # extra IP SANs of the portal's TLS certificate
+    server_san_dns: list[str] = []  # extra DNS SANs of the portal's TLS certificate
+    #: TEST ONLY: turn authorisation off (every route open; sign-on fqdn from the body)
+    insecure_no_authz: bool = False
+    #: TEST ONLY: operator route POST /api/testcerts (wrong SG in SAN, expired certificates)
+    allow_test_certs: bool = False
     dns_enabled: bool = True
     dns_address: str = "0.0.0.0"
     dns_port: int = Field(53, ge=0, le=65535)
@@ -88,11 +109,26 @@ class MsmConfig(BaseModel):
     seed: Seed = Seed()
     diameter: DiameterSection = DiameterSection()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _gone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "http_port" in data:
+            raise ValueError("http_port: removed by issue 9, the portal is HTTPS only: use https_port "
+                             "(default 8443); insecure_http_port exists for the bench baseline and tests")
+        return data
+
     @field_validator("http_address", "dns_address", "msm_address")
     @classmethod
     def _ip(cls, value: str | None) -> str | None:
         if value is not None:
             ipaddress.ip_address(value)
+        return value
+
+    @field_validator("server_san_ips")
+    @classmethod
+    def _ips(cls, value: list[str]) -> list[str]:
+        for text in value:
+            ipaddress.ip_address(text)
         return value
 
     @field_validator("zone")
