@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from testbed.mn.config import MnConfig
-from testbed.mn.enroll import paths
+from testbed.mn.enroll import enroll, paths
 from testbed.mn.realms import TargetTunnel, apply_main_rules, remove_main_rules
 from testbed.msm.client import MsmClient, MsmError
 from testbed.sg.realm import _sysctl
@@ -58,22 +56,16 @@ class MnAgent:
                          key_file=self.cfg.portal.key or self.creds.key)
 
     def enroll(self) -> None:
-        """Enrol once with the one-time token: `python3 -m testbed.mn.enroll` makes the key
-        here and sends only a CSR (the contract's node-side tool). Keeps an existing set.
-        Raises RuntimeError with the tool's message if the MSM refuses."""
+        """Enrol once with the one-time token: the key is made here and only a CSR is sent
+        (testbed.mn.enroll). Keeps an existing set. Raises RuntimeError if there is no token,
+        MsmError if the MSM refuses (reason token_used, token_expired, ...)."""
         c = self.cfg.credentials
         if all(Path(p).exists() for p in (self.creds.cert, self.creds.key, self.creds.ca)):
             return
         token = c.token or (Path(c.token_file).read_text().strip() if c.token_file else None)
         if not token:
             raise RuntimeError(f"no certificate in {c.dir} and no credentials.token/token_file to enrol with")
-        cmd = [sys.executable, "-m", "testbed.mn.enroll", "--portal", self.cfg.portal.url, "--token", token,
-               "--kind", "mn", "--out", c.dir, "--wait", "120"]
-        if c.ca_file:
-            cmd += ["--ca-file", c.ca_file]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-        if r.returncode != 0:
-            raise RuntimeError(f"enrolment failed: {(r.stderr or r.stdout).strip()[-300:]}")
+        self.creds = enroll(self.cfg.portal.url, token, "mn", c.dir, ca_file=c.ca_file, wait=120)
 
     def prepare(self) -> None:
         if self.cfg.credentials.enroll and self.cfg.portal.url.startswith("https://"):

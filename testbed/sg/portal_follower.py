@@ -27,6 +27,7 @@ import urllib.request
 from typing import Callable
 from urllib.parse import quote
 
+from testbed.msm.client import client_context
 from testbed.sg.workgroup_filter import FilterRow
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,8 @@ class PortalTls:
     key: str | None = None
 
     def context(self) -> ssl.SSLContext:
-        """A TLS 1.2+ client context; raises OSError/ssl.SSLError on unreadable files."""
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if self.cert:
-            ctx.load_cert_chain(self.cert, self.key)
-        return ctx
+        """A TLS 1.2+ client context (the MSM client's); OSError/ssl.SSLError on bad files."""
+        return client_context(self.ca, self.cert, self.key)
 
 
 def _get(url: str, timeout: float, tls: ssl.SSLContext | None = None) -> bytes:
