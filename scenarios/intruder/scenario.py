@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -101,8 +101,7 @@ def _last(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-@dataclass
-class Attempt:
+class Attempt(NamedTuple):
     """One intrusion: who, what call, which refusal reasons count as the right answer."""
     name: str
     node: str

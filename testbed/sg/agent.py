@@ -50,6 +50,7 @@ class SgAgent:
         self.errors: list[str] = []
         self.rows: list[FilterRow] = []
         self.crl = {"loaded": 0, "revoked_serials": 0, "sas_terminated": 0, "terminated": []}
+        self._revoked: set[int] = set()
 
     # ---- peers -------------------------------------------------------------------------
     def add_peer(self, name: str, public: str, routes: list[str] | None = None) -> None:
@@ -127,16 +128,21 @@ class SgAgent:
 
     # ---- revocation --------------------------------------------------------------------
     def apply_crl(self, pem: str) -> None:
-        """Load the MSM's CRL into every realm charon, then terminate the IKE_SAs whose
-        initiator has no row in that realm (revocation.py says why both). Raises ValueError
-        for a text that is not a CRL (the follower keeps the last one and retries)."""
+        """Load the MSM's CRL into every realm charon; if it revokes serials the last one did
+        not, terminate the IKE_SAs whose initiator has no row in that realm (revocation.py says
+        why both). The CRL's number follows every portal change, so a mere member removal
+        hands over a new CRL too: it is loaded, but tears nothing down. Raises ValueError for
+        a text that is not a CRL (the follower keeps the last one and retries)."""
         serials = revocation.revoked_serials(pem)
+        new = serials - self._revoked
         with self._lock:
             for name, realm in self.realms.items():
                 if not realm.charon.running():
                     continue
                 try:
                     realm.charon.load_crl(pem)
+                    if not new:
+                        continue
                     sas = summarize_sas(realm.charon.list_sas())
                     allowed = revocation.initiators_with_rows(self.rows, realm.peer_public)
                     for sa in revocation.sas_without_rows(sas, allowed):
@@ -152,6 +158,7 @@ class SgAgent:
                     log.error("realm %s: CRL: %s", name, exc)
             self.crl["loaded"] += 1
             self.crl["revoked_serials"] = len(serials)
+            self._revoked = serials
         log.info("CRL applied: %d revoked serials", len(serials))
 
     # ---- lifecycle ---------------------------------------------------------------------

@@ -9,9 +9,10 @@ Why both (see README "Revocation"):
   certificate authenticated it (VICI list-sas reports IKE identities, and an MN's IKE
   identity is its SG's public address, shared by every MN of that M-VPN; the CRL names
   serials only). What identifies an initiator at the SG is the pair the filter already
-  keys on: (realm of the peer SG, initiator private address). So on a CRL change, SAs whose
-  initiator has no filter row in that realm are terminated; a still valid initiator comes
-  back at once (its MN re-initiates and passes the CRL check), a revoked one is refused.
+  keys on: (realm of the peer SG, initiator private address). So when a CRL revokes a new
+  serial (deleting a user removes its rows in the same portal change), SAs whose initiator
+  has no filter row in that realm are terminated; a still valid initiator without rows comes
+  back when it re-initiates and passes the CRL check, a revoked one is refused.
 """
 from __future__ import annotations
 

@@ -369,10 +369,18 @@ class Charon:
     def load_crl(self, pem: str) -> None:
         """Load a CRL (PEM) into charon's credentials (VICI load-cert, type x509crl): from then
         on the revocation plugin refuses peers whose certificate serial it lists, at the next
-        authentication. Existing IKE_SAs are not re-checked: see testbed/sg/revocation.py."""
+        authentication. Existing IKE_SAs are not re-checked: see testbed/sg/revocation.py.
+
+        Then flush charon's volatile cache of CRLs (VICI flush-certs, type x509_crl): the
+        revocation plugin (5.9.8 revocation_validator.c, check_crl) takes the FIRST valid CRL of
+        an issuer it finds, and the cache, which holds the CRL it last verified, is enumerated
+        before the loaded credentials; without the flush an older CRL not yet listing the
+        serial would keep answering "good" until its nextUpdate (seen in
+        tests/unit/sg/test_sg_ipsec_netns.py)."""
         try:
             with self.session() as sess:
                 sess.load_cert({"type": "x509crl", "flag": "none", "data": pem.encode()})
+                sess.flush_certs({"type": "x509_crl"})
         except Exception as exc:
             raise StrongswanError(f"load-cert x509crl: {exc}") from None
 
