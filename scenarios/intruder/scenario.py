@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import yaml
 
+from orchestration.scenario import load_module
+
 PORTAL = "https://198.51.100.10:8443"
 B_ADDR, A_ADDR, D_ADDR = "10.0.0.7", "10.0.0.5", "10.0.0.9"
 PUB = {"A": "198.51.100.1", "B": "198.51.100.2", "D": "198.51.100.4"}
@@ -28,22 +30,10 @@ D_CURL = f"--cacert {D_PKI}/ca.pem --cert {D_PKI}/cert.pem --key {D_PKI}/key.pem
 X_CURL = "--cacert /root/ca.pem"   # x pins the CA it fetched anonymously: TLS works, it has no client cert
 
 
-# ---- helpers ---------------------------------------------------------------------------
-def wait(pred, timeout: float, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(interval)
-
-
-def jstatus(ctx, node: str, path: str) -> dict:
-    r = ctx.lab.exec(node, f"cat {path}")
-    try:
-        return json.loads(r.stdout)
-    except ValueError:
-        return {}
+# ---- helpers ----------------------------------------------------------------------------
+# The workgroup scenario's waiting and status reading serve here unchanged (same lab shape).
+_wg = load_module(Path(__file__).resolve().parent.parent / "workgroup" / "scenario.py", "workgroup_scenario")
+wait, jstatus = _wg.wait, _wg.status
 
 
 def refusals(ctx) -> dict[str, int]:
