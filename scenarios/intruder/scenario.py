@@ -102,6 +102,46 @@ class Attempt(NamedTuple):
     reasons: tuple[str, ...]
 
 
+def d_attempts(tokens: dict[str, str], csr_pem: str) -> list[Attempt]:
+    """What d (registered user of M-VPN D, its own certificate, not in W) tries. `tokens`:
+    identity -> token of the lab (d knows only its own; a's and B's token ids are guessed
+    with random secrets); `csr_pem`: a CSR of a key d made."""
+    guess = lambda ident: tokens[ident].split(".")[0] + "." + secrets.token_hex(12)  # noqa: E731
+    d_token = tokens["d.mwg.test"]
+    return [
+        Attempt("d adds itself to W", "d", "POST", "/api/workgroups/W/members", {"fqdn": "d.mwg.test"}, ("role",)),
+        Attempt("d signs on as itself to W, which it is not in", "d", "POST", "/api/signon", {"workgroup": "W"},
+                ("not_member",)),
+        Attempt("d signs on as member a", "d", "POST", "/api/signon", {"fqdn": "a.mwg.test", "workgroup": "W"},
+                ("not_self",)),
+        Attempt("d mints an enrolment token for user a", "d", "POST", "/api/tokens",
+                {"identity": "a.mwg.test", "kind": "mn", "ttl_s": 600}, ("role",)),
+        Attempt("d enrols as a with a guessed secret for a's token id", "d", "POST", "/api/enroll",
+                {"token": guess("a.mwg.test"), "csr_pem": csr_pem}, ("token_unknown",)),
+        Attempt("d mints an SG token for M-VPN B (an SG certificate naming SG-B's address)", "d", "POST",
+                "/api/tokens", {"identity": "B", "kind": "sg", "ttl_s": 600}, ("role",)),
+        Attempt("d reads M-VPN B's filter rows", "d", "GET", "/api/sg/B/filter", None, ("role", "not_self")),
+        Attempt("d enrols a second time with its own, used token", "d", "POST", "/api/enroll",
+                {"token": d_token, "csr_pem": csr_pem}, ("token_used",)),
+    ]
+
+
+def x_attempts(tokens: dict[str, str], csr_pem: str) -> list[Attempt]:
+    """What x (anonymous Internet host, no certificate) tries."""
+    return [
+        Attempt("x adds itself to W without a certificate", "x", "POST", "/api/workgroups/W/members",
+                {"fqdn": "x.example"}, ("no_cert",)),
+        Attempt("x signs on as member a without a certificate", "x", "POST", "/api/signon",
+                {"fqdn": "a.mwg.test", "workgroup": "W"}, ("no_cert",)),
+        Attempt("x enrols for SG-B's address with a guessed SG token", "x", "POST", "/api/enroll",
+                {"token": tokens["B"].split(".")[0] + "." + secrets.token_hex(12), "csr_pem": csr_pem},
+                ("token_unknown",)),
+        Attempt("x enrols with d's used token (seen by nobody: the secret never travels)", "x", "POST",
+                "/api/enroll", {"token": tokens["d.mwg.test"], "csr_pem": csr_pem}, ("token_used",)),
+        Attempt("x reads M-VPN B's filter rows", "x", "GET", "/api/sg/B/filter", None, ("no_cert",)),
+    ]
+
+
 def attempt(ctx, a: Attempt, creds: str) -> bool:
     """Run `a`; check refused (401/403, expected reason), counted, b unreachable. Returns passed."""
     before = refusals(ctx)
@@ -117,17 +157,21 @@ def attempt(ctx, a: Attempt, creds: str) -> bool:
                      f"{after.get(reason, 0)}; {why}")
 
 
-def lab_tokens(ctx) -> dict[str, str]:
-    """identity -> token of every token the lab declares in the MSM seed (topology.yaml)."""
-    topo = yaml.safe_load((ctx.folder / "topology.yaml").read_text())
-    msm_yaml = yaml.safe_load(topo["nodes"]["msm"]["files"]["/etc/testbed/msm.yaml"])
-    return {t["identity"]: t["token"] for t in msm_yaml["seed"].get("tokens", [])}
+def msm_config(topology: Path) -> dict:
+    """The MSM's config as the lab writes it (topology.yaml, node msm, /etc/testbed/msm.yaml)."""
+    topo = yaml.safe_load(topology.read_text())
+    return yaml.safe_load(topo["nodes"]["msm"]["files"]["/etc/testbed/msm.yaml"])
+
+
+def lab_tokens(topology: Path) -> dict[str, str]:
+    """identity -> token of every token the lab declares in the MSM seed."""
+    return {t["identity"]: t["token"] for t in msm_config(topology)["seed"].get("tokens", [])}
 
 
 # ---- the scenario ----------------------------------------------------------------------
 def run(ctx) -> None:
     lab = ctx.lab
-    tokens = lab_tokens(ctx)
+    tokens = lab_tokens(ctx.folder / "topology.yaml")
     d_token = tokens["d.mwg.test"]
 
     # ---- d enrols as itself, x fetches the CA; a signs on: all inside one capture -------
@@ -163,39 +207,12 @@ def run(ctx) -> None:
     # ---- d with its own certificate -------------------------------------------------------
     d_tunnel(ctx)
     d_csr = csr(ctx, "d", "d.mwg.test")
-    for a in (
-        Attempt("d adds itself to W", "d", "POST", "/api/workgroups/W/members", {"fqdn": "d.mwg.test"}, ("role",)),
-        Attempt("d signs on as itself to W, which it is not in", "d", "POST", "/api/signon", {"workgroup": "W"},
-                ("not_member",)),
-        Attempt("d signs on as member a", "d", "POST", "/api/signon", {"fqdn": "a.mwg.test", "workgroup": "W"},
-                ("not_self",)),
-        Attempt("d mints an enrolment token for user a", "d", "POST", "/api/tokens",
-                {"identity": "a.mwg.test", "kind": "mn", "ttl_s": 600}, ("role",)),
-        Attempt("d enrols as a with a guessed secret for a's token id", "d", "POST", "/api/enroll",
-                {"token": tokens["a.mwg.test"].split(".")[0] + "." + secrets.token_hex(12), "csr_pem": d_csr},
-                ("token_unknown",)),
-        Attempt("d mints an SG token for M-VPN B (an SG certificate naming SG-B's address)", "d", "POST",
-                "/api/tokens", {"identity": "B", "kind": "sg", "ttl_s": 600}, ("role",)),
-        Attempt("d reads M-VPN B's filter rows", "d", "GET", "/api/sg/B/filter", None, ("role", "not_self")),
-        Attempt("d enrols a second time with its own, used token", "d", "POST", "/api/enroll",
-                {"token": d_token, "csr_pem": d_csr}, ("token_used",)),
-    ):
+    for a in d_attempts(tokens, d_csr):
         attempt(ctx, a, D_CURL)
 
     # ---- x, anonymous on the Internet ------------------------------------------------------
     x_csr = csr(ctx, "x", "x.example")
-    for a in (
-        Attempt("x adds itself to W without a certificate", "x", "POST", "/api/workgroups/W/members",
-                {"fqdn": "x.example"}, ("no_cert",)),
-        Attempt("x signs on as member a without a certificate", "x", "POST", "/api/signon",
-                {"fqdn": "a.mwg.test", "workgroup": "W"}, ("no_cert",)),
-        Attempt("x enrols for SG-B's address with a guessed SG token", "x", "POST", "/api/enroll",
-                {"token": tokens["B"].split(".")[0] + "." + secrets.token_hex(12), "csr_pem": x_csr},
-                ("token_unknown",)),
-        Attempt("x enrols with d's used token (seen by nobody: the secret never travels)", "x", "POST",
-                "/api/enroll", {"token": d_token, "csr_pem": x_csr}, ("token_used",)),
-        Attempt("x reads M-VPN B's filter rows", "x", "GET", "/api/sg/B/filter", None, ("no_cert",)),
-    ):
+    for a in x_attempts(tokens, x_csr):
         attempt(ctx, a, X_CURL)
 
     removal_across_sigkill(ctx)

@@ -7,6 +7,7 @@ refused, and deleting a user hands the SG a CRL that lists the user's serial.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -39,20 +40,22 @@ def _free_port() -> int:
     raise RuntimeError("no free port")
 
 
-@pytest.fixture
-def msm(tmp_path):
+@contextlib.contextmanager
+def real_msm(tmp_path, **extra):
+    """A real MSM process on loopback (HTTPS on a free port); yields its operator MsmClient
+    (the local operator credential the MSM writes at first start). `extra`: config keys."""
     port = _free_port()
     cfg = {"db_path": str(tmp_path / "msm.db"), "ca_dir": str(tmp_path / "ca"),
            "http_address": "127.0.0.1", "https_port": port, "dns_address": "127.0.0.1",
            "dns_port": _free_port(), "msm_address": "198.51.100.10",
-           "status_file": str(tmp_path / "msm.status"), "log_level": "INFO"}
+           "status_file": str(tmp_path / "msm.status"), "log_level": "INFO", **extra}
     (tmp_path / "msm.json").write_text(json.dumps(cfg))
     log = open(tmp_path / "msm.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "testbed.msm", "--config", str(tmp_path / "msm.json")],
                             cwd=REPO, stdout=log, stderr=log)
     ca = tmp_path / "ca"
     try:
-        def up() -> bool:
+        def up():
             if proc.poll() is not None:
                 raise RuntimeError((tmp_path / "msm.log").read_text()[-2000:])
             if not (ca / "operator" / "key.pem").exists():
@@ -77,6 +80,12 @@ def msm(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def msm(tmp_path):
+    with real_msm(tmp_path) as client:
+        yield client
 
 
 def sg_tls(msm, tmp_path, mvpn: str) -> PortalTls:
