@@ -48,13 +48,13 @@ def issue(ctx, cn, kind, **extra):
     key = load_or_make_key(tempfile.mkdtemp(prefix="tbt-key-") + "/key.pem", "ec")
     csr = make_csr(key, cn)
     if extra:
-        ctx.lab.put_file("msm", "/tmp/req.json", json.dumps({"csr_pem": csr, "identity": cn, "kind": kind, **extra}))
-        doc = jexec(ctx, "msm", 'python3 -m testbed.msm.admin POST /api/testcerts "$(cat /tmp/req.json)"')
+        ctx.lab.put_file("msm", "/root/req.json", json.dumps({"csr_pem": csr, "identity": cn, "kind": kind, **extra}))
+        doc = jexec(ctx, "msm", 'python3 -m testbed.msm.admin POST /api/testcerts "$(cat /root/req.json)"')
     else:
         tok = jexec(ctx, "msm", f"python3 -m testbed.msm.admin POST /api/tokens "
                                 f"'{json.dumps({'identity': cn, 'kind': kind})}'") or {}
-        ctx.lab.put_file("msm", "/tmp/req.json", json.dumps({"token": tok.get("token"), "csr_pem": csr, "kind": kind}))
-        doc = jexec(ctx, "msm", 'python3 -m testbed.msm.admin --anonymous POST /api/enroll "$(cat /tmp/req.json)"')
+        ctx.lab.put_file("msm", "/root/req.json", json.dumps({"token": tok.get("token"), "csr_pem": csr, "kind": kind}))
+        doc = jexec(ctx, "msm", 'python3 -m testbed.msm.admin --anonymous POST /api/enroll "$(cat /root/req.json)"')
     if not doc or "cert_pem" not in doc:
         raise RuntimeError(f"MSM did not issue {cn}: {doc}")
     return {**doc, "key_pem": key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()}

@@ -56,9 +56,9 @@ def http(ctx, node: str, curl_opts: str, method: str, path: str, body: dict | No
     """(HTTP status, JSON answer) of one portal call made by `node` with curl (0: no answer)."""
     data = ""
     if body is not None:
-        ctx.lab.put_file(node, "/tmp/body.json", json.dumps(body))
-        data = "-H 'Content-Type: application/json' --data @/tmp/body.json"
-    r = ctx.lab.exec(node, f"curl -s -m 10 -o /tmp/answer.json -w '%{{http_code}}' {curl_opts} -X {method} "
+        ctx.lab.put_file(node, "/root/body.json", json.dumps(body))  # /tmp is a tmpfs: put_file cannot reach it
+        data = "-H 'Content-Type: application/json' --data @/root/body.json"
+    r = ctx.lab.exec(node, f"rm -f /tmp/answer.json; curl -s -m 10 -o /tmp/answer.json -w '%{{http_code}}' {curl_opts} -X {method} "
                            f"{data} {PORTAL}{path}; echo; cat /tmp/answer.json", timeout=20)
     first, _, rest = r.stdout.partition("\n")
     try:
@@ -264,9 +264,9 @@ def replay(ctx, pcap: Path, t_start: float, t_end: float) -> None:
         ctx.check("replay of a captured sign-on is refused", False, f"no NAPT'd portal flow in {len(pkts)} packets")
         return
     data = b"".join(flows[candidates[-1]])
-    ctx.lab.put_file("x", "/tmp/replay.bin", data)
+    ctx.lab.put_file("x", "/root/replay.bin", data)
     before = refusals(ctx)
-    r = ctx.lab.exec("x", "timeout 8 socat -t 3 - TCP:198.51.100.10:8443 < /tmp/replay.bin | od -An -c | head -c 400",
+    r = ctx.lab.exec("x", "timeout 8 socat -t 3 - TCP:198.51.100.10:8443 < /root/replay.bin | od -An -c | head -c 400",
                      timeout=15)
     after = wait(lambda: (lambda c: c if c["tls_failed"] > before["tls_failed"] else None)(refusals(ctx)), 3) \
         or refusals(ctx)
@@ -284,6 +284,12 @@ def operator(ctx, method: str, path: str, body: dict | None = None) -> tuple[int
     return http(ctx, "msm", OPERATOR, method, path, body)
 
 
+def msm_version(ctx) -> int:
+    """The store version as the operator's GET /api/status reports it (0: no answer)."""
+    code, doc = operator(ctx, "GET", "/api/status")
+    return int(doc.get("version") or 0) if code == 200 else 0
+
+
 def msm_pid(ctx) -> str:
     return ctx.lab.exec("msm", "pgrep -f '^python3 -m testbed.msm --config' | head -1").stdout.strip()
 
@@ -291,7 +297,7 @@ def msm_pid(ctx) -> str:
 def removal_across_sigkill(ctx) -> None:
     """Remove a from W, SIGKILL the MSM at once, restart it: a stays removed, a -> b stops."""
     lab = ctx.lab
-    v0 = jstatus(ctx, "msm", MSM_STATUS).get("version", 0)
+    v0 = msm_version(ctx)
     code, doc = operator(ctx, "DELETE", "/api/workgroups/W/members/a.mwg.test")
     pid = msm_pid(ctx)
     lab.exec("msm", f"kill -9 {pid}")
@@ -302,7 +308,7 @@ def removal_across_sigkill(ctx) -> None:
     back = wait(lambda: operator(ctx, "GET", "/api/workgroups/W")[0] == 200, 30, 0.5)
     code, wg = operator(ctx, "GET", "/api/workgroups/W")
     members = [m if isinstance(m, str) else m.get("fqdn") for m in wg.get("members", [])]
-    v1 = wait(lambda: jstatus(ctx, "msm", MSM_STATUS).get("version"), 10) or 0
+    v1 = wait(lambda: msm_version(ctx), 10) or 0
     ctx.metric("msm_version_before_removal", v0)
     ctx.metric("msm_version_after_restart", v1)
     ctx.check("after SIGKILL and restart a is still removed from W (the seed is not re-applied), version monotonic",
@@ -332,6 +338,17 @@ def d_sas_at_sgb(ctx) -> list[dict]:
             and sa.get("state") == "ESTABLISHED"]
 
 
+def d_initiate(ctx, tries: int = 4) -> list[dict]:
+    """Initiate d's hand-made SA until SG-B's status shows it (swanctl's exit status is not
+    enough: a retry of an installed child fails). Returns SG-B's view of d's SAs."""
+    for _ in range(tries):
+        if d_sas_at_sgb(ctx):
+            break
+        ctx.lab.exec("d", "swanctl --initiate --child net --ike handmade --timeout 8", timeout=20)
+        wait(lambda: d_sas_at_sgb(ctx), 5)
+    return d_sas_at_sgb(ctx)
+
+
 def d_tunnel(ctx) -> None:
     """d, configured by hand like the workgroup's d: stock charon, its MSM certificate, an SA to
     SG-B for 10.0.0.7. It is a valid user of M-VPN D, so the SA comes up; only SG-B's filter
@@ -341,8 +358,7 @@ def d_tunnel(ctx) -> None:
                   f" && install -m 600 {D_PKI}/key.pem /etc/swanctl/private/d.key", check=True)
     lab.spawn("d", "/usr/lib/ipsec/charon --use-syslog", log="charon-d.log")
     lab.exec("d", "for i in $(seq 40); do swanctl --load-all --noprompt && exit 0; sleep 0.25; done; exit 1", timeout=30)
-    up = wait(lambda: lab.exec("d", "swanctl --initiate --child net --ike handmade --timeout 8", timeout=20).ok
-              and d_sas_at_sgb(ctx), 40, 1.0)
+    up = d_initiate(ctx)
     ctx.check("control: d (valid certificate, M-VPN D) establishes an SA with SG-B", bool(up),
               lab.exec("d", "swanctl --list-sas").stdout.strip()[-200:])
     drops = lambda: jstatus(ctx, "sg-b", "/run/testbed/sg.json").get("filter", {}).get("drops", {}).get(  # noqa: E731
@@ -358,8 +374,7 @@ def revocation(ctx) -> None:
     """d (stock charon, its MSM certificate) holds an SA with SG-B; the operator deletes user d:
     SG-B tears the SA down and refuses d's next IKE authentication (CRL in charon)."""
     lab = ctx.lab
-    up = wait(lambda: d_sas_at_sgb(ctx) or (lab.exec("d", "swanctl --initiate --child net --ike handmade --timeout 8",
-                                                     timeout=20).ok and d_sas_at_sgb(ctx)), 30, 1.0)
+    up = d_sas_at_sgb(ctx) or d_initiate(ctx)
     ctx.check("control: d still holds its SA with SG-B before the deletion", bool(up))
     st0 = jstatus(ctx, "sg-b", "/run/testbed/sg.json").get("crl", {})
     code, _ = operator(ctx, "DELETE", "/api/users/d.mwg.test")
