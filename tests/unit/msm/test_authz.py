@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from testbed.mn.enroll import make_test_cert
+from testbed.mn.enroll import issue_with_local_key
 from testbed.msm.client import MsmClient, MsmError, client_context
 
 from .harness import MsmProcess, populate_example
@@ -115,7 +115,7 @@ def world(msm: MsmProcess) -> dict[str, tuple[str, str] | None]:
         client = msm.caller(identity, kind)
         creds[role] = (client.context and _files(msm, kind, identity))
     c.delete_user("z.mwg.test")  # revokes z's certificate
-    test = make_test_cert(c, "a.mwg.test", "mn")  # signed by our CA, but no portal identity
+    test = issue_with_local_key(c, "a.mwg.test", "mn", test=True)  # signed by our CA, but no portal identity
     d = msm.root / "nodes" / "unknown"
     d.mkdir(parents=True)
     (d / "cert.pem").write_text(test["cert_pem"])

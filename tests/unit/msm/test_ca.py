@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from testbed.mn.enroll import issue_with_local_key, make_test_cert
+from testbed.mn.enroll import issue_with_local_key
 from testbed.msm.ca import new_key
 from testbed.msm.client import MsmError
 
@@ -116,7 +116,7 @@ def test_negative_validity_test_certs_fail_openssl_verify(tmp_path, validity, me
     msm.start()
     try:
         populate_example(msm.client)
-        bad = make_test_cert(msm.client, "b.mwg.test", "mn", validity=validity)
+        bad = issue_with_local_key(msm.client, "b.mwg.test", "mn", validity=validity)
         res = openssl_verify(tmp_path, msm.client.ca_pem(), bad["cert_pem"])
         assert res.returncode != 0
         assert message in res.stdout + res.stderr
@@ -129,18 +129,18 @@ def test_wrong_sg_test_cert_is_operator_only_and_never_logs_in(tmp_path):
     msm.start()
     try:
         populate_example(msm.client)
-        wrong = make_test_cert(msm.client, "a.mwg.test", "mn", sg_public_override="203.0.113.3")
+        wrong = issue_with_local_key(msm.client, "a.mwg.test", "mn", sg_public_override="203.0.113.3")
         assert san(wrong["cert_pem"])[1] == ["203.0.113.3"]
-        sg = make_test_cert(msm.client, "B", "sg", sg_public_override="203.0.113.3")
+        sg = issue_with_local_key(msm.client, "B", "sg", sg_public_override="203.0.113.3")
         assert san(sg["cert_pem"]) == (["sg-b.mwg.test"], ["203.0.113.3"])
         with pytest.raises(MsmError) as exc:
-            make_test_cert(msm.client, "msr1", "msr", sg_public_override="203.0.113.3")
+            issue_with_local_key(msm.client, "msr1", "msr", sg_public_override="203.0.113.3")
         assert exc.value.field == "sg_public_override"
         # not for anybody but the operator
         a = msm.caller("a.mwg.test", "mn")
         for caller, reason in ((a, "role"), (msm.anonymous(), "no_cert")):
             with pytest.raises(MsmError) as exc:
-                make_test_cert(caller, "a.mwg.test", "mn", sg_public_override="203.0.113.3")
+                issue_with_local_key(caller, "a.mwg.test", "mn", sg_public_override="203.0.113.3")
             assert exc.value.reason == reason
         # a test certificate is not a portal identity
         d = tmp_path / "wrong"
@@ -160,7 +160,7 @@ def test_wrong_sg_test_cert_is_operator_only_and_never_logs_in(tmp_path):
 def test_test_cert_route_is_absent_without_allow_test_certs(msm):
     populate_example(msm.client)
     with pytest.raises(MsmError) as exc:
-        make_test_cert(msm.client, "a.mwg.test", "mn", sg_public_override="203.0.113.3")
+        issue_with_local_key(msm.client, "a.mwg.test", "mn", sg_public_override="203.0.113.3")
     assert exc.value.status == 404
 
 
