@@ -56,6 +56,7 @@ class MsmProcess:
             "msm_address": "198.51.100.10",
             "status_file": str(self.status_file),
             "log_level": "DEBUG",
+            "key_type": "ec",  # fast start (the CA, server and operator keys); RSA is covered in test_ca
             **(extra or {}),
         }
         self.config_path = root / "msm.json"

@@ -164,7 +164,16 @@ def test_test_cert_route_is_absent_without_allow_test_certs(msm):
     assert exc.value.status == 404
 
 
-def test_ca_persists_across_restart(msm, tmp_path):
+def test_ca_persists_across_restart(tmp_path):
+    msm = MsmProcess(tmp_path, {"key_type": "rsa"})  # the deployed default
+    msm.start()
+    try:
+        _ca_persists(msm, tmp_path)
+    finally:
+        msm.stop()
+
+
+def _ca_persists(msm, tmp_path):
     populate_example(msm.client)
     before = issue_with_local_key(msm.client, "a.mwg.test", "mn")
     ca_before = msm.client.ca_pem()
