@@ -126,7 +126,14 @@ def _cleanup_baseline() -> None:
         subprocess.run(["ip", "netns", "del", "benchbl.switch"])
 
 
-BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup}
+def bench_portal(say: Say) -> dict[str, Any]:
+    """The MSM portal over mutual TLS vs plain HTTP, loopback only (testbed/msm/bench.py, issue 9)."""
+    from testbed.msm.bench import run
+
+    return run(say=say)
+
+
+BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup, "portal": bench_portal}
 
 
 def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:

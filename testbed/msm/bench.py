@@ -4,7 +4,9 @@
 `python3 -m testbed.msm.bench [--quick]` runs it alone. Loopback only, bounded in time.
 
 Three real MSM processes, each on its own free loopback ports, the same seed (4 M-VPNs, 48 users
-in workgroup W) and the same client code (`MsmClient`, one connection per call as the agents do):
+in workgroup W) and the same client code (`MsmClient`): a sign-on opens a fresh connection (full
+TLS handshake with client certificate, as a newly arriving MN); a follower keeps its connection
+open across long-polls (as the SG and MN agents do):
   https_mtls     the deployed portal: HTTPS, client certificates, authorisation on;
   https_noauthz  HTTPS and client certificates, `insecure_no_authz` (isolates the TLS cost);
   http_plain     plain HTTP on `insecure_http_port`, `insecure_no_authz`: the baseline of the
@@ -112,24 +114,31 @@ class Target:
         self.followers: list[MsmClient] = []
 
     def enrol(self) -> None:
-        """48 MN and 4 SG credentials (keys made here, EC P-256); the load's callers."""
+        """48 MN and 4 SG credentials (keys made here, EC P-256), then the load's callers: sign-on
+        clients open a fresh connection per call (an MN signing on), followers keep theirs (an
+        agent's long-poll loop)."""
         from testbed.mn.enroll import issue_with_local_key
 
-        def creds(identity: str, kind: str) -> MsmClient:
+        def files(identity: str, kind: str) -> tuple[str, str]:
             doc = issue_with_local_key(self.operator, identity, kind, key_type="ec")
             d = self.root / "nodes" / identity
             d.mkdir(parents=True)
             (d / "cert.pem").write_text(doc["cert_pem"])
             (d / "key.pem").touch(mode=0o600)
             (d / "key.pem").write_text(doc["key_pem"])
-            if self.name == "http_plain":
-                return MsmClient(f"http://127.0.0.1:{self.http_port}", timeout=30)
-            return MsmClient(self.tls_url, timeout=30, ca_file=self.ca_file, cert_file=str(d / "cert.pem"),
-                             key_file=str(d / "key.pem"))
+            return str(d / "cert.pem"), str(d / "key.pem")
 
-        self.mns = [(f"u{i}.mwg.test", creds(f"u{i}.mwg.test", "mn")) for i in range(USERS)]
-        sgs = [creds(m, "sg") for m in MVPNS]
-        self.followers = [sgs[i % 4] if i % 2 else self.mns[i % USERS][1] for i in range(LONGPOLLS)]
+        def client(creds: tuple[str, str], keepalive: bool) -> MsmClient:
+            if self.name == "http_plain":
+                return MsmClient(f"http://127.0.0.1:{self.http_port}", timeout=30, keepalive=keepalive)
+            return MsmClient(self.tls_url, timeout=30, ca_file=self.ca_file, cert_file=creds[0], key_file=creds[1],
+                             keepalive=keepalive)
+
+        mn = {f"u{i}.mwg.test": files(f"u{i}.mwg.test", "mn") for i in range(USERS)}
+        sg = [files(m, "sg") for m in MVPNS]
+        self.mns = [(fqdn, client(c, keepalive=False)) for fqdn, c in mn.items()]
+        mn_files = list(mn.values())
+        self.followers = [client(sg[i % 4] if i % 2 else mn_files[i % USERS], keepalive=True) for i in range(LONGPOLLS)]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
