@@ -13,8 +13,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from testbed.common.config import ConfigError, read_mapping, validate
 
 
-
-
 def _ip_text(value: str) -> str:
     ipaddress.ip_address(value)
     return value
