@@ -188,3 +188,29 @@ def test_without_authorisation_the_refusals_disappear(msm_with):
     anon = MsmClient(msm.base_url, ca_file=msm.ca_file)
     anon.add_member("W", "d.mwg.test")
     assert "d.mwg.test" in [m["fqdn"] for m in msm.client.workgroup("W")["members"]]
+
+
+def test_tls_is_checked_both_ways(msm, tmp_path):
+    """The client pins the MSM CA (a server of another CA is refused), and the MSM refuses in the
+    handshake a client certificate of another CA (counted as auth.tls_failed)."""
+    from testbed.mn.enroll import sign_local_key
+    from testbed.msm.ca import CertificateAuthority
+
+    rogue = CertificateAuthority(str(tmp_path / "rogue"), "Mobile Workgroup MSM CA", "ec")  # same name, other key
+    fake = sign_local_key(rogue, "operator", "operator", [], ["operator"])
+    (tmp_path / "fake.pem").write_text(fake.cert_pem)
+    (tmp_path / "fake.key").write_text(fake.key_pem)
+    before = msm.client.status()["auth"]["tls_failed"]
+    impostor = MsmClient(msm.base_url, ca_file=msm.ca_file, cert_file=str(tmp_path / "fake.pem"),
+                         key_file=str(tmp_path / "fake.key"))
+    with pytest.raises(MsmError) as exc:
+        impostor.status()
+    assert exc.value.status == 0
+    assert msm.client.status()["auth"]["tls_failed"] == before + 1
+    # a client that trusts another CA does not talk to this MSM at all
+    misled = MsmClient(msm.base_url, ca_file=str(tmp_path / "rogue" / "ca.pem"))
+    with pytest.raises(MsmError) as exc:
+        misled.ca_pem()
+    assert exc.value.status == 0 and "CERTIFICATE_VERIFY_FAILED" in exc.value.message
+    # ... while the real CA works (so the two refusals above are about the CA, nothing else)
+    assert msm.anonymous().ca_pem() == (msm.root / "vol" / "ca" / "ca.pem").read_text()
