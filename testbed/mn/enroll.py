@@ -19,6 +19,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,29 +97,48 @@ def enroll(portal: str, token: str, kind: str | None, out_dir: str | Path, ca_fi
     return creds
 
 
-def issue_with_local_key(source: Any, identity: str, kind: str, key_type: str = "rsa") -> dict:
-    """Provision a node's credentials as its operator would: make a token for (identity, kind),
-    make the key here, enrol with a CSR. `source` is an operator MsmClient or, in-process, a
-    `testbed.msm.portal.Portal`. Returns the MSM's answer plus `key_pem` (made locally, not by
-    the MSM). For tests and tools that set up several nodes at once."""
-    key = new_key(key_type)
+def issue_with_local_key(source: Any, identity: str, kind: str, key_type: str | None = None, test: bool = False,
+                         **options: Any) -> dict:
+    """Provision a node's credentials as its operator would: make the key here, then either
+    make a token for (identity, kind) and enrol with a CSR, or (`test`, or any of the test options
+    validity, days, sg_public_override) ask for a test-only certificate (MSM allow_test_certs).
+
+    `source` is an operator MsmClient or, in-process, a `testbed.msm.portal.Portal`. Returns the
+    MSM's answer plus `key_pem` (made locally, not by the MSM). For tests and tools that set up
+    several nodes at once. Raises MsmError (client) or ApiError (in-process) on a refusal.
+    """
+    in_process = not isinstance(source, MsmClient)
+    key = new_key(key_type or (source.ca.key_type if in_process else "rsa"))
     csr = make_csr(key, identity)
-    if isinstance(source, MsmClient):
-        token = source.create_token(identity, kind)["token"]
-        doc = source.enroll(token, csr, kind)
-    else:
+    if test or options:
+        body = {"csr_pem": csr, "identity": identity, "kind": kind, **options}
+        doc = source.enrolment.test_cert(body) if in_process else source.test_cert(**body)
+    elif in_process:
         token = source.enrolment.create_token({"identity": identity, "kind": kind})["token"]
         doc = source.enrolment.enroll({"token": token, "csr_pem": csr, "kind": kind})
+    else:
+        token = source.create_token(identity, kind)["token"]
+        doc = source.enroll(token, csr, kind)
     return {**doc, "key_pem": key_pem(key)}
 
 
-def make_test_cert(client: MsmClient, identity: str, kind: str, key_type: str = "rsa",
-                             **options: Any) -> dict:
-    """A test-only certificate (operator client, MSM allow_test_certs) for a locally made key:
-    options validity, days, sg_public_override. Returns the answer plus `key_pem`."""
-    key = new_key(key_type)
-    doc = client.test_cert(make_csr(key, identity), identity, kind, **options)
-    return {**doc, "key_pem": key_pem(key)}
+@dataclass
+class LocalIssue:
+    """A certificate and the key made for it on THIS side (see `sign_local_key`)."""
+
+    cert_pem: str
+    key_pem: str
+    serial: int
+    san: list[str]
+
+
+def sign_local_key(ca: Any, cn: str, kind: str, san_ips: list[str], san_dns: list[str], validity: str = "valid",
+                   key_type: str | None = None) -> LocalIssue:
+    """In-process tests and tools that hold a `testbed.msm.ca.CertificateAuthority` object: make a
+    key here and have that CA sign it (no portal, no registry: the caller picks the names)."""
+    key = new_key(key_type or ca.key_type)
+    issued = ca.sign(key.public_key(), cn, kind, san_ips, san_dns, validity=validity)
+    return LocalIssue(issued.cert_pem, key_pem(key), issued.serial, issued.san)
 
 
 def main(argv: list[str] | None = None) -> int:

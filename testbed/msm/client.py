@@ -1,6 +1,6 @@
-"""Small stdlib (urllib + ssl) client of the MSM portal, for the SG, MN and MSR agents and tests.
+"""Small stdlib client of the MSM portal, for the SG, MN and MSR agents and tests.
 
-The portal speaks HTTPS with mutual TLS (issue 9): give the MSM CA (`ca_file`, pinned: the
+Stdlib only (http.client + ssl). The portal speaks HTTPS with mutual TLS (issue 9): give the MSM CA (`ca_file`, pinned: the
 server's certificate must chain to it and name the host of `base_url`) and, for any route
 beyond the anonymous ones, the caller's own certificate and key (`cert_file`, `key_file`, as
 written by `python3 -m testbed.mn.enroll`). The MSM knows the caller only by that certificate.
@@ -18,10 +18,10 @@ A node without a CA yet calls `discover_ca(base_url, token)` (first contact, see
 """
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
-import urllib.error
-import urllib.request
+import threading
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -62,36 +62,85 @@ def client_context(ca_file: str | None, cert_file: str | None = None, key_file: 
 
 
 class MsmClient:
-    """One caller of the portal. `base_url` http(s)://host:port; `timeout` in s."""
+    """One caller of the portal. `base_url` http(s)://host:port; `timeout` in s.
+
+    With `keepalive` (default) each thread keeps one HTTP/1.1 connection open and reuses it, so
+    a follower's long-polls pay for one TLS handshake, not one per poll; a reused connection
+    that the MSM closed meanwhile is re-opened once, transparently.
+    """
 
     def __init__(self, base_url: str, timeout: float = 10.0, ca_file: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None, verify: bool = True) -> None:
+                 cert_file: str | None = None, key_file: str | None = None, verify: bool = True,
+                 keepalive: bool = True) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.keepalive = keepalive
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"portal URL {base_url!r}: need http(s)://HOST[:PORT]")
+        self._host, self._port, self._prefix = parts.hostname, parts.port, parts.path
         self.context: ssl.SSLContext | None = None
-        if urlsplit(self.base_url).scheme == "https":
+        if parts.scheme == "https":
             self.context = client_context(ca_file, cert_file, key_file, verify)
+        self._local = threading.local()
 
     # -------------------------------------------------------------- transport
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.context is not None:
+                conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self.context)
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        self._local.conn = None
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._drop(conn)
+
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = None,
                 raw: bool = False) -> Any:
         """One call; the decoded JSON answer (or text with `raw`). Raises MsmError."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self.context) as resp:
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if not self.keepalive:
+            headers["Connection"] = "close"
+        for attempt in (1, 2):
+            conn = self._connection()
+            reused = conn.sock is not None
+            conn.timeout = timeout or self.timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(conn.timeout)
+            try:
+                conn.request(method, self._prefix + path, body=data, headers=headers)
+                resp = conn.getresponse()
                 payload = resp.read()
-        except urllib.error.HTTPError as exc:
-            payload = exc.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                self._drop(conn)
+                if reused and attempt == 1:
+                    continue  # the MSM closed our idle connection: open a new one, once
+                raise MsmError(0, f"cannot reach {self.base_url}: {exc}") from None
+            except (OSError, http.client.HTTPException) as exc:  # includes ssl errors and timeouts
+                self._drop(conn)
+                raise MsmError(0, f"cannot reach {self.base_url}: {exc}") from None
+            if resp.will_close or not self.keepalive:
+                self._drop(conn)
+            break
+        if resp.status >= 400:
             try:
                 doc = json.loads(payload)
             except ValueError:
-                raise MsmError(exc.code, payload.decode(errors="replace")[:200]) from None
-            raise MsmError(exc.code, doc.get("error", str(doc)), doc.get("field"), doc.get("reason")) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise MsmError(0, f"cannot reach {self.base_url}: {exc}") from None
+                raise MsmError(resp.status, payload.decode(errors="replace")[:200]) from None
+            if not isinstance(doc, dict):
+                raise MsmError(resp.status, str(doc)[:200])
+            raise MsmError(resp.status, doc.get("error", str(doc)), doc.get("field"), doc.get("reason"))
         return payload.decode() if raw else json.loads(payload)
 
     # ------------------------------------------------------------------ admin (operator)

@@ -6,13 +6,20 @@ every error names the field, so a bad scenario file fails loudly at start.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from testbed.common.config import ConfigError, read_mapping, validate
 
 
+def _ip_text(value: str) -> str:
+    ipaddress.ip_address(value)
+    return value
+
+
+#: an IPv4/IPv6 address kept as text, refused at load time if it is not one
+IpText = Annotated[str, AfterValidator(_ip_text)]
 
 
 class SeedWorkgroup(BaseModel):
@@ -85,23 +92,23 @@ class MsmConfig(BaseModel):
     ca_common_name: str = "Mobile Workgroup MSM CA"
     key_type: Literal["rsa", "ec"] = "rsa"
     cert_days: int = Field(365, ge=1, le=3650)
-    http_address: str = "0.0.0.0"  # the portal's listening address (HTTPS and the optional plain port)
+    http_address: IpText = "0.0.0.0"  # the portal's listening address (HTTPS and the optional plain port)
     https_port: int = Field(8443, ge=0, le=65535)
     #: plain-HTTP copy of the portal, for the bench baseline and tests only (callers there are
     #: anonymous: no certificate, so only the anonymous routes answer unless insecure_no_authz)
     insecure_http_port: int | None = Field(None, ge=0, le=65535)
-    server_san_ips: list[str] = []  # extra IP SANs of the portal's TLS certificate
+    server_san_ips: list[IpText] = []  # extra IP SANs of the portal's TLS certificate
     server_san_dns: list[str] = []  # extra DNS SANs of the portal's TLS certificate
     #: TEST ONLY: turn authorisation off (every route open; sign-on fqdn from the body)
     insecure_no_authz: bool = False
     #: TEST ONLY: operator route POST /api/testcerts (wrong SG in SAN, expired certificates)
     allow_test_certs: bool = False
     dns_enabled: bool = True
-    dns_address: str = "0.0.0.0"
+    dns_address: IpText = "0.0.0.0"
     dns_port: int = Field(53, ge=0, le=65535)
     zone: str = "mwg.test."
     msm_fqdn: str | None = None  # default msm.<zone>
-    msm_address: str | None = None  # the MSM's public address, served in DNS
+    msm_address: IpText | None = None  # the MSM's public address, served in DNS
     longpoll_max: float = Field(60.0, gt=0, le=600)
     status_file: str = "/run/testbed/msm.json"
     status_interval: float = Field(1.0, gt=0, le=60)
@@ -116,20 +123,6 @@ class MsmConfig(BaseModel):
             raise ValueError("http_port: removed by issue 9, the portal is HTTPS only: use https_port "
                              "(default 8443); insecure_http_port exists for the bench baseline and tests")
         return data
-
-    @field_validator("http_address", "dns_address", "msm_address")
-    @classmethod
-    def _ip(cls, value: str | None) -> str | None:
-        if value is not None:
-            ipaddress.ip_address(value)
-        return value
-
-    @field_validator("server_san_ips")
-    @classmethod
-    def _ips(cls, value: list[str]) -> list[str]:
-        for text in value:
-            ipaddress.ip_address(text)
-        return value
 
     @field_validator("zone")
     @classmethod

@@ -49,6 +49,7 @@ from .store import Store
 log = logging.getLogger("msm.portal")
 
 MAX_BODY = 64 * 1024
+MAX_DRAIN = 1024 * 1024  # an oversized body up to this is read and dropped before the 413
 OPERATOR = frozenset({"operator"})
 FOLLOWERS = frozenset({"operator", "mn", "sg", "msr"})
 
@@ -283,6 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 120  # s: an idle keep-alive connection (or a stalled client) frees its thread
     portal: Portal  # set on the subclass made by make_server
+    unread_body = False  # set when we answer without reading a body of unknown/oversized length
 
     def log_message(self, fmt: str, *args: Any) -> None:  # http.server logs to stderr by default
         log.debug("%s %s", self.address_string(), fmt % args)
@@ -332,9 +334,11 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(length_text)
         except ValueError:
             self.close_connection = True
+            self.unread_body = True
             raise bad(None, "bad Content-Length") from None
         if length < 0 or length > MAX_BODY:
             self.close_connection = True
+            self.unread_body = True
             raise ApiError(413, None, f"body larger than {MAX_BODY} bytes")
         raw = self.rfile.read(length)
         if not raw:
@@ -378,12 +382,29 @@ class PortalServer(ThreadingHTTPServer):
             self.portal.tls_failed(client_address, exc)
             return
         try:
-            self.RequestHandlerClass(conn, client_address, self)
+            handler = self.RequestHandlerClass(conn, client_address, self)
+            if getattr(handler, "unread_body", False):
+                _drain(conn)
         finally:
             try:
                 conn.close()
             except OSError:
                 pass
+
+
+def _drain(conn: socket.socket, limit: int = MAX_DRAIN, wait_s: float = 0.2) -> None:
+    """Read and drop what the client is still sending (at most `limit` bytes, `wait_s` per read):
+    closing a TLS socket with unread data makes the kernel send a reset that can overtake
+    the error answer we just sent."""
+    conn.settimeout(wait_s)
+    try:
+        while limit > 0:
+            data = conn.recv(min(limit, 65536))
+            if not data:
+                return
+            limit -= len(data)
+    except (OSError, ssl.SSLError):
+        return
 
 
 def server_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLContext:
