@@ -47,16 +47,14 @@ PEERS = {"A": ["B"], "B": ["A", "D"], "C": ["B"], "D": ["B"]}
 MSM_CALL = r"""
 import json, sys
 from testbed.msm.client import MsmClient, MsmError
-from testbed.mn.enroll import issue_with_local_key, make_test_cert
+from testbed.mn.enroll import issue_with_local_key
 ca = sys.argv[3]
 c = MsmClient(sys.argv[1], timeout=10, ca_file=ca + "/ca.pem", cert_file=ca + "/operator/cert.pem",
               key_file=ca + "/operator/key.pem")
 out = []
 for method, args, kwargs in json.loads(sys.argv[2]):
-    if method == "issue":
-        out.append(issue_with_local_key(c, *args, key_type="ec"))
-    elif method == "test_cert":
-        out.append(make_test_cert(c, *args, key_type="ec", **kwargs))
+    if method == "issue":   # kwargs (validity, sg_public_override, ...): a test certificate
+        out.append(issue_with_local_key(c, *args, key_type="ec", **kwargs))
     else:
         out.append(getattr(c, method)(*args, **kwargs))
 print(json.dumps(out))
@@ -285,7 +283,7 @@ def test_reverse_direction_and_outer_capture_is_ipip_only(world):
 def test_wrong_subjectaltname_is_refused(world):
     """An MN behind SG-C whose certificate (MSM CA) names SG-A is refused by SG-B's realm-C charon."""
     work, mns = world["work"], world["mns"]
-    (issued,) = msm_call(world["msm"], [["test_cert", [FQDN["C"], "mn"], {"sg_public_override": PUB["A"]}]])
+    (issued,) = msm_call(world["msm"], [["issue", [FQDN["C"], "mn"], {"sg_public_override": PUB["A"]}]])
     cert = write_pem(work / "pki" / "mnCwrong.pem", issued["cert_pem"])
     key = write_pem(work / "pki" / "mnCwrong.key", issued["key_pem"])
     conf = write_swanctl_dir(work / "mnCwrong" / "swanctl",
