@@ -44,7 +44,8 @@ def test_intruder_checks_fail_without_authorisation(tmp_path: Path, monkeypatch)
     """The same scenario, its MSM started with `insecure_no_authz: true`: every attempt check
     must fail (the portal lets the intruders in), while the positive controls still pass."""
     root = tmp_path / "scenarios"
-    shutil.copytree(scenario_mod.SCENARIOS_DIR / "intruder", root / "intruder")
+    for name in ("intruder", "workgroup"):   # intruder's scenario.py reuses workgroup's helpers
+        shutil.copytree(scenario_mod.SCENARIOS_DIR / name, root / name)
     topo = root / "intruder" / "topology.yaml"
     text = topo.read_text()
     assert "        https_port: 8443\n" in text
