@@ -49,6 +49,7 @@ from .store import Store
 log = logging.getLogger("msm.portal")
 
 MAX_BODY = 64 * 1024
+CRL_NEXT_UPDATE_S = 3600  # the CRL's nextUpdate, from its making
 MAX_DRAIN = 1024 * 1024  # an oversized body up to this is read and dropped before the 413
 OPERATOR = frozenset({"operator"})
 FOLLOWERS = frozenset({"operator", "mn", "sg", "msr"})
@@ -91,7 +92,7 @@ class Portal:
         self.lock = threading.Lock()
         self.waiting = 0
         self.status_extra: Callable[[], dict] = dict
-        self._crl: tuple[int, str] | None = None
+        self._crl: tuple[int, float, str] | None = None  # (version, built at monotonic s, PEM)
         S = r"([^/]+)"
         R = re.compile
         e = self.enrolment
@@ -170,15 +171,19 @@ class Portal:
         return 200, Pem(self.ca.cert_pem)
 
     def crl_pem(self) -> str:
-        """The CA's CRL (PEM), rebuilt when the store version changed; cRLNumber = version."""
+        """The CA's CRL (PEM); rebuilt when the version changed or when half of its validity
+        (CRL_NEXT_UPDATE_S) has passed, so a reader never gets a stale one. cRLNumber =
+        (store version << 32) + unix seconds: it grows with every rebuild and every change,
+        across restarts too (RFC 5280 section 5.2.3)."""
         version = self.store.version
+        now = time.monotonic()
         with self.lock:
-            if self._crl is not None and self._crl[0] == version:
-                return self._crl[1]
+            if self._crl is not None and self._crl[0] == version and now - self._crl[1] < CRL_NEXT_UPDATE_S / 2:
+                return self._crl[2]
         revoked = [(serial, dt.datetime.fromtimestamp(at, dt.timezone.utc)) for serial, at in self.store.revoked()]
-        pem = self.ca.crl(revoked, version)
+        pem = self.ca.crl(revoked, (version << 32) + int(time.time()), next_update_s=CRL_NEXT_UPDATE_S)
         with self.lock:
-            self._crl = (version, pem)
+            self._crl = (version, now, pem)
         return pem
 
     def changes(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
