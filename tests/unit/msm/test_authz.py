@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -214,3 +215,17 @@ def test_tls_is_checked_both_ways(msm, tmp_path):
     assert exc.value.status == 0 and "CERTIFICATE_VERIFY_FAILED" in exc.value.message
     # ... while the real CA works (so the two refusals above are about the CA, nothing else)
     assert msm.anonymous().ca_pem() == (msm.root / "vol" / "ca" / "ca.pem").read_text()
+    # garbage and plain HTTP on the TLS port: handshake refused, counted, the portal keeps serving
+    import socket
+    for junk in (b"\x16\x03\x01\xff\xff" + bytes(range(256)) * 4, b"GET /api/ca HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", msm.https_port), timeout=5) as s:
+            s.sendall(junk)
+            try:
+                s.recv(100)
+            except OSError:
+                pass
+    # counted: the impostor, the misled client (it aborts the handshake), the two junk connections
+    deadline = time.monotonic() + 5
+    while msm.client.status()["auth"]["tls_failed"] < before + 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert msm.client.status()["auth"]["tls_failed"] == before + 4
