@@ -39,7 +39,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import validate as v
-from .auth import ANONYMOUS, EVERYONE, Caller, authorize, identify
+from .auth import EVERYONE, Caller, authorize, identify
 from .ca import CertificateAuthority
 from .enrolment import Enrolment
 from .errors import ApiError, bad, not_found, refused
@@ -327,8 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             log.debug("client went away before the answer to %s %s", method, self.path)
-        log.debug("%s %s from %s -> %d in %.1f ms", method, self.path, caller.label() if caller.role != ANONYMOUS
-                  else ANONYMOUS, status, (time.monotonic() - started) * 1e3)
+        log.debug("%s %s from %s -> %d in %.1f ms", method, self.path, caller.label(), status,
+                  (time.monotonic() - started) * 1e3)
 
     def _read_body(self) -> Any:
         length_text = self.headers.get("Content-Length")
