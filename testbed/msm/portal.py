@@ -39,7 +39,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import validate as v
-from .auth import EVERYONE, Caller, authorize, identify
+from .auth import EVERYONE, Caller, authorize, identify, require_tls
 from .ca import CertificateAuthority
 from .enrolment import Enrolment
 from .errors import ApiError, bad, not_found, refused
@@ -126,7 +126,7 @@ class Portal:
             Route("GET", R(rf"^/api/nodecerts/{S}$"), self.nodecert, frozenset({"operator", "msr"})),
             Route("GET", R(r"^/api/ca$"), self.ca_route, EVERYONE),
             Route("GET", R(r"^/api/crl$"), lambda c, q, b: (200, Pem(self.crl_pem())), EVERYONE),
-            Route("POST", R(r"^/api/enroll$"), lambda c, q, b: (201, e.enroll(b)), EVERYONE),
+            Route("POST", R(r"^/api/enroll$"), self.enroll, EVERYONE),
             Route("POST", R(r"^/api/tokens$"), lambda c, q, b: (201, e.create_token(b)), OPERATOR),
             Route("GET", R(r"^/api/tokens$"), lambda c, q, b: (200, st.tokens()), OPERATOR),
             Route("GET", R(r"^/api/certs$"), lambda c, q, b: (200, st.certs()), OPERATOR),
@@ -167,8 +167,16 @@ class Portal:
     def ca_route(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
         """Without token_id: the CA certificate (PEM). With it: {ca_pem, token_id, mac} (first contact)."""
         if "token_id" in query:
+            if self.authz:
+                require_tls(caller)
             return 200, self.enrolment.ca_for_token(query["token_id"][-1])
         return 200, Pem(self.ca.cert_pem)
+
+    def enroll(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
+        """A token and a CSR for a certificate (see Enrolment.enroll); over TLS only."""
+        if self.authz:
+            require_tls(caller)
+        return 201, self.enrolment.enroll(body)
 
     def crl_pem(self) -> str:
         """The CA's CRL (PEM); rebuilt when the version changed or when half of its validity
