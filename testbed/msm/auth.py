@@ -12,7 +12,7 @@ identity ("reads only its own view"). Refusals are ApiErrors with a counted reas
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import ApiError, refused
 from .store import Store
@@ -33,6 +33,7 @@ class Caller:
     identity: str | None = None
     serial: str | None = None
     problem: ApiError | None = None
+    tls: bool = False  # the request came over TLS (False only on the test-only plain-HTTP port)
 
     def label(self) -> str:
         """For logs: `mn:a.mwg.test (serial 1f..)` or `anonymous`."""
@@ -44,8 +45,12 @@ class Caller:
 
 
 def identify(store: Store, peer_cert: dict | None) -> Caller:
-    """The caller behind a verified TLS client certificate (`ssl.SSLSocket.getpeercert()` dict,
-    None for no certificate or plain HTTP)."""
+    """The caller of a TLS connection, from its verified client certificate
+    (`ssl.SSLSocket.getpeercert()` dict; None or {} when it showed none)."""
+    return replace(_identify(store, peer_cert), tls=True)
+
+
+def _identify(store: Store, peer_cert: dict | None) -> Caller:
     if not peer_cert or "serialNumber" not in peer_cert:
         return Caller()
     serial_text = str(peer_cert["serialNumber"])
@@ -62,6 +67,13 @@ def identify(store: Store, peer_cert: dict | None) -> Caller:
         return Caller(identity=f"{rec['kind']}:{rec['identity']}", serial=hexs,
                       problem=refused(401, "revoked", f"client certificate {hexs} is revoked"))
     return Caller(rec["kind"], rec["identity"] or rec["cn"], hexs)
+
+
+def require_tls(caller: Caller) -> None:
+    """403 no_tls: enrolment tokens and their MACs travel only over TLS (the plain-HTTP port is a
+    test-only copy of the portal)."""
+    if not caller.tls:
+        raise refused(403, "no_tls", "enrolment only over HTTPS (this is the test-only plain-HTTP port)")
 
 
 def authorize(caller: Caller, roles: frozenset[str], own: str | None) -> None:

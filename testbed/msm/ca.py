@@ -266,8 +266,8 @@ class CertificateAuthority:
     def crl(self, revoked: list[tuple[int, dt.datetime]], number: int, next_update_s: int = 3600) -> str:
         """A CRL (RFC 5280 section 5) listing `revoked` (serial, revocation time), PEM text.
 
-        `number` (the cRLNumber extension) must grow with every change: the MSM passes its store
-        version, which is monotonic across restarts.
+        `number` (the cRLNumber extension) must grow with every CRL made: the portal passes
+        (store version << 32) + unix seconds (the version is monotonic across restarts).
         """
         now = dt.datetime.now(dt.timezone.utc)
         builder = (

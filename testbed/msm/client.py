@@ -230,7 +230,7 @@ class MsmClient:
         return self.request("GET", "/api/ca", raw=True)
 
     def crl_pem(self) -> str:
-        """The CA's current CRL, PEM (cRLNumber = the MSM version when it was made)."""
+        """The CA's current CRL, PEM (cRLNumber grows with the MSM version and with time)."""
         return self.request("GET", "/api/crl", raw=True)
 
     def enroll(self, token: str, csr_pem: str, kind: str | None = None) -> dict:

@@ -39,7 +39,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import validate as v
-from .auth import ANONYMOUS, EVERYONE, Caller, authorize, identify
+from .auth import EVERYONE, Caller, authorize, identify, require_tls
 from .ca import CertificateAuthority
 from .enrolment import Enrolment
 from .errors import ApiError, bad, not_found, refused
@@ -49,6 +49,7 @@ from .store import Store
 log = logging.getLogger("msm.portal")
 
 MAX_BODY = 64 * 1024
+CRL_NEXT_UPDATE_S = 3600  # the CRL's nextUpdate, from its making
 MAX_DRAIN = 1024 * 1024  # an oversized body up to this is read and dropped before the 413
 OPERATOR = frozenset({"operator"})
 FOLLOWERS = frozenset({"operator", "mn", "sg", "msr"})
@@ -91,7 +92,7 @@ class Portal:
         self.lock = threading.Lock()
         self.waiting = 0
         self.status_extra: Callable[[], dict] = dict
-        self._crl: tuple[int, str] | None = None
+        self._crl: tuple[int, float, str] | None = None  # (version, built at monotonic s, PEM)
         S = r"([^/]+)"
         R = re.compile
         e = self.enrolment
@@ -125,7 +126,7 @@ class Portal:
             Route("GET", R(rf"^/api/nodecerts/{S}$"), self.nodecert, frozenset({"operator", "msr"})),
             Route("GET", R(r"^/api/ca$"), self.ca_route, EVERYONE),
             Route("GET", R(r"^/api/crl$"), lambda c, q, b: (200, Pem(self.crl_pem())), EVERYONE),
-            Route("POST", R(r"^/api/enroll$"), lambda c, q, b: (201, e.enroll(b)), EVERYONE),
+            Route("POST", R(r"^/api/enroll$"), self.enroll, EVERYONE),
             Route("POST", R(r"^/api/tokens$"), lambda c, q, b: (201, e.create_token(b)), OPERATOR),
             Route("GET", R(r"^/api/tokens$"), lambda c, q, b: (200, st.tokens()), OPERATOR),
             Route("GET", R(r"^/api/certs$"), lambda c, q, b: (200, st.certs()), OPERATOR),
@@ -166,19 +167,31 @@ class Portal:
     def ca_route(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
         """Without token_id: the CA certificate (PEM). With it: {ca_pem, token_id, mac} (first contact)."""
         if "token_id" in query:
+            if self.authz:
+                require_tls(caller)
             return 200, self.enrolment.ca_for_token(query["token_id"][-1])
         return 200, Pem(self.ca.cert_pem)
 
+    def enroll(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
+        """A token and a CSR for a certificate (see Enrolment.enroll); over TLS only."""
+        if self.authz:
+            require_tls(caller)
+        return 201, self.enrolment.enroll(body)
+
     def crl_pem(self) -> str:
-        """The CA's CRL (PEM), rebuilt when the store version changed; cRLNumber = version."""
+        """The CA's CRL (PEM); rebuilt when the version changed or when half of its validity
+        (CRL_NEXT_UPDATE_S) has passed, so a reader never gets a stale one. cRLNumber =
+        (store version << 32) + unix seconds: it grows with every rebuild and every change,
+        across restarts too (RFC 5280 section 5.2.3)."""
         version = self.store.version
+        now = time.monotonic()
         with self.lock:
-            if self._crl is not None and self._crl[0] == version:
-                return self._crl[1]
+            if self._crl is not None and self._crl[0] == version and now - self._crl[1] < CRL_NEXT_UPDATE_S / 2:
+                return self._crl[2]
         revoked = [(serial, dt.datetime.fromtimestamp(at, dt.timezone.utc)) for serial, at in self.store.revoked()]
-        pem = self.ca.crl(revoked, version)
+        pem = self.ca.crl(revoked, (version << 32) + int(time.time()), next_update_s=CRL_NEXT_UPDATE_S)
         with self.lock:
-            self._crl = (version, pem)
+            self._crl = (version, now, pem)
         return pem
 
     def changes(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
@@ -322,8 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             log.debug("client went away before the answer to %s %s", method, self.path)
-        log.debug("%s %s from %s -> %d in %.1f ms", method, self.path, caller.label() if caller.role != ANONYMOUS
-                  else ANONYMOUS, status, (time.monotonic() - started) * 1e3)
+        log.debug("%s %s from %s -> %d in %.1f ms", method, self.path, caller.label(), status,
+                  (time.monotonic() - started) * 1e3)
 
     def _read_body(self) -> Any:
         length_text = self.headers.get("Content-Length")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -190,6 +191,15 @@ def test_without_authorisation_the_refusals_disappear(msm_with):
     assert "d.mwg.test" in [m["fqdn"] for m in msm.client.workgroup("W")["members"]]
 
 
+def tls_failed(msm: MsmProcess, want: int, wait_s: float = 5.0) -> int:
+    """The MSM's count of failed TLS handshakes once it reached `want` (or after `wait_s`): the
+    server counts a failure just after sending its alert, so the client may see it first."""
+    deadline = time.monotonic() + wait_s
+    while (n := msm.client.status()["auth"]["tls_failed"]) < want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return n
+
+
 def test_tls_is_checked_both_ways(msm, tmp_path):
     """The client pins the MSM CA (a server of another CA is refused), and the MSM refuses in the
     handshake a client certificate of another CA (counted as auth.tls_failed)."""
@@ -206,7 +216,7 @@ def test_tls_is_checked_both_ways(msm, tmp_path):
     with pytest.raises(MsmError) as exc:
         impostor.status()
     assert exc.value.status == 0
-    assert msm.client.status()["auth"]["tls_failed"] == before + 1
+    assert tls_failed(msm, before + 1) == before + 1
     # a client that trusts another CA does not talk to this MSM at all
     misled = MsmClient(msm.base_url, ca_file=str(tmp_path / "rogue" / "ca.pem"))
     with pytest.raises(MsmError) as exc:
@@ -214,3 +224,14 @@ def test_tls_is_checked_both_ways(msm, tmp_path):
     assert exc.value.status == 0 and "CERTIFICATE_VERIFY_FAILED" in exc.value.message
     # ... while the real CA works (so the two refusals above are about the CA, nothing else)
     assert msm.anonymous().ca_pem() == (msm.root / "vol" / "ca" / "ca.pem").read_text()
+    # garbage and plain HTTP on the TLS port: handshake refused, counted, the portal keeps serving
+    import socket
+    for junk in (b"\x16\x03\x01\xff\xff" + bytes(range(256)) * 4, b"GET /api/ca HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", msm.https_port), timeout=5) as s:
+            s.sendall(junk)
+            try:
+                s.recv(100)
+            except OSError:
+                pass
+    # counted: the impostor, the misled client (it aborts the handshake), the two junk connections
+    assert tls_failed(msm, before + 4) == before + 4

@@ -185,3 +185,27 @@ def test_seed_tokens_are_applied_once(seeded):
     with pytest.raises(MsmError) as exc:
         seeded.anonymous().enroll("aaaaaa.0123456789abcdef", make_csr(new_key("ec")))
     assert exc.value.reason == "token_used"
+
+
+def test_tokens_never_go_over_the_plain_http_port(tmp_path):
+    """The test-only plain-HTTP copy of the portal refuses enrolment and the token MAC (403
+    no_tls), without spending the token; the same calls over HTTPS work."""
+    from testbed.msm.client import MsmClient
+
+    from .harness import free_port
+    plain_port = free_port()
+    server = MsmProcess(tmp_path, {"seed": SEED, "insecure_http_port": plain_port})
+    server.start()
+    try:
+        plain = MsmClient(f"http://127.0.0.1:{plain_port}")
+        csr = make_csr(new_key("ec"))
+        for call in (lambda: plain.enroll("aaaaaa.0123456789abcdef", csr),
+                     lambda: plain.request("GET", "/api/ca?token_id=aaaaaa")):
+            with pytest.raises(MsmError) as exc:
+                call()
+            assert (exc.value.status, exc.value.reason) == (403, "no_tls")
+        assert plain.ca_pem() == Path(server.ca_file).read_text()  # the CA itself is public
+        assert discover_ca(server.base_url, "aaaaaa.0123456789abcdef")
+        assert server.anonymous().enroll("aaaaaa.0123456789abcdef", csr)["identity"] == "a.mwg.test"
+    finally:
+        server.stop()

@@ -197,6 +197,12 @@ def test_html_page_lists_mvpns_users_workgroups(msm):
     assert status == 200 and ctype.startswith("text/html")
     for text in ("203.0.113.4", "d.mwg.test", "10.0.0.0/24", "<h3>W</h3>", "c.mwg.test"):
         assert text in page
+    token = msm.client.create_token("a.mwg.test", "mn")["token"]
+    msm.caller("c.mwg.test", "mn")
+    msm.client.delete_user("c.mwg.test")
+    page = raw(msm, "GET", "/")[2].decode()
+    assert token.split(".")[0] in page and token.split(".")[1] not in page  # token ids, never secrets
+    assert "<td>operator</td>" in page and "<td>valid</td>" in page and "<td>revoked 20" in page
     status, ctype, body = raw(msm, "GET", "/api/ca")
     assert status == 200 and ctype == "application/x-pem-file" and body.startswith(b"-----BEGIN CERTIFICATE")
 
