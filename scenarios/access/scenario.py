@@ -6,6 +6,7 @@ import tempfile
 import time
 
 from testbed.access.dhcp import udhcpc_args
+from testbed.mn.enroll import sign_local_key
 from testbed.msm.ca import CertificateAuthority
 
 SINK_STATUS = "/run/testbed/access-sink.json"
@@ -91,7 +92,7 @@ def run(ctx) -> None:
     n2 = issue(ctx, "mn2.mwg.test", "mn")
     n3x = issue(ctx, "mn3.mwg.test", "mn", validity="expired")
     rogue = CertificateAuthority(tempfile.mkdtemp(prefix="tbt-rogue-"), "Mobile Workgroup MSM CA", "ec")
-    n3f = rogue.issue("mn3.mwg.test", "mn", [], ["mn3.mwg.test"])
+    n3f = sign_local_key(rogue, "mn3.mwg.test", "mn", [], ["mn3.mwg.test"])  # key made here
     sink_certs = put_pki(ctx, "msr1", "msr1", ca_pem, s["cert_pem"], s["key_pem"])
     mn2_certs = put_pki(ctx, "mn2", "mn2", ca_pem, n2["cert_pem"], n2["key_pem"])
     exp_certs = put_pki(ctx, "forger", "expired", ca_pem, n3x["cert_pem"], n3x["key_pem"])
