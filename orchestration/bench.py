@@ -133,7 +133,23 @@ def _cleanup_baseline() -> None:
         subprocess.run(["ip", "netns", "del", "benchbl.switch"])
 
 
-BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup}
+def bench_diameter(say: Say) -> dict[str, Any]:
+    """AA round trip and AA/s of 10 clients against a TCP echo of the same bytes (no Docker)."""
+    from testbed.diameter.bench import bench
+
+    return bench(say)
+
+
+def bench_tunnel(say: Say) -> dict[str, Any]:
+    """IP-IP data planes against plain routing and IPsec alone (orchestration/bench_tunnel.py)."""
+    from .bench_tunnel import bench_tunnel as run
+
+    return run(say)
+
+
+BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup,
+                                                         "diameter": bench_diameter,
+                                                         "tunnel": bench_tunnel}
 
 
 def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:

@@ -9,7 +9,9 @@ bind-mounted from the working tree.
 from __future__ import annotations
 
 import hashlib
+import io
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Callable
 
@@ -42,9 +44,26 @@ def role_dir(role: str) -> Path:
     return d if (d / "Dockerfile").is_file() else IMAGES_DIR / "node"
 
 
+# Sources compiled inside a role image's build (multi-stage), added to its context as bpf/.
+BPF_SOURCES = repo_root() / "testbed" / "tunnel" / "bpf"
+
+
 def role_tag(role: str) -> str:
     d = role_dir(role)
-    return f"testbed-{d.name}:{_digest(d, base_tag())}"
+    return f"testbed-{d.name}:{_digest(d, base_tag() + _digest(BPF_SOURCES))}"
+
+
+def _context(folder: Path) -> io.BytesIO:
+    """The build context: the role folder plus the BPF sources under bpf/."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                tar.add(p, arcname=p.relative_to(folder).as_posix())
+        for p in sorted(BPF_SOURCES.glob("*.c")):
+            tar.add(p, arcname=f"bpf/{p.name}")
+    buf.seek(0)
+    return buf
 
 
 def _exists(client: docker.DockerClient, tag: str) -> bool:
@@ -97,8 +116,9 @@ def ensure_role(client: docker.DockerClient, role: str, say: Say = print) -> str
     d = role_dir(role)
     say(f"building image {tag} from {d.relative_to(repo_root())}")
     try:
-        client.images.build(path=str(d), tag=tag, buildargs={"BASE": base}, rm=True, network_mode="none",
-                            labels={"testbed.image": d.name})
+        # network: the `bpf` stage installs clang from the Debian mirror; nodes get none.
+        client.images.build(fileobj=_context(d), custom_context=True, tag=tag, buildargs={"BASE": base},
+                            rm=True, forcerm=True, labels={"testbed.image": d.name})
     except docker.errors.BuildError as e:
         log = "".join(str(x.get("stream", "")) for x in e.build_log)[-2000:]
         raise BackendError(f"building {tag} failed: {e}\n{log}") from None

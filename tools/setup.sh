@@ -13,10 +13,12 @@ declare -A need=(
   [openssl]=openssl [freeDiameterd]=freediameter [swanctl]=strongswan-swanctl [udhcpc]=udhcpc
   [ping]=iputils-ping
   [/usr/lib/ipsec/charon]=strongswan-charon
+  # the tc-BPF IP-IP object, compiled on the host for the netns tests and benches
+  [clang]=clang [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
 )
 missing=()
 for bin in "${!need[@]}"; do
-  if [[ $bin == /* ]]; then [ -x "$bin" ] || missing+=("${need[$bin]}")
+  if [[ $bin == /* ]]; then [ -e "$bin" ] || missing+=("${need[$bin]}")
   else command -v "$bin" >/dev/null 2>&1 || missing+=("${need[$bin]}"); fi
 done
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)

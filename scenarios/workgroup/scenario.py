@@ -111,6 +111,13 @@ def iperf_bps(text: str) -> float:
 def run(ctx) -> None:
     lab = ctx.lab
     ctx.check("every MN tunnel is up (a->SG-B, b->SG-A and b->SG-C, c->SG-B)", wait(lambda: mn_tunnels_up(ctx), 40))
+    # tunnel.mode auto: a node with SYS_ADMIN on a kernel without ipip runs tc BPF; falling
+    # back to userspace here would be a silent loss of the fast path (issue 14)
+    modes = {n: sg(ctx, n).get("tunnel", {}) for n in ("sg-a", "sg-b", "sg-c", "sg-d")}
+    ctx.check("every SG runs an in-kernel IP-IP data plane (kernel ipip or tc BPF)",
+              all(m.get("mode") in ("kernel", "bpf") for m in modes.values()),
+              "; ".join(f"{n}: {m.get('mode')} (not available: {m.get('modes_unavailable')})"
+                        for n, m in modes.items()))
     # one fresh IKE_SA + CHILD_SA a -> SG-B through SG-A, IP-IP and SG-B's realm-A charon
     ms = ike_setup_ms(lab, "a", "via-B", "/var/lib/testbed/mn/B", "to-B", "wg")
     ctx.metric("ike_setup_ms_a_to_sgb", ms)

@@ -86,7 +86,7 @@ def run_sink(cfg: SinkConfig) -> int:
     def status() -> None:
         doc = {"agent": "access-sink", "pid": os.getpid(), "address": str(cfg.address),
                "time": time.time(), **sink.status(),
-               "dhcp": {"counters": dhcp.counters, "attach_ms": dhcp.attach_ms} if dhcp else None,
+               "dhcp": {"counters": dhcp.counters, "attach_ms": list(dhcp.attach_ms)} if dhcp else None,
                "diameter": client.status() if client else None}
         try:
             write_status(cfg.status_file, doc)

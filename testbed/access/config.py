@@ -53,6 +53,11 @@ class DhcpConfig(_Strict):
     port: int = Field(67, ge=1, le=65535)
     client_port: int = Field(68, ge=1, le=65535)
     lease_s: int = Field(600, ge=10)
+    #: issue 11 section 4 (see DhcpHelloServer): how long and how many (xid, nonce)
+    #: decisions are kept, and how many exchanges may wait for the MSM at once
+    decision_ttl_s: float = Field(60.0, gt=0)
+    max_decisions: int = Field(4096, ge=1)
+    max_pending: int = Field(64, ge=1)
 
 
 class SinkConfig(_Strict):
@@ -79,6 +84,11 @@ class SinkConfig(_Strict):
     replay_window_ms: int = Field(30_000, ge=100)
     #: after a refusal, hellos from that address are ignored this long (no MSM flooding)
     refused_holddown_ms: int = Field(1000, ge=0)
+    #: issue 11 section 4: hello senders the sink keeps state (and an nft chain) for, and
+    #: how long a refused one is remembered; over max_nodes, refused ones past their
+    #: holddown make room (oldest first), else the hello is dropped and counted
+    max_nodes: int = Field(1024, ge=1)
+    refused_retention_ms: int = Field(60_000, ge=0)
     nft: bool = True
     nft_table: str = "tb_access"
     dhcp: DhcpConfig = Field(default_factory=DhcpConfig)

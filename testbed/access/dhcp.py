@@ -16,7 +16,10 @@ TB-Authenticated-Data = auth_data, Framed-IP-Address = option 50) and answers wi
 DHCPOFFER/DHCPACK: yiaddr = the home address, mask 255.255.255.255 (the node reaches
 everything through the sink), option 121 classless static routes (RFC 3442): the sink
 on-link, then the MSM's routes via the sink (home range cheaper: listed, metric lost in
-DHCP, so the default route is just the /0 entry), option 54 server id, 51 lease.
+DHCP, so the default route is just the /0 entry), option 3 router = the sink when that
+/0 entry is there (RFC 3442 "DHCP Server Administrator Responsibilities": clients without
+option 121 still get their default route; clients with it MUST ignore option 3), option
+54 server id, 51 lease.
 Refused: DHCPNAK. The same options ride in DISCOVER and REQUEST of one exchange (same
 xid and nonce), so one MSM decision serves both; a renewing REQUEST (new xid, the same
 accepted credentials, same address) within the lease is ACKed from that decision.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import collections
 import struct
 import time
 from dataclasses import dataclass, field
@@ -225,24 +229,59 @@ class DhcpHelloServer:
     `authenticate(hello, done)` starts the DIAMETER request and calls
     `done(ok, routes, reason)` later (from the caller's loop); `on_attached(hello, routes)`
     lets the owner install the host route and filters and proxy for the node.
+
+    What anyone on the link can make it keep is bounded (issue 11 section 4): decisions
+    (refused ones included) live `decision_ttl_s` (one exchange: DISCOVER, REQUEST and the
+    client's retransmissions) and at most `max_decisions` of them (oldest forgotten); at
+    most `max_pending` wait for the MSM at once (more: dropped and counted as busy, the
+    client retransmits); expired leases are forgotten. The replay guard has its own bound.
     """
 
     def __init__(self, sink_address: str, authenticate, on_attached=None,
-                 lease_s: int = 600, replay: cr.ReplayGuard | None = None) -> None:
+                 lease_s: int = 600, replay: cr.ReplayGuard | None = None,
+                 decision_ttl_s: float = 60.0, max_decisions: int = 4096,
+                 max_pending: int = 64) -> None:
         self.addr = sink_address
         self.authenticate = authenticate
         self.on_attached = on_attached
         self.lease_s = lease_s
         self.replay = replay or cr.ReplayGuard()
-        self.decisions: dict[tuple[int, bytes], Decision | None] = {}
+        self.decision_ttl_s = decision_ttl_s
+        self.max_decisions = max_decisions
+        self.max_pending = max_pending
+        #: (xid, nonce) -> decision (None while the MSM decides), oldest first
+        self.decisions: collections.OrderedDict[tuple[int, bytes], Decision | None] = \
+            collections.OrderedDict()
         self.counters: dict[str, int] = {}
-        self.attach_ms: list[float] = []
-        self.first_seen: dict[tuple[int, bytes], float] = {}
+        self.attach_ms: collections.deque[float] = collections.deque(maxlen=1000)
+        #: (xid, nonce) -> when its first message came, in the same order as decisions
+        self.first_seen: collections.OrderedDict[tuple[int, bytes], float] = \
+            collections.OrderedDict()
+        #: keys of the exchanges waiting for the MSM's answer
+        self.waiting: set[tuple[int, bytes]] = set()
+        self._next_sweep = 0.0
         #: (fqdn, nonce) of accepted hellos -> (address, routes, lease end): renewals
         self.leases: dict[tuple[str, bytes], tuple[str, list, float]] = {}
 
     def count(self, k: str) -> None:
         self.counters[k] = self.counters.get(k, 0) + 1
+
+
+    def _forget_old(self, now: float) -> None:
+        """Drop decisions older than decision_ttl_s or beyond max_decisions (oldest first),
+        and, once a second, leases that have run out."""
+        while self.first_seen:
+            key, t = next(iter(self.first_seen.items()))
+            if now - t < self.decision_ttl_s and len(self.first_seen) <= self.max_decisions:
+                break
+            self.first_seen.popitem(last=False)
+            self.decisions.pop(key, None)
+            self.waiting.discard(key)
+            self.count("decisions_forgotten")
+        if now >= self._next_sweep:
+            self._next_sweep = now + 1.0
+            for k in [k for k, v in self.leases.items() if v[2] <= now]:
+                del self.leases[k]
 
     def handle(self, data: bytes, reply) -> None:
         """One datagram from port 68; `reply(bytes)` sends an answer (broadcast)."""
@@ -263,6 +302,7 @@ class DhcpHelloServer:
             log.warning("DHCP hello without credentials: %s", exc)
             return self._send(reply, msg, NAK, None, [])
         key = (msg.xid, h.nonce)
+        self._forget_old(time.monotonic())
         lease = self.leases.get((h.fqdn, h.nonce))
         if key not in self.decisions and lease is not None and lease[0] == h.address \
                 and lease[2] > time.monotonic() and msg.msg_type == REQUEST:
@@ -273,6 +313,9 @@ class DhcpHelloServer:
             self.leases[(h.fqdn, h.nonce)] = (lease[0], lease[1], time.monotonic() + self.lease_s)
             return self._send(reply, msg, ACK, h, lease[1])
         if key not in self.decisions:
+            if len(self.waiting) >= self.max_pending:
+                self.count("busy_dropped")  # the MSM is asked enough; the client retransmits
+                return
             try:
                 self.replay.check(h.fqdn, h.ts_ms, h.nonce)
             except cr.CredentialError as exc:
@@ -281,14 +324,18 @@ class DhcpHelloServer:
                 return self._send(reply, msg, NAK, None, [])
             self.decisions[key] = None
             self.first_seen[key] = time.monotonic()
+            self.waiting.add(key)
 
             def done(ok: bool, routes, reason) -> None:
-                self.decisions[key] = Decision(ok, routes or [], reason, time.monotonic())
+                now = time.monotonic()
+                self.waiting.discard(key)
+                if key in self.decisions:  # else forgotten meanwhile: answer, keep nothing
+                    self.decisions[key] = Decision(ok, routes or [], reason, now)
                 if ok:
                     self.count("attached")
                     self.leases[(h.fqdn, h.nonce)] = (h.address, routes or [],
-                                                      time.monotonic() + self.lease_s)
-                    self.attach_ms.append((time.monotonic() - self.first_seen[key]) * 1000)
+                                                      now + self.lease_s)
+                    self.attach_ms.append((now - self.first_seen.get(key, now)) * 1000)
                     if self.on_attached:
                         self.on_attached(h, routes)
                 else:
@@ -315,6 +362,8 @@ class DhcpHelloServer:
             opts += [(OPT_LEASE, struct.pack("!I", self.lease_s)),
                      (OPT_MASK, socket.inet_aton("255.255.255.255")),
                      (OPT_CLASSLESS, classless_routes(cl))]
+            if any(p == "0.0.0.0/0" for p, _gw, _m in routes):
+                opts.append((OPT_ROUTER, socket.inet_aton(self.addr)))  # RFC 3442
         self.count({OFFER: "offer", ACK: "ack", NAK: "nak"}[kind])
         reply(build_message(2, req.xid, req.flags, yiaddr, self.addr, req.chaddr, opts))
 

@@ -44,7 +44,9 @@ def start_dhcp_plane(cfg: SinkConfig, sink: Any, client: Any, cq: Any,
         if on_attached is not None:
             on_attached(h, routes)
 
-    dhcp = DhcpHelloServer(str(cfg.address), authenticate, attached, cfg.dhcp.lease_s, sink.replay)
+    dhcp = DhcpHelloServer(str(cfg.address), authenticate, attached, cfg.dhcp.lease_s, sink.replay,
+                           decision_ttl_s=cfg.dhcp.decision_ttl_s,
+                           max_decisions=cfg.dhcp.max_decisions, max_pending=cfg.dhcp.max_pending)
 
     def on_dhcp() -> None:
         while True:

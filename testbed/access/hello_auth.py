@@ -69,6 +69,9 @@ class _VarExtension(AODVExtension):
 
     def post_build(self, p: bytes, pay: bytes) -> bytes:
         if self.len is None:
+            if len(p) - 2 > 255:  # the length byte (RFC 3561 section 7 style) holds 0..255
+                raise ValueError(f"{self.name}: {len(p) - 2} data bytes do not fit its "
+                                 "8-bit length")
             p = p[:1] + bytes([len(p) - 2]) + p[2:]
         return p + pay
 

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def status(self):
             return {"sink": sink.status(), "proxied": proxied,
-                    "dhcp": {"counters": dhcp.counters, "attach_ms": dhcp.attach_ms} if dhcp else None}
+                    "dhcp": {"counters": dhcp.counters, "attach_ms": list(dhcp.attach_ms)} if dhcp else None}
 
     hook = Hook()
     agent = Agent(acfg, access_hook=hook)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             write_status(scfg.status_file, {
                 "agent": "access-msr", "time": time.time(), **sink.status(),
                 "proxied": proxied,
-                "dhcp": {"counters": dhcp.counters, "attach_ms": dhcp.attach_ms} if dhcp else None,
+                "dhcp": {"counters": dhcp.counters, "attach_ms": list(dhcp.attach_ms)} if dhcp else None,
                 "aodv": {"counters": dict(agent.counters),
                          "buffered": agent.buffer.buffered, "buffer_dropped": agent.buffer.dropped},
             })

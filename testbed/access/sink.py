@@ -76,7 +76,10 @@ class AccessSink:
             self.ca = cr.load_cert(open(cfg.certs.ca_file, "rb").read())
             self.own_cert = cr.load_cert(open(cfg.certs.cert_file, "rb").read())
             self.own_key = cr.load_key(open(cfg.certs.key_file, "rb").read())
-        self.attach_times: dict[str, list[float]] = collections.defaultdict(list)
+        #: attach times per method (secret/certificate/plain), the last 1000 of each
+        self.attach_times: dict[str, collections.deque[float]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=1000))
+        self._next_sweep = 0.0
 
     # ------------------------------------------------------------------ entry
     def on_hello(self, data: bytes | Packet, src: str, iface: str | None = None) -> bool:
@@ -110,6 +113,9 @@ class AccessSink:
                 t0 - st.decided_at < self.cfg.refused_holddown_ms / 1000:
             self.counters["hello_ignored_holddown"] += 1  # a forger must not flood the MSM
             return True
+        if not self._room_for(node, t0):
+            self.counters["node_table_full_dropped"] += 1
+            return True
         self.counters["hellos"] += 1
         st = self.nodes[node] = NodeState(node, hello_at=t0, iface=iface)
         if auth is not None and self.cfg.shared_secret:
@@ -121,6 +127,33 @@ class AccessSink:
             self._grant(st, "member", [self._route3(r) for r in self.cfg.open_routes], None)
         else:
             self._decide_refused(st, "no_authenticator", "hello carries no usable access extension")
+        return True
+
+    def _forget(self, node: str) -> None:
+        """Drop a refused node's state and its nft chain: it is unknown again."""
+        self.nodes.pop(node, None)
+        self.policy.remove(node)
+        self.counters["refused_forgotten"] += 1
+
+    def _room_for(self, node: str, now: float) -> bool:
+        """Issue 11 section 4: at most cfg.max_nodes senders are remembered. Refused ones
+        go after refused_retention_ms (swept once a second) or, when the table is full,
+        as soon as their holddown is over (oldest decision first); members, visitors and
+        pending hellos are never pushed out. False: no room for a new sender."""
+        if now >= self._next_sweep:
+            self._next_sweep = now + 1.0
+            keep = self.cfg.refused_retention_ms / 1000
+            for a in [a for a, n in self.nodes.items()
+                      if n.verdict == "refused" and now - n.decided_at >= keep]:
+                self._forget(a)
+        if node in self.nodes or len(self.nodes) < self.cfg.max_nodes:
+            return True
+        hold = self.cfg.refused_holddown_ms / 1000
+        done = sorted((n.decided_at, a) for a, n in self.nodes.items()
+                      if n.verdict == "refused" and now - n.decided_at >= hold)
+        if not done:
+            return False
+        self._forget(done[0][1])
         return True
 
     # ------------------------------------------------------------------ shared secret

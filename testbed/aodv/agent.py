@@ -30,8 +30,8 @@ from .handover import HandoverMixin
 from .long_session import LongSessionMixin, Session
 from .loop import EventLoop, Timer
 from .messages import (
-    RERR, RREP, RREQ, GratuitousExt, HandoverExt, HandoverKind, MalformedMessage, RREPAck,
-    Unreachable, WeightExt, hello, parse_message,
+    MAX_HOP_COUNT, RERR, RREP, RREQ, GratuitousExt, HandoverExt, HandoverKind,
+    MalformedMessage, RREPAck, Unreachable, WeightExt, hello, lifetime_ms, parse_message,
 )
 from .ring_search import select_candidates
 from .route_table import Route, RouteState, RouteTable, should_update
@@ -164,7 +164,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.link_events = LinkEvents()
             except OSError as e:  # polling still finds vanished interfaces, only later
                 log.warning("no link notifications (%s); carrier flaps go unnoticed", e)
-        self.monitor = TrafficMonitor(self.local_addrs, {"lo", cfg.tun_name})
+        self.monitor = TrafficMonitor(self.local_addrs, {"lo", cfg.tun_name},
+                                      cfg.max_tracked_addresses)
         log.info("AODV agent %s role=%s handover=%s weighted=%s gratuitous=%s managed=%s",
                  self.addr, cfg.role, cfg.handover.enabled, cfg.weighted_search.enabled,
                  cfg.gratuitous.enabled, [str(n) for n in self.managed])
@@ -328,6 +329,11 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                     log.debug("flushed %d buffered datagrams for %s via %s", len(pkts), dst,
                               match.next_hop)
 
+    def add_precursor(self, r: Route, addr: str) -> None:
+        """RFC 6.2 precursor list, bounded by max_precursors (over it: counted, not kept)."""
+        if not r.add_precursor(addr, self.cfg.max_precursors):
+            self.counters["precursors_refused"] += 1
+
     def neighbour_route(self, addr: str, iface: str, lifetime: float, seq: int | None) -> Route:
         """RFC 6.5/6.9: a one-hop route to a node we just heard from directly."""
         r = self.routes.get(addr)
@@ -360,6 +366,18 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.counters["malformed_dropped"] += 1
                 log.debug("dropped %s from %s: %s", type(msg).__name__, rx.src, bad)
                 continue
+            if isinstance(msg, (RREQ, RREP)) and msg.hop_count >= MAX_HOP_COUNT:
+                # RFC 3561 5.1/5.2: Hop Count is 8 bits and 6.5/6.7 add one before storing
+                # and forwarding: 256 fits no message, so the route could never be told on
+                self.counters["hop_count_overflow_dropped"] += 1
+                log.debug("dropped %s from %s: hop count %d leaves no room to add one",
+                          type(msg).__name__, rx.src, msg.hop_count)
+                continue
+            if not self.routes.make_room(self.route_keys(msg, rx.src), self.cfg.max_routes):
+                self.counters["route_table_full_dropped"] += 1
+                log.debug("dropped %s from %s: route table full (%d)", type(msg).__name__,
+                          rx.src, len(self.routes))
+                continue
             iface = self.iface_of(rx.ifindex)
             if iface is None:
                 self.poll_interfaces()
@@ -383,6 +401,18 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             except Exception:
                 self.counters["internal_errors"] += 1
                 log.exception("handling %s from %s failed", type(msg).__name__, rx.src)
+
+    @staticmethod
+    def route_keys(msg, prev: str) -> list[str]:
+        """Route table keys a message may add (RFC 3561 6.5, 6.7, 6.9): the previous hop,
+        a RREQ's originator, a RREP's destination (its network for a prefix RREP)."""
+        if isinstance(msg, RREQ):
+            return [prev, msg.orig]
+        if isinstance(msg, RREP):
+            dst = msg.dst if not msg.prefix_sz else str(ipaddress.IPv4Network(
+                f"{msg.dst}/{msg.prefix_sz}", strict=False).network_address)
+            return [prev, dst]
+        return []
 
     @staticmethod
     def semantic_error(msg) -> str | None:
@@ -410,6 +440,16 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         times.append(now)
         return True
 
+    def remember_rreq(self, key: tuple[str, int], value: tuple[float, int | None]) -> None:
+        """RFC 6.5: (originator, RREQ ID) pairs heard within PATH_DISCOVERY_TIME, at most
+        max_seen_rreq of them: over that the oldest is forgotten (and counted), so a flood
+        of invented IDs costs a few duplicate forwards, never unbounded memory."""
+        self.seen_rreq.pop(key, None)
+        self.seen_rreq[key] = value
+        while len(self.seen_rreq) > self.cfg.max_seen_rreq:
+            del self.seen_rreq[next(iter(self.seen_rreq))]
+            self.counters["rreq_seen_evicted"] += 1
+
     def start_discovery(self, dst: str, *, locate: HandoverExt | None = None,
                         refresh: bool = False, orig_seq: int | None = None) -> None:
         key = dst
@@ -419,12 +459,14 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         r = self.routes.get(dst) or self.routes.lookup(dst, only_valid=False)
         ttl = self.t.ttl_start
         if r is not None and r.hop_count and not locate:
-            ttl = max(self.t.ttl_start, r.hop_count + self.t.ttl_increment)  # RFC 6.4
+            # RFC 6.4: last hop count + TTL_INCREMENT, the ring never wider than NET_DIAMETER
+            ttl = max(self.t.ttl_start,
+                      min(r.hop_count + self.t.ttl_increment, self.t.net_diameter))
         if locate is not None:
             # claim 30: the new sink looks towards the old sink; start the ring where it is
             x = self.routes.get(locate.addr)
-            ttl = x.hop_count + self.t.ttl_increment if x is not None and x.hop_count \
-                else self.cfg.handover.locate_ttl
+            ttl = min(x.hop_count + self.t.ttl_increment, MAX_HOP_COUNT) \
+                if x is not None and x.hop_count else self.cfg.handover.locate_ttl
         d = Discovery(dst=dst, started=self.now(), started_wall=time.time(), ttl=ttl,
                       weighted=self.cfg.weighted_search.enabled and locate is None,
                       locate=locate,
@@ -464,7 +506,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             if d.locate is not None else []
         msg = RREQ(flags=flags, hop_count=0, rreq_id=self.rreq_id, dst=d.dst, dst_seq=dst_seq,
                    orig=self.addr, orig_seq=self.seq, extensions=exts)
-        self.seen_rreq[(self.addr, self.rreq_id)] = (self.now() + self.t.path_discovery_time, 0)
+        self.remember_rreq((self.addr, self.rreq_id), (self.now() + self.t.path_discovery_time, 0))
         weighted = d.weighted and not d.fallback_done
         if weighted:
             n = self.send_weighted(msg, 0, exclude=set(), ttl=d.ttl)
@@ -573,7 +615,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                                    max(rev.remaining(now), self.t.active_route_timeout))
                     rev.weight = weight
             return
-        self.seen_rreq[key] = (now + self.t.path_discovery_time, weight)
+        self.remember_rreq(key, (now + self.t.path_discovery_time, weight))
         hops = m.hop_count + 1
         # RFC 6.5: reverse route to the originator
         rev = self.routes.get(orig)
@@ -614,7 +656,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             # bumped: the binding (S+1) must be fresher than what this reply installs.
             seq = ho.mn_seq
             rep = RREP(hop_count=1, dst=dst, dst_seq=seq, orig=orig,
-                       lifetime=int(self.t.active_route_timeout * 1000),
+                       lifetime=lifetime_ms(self.t.active_route_timeout),
                        extensions=[HandoverExt(kind=HandoverKind.LOCATE, mn_seq=seq,
                                                addr=self.addr)])
             self.unicast(rep, prev)
@@ -667,7 +709,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         """RFC 6.6.1 (and a prefix RREP for announced networks, RFC 5.2)."""
         life = self.t.my_route_timeout
         rep = RREP(hop_count=0, dst=dst, dst_seq=self.seq, orig=m.orig,
-                   prefix_sz=0 if prefix_len == 32 else prefix_len, lifetime=int(life * 1000))
+                   prefix_sz=0 if prefix_len == 32 else prefix_len, lifetime=lifetime_ms(life))
         self.unicast(rep, prev)
         self.counters["rrep_sent"] += 1
         self.sessions[m.orig] = Session(orig=m.orig, dst=dst, prefix_len=prefix_len,
@@ -681,7 +723,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
     def reply_as_intermediate(self, m: RREQ, prev: str, r: Route, rev: Route,
                               locate: bool) -> None:
         """RFC 6.6.2 (and claim 31: a router on the path answers the new sink's LOCATE)."""
-        life = max(1, int(r.remaining() * 1000))
+        life = max(1, lifetime_ms(r.remaining()))
         exts = [HandoverExt(kind=HandoverKind.LOCATE, mn_seq=r.seq, addr="0.0.0.0")] \
             if locate else []
         rep = RREP(hop_count=r.hop_count, dst=r.dst, dst_seq=r.seq, orig=m.orig,
@@ -689,13 +731,13 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                    extensions=exts)
         self.unicast(rep, prev)
         self.counters["rrep_sent"] += 1
-        r.precursors.add(prev)
-        rev.precursors.add(r.next_hop)
+        self.add_precursor(r, prev)
+        self.add_precursor(rev, r.next_hop)
         self.sessions[m.orig] = Session(orig=m.orig, dst=r.dst, prefix_len=r.prefix_len,
                                         expires=self.now() + life / 1000, intermediate=True)
         if m.flags.G:  # gratuitous RREP to the destination (RFC 6.6.3)
             g = RREP(hop_count=rev.hop_count, dst=m.orig, dst_seq=m.orig_seq, orig=r.dst,
-                     lifetime=max(1, int(rev.remaining() * 1000)))
+                     lifetime=max(1, lifetime_ms(rev.remaining())))
             self.unicast(g, r.next_hop)
         if locate:
             self.event("handover_locate_answered", mn=m.dst, new_sink=m.orig, role="router")
@@ -776,7 +818,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if self.unicast(out, next_hop):
             self.counters["rrep_forwarded"] += 1
         if fwd is not None:
-            fwd.precursors.add(next_hop)
+            self.add_precursor(fwd, next_hop)
         stale = self.routes.get(m.orig)
         if stale is not None:
             if not stale.valid and tree:
@@ -785,17 +827,24 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                                stale.prefix_len)
             elif stale.valid:
                 stale.expires = max(stale.expires, now + self.t.active_route_timeout)
-            stale.precursors.add(prev)
+            self.add_precursor(stale, prev)
         if ho is not None and ho.kind == HandoverKind.ACK and m.orig in self.pending_bind:
             self.pending_bind.pop(m.orig, None)
             self.event("handover_ack_relayed", mn=m.orig, old_sink=m.dst)
 
     # ------------------------------------------------------------------ hello (6.9)
     def send_hellos(self) -> None:
-        lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+        lifetime = self.t.hello_lifetime_ms()
         msg = hello(self.addr, self.seq, lifetime)
         n = self.broadcast(msg, 1)
         self.counters["hello_sent"] += n
+
+    def hello_life(self, m: RREP) -> float:
+        """Seconds a neighbour's hello keeps it (RFC 6.9/6.11): at least ALLOWED_HELLO_LOSS *
+        HELLO_INTERVAL; a longer Lifetime in the hello is believed up to DELETE_PERIOD only,
+        so a vanished (or invented) neighbour never stays for the 49 days the field can say."""
+        own = self.t.allowed_hello_loss * self.t.hello_interval
+        return min(max(m.lifetime / 1000, own), max(own, self.t.delete_period))
 
     def on_hello(self, m: RREP, prev: str, iface: str, ho: HandoverExt | None) -> None:
         self.counters["hello_received"] += 1
@@ -813,8 +862,12 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.counters[f"access_{verdict}"] += 1
                 log.debug("hello from %s not admitted by the access plane: %s", prev, verdict)
                 return
-        life = max(m.lifetime / 1000, self.t.allowed_hello_loss * self.t.hello_interval)
+        life = self.hello_life(m)
         new = prev not in self.neighbours
+        if new and len(self.neighbours) >= self.cfg.max_neighbours:
+            self.counters["neighbour_table_full_dropped"] += 1
+            log.debug("hello from %s dropped: %d neighbours already", prev, len(self.neighbours))
+            return
         before = self.routes.get(prev)
         before = dataclasses.replace(before) if before is not None else None
         self.neighbours[prev] = Neighbour(prev, iface, now, life)
@@ -831,7 +884,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 # answer at once so a node that just arrived finds us without waiting
                 self.greeted.add(prev)
                 self.counters["hello_sent"] += 1
-                lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+                lifetime = self.t.hello_lifetime_ms()
                 self.send(hello(self.addr, self.seq, lifetime), BROADCAST, 1, iface)
         if self.cfg.role == "mn" and self.cfg.handover.enabled:
             self.mn_consider_sink(prev)
@@ -1045,7 +1098,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 set_sysctl(f"net/ipv4/conf/{n}/rp_filter", "0")
                 set_sysctl(f"net/ipv4/conf/{n}/send_redirects", "0")
             if self.cfg.hello_enabled and self.sock:
-                lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+                lifetime = self.t.hello_lifetime_ms()
                 if self.send(hello(self.addr, self.seq, lifetime), BROADCAST, 1, n):
                     self.counters["hello_sent"] += 1
 
@@ -1106,6 +1159,9 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         for k, (exp, _w) in list(self.seen_rreq.items()):
             if exp <= now:
                 self.seen_rreq.pop(k, None)
+        for orig, sess in list(self.sessions.items()):
+            if sess.expires < now - self.t.delete_period:  # one per RREQ originator
+                self.sessions.pop(orig, None)
         if self.cfg.gratuitous.enabled:
             self.gratuitous_tick()
         if self.cfg.route_refresh_threshold_ms:

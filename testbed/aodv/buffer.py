@@ -95,10 +95,12 @@ class PacketBuffer:
         self.dropped = 0
 
     def add(self, dst: str, pkt: bytes) -> bool:
-        q = self.queues.setdefault(dst, collections.deque())
-        if len(q) >= self.max_per_dest or self.total >= self.max_total:
+        q = self.queues.get(dst)
+        if (q is not None and len(q) >= self.max_per_dest) or self.total >= self.max_total:
             self.dropped += 1
-            return False
+            return False  # a refused datagram leaves no (empty) queue behind
+        if q is None:
+            q = self.queues[dst] = collections.deque()
         q.append(pkt)
         self.total += 1
         self.buffered += 1

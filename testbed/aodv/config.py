@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .messages import MAX_LIFETIME_MS, MAX_U32
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +37,18 @@ class Timers(_Strict):
     ttl_threshold: int = Field(7, ge=1, le=255)
     timeout_buffer: int = Field(2, ge=0)
     delete_period_k: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _fit_the_wire(self):
+        """Lifetimes we send must fit RREP's 32-bit ms field (RFC 3561 5.2): MY_ROUTE_TIMEOUT
+        (2 x ACTIVE_ROUTE_TIMEOUT, 6.6.1) and the hello lifetime (6.9)."""
+        if 2 * self.active_route_timeout_ms > MAX_LIFETIME_MS:
+            raise ValueError(f"active_route_timeout_ms must be <= {MAX_LIFETIME_MS // 2}: "
+                             "twice it is sent in RREP's 32-bit Lifetime (ms)")
+        if self.allowed_hello_loss * self.hello_interval_ms > MAX_LIFETIME_MS:
+            raise ValueError("allowed_hello_loss * hello_interval_ms must be <= "
+                             f"{MAX_LIFETIME_MS}: it is sent in the hello's 32-bit Lifetime (ms)")
+        return self
 
     # Derived values (seconds), named as in the RFC.
     @property
@@ -64,6 +78,11 @@ class Timers(_Strict):
     @property
     def delete_period(self) -> float:
         return self.delete_period_k * max(self.active_route_timeout, self.hello_interval)
+
+    def hello_lifetime_ms(self) -> int:
+        """Lifetime of our hellos, ALLOWED_HELLO_LOSS * HELLO_INTERVAL (RFC 3561 6.9), in ms;
+        _fit_the_wire keeps it within the 32-bit field."""
+        return self.allowed_hello_loss * self.hello_interval_ms
 
     def ring_traversal_time(self, ttl: int) -> float:
         return 2 * self.node_traversal_time * (ttl + self.timeout_buffer)
@@ -103,7 +122,7 @@ class WeightedSearchConfig(_Strict):
     enabled: bool = False
     #: administrative weight of the hop from this router to a neighbour (by address)
     weights: dict[str, int] = Field(default_factory=dict)
-    default_weight: int = Field(1, ge=0)
+    default_weight: int = Field(1, ge=0, le=MAX_U32)
     #: how many lowest-sum neighbours get the (unicast) RREQ; ties with the last one too
     fanout: int = Field(1, ge=1)
     #: if the weighted rings all fail, one last plain broadcast search (keeps reachability)
@@ -113,8 +132,8 @@ class WeightedSearchConfig(_Strict):
     def _check_weights(self):
         for k, v in self.weights.items():
             ipaddress.IPv4Address(k)
-            if v < 0:
-                raise ValueError(f"weights[{k}] must be >= 0")
+            if not 0 <= v <= MAX_U32:
+                raise ValueError(f"weights[{k}] must be in 0..{MAX_U32} (32-bit WEIGHT field)")
         return self
 
 
@@ -146,6 +165,18 @@ class AgentConfig(_Strict):
     catchall_metric: int = Field(4000, ge=0)
     buffer_max_per_dest: int = Field(256, ge=1)
     buffer_max_total: int = Field(2048, ge=1)
+    #: Bounds on state that any node on the link can make us keep (issue 11 section 4):
+    #: routes (each RREQ/RREP/hello names new addresses), neighbours heard by hello,
+    #: remembered (originator, RREQ ID) pairs (RFC 6.3, PATH_DISCOVERY_TIME), and
+    #: precursors per route (RFC 6.2), addresses of datagrams seen crossing the node.
+    #: Over a bound: dropped and counted, or (RREQ IDs)
+    #: the oldest forgotten. Invalid routes are given up first to make room.
+    max_routes: int = Field(4096, ge=16)
+    max_neighbours: int = Field(256, ge=1)
+    max_seen_rreq: int = Field(4096, ge=16)
+    max_precursors: int = Field(64, ge=1)
+    #: addresses the traffic monitor remembers per table (traffic.py)
+    max_tracked_addresses: int = Field(4096, ge=16)
     #: RFC 6.2: forwarding a datagram extends the route lifetime. Off = routes expire at the
     #: lifetime their RREP gave (the premise of the long-session claims 67-70).
     refresh_on_use: bool = True

@@ -11,7 +11,9 @@ import logging
 import time
 
 from . import seqnum
-from .messages import RERR, RREP, HandoverExt, HandoverKind, Unreachable, hello
+from .messages import (
+    MAX_HOP_COUNT, RERR, RREP, HandoverExt, HandoverKind, Unreachable, hello, lifetime_ms,
+)
 from .route_table import Route
 
 log = logging.getLogger("aodv")
@@ -48,7 +50,7 @@ class HandoverMixin:
         self.attach_sent_at = self.now()
         seq = self.reg_seq if self.reg_seq is not None else self.seq
         old = self.last_sink if self.last_sink and self.last_sink != nbr else "0.0.0.0"
-        lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+        lifetime = self.t.hello_lifetime_ms()
         msg = hello(self.addr, seq, lifetime,
                     [HandoverExt(kind=HandoverKind.ATTACH, mn_seq=seq, addr=old)])
         self.unicast(msg, nbr)
@@ -59,7 +61,7 @@ class HandoverMixin:
         """Is the current sink still there? Unicast hello with A flag (RREP-ACK expected)."""
         if self.probe is not None:
             return
-        lifetime = int(self.t.allowed_hello_loss * self.t.hello_interval * 1000)
+        lifetime = self.t.hello_lifetime_ms()
         msg = hello(self.addr, self.seq, lifetime)
         msg.flags = "A"
         self.unicast(msg, self.sink)
@@ -128,13 +130,19 @@ class HandoverMixin:
             return
         # judge claim 29 on the route we had before the MN's plain hellos reached us
         before = self.prior_route.pop(mn, before)
-        life = max(m.lifetime / 1000, self.t.allowed_hello_loss * self.t.hello_interval)
+        life = self.hello_life(m)
+        if mn not in self.registered and len(self.registered) >= self.cfg.max_neighbours:
+            # issue 11 section 4: forget the longest-registered MN that is no neighbour now
+            gone = [k for k in self.registered if k not in self.neighbours]
+            if gone:
+                del self.registered[min(gone, key=lambda k: self.registered[k]["since"])]
+                self.counters["registered_forgotten"] += 1
         self.registered[mn] = {"since": time.time(), "old_sink": old_sink, "seq": s}
         self.held.pop(mn, None)
         if old_sink in ("0.0.0.0", self.addr):
             self.neighbour_route(mn, iface, life, s)
             rep = RREP(hop_count=0, dst=self.addr, dst_seq=self.seq, orig=mn,
-                       lifetime=int(self.t.my_route_timeout * 1000),
+                       lifetime=lifetime_ms(self.t.my_route_timeout),
                        extensions=[HandoverExt(kind=HandoverKind.REGISTERED, mn_seq=s,
                                                addr=self.addr)])
             self.unicast(rep, mn)
@@ -184,7 +192,7 @@ class HandoverMixin:
             r.seq = seqnum.fresher(r.seq, new_seq)
             r.valid_seq = True
         msg = RREP(hop_count=1, dst=mn, dst_seq=new_seq, orig=old_sink,
-                   lifetime=int(self.t.my_route_timeout * 1000),
+                   lifetime=lifetime_ms(self.t.my_route_timeout),
                    extensions=[HandoverExt(kind=HandoverKind.BIND, mn_seq=new_seq,
                                            addr=self.addr)])
         ok = self.unicast(msg, via)
@@ -216,7 +224,7 @@ class HandoverMixin:
             if r is not None:
                 self.route_ready(r)
             ack = RREP(hop_count=0, dst=self.addr, dst_seq=self.seq, orig=mn,
-                       lifetime=int(self.t.my_route_timeout * 1000),
+                       lifetime=lifetime_ms(self.t.my_route_timeout),
                        extensions=[HandoverExt(kind=HandoverKind.ACK, mn_seq=m.dst_seq,
                                                addr=self.addr)])
             ok = self.unicast(ack, prev)
@@ -245,7 +253,9 @@ class HandoverMixin:
             for r in list(self.routes):
                 if r.next_hop == old_sink and r.dst != old_sink:
                     self.held.pop(r.dst, None)
-                    self.set_route(r.dst, new_sink, nb.iface, r.hop_count + 1, r.seq,
+                    # one hop more, held at the 8-bit field's top (RFC 3561 5.2)
+                    self.set_route(r.dst, new_sink, nb.iface,
+                                   min(r.hop_count + 1, MAX_HOP_COUNT), r.seq,
                                    r.valid_seq, self.t.active_route_timeout, r.prefix_len)
                     migrated.append(r.dst)
             for dst in list(self.held):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from .messages import RREP, GratuitousExt
+from .messages import RREP, GratuitousExt, lifetime_ms
 
 log = logging.getLogger("aodv")
 
@@ -31,9 +31,6 @@ class LongSessionMixin:
         g = self.cfg.gratuitous
         now = self.now()
         for orig, s in list(self.sessions.items()):
-            if s.expires < now - self.t.delete_period:
-                self.sessions.pop(orig, None)
-                continue
             remaining = s.expires - now
             if remaining >= g.threshold_ms / 1000 or now < s.quiet_until:
                 continue
@@ -58,7 +55,7 @@ class LongSessionMixin:
                     life = min(life, fwd.remaining(now))
             msg = RREP(hop_count=hops, dst=s.dst, dst_seq=seq, orig=orig,
                        prefix_sz=0 if s.prefix_len == 32 else s.prefix_len,
-                       lifetime=int(life * 1000), extensions=[GratuitousExt()])
+                       lifetime=lifetime_ms(life), extensions=[GratuitousExt()])
             if not rev.valid:
                 self.set_route(rev.dst, rev.next_hop, rev.iface, rev.hop_count, rev.seq,
                                rev.valid_seq, self.t.active_route_timeout, rev.prefix_len)

@@ -55,6 +55,28 @@ EXT_GRATUITOUS = 130
 
 FIXED_LEN = {RREQ_TYPE: 24, RREP_TYPE: 20, RREP_ACK_TYPE: 2}
 
+#: Largest value of the 8-bit Hop Count (RFC 3561 5.1, 5.2). A node adds one before it
+#: stores or forwards (6.5, 6.7), so a message already at 255 cannot be used: dropped.
+MAX_HOP_COUNT = 0xFF
+#: Largest value of the 32-bit Lifetime in milliseconds (RFC 3561 5.2).
+MAX_LIFETIME_MS = 0xFFFFFFFF
+#: Largest value of a 32-bit field (RREQ ID, sequence numbers, the WEIGHT sum).
+MAX_U32 = 0xFFFFFFFF
+
+
+def lifetime_ms(seconds: float) -> int:
+    """A lifetime in seconds as the RREP's Lifetime field: ms, clamped to [0, 2**32 - 1].
+
+    Why clamp instead of drop: the value is ours (a remaining route time), and a longer one
+    than the field holds only means "as long as can be said" (RFC 3561 5.2, 6.6.2).
+    """
+    return max(0, min(MAX_LIFETIME_MS, int(seconds * 1000)))
+
+
+def saturating_add(a: int, b: int, limit: int = MAX_U32) -> int:
+    """a + b, held at limit: for sums carried in a fixed-width field (the WEIGHT sum)."""
+    return min(limit, a + b)
+
 
 class MalformedMessage(ValueError):
     """Raised by parse_message for bytes that are not a well-formed AODV message."""
@@ -309,4 +331,5 @@ __all__ = [
     "AODVExtension", "HandoverExt", "WeightExt", "GratuitousExt", "HandoverKind",
     "register_extension", "parse_message", "MalformedMessage", "hello",
     "AODV_PORT", "EXT_HANDOVER", "EXT_WEIGHT", "EXT_GRATUITOUS", "pack_ipv4",
+    "MAX_HOP_COUNT", "MAX_LIFETIME_MS", "MAX_U32", "lifetime_ms", "saturating_add",
 ]

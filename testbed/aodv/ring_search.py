@@ -9,6 +9,8 @@ and every neighbour tied with the last of them.
 """
 from __future__ import annotations
 
+from .messages import saturating_add
+
 
 def hop_weight(weights: dict[str, int], default: int, neighbour: str) -> int:
     return weights.get(neighbour, default)
@@ -25,11 +27,14 @@ def select_candidates(
 ) -> list[tuple[str, int]]:
     """Return [(neighbour, summed weight at that neighbour)] to unicast the RREQ to.
 
+    Sums are held at 2**32 - 1, the width of the WEIGHT extension's field: a peer that
+    sends the largest weight makes the path the most expensive, never unsendable.
+
     If the requested destination is itself a neighbour, only it is chosen: the request
     cannot do better than reaching its target.
     """
     cands = sorted(
-        (sum_so_far + hop_weight(weights, default_weight, n), n)
+        (saturating_add(sum_so_far, hop_weight(weights, default_weight, n)), n)
         for n in neighbours if n not in exclude
     )
     if destination is not None:

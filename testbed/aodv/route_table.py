@@ -50,6 +50,14 @@ class Route:
     def remaining(self, now: float | None = None) -> float:
         return self.expires - (time.monotonic() if now is None else now)
 
+    def add_precursor(self, addr: str, limit: int) -> bool:
+        """RFC 3561 6.2: remember a neighbour to tell when this route breaks, at most limit
+        of them (precursors are neighbours; a longer list is a flood). False if refused."""
+        if addr in self.precursors or len(self.precursors) < limit:
+            self.precursors.add(addr)
+            return True
+        return False
+
     def as_dict(self, now: float) -> dict:
         return {
             "dst": self.dst,
@@ -111,6 +119,21 @@ class RouteTable:
 
     def remove(self, dst: str) -> Route | None:
         return self._routes.pop(dst, None)
+
+    def make_room(self, keys: list[str], limit: int) -> bool:
+        """True if routes for all keys fit within limit entries (issue 11 section 4).
+
+        Keys already present need no room. Invalid routes (kept only for DELETE_PERIOD,
+        RFC 3561 6.11) are given up first, earliest expiry first; valid routes never are.
+        """
+        new = {k for k in keys if k not in self._routes}
+        excess = len(self._routes) + len(new) - limit
+        if excess <= 0:
+            return True
+        stale = sorted((r for r in self._routes.values() if not r.valid), key=lambda r: r.expires)
+        for r in stale[:excess]:
+            del self._routes[r.dst]
+        return len(self._routes) + len(new) <= limit
 
     def lookup(self, addr: str, only_valid: bool = True) -> Route | None:
         """Longest-prefix match over host and prefix routes (prefix RREPs, RFC 5.2)."""

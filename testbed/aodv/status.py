@@ -20,6 +20,7 @@ class StatusMixin:
             c["packets_forwarded"] = self.monitor.forwarded_total
             c["packets_delivered"] = self.monitor.delivered_total
             c["packets_sent"] = self.monitor.sent_total
+            c["monitor_untracked"] = self.monitor.untracked
         valid = [r for r in self.routes if r.valid]
         c["routes"] = len(valid)
         return {
@@ -34,6 +35,15 @@ class StatusMixin:
                            "gratuitous": self.cfg.gratuitous.enabled,
                            "refresh_on_use": self.cfg.refresh_on_use},
             "counters": c,
+            # sizes of every table a peer's messages can add to (issue 11 section 4)
+            "tables": {"routes": len(self.routes), "neighbours": len(self.neighbours),
+                       "seen_rreq": len(self.seen_rreq), "sessions": len(self.sessions),
+                       "precursors_max": max((len(r.precursors) for r in self.routes),
+                                             default=0),
+                       "buffer_queues": len(self.buffer.queues),
+                       "monitor": {k: len(getattr(self.monitor, k))
+                                   for k in ("to_dst", "from_src", "forwarded")}
+                       if self.monitor else {}},
             "interfaces": {n: {"ifindex": i, "address": a} for n, (i, a) in self.ifaces.items()},
             "neighbours": {a: {"iface": n.iface, "last_heard_s": round(now - n.last_heard, 3)}
                            for a, n in self.neighbours.items()},

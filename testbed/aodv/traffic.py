@@ -19,7 +19,12 @@ PACKET_HOST = 0
 
 
 class TrafficMonitor:
-    def __init__(self, local_addrs: set[str], skip_ifaces: set[str]) -> None:
+    def __init__(self, local_addrs: set[str], skip_ifaces: set[str],
+                 max_tracked: int = 4096) -> None:
+        """max_tracked: entries per table (to_dst, from_src, forwarded). Addresses come
+        from any datagram crossing the node, so spoofed ones must not grow them unbounded;
+        datagrams with addresses beyond it are counted in `untracked`."""
+        self.max_tracked = max_tracked
         self.local_addrs = local_addrs
         self.skip_ifaces = skip_ifaces
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
@@ -32,6 +37,14 @@ class TrafficMonitor:
         self.forwarded_total = 0
         self.delivered_total = 0
         self.sent_total = 0
+        #: datagrams whose address was not tracked because a table was full
+        self.untracked = 0
+
+    def _mark(self, table: dict, key: str, value) -> None:
+        if key in table or len(table) < self.max_tracked:
+            table[key] = value
+        else:
+            self.untracked += 1
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -56,18 +69,18 @@ class TrafficMonitor:
             src = socket.inet_ntoa(data[12:16])
             dst = socket.inet_ntoa(data[16:20])
             if pkttype == PACKET_OUTGOING:
-                self.to_dst[dst] = now
+                self._mark(self.to_dst, dst, now)
                 if src in self.local_addrs:
                     self.sent_total += 1
                 continue
             if pkttype != PACKET_HOST:
                 continue
-            self.from_src[src] = now
+            self._mark(self.from_src, src, now)
             if dst in self.local_addrs:
                 self.delivered_total += 1
             else:
-                self.to_dst[dst] = now
-                self.forwarded[dst] = self.forwarded.get(dst, 0) + 1
+                self._mark(self.to_dst, dst, now)
+                self._mark(self.forwarded, dst, self.forwarded.get(dst, 0) + 1)
                 self.forwarded_total += 1
 
     def close(self) -> None:

@@ -2,16 +2,20 @@
 
 Claims 41, 56 and 60: a sink (MSR) asks the home network's mobile service
 manager (MSM) whether a node may attach, and gets back the node's static routes
-and workgroup filters -- or the node's certificate. Messages are encoded and
-decoded with ``scapy.contrib.diameter``; the peer state machine is ours
-(``peer.py``).
+and workgroup filters -- or the node's certificate. scapy's
+``scapy.contrib.diameter`` AVP table is the declaration of every AVP (name,
+type, flags; ours are added to it); the wire work is a strict one-pass codec
+driven by that table (``avps.Avp``, ``message.parse_avps``/``encode``), checked
+byte for byte against scapy's own encoding in the tests. The peer state machine
+is ours (``peer.py``).
 
-Modules: ``constants`` (codes), ``avps`` (scapy AVP table additions, helpers),
-``message`` (header/AVP checks, encode/decode), ``peer`` (CER/CEA, DWR/DWA,
+Modules: ``constants`` (codes), ``avps`` (scapy AVP table additions, ``Avp``,
+helpers), ``message`` (header/AVP checks, decode/encode), ``peer`` (CER/CEA, DWR/DWA,
 DPR/DPA, error answers), ``nasreq`` (AA-Request/Answer), ``rules`` (Framed-Route,
 IPFilterRule), ``server`` (``DiameterServer``, ``AuthResult``, backend interface),
 ``client`` (``DiameterClient``, ``BlockingDiameterClient``), ``static_backend``,
-``config``, ``status``, ``exchange_log``.
+``config``, ``status``, ``exchange_log``, ``bench`` (AA round trip and AA/s
+against a TCP echo of the same bytes).
 
 AVPs used
 ---------
@@ -46,12 +50,18 @@ Vendor 32473 is RFC 5612's example enterprise number; our vendor AVPs have the
 M bit clear, so a standard NASREQ server would simply ignore them.
 
 Errors answered (RFC 6733 7.1): 3001 COMMAND_UNSUPPORTED (unknown command),
-3007 APPLICATION_UNSUPPORTED, 3008 INVALID_HDR_BITS, 3009 INVALID_AVP_BITS,
-3010 UNKNOWN_PEER (request before CER), 3002/3003 wrong destination host/realm,
-5001 AVP_UNSUPPORTED (unknown M-bit AVP), 5004 INVALID_AVP_VALUE,
-5005 MISSING_AVP, 5010 NO_COMMON_APPLICATION, 5011 UNSUPPORTED_VERSION and
-5015 INVALID_MESSAGE_LENGTH (then the connection is closed: framing is lost),
-5012 UNABLE_TO_COMPLY (backend failure), 5014 INVALID_AVP_LENGTH.
+3007 APPLICATION_UNSUPPORTED, 3008 INVALID_HDR_BITS (E bit on a request; P bit
+against the command's definition: CER/DWR/DPR without, AAR with), 3009
+INVALID_AVP_BITS (V bit with vendor 0), 3010 UNKNOWN_PEER (request before CER),
+3002/3003 wrong destination host/realm, 5001 AVP_UNSUPPORTED (unknown M-bit AVP
+at any depth of Grouped AVPs; Failed-AVP holds the path to it), 5004
+INVALID_AVP_VALUE, 5005 MISSING_AVP, 5010 NO_COMMON_APPLICATION, 5017
+NO_COMMON_SECURITY (TLS-only peer), 5011 UNSUPPORTED_VERSION and 5015
+INVALID_MESSAGE_LENGTH (then the connection is closed: framing is lost), 5012
+UNABLE_TO_COMPLY (backend failure; a second connection of an Origin-Host that
+is open and answers DWR), 5014 INVALID_AVP_LENGTH. A CEA carries our
+capabilities whatever its Result-Code; a failed CER closes the connection.
+Reserved header and AVP flag bits are ignored (RFC 6733 3, 4.1).
 """
 
 from .client import BlockingDiameterClient, DiameterClient, DiameterUnavailable

@@ -9,6 +9,7 @@ goes into the status file so ``cat`` shows the latest exchanges.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -41,27 +42,69 @@ class Counters:
 
 
 class ExchangeLog:
-    """Append-only record of DIAMETER exchanges: file (optional) + memory ring."""
+    """Append-only record of DIAMETER exchanges: file (optional) + memory ring.
 
-    def __init__(self, path: str | Path | None = None, keep: int = 50) -> None:
+    The file is bounded: past ``max_bytes`` it is renamed to ``<path>.1`` (replacing
+    the previous one) and a new file begins, so a peer flooding messages can fill
+    at most twice ``max_bytes`` of disk (issue 11, section 4)."""
+
+    def __init__(self, path: str | Path | None = None, keep: int = 50,
+                 max_bytes: int = 64 * 1024 * 1024) -> None:
         self.path = Path(path) if path else None
+        self.max_bytes = max_bytes
+        self._written = 0
         self._ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
         self._lock = threading.Lock()
         self._fh = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8", buffering=1)
+            self._fh = open(self.path, "a", encoding="utf-8")
+            self._written = self._fh.tell()
+        self._flush_scheduled = False
 
     def record(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one record. In an event loop the file is flushed once the loop has
+        run what is ready (one write per burst, not per message); elsewhere at once."""
         entry = {"t": round(time.time(), 6), "event": event, **fields}
         with self._lock:
             self._ring.append(entry)
+            if self._fh is None:
+                return entry
+            try:
+                line = json.dumps(entry, default=str) + "\n"
+                if self._written + len(line) > self.max_bytes:
+                    self._rotate()
+                self._fh.write(line)
+                self._written += len(line)
+            except OSError as exc:  # a full disk must not stop authentication
+                log.warning("exchange log write failed: %s", exc)
+                return entry
+            if self._flush_scheduled:
+                return entry
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+                self._flush_scheduled = True
+                return entry
+            except RuntimeError:  # no loop in this thread
+                pass
+        self.flush()
+        return entry
+
+    def _rotate(self) -> None:
+        assert self._fh is not None and self.path is not None
+        self._fh.close()
+        self.path.replace(self.path.with_name(self.path.name + ".1"))
+        self._fh = open(self.path, "a", encoding="utf-8")
+        self._written = 0
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_scheduled = False
             if self._fh:
                 try:
-                    self._fh.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
-                except OSError as exc:  # a full disk must not stop authentication
+                    self._fh.flush()
+                except OSError as exc:
                     log.warning("exchange log write failed: %s", exc)
-        return entry
 
     def recent(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -211,6 +211,10 @@ def parse_aaa(msg: Message, latency_s: float) -> AAAnswer:
     if cert is not None:
         ans.certificate_pem = A.as_bytes(cert).decode("ascii", "replace")
     ans.reason = _lenient_text(msg, C.AVP_REPLY_MESSAGE) or _lenient_text(msg, C.AVP_ERROR_MESSAGE)
+    if rc is None:
+        exp = msg.experimental_result
+        ans.reason = (f"Experimental-Result vendor {exp[0]} code {exp[1]}" if exp
+                      else "answer without Result-Code") + (f": {ans.reason}" if ans.reason else "")
     if ans.ok and ans.invalid_rules:
         # Installing part of a workgroup's filters could open what should be
         # closed: an answer with rules we can't read is not a success.

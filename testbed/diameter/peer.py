@@ -15,8 +15,21 @@ What it does, per connection (section 5 of RFC 6733, watchdog from RFC 3539):
   7.1.5 with Failed-AVP. When framing is lost (bad version or length) we
   answer if we can and close. Every fault is counted; nothing here may raise
   out of the read loop.
-Simplifications, on purpose: no election (each TCP connection stands alone; a
-server with many sinks does not need it), no TLS, no SCTP, no relaying.
+Capability exchange (RFC 6733 5.3, 6.10): a CER is checked in this order and
+answered with a CEA carrying our capabilities whatever the Result-Code:
+header bits (3008, E-bit answer), unknown M-bit AVPs at any depth (5001),
+missing Origin-Host/-Realm, Host-IP-Address, Vendor-Id, Product-Name (5005),
+undecodable values (5004), Inband-Security-Id without NO_INBAND_SECURITY
+(5017), no common application (5010), then the owner's ``admit`` hook (the
+server rejects a second connection of an Origin-Host that is open and alive
+with 5012, as freeDiameter does, and refuses peers beyond its capacity); a
+rejected CER closes the connection. The server never initiates, so there is no
+election (RFC 6733 5.6.4 applies to simultaneous connects only).
+Bounds (issue 11, section 4): the CER must be complete ``cer_timeout`` after
+accept and every message ``body_timeout`` after its first byte; at most
+``max_inflight`` requests of one connection are being handled (then reading
+stops: TCP backpressure); counters of unknown commands share one name.
+Not done: TLS, SCTP, relaying.
 """
 
 from __future__ import annotations
@@ -30,8 +43,6 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
-
-from scapy.contrib import diameter as sd
 
 from . import avps as A
 from . import constants as C
@@ -89,6 +100,28 @@ _CER_AVPS = {C.AVP_ORIGIN_HOST, C.AVP_ORIGIN_REALM, C.AVP_HOST_IP_ADDRESS, C.AVP
              C.AVP_ERROR_MESSAGE, C.AVP_FAILED_AVP}
 
 
+_READ_CHUNK = 64 * 1024
+#: Malformed messages logged at WARNING per connection; the rest at DEBUG (all counted).
+_MALFORMED_WARNINGS = 10
+
+
+def command_name(code: int, request: bool) -> str:
+    return C.COMMAND_NAMES.get(code, f"CMD{code}") + ("R" if request else "A")
+
+
+def counter_name(direction: str, code: int, request: bool) -> str:
+    """``rx_AAR`` etc.; commands we don't know share ``rx_other``: a peer choosing
+    command codes must not be able to add counters (issue 11, section 4)."""
+    if code in C.COMMAND_NAMES:
+        return f"{direction}_{command_name(code, request)}"
+    return f"{direction}_other"
+
+
+#: The owner's verdict on a peer that passed the CER checks: None = admit, or
+#: (Result-Code, Error-Message) to reject it.
+AdmitHook = Callable[["PeerConnection"], Awaitable["tuple[int, str] | None"]]
+
+
 def next_end_to_end() -> int:
     """End-to-end ids: high 12 bits from the clock, low bits counting (RFC 6733 3)."""
     return next(_e2e_counter) & 0xFFFFFFFF
@@ -120,7 +153,8 @@ class PeerConnection:
                  handlers: dict[tuple[int, int], RequestHandler] | None = None,
                  counters: Counters | None = None, exchange_log: ExchangeLog | None = None,
                  answer_cache: AnswerCache | None = None, body_timeout: float = 10.0,
-                 cer_timeout: float = 10.0, label: str = "") -> None:
+                 cer_timeout: float = 10.0, label: str = "", admit: AdmitHook | None = None,
+                 max_inflight: int = 64) -> None:
         self.reader = reader
         self.writer = writer
         self.local = local
@@ -132,6 +166,9 @@ class PeerConnection:
         self.answer_cache = answer_cache or AnswerCache()
         self.body_timeout = body_timeout
         self.cer_timeout = cer_timeout
+        self.admit = admit
+        self._inflight = asyncio.Semaphore(max_inflight)
+        self._malformed_logged = 0
         self.state = PeerState.WAIT_CEA if initiator else PeerState.WAIT_CER
         peer = writer.get_extra_info("peername") or ("?", 0)
         sock = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
@@ -147,6 +184,8 @@ class PeerConnection:
         self.last_rx = time.monotonic()
         self.last_dwa: float | None = None
         self.disconnect_cause: int | None = None
+        self._rbuf = bytearray()
+        self._accepted_at = self._partial_since = time.monotonic()
         self._hbh = itertools.count(random.getrandbits(31))
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -203,17 +242,20 @@ class PeerConnection:
         if self.writer.is_closing():
             raise PeerClosed("transport closed")
         self.writer.write(data)
-        self.counters.inc(f"tx_{name}")
+        self.counters.inc(counter_name("tx", int.from_bytes(data[5:8], "big"), bool(data[4] & C.FLAG_REQUEST)))
         self._record("tx", name, hbh, e2e, **extra)
         await self.writer.drain()
 
     def _record(self, direction: str, name: str, hbh: int, e2e: int, **extra: Any) -> None:
         self.xlog.record("message", dir=direction, cmd=name, peer=self.remote_host or self.label,
                          hbh=f"{hbh:08x}", e2e=f"{e2e:08x}", **extra)
-        level = logging.DEBUG if name.startswith("DW") else logging.INFO
-        log.log(level, "%s %s %s hbh=%08x e2e=%08x %s", self.remote_host or self.label,
-                "<-" if direction == "rx" else "->", name, hbh, e2e,
-                " ".join(f"{k}={v}" for k, v in extra.items()))
+        # Peer-level events at INFO; per-request traffic (AA has its own INFO line
+        # per decision, the exchange log has every message) and watchdogs at DEBUG.
+        level = logging.INFO if name[:2] in ("CE", "DP") else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(level, "%s %s %s hbh=%08x e2e=%08x %s", self.remote_host or self.label,
+                    "<-" if direction == "rx" else "->", name, hbh, e2e,
+                    " ".join(f"{k}={v}" for k, v in extra.items()))
 
     async def answer(self, req: Message, result_code: int, avp_list: list[Any] | None = None,
                      error_message: str | None = None, failed_avp: bytes | None = None,
@@ -230,15 +272,19 @@ class PeerConnection:
             out.append(A.make(C.AVP_ERROR_MESSAGE, error_message))
         if failed_avp:
             out.append(_failed_avp(failed_avp))
-        if avp_list and not error:
-            out += avp_list
+        if not error:
+            if avp_list:
+                out += avp_list
+            elif req.header.code == C.CMD_CAPABILITIES_EXCHANGE:
+                # A CEA has its capabilities whatever the Result-Code (RFC 6733 5.3.2).
+                out += self._capabilities_avps()[2:]
         for proxy_info in (req.find_all(C.AVP_PROXY_INFO) if req.avps else []):
             out.append(proxy_info)
         h = req.header
         data = encode(h.code, request=False, app_id=h.app_id, hop_by_hop=h.hop_by_hop,
                       end_to_end=h.end_to_end, avp_list=out,
                       proxiable=bool(h.flags & C.FLAG_PROXIABLE), error=error)
-        name = C.COMMAND_NAMES.get(h.code, f"CMD{h.code}") + "A"
+        name = command_name(h.code, False)
         if cacheable and self.remote_host:
             self.answer_cache.put((self.remote_host, h.end_to_end), data)
         await self._send(data, name, h.hop_by_hop, h.end_to_end, result_code=result_code)
@@ -254,10 +300,13 @@ class PeerConnection:
         self._pending[hbh] = fut
         data = encode(code, request=True, app_id=app_id, hop_by_hop=hbh, end_to_end=e2e,
                       avp_list=avp_list, proxiable=proxiable)
+        # A timer on the future instead of wait_for: no extra task per request.
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, fut)
         try:
             await self._send(data, name or C.COMMAND_NAMES.get(code, f"CMD{code}") + "R", hbh, e2e)
-            return await asyncio.wait_for(fut, timeout)
+            return await fut
         finally:
+            timer.cancel()
             self._pending.pop(hbh, None)
 
     # ------------------------------------------------------------ lifecycle
@@ -273,9 +322,15 @@ class PeerConnection:
         rc = cea.result_code
         if rc != C.RESULT_SUCCESS:
             msg = cea.text(C.AVP_ERROR_MESSAGE) or ""
+            if rc is None and cea.experimental_result:
+                msg = f"Experimental-Result {cea.experimental_result} {msg}".strip()
             self.abort(f"CEA {rc}")
             raise CapabilitiesRejected(rc, msg)
-        self._learn_capabilities(cea)
+        try:
+            self._learn_capabilities(cea)
+        except MalformedMessage as exc:
+            self.abort(f"CEA: {exc.reason}")
+            raise CapabilitiesRejected(exc.result_code, exc.reason) from exc
         self._enter_open()
 
     def _enter_open(self) -> None:
@@ -320,6 +375,18 @@ class PeerConnection:
             self.counters.inc("connections_closed")
             self._closed.set()
 
+    async def probe(self, timeout: float) -> bool:
+        """Is the peer alive? One DWR, True when a 2001 DWA comes within ``timeout`` s
+        (RFC 3539 3.4: a watchdog exchange tests the transport)."""
+        if self.state != PeerState.OPEN:
+            return False
+        try:
+            avps = self._base_identity_avps() + [A.make(C.AVP_ORIGIN_STATE_ID, self.local.origin_state_id)]
+            dwa = await self.request(C.CMD_DEVICE_WATCHDOG, C.APP_COMMON, avps, timeout=timeout)
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            return False
+        return dwa.result_code == C.RESULT_SUCCESS
+
     async def disconnect(self, cause: int = C.DISCONNECT_REBOOTING, timeout: float = 2.0) -> None:
         """Orderly shutdown: DPR, wait for DPA, close."""
         if self.state == PeerState.OPEN:
@@ -349,51 +416,73 @@ class PeerConnection:
             self._finish()
 
     async def _read_message(self) -> bytes | None:
-        try:
-            if self.state == PeerState.WAIT_CER:
-                # A connection that never sends CER would hold a socket forever.
-                first = await asyncio.wait_for(self.reader.readexactly(4), self.cer_timeout)
-            else:
-                first = await self.reader.readexactly(4)
-        except asyncio.TimeoutError:
-            self.counters.inc("cer_timeouts")
-            log.info("%s: no CER within %.1fs; closing", self.label, self.cer_timeout)
-            return None
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            return None
-        try:
-            length = check_length_word(first)
-        except MalformedMessage as exc:
-            await self._framing_lost(first, exc)
-            return None
-        try:
-            rest = await asyncio.wait_for(self.reader.readexactly(length - 4), self.body_timeout)
-        except asyncio.TimeoutError:
-            self.counters.inc("malformed")
-            self.counters.inc("malformed_truncated")
-            log.warning("%s: message body not complete within %.1fs; closing", self.label,
-                        self.body_timeout)
-            return None
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            if length > 4:
-                self.counters.inc("malformed")
-                self.counters.inc("malformed_truncated")
-            return None
-        return first + rest
+        """Next complete message from the stream, or None when the connection must end.
 
-    async def _framing_lost(self, first: bytes, exc: MalformedMessage) -> None:
+        Reads in large chunks into ``_rbuf`` and cuts messages out of it, so a busy
+        connection costs one read per burst, not two awaited reads per message.
+        Deadlines are absolute: the CER must be complete ``cer_timeout`` seconds
+        after accept, and a message must be complete ``body_timeout`` seconds
+        after its first byte (a trickling peer cannot hold the socket forever)."""
+        buf = self._rbuf
+        while True:
+            if len(buf) >= 4:
+                try:
+                    length = check_length_word(bytes(buf[:4]))
+                except MalformedMessage as exc:
+                    await self._framing_lost(exc)
+                    return None
+                if len(buf) >= length:
+                    data = bytes(buf[:length])
+                    del buf[:length]
+                    return data
+            if self.state == PeerState.WAIT_CER:
+                deadline: float | None = self._accepted_at + self.cer_timeout
+            elif buf:
+                deadline = self._partial_since + self.body_timeout
+            else:
+                deadline = None
+            try:
+                if deadline is None:
+                    chunk = await self.reader.read(_READ_CHUNK)
+                else:
+                    chunk = await asyncio.wait_for(self.reader.read(_READ_CHUNK),
+                                                   max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                if self.state == PeerState.WAIT_CER:
+                    self.counters.inc("cer_timeouts")
+                    log.info("%s: no CER within %.1fs; closing", self.label, self.cer_timeout)
+                else:
+                    self.counters.inc("malformed")
+                    self.counters.inc("malformed_truncated")
+                    log.warning("%s: message not complete within %.1fs; closing", self.label,
+                                self.body_timeout)
+                return None
+            except (ConnectionError, OSError):
+                chunk = b""
+            if not chunk:
+                if buf:
+                    self.counters.inc("malformed")
+                    self.counters.inc("malformed_truncated")
+                return None
+            if not buf:
+                self._partial_since = time.monotonic()
+            buf += chunk
+
+    async def _framing_lost(self, exc: MalformedMessage) -> None:
         """Bad version/length: we can't find the next message. Answer if the bytes
         we have look like a request header, then close (RFC 6733 7.1.5)."""
         self.counters.inc("malformed")
         self.counters.inc("malformed_framing")
         log.warning("%s: %s; closing connection", self.label, exc.reason)
         self.xlog.record("malformed", peer=self.remote_host or self.label, reason=exc.reason)
-        try:
-            more = await asyncio.wait_for(self.reader.read(16), 0.2)
-        except (asyncio.TimeoutError, ConnectionError, OSError):
-            more = b""
-        data = first + more
-        if len(data) >= C.HEADER_LEN and self.state == PeerState.OPEN:
+        if len(self._rbuf) < C.HEADER_LEN:
+            try:
+                self._rbuf += await asyncio.wait_for(self.reader.read(C.HEADER_LEN), 0.2)
+            except (asyncio.TimeoutError, ConnectionError, OSError):
+                pass
+        data = bytes(self._rbuf[:C.HEADER_LEN])
+        # A request is answered in any state (a CER of version 2 gets its 5011 too).
+        if len(data) >= C.HEADER_LEN and self.state != PeerState.CLOSED:
             h = parse_header(data)
             if h.is_request:
                 req = Message(h, [], data)
@@ -409,8 +498,10 @@ class PeerConnection:
         except MalformedMessage as exc:
             self.counters.inc("malformed")
             h = parse_header(data)
-            name = C.COMMAND_NAMES.get(h.code, f"CMD{h.code}") + ("R" if h.is_request else "A")
-            log.warning("%s: malformed %s: %s", self.label, name, exc.reason)
+            name = command_name(h.code, h.is_request)
+            self._malformed_logged += 1
+            log.log(logging.WARNING if self._malformed_logged <= _MALFORMED_WARNINGS else logging.DEBUG,
+                    "%s: malformed %s: %s", self.label, name, exc.reason)
             self.xlog.record("malformed", peer=self.remote_host or self.label, cmd=name,
                              reason=exc.reason, result_code=exc.result_code)
             if h.is_request:
@@ -419,7 +510,7 @@ class PeerConnection:
             if exc.framing_lost or self.state != PeerState.OPEN:
                 self.abort("malformed message before/without framing")
             return
-        self.counters.inc(f"rx_{msg.name}")
+        self.counters.inc(counter_name("rx", msg.code, msg.is_request))
         extra: dict[str, Any] = {}
         if not msg.is_request:
             extra["result_code"] = msg.result_code
@@ -442,12 +533,20 @@ class PeerConnection:
 
     async def _handle_request(self, msg: Message) -> None:
         code, app = msg.code, msg.header.app_id
-        unknown_m = _first_unknown_mandatory(msg)
+        proxiable = C.PROXIABLE_COMMANDS.get((app, code))
+        if proxiable is not None and proxiable != bool(msg.header.flags & C.FLAG_PROXIABLE):
+            self.counters.inc("invalid_hdr_bits")
+            await self.answer(msg, C.RESULT_INVALID_HDR_BITS,
+                              error_message=f"P bit must be {'set' if proxiable else 'clear'} in {msg.name}")
+            if self.state == PeerState.WAIT_CER:
+                self.abort(f"{msg.name} with wrong P bit before capabilities exchange")
+            return
+        unknown_m = first_unknown_mandatory(msg.avps)
         if code == C.CMD_CAPABILITIES_EXCHANGE:
             if unknown_m is not None:
-                await self.answer(msg, C.RESULT_AVP_UNSUPPORTED, failed_avp=unknown_m)
-                if self.state != PeerState.OPEN:
-                    self.abort("CER with unsupported mandatory AVP")
+                self.counters.inc("avp_unsupported")
+                await self._reject_cer(msg, C.RESULT_AVP_UNSUPPORTED, "unsupported mandatory AVP",
+                                       unknown_m)
                 return
             await self._on_cer(msg)
             return
@@ -461,6 +560,7 @@ class PeerConnection:
             await self.answer(msg, C.RESULT_AVP_UNSUPPORTED, failed_avp=unknown_m)
             return
         if code == C.CMD_DEVICE_WATCHDOG:
+            self._note_state_id(msg)
             await self.answer(msg, C.RESULT_SUCCESS,
                               [A.make(C.AVP_ORIGIN_STATE_ID, self.local.origin_state_id)])
             return
@@ -490,9 +590,33 @@ class PeerConnection:
                 self.writer.write(cached)
                 await self.writer.drain()
                 return
+        # Bounded work per connection: with max_inflight requests being handled the
+        # read loop waits here, so a peer that floods requests meets TCP backpressure.
+        if self._inflight.locked():
+            self.counters.inc("inflight_limit_reached")
+        await self._inflight.acquire()
         self._spawn(self._run_handler(handler, msg))
 
+    def _note_state_id(self, msg: Message) -> None:
+        """RFC 6733 8.16: a new Origin-State-Id means the peer restarted (its state is gone)."""
+        try:
+            sid = msg.integer(C.AVP_ORIGIN_STATE_ID)
+        except ValueError:
+            return
+        if sid is not None and self.remote_state_id is not None and sid != self.remote_state_id:
+            self.counters.inc("peer_restarts")
+            log.info("peer %s restarted (Origin-State-Id %d -> %d)", self.remote_host,
+                     self.remote_state_id, sid)
+        if sid is not None:
+            self.remote_state_id = sid
+
     async def _run_handler(self, handler: RequestHandler, msg: Message) -> None:
+        try:
+            await self._handle_with(handler, msg)
+        finally:
+            self._inflight.release()
+
+    async def _handle_with(self, handler: RequestHandler, msg: Message) -> None:
         try:
             rc, avp_list, err = await handler(self, msg)
         except MalformedMessage as exc:  # handler found a bad value
@@ -513,38 +637,73 @@ class PeerConnection:
         except (ConnectionError, OSError):
             self.counters.inc("answers_lost")
 
+    async def _reject_cer(self, msg: Message, result_code: int, reason: str,
+                          failed_avp: bytes | None = None) -> None:
+        """CEA with a failure Result-Code (our capabilities included), then close
+        unless this CER came on an already open connection (RFC 6733 5.3)."""
+        self.counters.inc("cer_rejected")
+        log.info("%s: CER rejected with %d: %s", self.label, result_code, reason)
+        try:
+            await self.answer(msg, result_code, error_message=reason, failed_avp=failed_avp)
+        except (ConnectionError, OSError):
+            pass
+        if self.state != PeerState.OPEN:
+            self.abort(f"CER rejected ({result_code})")
+
     async def _on_cer(self, msg: Message) -> None:
-        missing = [code for code in (C.AVP_ORIGIN_HOST, C.AVP_ORIGIN_REALM, C.AVP_HOST_IP_ADDRESS,
-                                     C.AVP_VENDOR_ID, C.AVP_PRODUCT_NAME) if msg.find(code) is None]
-        if missing:
-            self.counters.inc("cer_rejected")
-            example = bytes(A.make(missing[0], 0 if missing[0] == C.AVP_VENDOR_ID else b""))
-            await self.answer(msg, C.RESULT_MISSING_AVP, self._capabilities_avps(),
-                              error_message=f"missing {A.avp_name(missing[0])}", failed_avp=example)
-            if self.state != PeerState.OPEN:
-                self.abort("CER without mandatory AVPs")
-            return
+        for code in (C.AVP_ORIGIN_HOST, C.AVP_ORIGIN_REALM, C.AVP_HOST_IP_ADDRESS,
+                     C.AVP_VENDOR_ID, C.AVP_PRODUCT_NAME):
+            if msg.find(code) is None:
+                example = A.make(code, 0 if A.fixed_data_length(code) else b"").encode()
+                await self._reject_cer(msg, C.RESULT_MISSING_AVP, f"missing {A.avp_name(code)}",
+                                       example)
+                return
         try:
             self._learn_capabilities(msg)
-        except ValueError as exc:
-            self.counters.inc("cer_rejected")
-            await self.answer(msg, C.RESULT_INVALID_AVP_VALUE, error_message=str(exc))
-            self.abort("CER with invalid values")
+        except MalformedMessage as exc:
+            await self._reject_cer(msg, exc.result_code, exc.reason, exc.failed_avp)
+            return
+        isi = [A.as_int(a) for a in msg.find_all(C.AVP_INBAND_SECURITY_ID)]
+        if isi and C.NO_INBAND_SECURITY not in isi:
+            # We speak clear TCP only; a peer that insists on TLS has nothing in common.
+            await self._reject_cer(msg, C.RESULT_NO_COMMON_SECURITY, "no common security mechanism")
             return
         ours = set(self.local.auth_application_ids)
         if C.APP_RELAY not in self.remote_apps and not (ours & self.remote_apps):
-            self.counters.inc("cer_rejected")
-            await self.answer(msg, C.RESULT_NO_COMMON_APPLICATION, self._capabilities_avps(),
-                              error_message="no common application")
-            self.abort("no common application")
+            await self._reject_cer(msg, C.RESULT_NO_COMMON_APPLICATION, "no common application")
             return
         was_open = self.state == PeerState.OPEN
-        await self.answer(msg, C.RESULT_SUCCESS, self._capabilities_avps()[2:])
+        if not was_open and self.admit is not None:
+            verdict = await self.admit(self)
+            if verdict is not None:
+                await self._reject_cer(msg, verdict[0], verdict[1])
+                return
+        await self.answer(msg, C.RESULT_SUCCESS)
         if not was_open:
             self._enter_open()
 
     def _learn_capabilities(self, msg: Message) -> None:
-        self.remote_host = msg.text(C.AVP_ORIGIN_HOST)
+        """Take the peer's identity and applications from a CER/CEA.
+
+        Raises MalformedMessage 5004 (DIAMETER_INVALID_AVP_VALUE) naming the AVP
+        whose value does not decode (text not UTF-8, Address of no known family)."""
+        current: A.Avp | None = None
+        try:
+            for current in msg.find_all(C.AVP_HOST_IP_ADDRESS):
+                A.as_address(current)
+            for code in (C.AVP_ORIGIN_HOST, C.AVP_ORIGIN_REALM, C.AVP_PRODUCT_NAME):
+                current = msg.find(code)
+                if current is not None:
+                    A.as_text(current)
+            current = None
+            host = msg.text(C.AVP_ORIGIN_HOST)
+            if not host:
+                current = msg.find(C.AVP_ORIGIN_HOST)
+                raise ValueError("empty Origin-Host")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedMessage(f"invalid value: {exc}", C.RESULT_INVALID_AVP_VALUE,
+                                   failed_avp=current.encode() if current is not None else None) from exc
+        self.remote_host = host
         self.remote_realm = msg.text(C.AVP_ORIGIN_REALM)
         self.remote_product = msg.text(C.AVP_PRODUCT_NAME)
         self.remote_state_id = msg.integer(C.AVP_ORIGIN_STATE_ID)
@@ -553,7 +712,7 @@ class PeerConnection:
             apps.update(A.as_int(a) for a in msg.find_all(code))
         for vsa in msg.find_all(C.AVP_VENDOR_SPECIFIC_APPLICATION_ID):
             for child in A.children(vsa):
-                if int(child.avpCode) in (C.AVP_AUTH_APPLICATION_ID, C.AVP_ACCT_APPLICATION_ID):
+                if child.code in (C.AVP_AUTH_APPLICATION_ID, C.AVP_ACCT_APPLICATION_ID) and child.vendor == 0:
                     apps.add(A.as_int(child))
         self.remote_apps = apps
 
@@ -589,18 +748,28 @@ class PeerConnection:
             return
 
 
-def _failed_avp(offending: bytes) -> Any:
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(asyncio.TimeoutError())
+
+
+def _failed_avp(offending: bytes) -> A.Avp:
     """Failed-AVP grouping the offending AVP's bytes (RFC 6733 section 7.5).
 
-    Built from raw bytes because the offending AVP may be one scapy can't parse."""
-    payload = offending + b"\x00" * (-len(offending) % 4)
-    return sd.AVP_Unknown(avpCode=C.AVP_FAILED_AVP, avpFlags=C.AVP_FLAG_MANDATORY, val=payload)
+    Built from raw bytes because the offending AVP may be one we can't parse."""
+    return A.Avp(C.AVP_FAILED_AVP, C.AVP_FLAG_MANDATORY, 0, offending + b"\x00" * (-len(offending) % 4))
 
 
-def _first_unknown_mandatory(msg: Message) -> bytes | None:
-    """Bytes of the first top-level AVP with the M bit that no dictionary knows."""
-    for a in msg.avps:
-        if int(a.avpFlags or 0) & C.AVP_FLAG_MANDATORY and \
-                A.definition(int(a.avpCode), A.avp_vendor(a)) is None:
-            return bytes(a)
+def first_unknown_mandatory(avps: list[A.Avp]) -> bytes | None:
+    """The first AVP with the M bit that no dictionary knows, at any depth, as the
+    contents of a Failed-AVP: the AVP itself, or the Grouped AVPs around it holding
+    only the path to it (RFC 6733 sections 4.4 and 7.5: an unrecognised M-bit AVP
+    inside a Grouped AVP is answered like one at the top level)."""
+    for a in avps:
+        if a.flags & C.AVP_FLAG_MANDATORY and A.definition(a.code, a.vendor) is None:
+            return a.encode()
+        if a.children:
+            inner = first_unknown_mandatory(a.children)
+            if inner is not None:
+                return A.Avp(a.code, a.flags, a.vendor, inner).encode()
     return None

@@ -21,6 +21,7 @@ node), proto ``ip`` or a number, addresses ``any``, ``assigned`` or
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -44,6 +45,13 @@ class Route:
         return f"{self.prefix} {self.gateway} {self.metric}"
 
 
+#: Parsed rules are immutable, and a server hands the same few rules to every
+#: node of an M-VPN: parse each text once. Bounded, so rules a peer sends us
+#: cannot grow it (issue 11, section 4).
+_RULE_CACHE = 4096
+
+
+@functools.lru_cache(maxsize=_RULE_CACHE)
 def parse_route(text: str) -> Route:
     parts = text.split()
     if len(parts) < 3:
@@ -109,6 +117,7 @@ def _endpoint(tokens: list[str], i: int, text: str) -> tuple[Endpoint, int]:
     return Endpoint(tok, negated, ports), i
 
 
+@functools.lru_cache(maxsize=_RULE_CACHE)
 def parse_filter(text: str) -> FilterRule:
     tokens = text.split()
     if len(tokens) < 7:

@@ -59,15 +59,23 @@ class AuthResult:
 
 
 class Backend(Protocol):
+    """What the server asks. An optional attribute ``blocking = False`` says the
+    sync methods answer from memory at once: they then run on the event loop
+    instead of a worker thread (saves a thread hop per AA-Request)."""
+
     def authenticate(self, identity: str, authenticator: bytes | None,
                      context: dict[str, Any]) -> AuthResult: ...
 
     def lookup_certificate(self, identity: str) -> str | None: ...
 
 
-async def _call(fn: Any, *args: Any) -> Any:
+async def _call(fn: Any, *args: Any, blocking: bool = True) -> Any:
+    """Call a backend method: awaited if async, on the loop if the backend says it
+    never blocks, else in a worker thread (a slow store must not stall watchdogs)."""
     if inspect.iscoroutinefunction(fn):
         return await fn(*args)
+    if not blocking:
+        return fn(*args)
     result = await asyncio.to_thread(fn, *args)
     if inspect.isawaitable(result):
         result = await result
@@ -78,7 +86,13 @@ class DiameterServer:
     def __init__(self, identity: LocalIdentity, backend: Backend, *, host: str = "0.0.0.0",
                  port: int = C.DIAMETER_PORT, tw: float = 30.0,
                  exchange_log_path: str | None = None, status_path: str | None = None,
-                 cer_timeout: float = 10.0) -> None:
+                 cer_timeout: float = 10.0, max_connections: int = 256,
+                 max_inflight: int = 64, duplicate_probe_s: float = 2.0) -> None:
+        """Args: ``tw``/``cer_timeout``/``duplicate_probe_s`` in seconds;
+        ``max_connections``: transport connections at once, CER or not (more are
+        accepted and closed at once, counted ``connections_refused``);
+        ``max_inflight``: requests of one connection handled at once (then its
+        reading pauses). Both bound what an unauthenticated peer can make us hold."""
         self.identity = identity
         self.backend = backend
         self.host = host
@@ -86,6 +100,11 @@ class DiameterServer:
         self.tw = tw
         self.status_path = status_path
         self.cer_timeout = cer_timeout
+        self.max_connections = max_connections
+        self.max_inflight = max_inflight
+        self.duplicate_probe_s = duplicate_probe_s
+        #: Open peers by Origin-Host (lower case); at most one connection each.
+        self.by_host: dict[str, PeerConnection] = {}
         self.counters = Counters()
         self.xlog = ExchangeLog(exchange_log_path)
         self.answer_cache = AnswerCache()
@@ -96,6 +115,7 @@ class DiameterServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.handlers = {(C.APP_NASREQ, C.CMD_AA): self._on_aar}
+        self._blocking = getattr(backend, "blocking", True) is not False
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -177,18 +197,43 @@ class DiameterServer:
 
     # ------------------------------------------------------------- accept
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.peers) >= self.max_connections:
+            self.counters.inc("connections_refused")
+            log.debug("connection refused: %d connections open", len(self.peers))
+            writer.close()
+            return
         self.counters.inc("connections_accepted")
         peer = PeerConnection(reader, writer, self.identity, initiator=False, tw=self.tw,
                               handlers=self.handlers, counters=self.counters,
                               exchange_log=self.xlog, answer_cache=self.answer_cache,
-                              cer_timeout=self.cer_timeout)
+                              cer_timeout=self.cer_timeout, admit=self._admit,
+                              max_inflight=self.max_inflight)
         self.peers.add(peer)
         log.info("connection from %s", peer.remote_address)
         try:
             await peer.run()
         finally:
             self.peers.discard(peer)
+            key = (peer.remote_host or "").lower()
+            if self.by_host.get(key) is peer:
+                del self.by_host[key]
             log.info("connection from %s (%s) ended", peer.remote_address, peer.remote_host)
+
+    async def _admit(self, peer: PeerConnection) -> tuple[int, str] | None:
+        """One connection per Origin-Host. A CER naming a host that is open already
+        is rejected with DIAMETER_UNABLE_TO_COMPLY while the old connection answers
+        a DWR (as freeDiameter does; RFC 6733 5.6.1 R-Reject); if it does not, the
+        old one is dead, is closed, and the new one takes its place."""
+        key = (peer.remote_host or "").lower()
+        old = self.by_host.get(key)
+        if old is not None and old is not peer:
+            if await old.probe(self.duplicate_probe_s):
+                self.counters.inc("duplicate_connections_rejected")
+                return C.RESULT_UNABLE_TO_COMPLY, f"{peer.remote_host} is already connected"
+            self.counters.inc("duplicate_connections_replaced")
+            old.abort("replaced: a new connection from the same Origin-Host, old one silent")
+        self.by_host[key] = peer
+        return None
 
     # ---------------------------------------------------------- NASREQ AA
     async def _on_aar(self, peer: PeerConnection, msg: Message) -> tuple[int, list[Any], str | None]:
@@ -208,13 +253,14 @@ class DiameterServer:
         }
         result: AuthResult = await _call(self.backend.authenticate, req.identity,
                                          req.authenticator if mode == "authenticate" else None,
-                                         context)
+                                         context, blocking=self._blocking)
         if not isinstance(result, AuthResult):
             raise TypeError("backend.authenticate must return AuthResult")
         cert: str | None = None
         if req.want_certificate:
             self.counters.inc("certificate_requests")
-            cert = await _call(self.backend.lookup_certificate, req.identity)
+            cert = await _call(self.backend.lookup_certificate, req.identity,
+                               blocking=self._blocking)
             if cert:
                 self.counters.inc("certificates_returned")
         routes: list[Route] = []

@@ -36,6 +36,8 @@ class StaticUser:
 
 @dataclass
 class StaticBackend:
+    #: Answers from memory (a dict and one HMAC): the server may call it on its loop.
+    blocking = False
     users: dict[str, StaticUser] = field(default_factory=dict)
     default_routes: list[str] = field(default_factory=list)
     default_filters: list[str] = field(default_factory=list)

@@ -109,6 +109,9 @@ class FaAgentConfig(_Base):
     adv_interval: float = Field(default=1.0, gt=0)
     adv_lifetime: int = Field(default=9, ge=1, le=65535)
     pending_timeout: float = Field(default=7.0, gt=0)
+    #: requests relayed and not yet answered (issue 11 section 4): the FA cannot check an
+    #: MN's credentials, so more are denied with 66 "insufficient resources" (RFC 5944 3.7.2)
+    max_pending: int = Field(default=1024, ge=1)
     home_agents: list[IPv4Address] = []  # if given: relay only to these
     status_file: str = "/run/testbed/mip-fa.json"
     status_interval: float = Field(default=1.0, gt=0, le=1.0)
@@ -135,6 +138,9 @@ class MnAgentConfig(_Base):
     renew_fraction: float = Field(default=0.7, gt=0, lt=1)
     reverse_tunnel: bool = True
     agent_timeout: float = Field(default=3.0, gt=0)  # no advertisement this long -> agent lost
+    #: agents remembered from advertisements (anyone on the link can send one); older than
+    #: agent_timeout are forgotten first, then new advertisers are ignored and counted
+    max_agents: int = Field(default=64, ge=1)
     solicit_wait: float = Field(default=1.0, gt=0)
     retransmit: float = Field(default=1.0, gt=0)
     use_ccoa: bool = True                 # claim 23: no FA -> co-located care-of address

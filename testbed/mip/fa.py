@@ -207,6 +207,10 @@ class ForeignAgent:
             return self._deny(data, m.FA_ENCAP_UNAVAILABLE, src, sport, mac, "only IP-in-IP")
         if self.cfg.home_agents and req.haaddr not in {str(a) for a in self.cfg.home_agents}:
             return self._deny(data, m.FA_PROHIBITED, src, sport, mac, f"HA {ha} not served")
+        if (ha, home, int(req.id) & 0xFFFFFFFF) not in self.visitors.pending and \
+                len(self.visitors.pending) >= self.cfg.max_pending:
+            return self._deny(data, m.FA_INSUFFICIENT_RESOURCES, src, sport, mac,
+                              f"{len(self.visitors.pending)} requests pending")
         p = Pending(home=home, ha=ha, ifname=self.cfg.interface, mac=mac, src_port=sport,
                     ident=int(req.id), lifetime=lifetime, flags=flags, sent_at=self.visitors.clock())
         self.visitors.add_pending(p)

@@ -78,6 +78,7 @@ ACCEPTED = 0
 ACCEPTED_NO_SIMULTANEOUS = 1
 FA_UNSPECIFIED = 64
 FA_PROHIBITED = 65
+FA_INSUFFICIENT_RESOURCES = 66
 FA_MN_AUTH_FAILED = 67
 FA_HA_AUTH_FAILED = 68
 FA_LIFETIME_TOO_LONG = 69
@@ -105,6 +106,7 @@ HA_ENCAP_UNAVAILABLE = 139
 REPLY_CODES = {
     ACCEPTED: "accepted", ACCEPTED_NO_SIMULTANEOUS: "accepted_no_simultaneous_bindings",
     FA_UNSPECIFIED: "fa_reason_unspecified", FA_PROHIBITED: "fa_administratively_prohibited",
+    FA_INSUFFICIENT_RESOURCES: "fa_insufficient_resources",
     FA_MN_AUTH_FAILED: "fa_mn_failed_authentication", FA_HA_AUTH_FAILED: "fa_ha_failed_authentication",
     FA_LIFETIME_TOO_LONG: "fa_requested_lifetime_too_long",
     FA_POORLY_FORMED_REQUEST: "fa_poorly_formed_request", FA_POORLY_FORMED_REPLY: "fa_poorly_formed_reply",

@@ -185,9 +185,18 @@ class MobileNode:
             if adv is None:
                 continue
             self.counters["advertisements_heard"] += 1
+            now = time.monotonic()
             if adv.source not in self.agents:
+                if len(self.agents) >= self.cfg.max_agents:
+                    # issue 11 section 4: forget silent agents first, else ignore the new one
+                    for s in [s for s, a in self.agents.items()
+                              if now - a.heard_at > self.cfg.agent_timeout]:
+                        del self.agents[s]
+                    if len(self.agents) >= self.cfg.max_agents:
+                        self.counters["advertisements_ignored_full"] += 1
+                        continue
                 log.debug("new agent %s (%s) flags %#x coas %s", adv.source, mac, adv.flags, adv.coas)
-            self.agents[adv.source] = HeardAgent(adv, mac, time.monotonic())
+            self.agents[adv.source] = HeardAgent(adv, mac, now)
 
     def _is_my_ha(self, adv: m.AgentAdvertisement) -> bool:
         return adv.is_ha and ipaddress.IPv4Address(adv.source) in self.cfg.home_prefix

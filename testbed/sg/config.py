@@ -48,7 +48,7 @@ class PortalConfig(BaseModel):
 
 class TunnelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["auto", "kernel", "userspace"] = "auto"
+    mode: Literal["auto", "kernel", "bpf", "userspace"] = "auto"  # testbed/tunnel/modes.py
     ifname_prefix: str = Field(default="ip-", max_length=6)
     mtu: int = Field(default=1480, ge=576, le=65515)
 

@@ -28,7 +28,7 @@ class PeerConfig(BaseModel):
 class TunnelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     local: IPv4Address
-    mode: Literal["auto", "kernel", "userspace"] = "auto"
+    mode: Literal["auto", "kernel", "bpf", "userspace"] = "auto"  # testbed/tunnel/modes.py
     threads: Literal[1, 2] = 1         # userspace: one thread per direction, or one for both
     ifname_prefix: str = Field(default="ipip-", max_length=10)
     peers: dict[str, PeerConfig] = {}

@@ -6,25 +6,36 @@ source address (claims 4, 6). Terminating every peer on its own device turns tha
 source into the ingress interface name, which nftables (`iifname`) and policy routing
 understand without any packet inspection of ours.
 
-Two data planes behind the same API:
+Three data planes behind the same API (modes.py chooses; "auto" takes the fastest that runs):
 - kernel: an `ipip` device per peer (`local L remote R`), used when the kernel has the
   module (probe by creating one). Fast path; counters read from the device statistics.
+- bpf: tc BPF programs (tcbpf.py, bpf/ipip_tc.bpf.c) with a veth pair per peer, for
+  kernels without ipip where the node may load BPF. Counters read from the BPF maps.
 - userspace: one raw socket (protocol 4) bound to the local public address, one TUN
   device per peer. Received packets are decapsulated by outer source address and written
   to that peer's TUN; packets read from a TUN get an outer header (built by the kernel,
   we send without IP_HDRINCL) towards the peer. Everything else is dropped and counted.
+
+Path MTU (RFC 2003 section 3.1) in every mode: the peer device's MTU (1480) is the tunnel
+MTU, so the kernel answers larger DF packets routed into it with ICMP "fragmentation
+needed". The userspace plane also copies the inner DF bit to the outer header (a second
+raw socket with IP_PMTUDISC_DO carries DF packets) and, when a DF packet does not fit the
+path to the peer, drops it and answers ICMP type 3 code 4 with the tunnel MTU (path MTU
+- 20) itself; the bpf plane copies DF in the program; a kernel ipip device sets DF itself.
 
 The endpoint is generic (also meant for Mobile IP's HA->CoA tunnels): peers are just
 names and addresses, added or removed at runtime.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import logging
 import os
 import select
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -32,6 +43,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Callable
 
+from testbed.tunnel import tcbpf
+from testbed.tunnel.modes import MODES, ModeChoice, select_mode
 from testbed.tunnel.tun import TunError, open_tun, run_ip
 
 log = logging.getLogger(__name__)
@@ -39,6 +52,13 @@ log = logging.getLogger(__name__)
 IPPROTO_IPIP = 4
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DONT = 0
+IP_PMTUDISC_DO = 2
+IP_MTU = 14
+SO_ATTACH_FILTER = 26
+IP_DF = 0x40          # in the high byte of the flags/fragment offset field
+OUTER_LEN = 20
+ICMP_RATE = 50        # "fragmentation needed" answers per peer and second (RFC 1812 4.3.2.8)
+MIN_MTU = 68          # RFC 791: every IPv4 module must forward 68 bytes unfragmented
 BUF_SIZE = 65536
 SOCK_BUF = 4 << 20
 SO_SNDBUFFORCE = 32
@@ -57,6 +77,8 @@ class PeerCounters:
     non_ipv4_dropped: int = 0   # read from the interface but not IPv4 (cannot go in IP-IP)
     send_errors: int = 0        # kernel refused the outer packet (no route, buffer full)
     write_errors: int = 0       # interface refused the inner packet (down, moved away)
+    frag_needed_sent: int = 0   # userspace: DF packets too big for the path, ICMP answered
+    frag_needed_suppressed: int = 0  # userspace: the same, ICMP not sent (rate limit, ICMP error)
 
 
 @dataclass
@@ -68,18 +90,81 @@ class Peer:
     fd: int = -1
     key: bytes = b""
     counters: PeerCounters = field(default_factory=PeerCounters)
+    mtu_sock: socket.socket | None = None  # userspace: connected UDP socket to read the path MTU
+    icmp_window: tuple[int, int] = (0, 0)  # userspace: (second, ICMP answers sent in it)
 
 
-def kernel_ipip_available(local: str) -> bool:
-    """True if this kernel can create an `ipip` device (probe: create and delete one)."""
+def kernel_ipip_unavailable(local: str) -> str | None:
+    """None if this kernel can create an `ipip` device (probe: create and delete one), else
+    `ip`'s reason."""
     probe = f"tbtipp{os.getpid() % 100000}"
     proc = subprocess.run(["ip", "link", "add", "name", probe, "type", "ipip", "local", local,
                            "remote", "192.0.2.254"], capture_output=True, text=True)
     if proc.returncode == 0:
         subprocess.run(["ip", "link", "del", probe], capture_output=True)
-        return True
-    log.debug("no kernel ipip (%s): using the userspace data plane", proc.stderr.strip())
-    return False
+        return None
+    return f"no kernel ipip: {proc.stderr.strip() or 'ip link add failed'}"
+
+
+def kernel_ipip_available(local: str) -> bool:
+    """True if this kernel can create an `ipip` device."""
+    return kernel_ipip_unavailable(local) is None
+
+
+def userspace_unavailable() -> str | None:
+    """None if a TUN device can be opened (the userspace plane's only need besides NET_RAW)."""
+    return None if os.path.exists("/dev/net/tun") else "no /dev/net/tun"
+
+
+def choose_mode(requested: str, local: str) -> ModeChoice:
+    """The data plane for this node (modes.select_mode with the real probes)."""
+    return select_mode(requested, {"kernel": lambda: kernel_ipip_unavailable(local),
+                                   "bpf": lambda: tcbpf.bpf_unavailable(local),
+                                   "userspace": userspace_unavailable})
+
+
+def _checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum of `data` (odd length padded), as a 16-bit int."""
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+ICMP_ERRORS = (3, 4, 5, 11, 12)  # RFC 1812 4.3.2.7: never answer an ICMP error with one
+
+
+def frag_needed(src: bytes, inner: bytes | memoryview, mtu: int) -> bytes | None:
+    """ICMP Destination Unreachable, code 4 "fragmentation needed and DF set" (RFC 792, next-hop
+    MTU field of RFC 1191) from `src` (4 bytes) to the source of IPv4 packet `inner`, quoting its
+    header and first 8 data bytes. `mtu` (bytes) is clamped to 68..65535.
+
+    Returns None where RFC 1812 4.3.2.7 forbids an answer: `inner` is an ICMP error or a
+    non-first fragment, or is shorter than its own header.
+    """
+    ihl = (inner[0] & 0x0F) * 4
+    if len(inner) < ihl or ihl < 20:
+        return None
+    if ((inner[6] & 0x1F) << 8 | inner[7]) != 0:
+        return None
+    if inner[9] == 1 and len(inner) > ihl and inner[ihl] in ICMP_ERRORS:
+        return None
+    mtu = max(MIN_MTU, min(mtu, 0xFFFF))
+    quote = bytes(inner[:ihl + 8])
+    icmp = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + quote
+    icmp = icmp[:2] + struct.pack("!H", _checksum(icmp)) + icmp[4:]
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(icmp), 0, 0, 64, 1, 0,
+                      src, bytes(inner[12:16]))
+    return hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:] + icmp
+
+
+def _drop_all_receive(sock: socket.socket) -> None:
+    """Attach the classic BPF filter `ret #0`: a send-only raw socket queues no copies."""
+    insn = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))
+    prog = struct.pack("HL", 1, ctypes.addressof(insn))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
 
 
 def _valid_inner(buf: bytearray | memoryview, start: int, end: int) -> int:
@@ -116,11 +201,11 @@ class IpipEndpoint:
                  on_new_peer: Callable[[Peer], None] | None = None,
                  threads: int = 1) -> None:
         self.local = str(IPv4Address(local))
-        if mode not in ("auto", "kernel", "userspace"):
-            raise ValueError(f"mode: {mode!r} is not one of auto, kernel, userspace")
-        if mode == "auto":
-            mode = "kernel" if kernel_ipip_available(self.local) else "userspace"
-        self.mode = mode
+        self.mode_choice = choose_mode(mode, self.local)
+        self.mode = self.mode_choice.mode
+        if self.mode_choice.unavailable:
+            log.info("IP-IP mode %s (requested %s; not available: %s)", self.mode, mode,
+                     "; ".join(f"{m}: {w}" for m, w in self.mode_choice.unavailable.items()))
         self.ifname_prefix = ifname_prefix
         self.on_new_peer = on_new_peer
         if threads not in (1, 2):
@@ -136,10 +221,14 @@ class IpipEndpoint:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self._sock_df: socket.socket | None = None
         self._ep: select.epoll | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._bpf: tcbpf.BpfDataPlane | None = None
         if self.mode == "userspace":
             self._open_socket()
+        elif self.mode == "bpf":
+            self._bpf = tcbpf.BpfDataPlane(self.local)
         for name, addr in (peers or {}).items():
             self.add_peer(name, addr, ifname=(ifnames or {}).get(name))
 
@@ -153,11 +242,23 @@ class IpipEndpoint:
                 sock.setsockopt(socket.SOL_SOCKET, force, SOCK_BUF)
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, plain, SOCK_BUF)
-        # Let the kernel fragment the outer packet rather than refuse an oversized inner one.
+        # Inner DF clear: the kernel may fragment the outer packet (outer DF clear too).
         sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
         sock.bind((self.local, 0))
         sock.setblocking(False)
         self._sock = sock
+        # Inner DF set: this socket sets DF on the outer header and refuses (EMSGSIZE) what
+        # exceeds the path MTU (RFC 2003 3.1). Send-only: it must not queue received copies.
+        df = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP)
+        _drop_all_receive(df)
+        try:
+            df.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, SOCK_BUF)
+        except OSError:
+            df.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCK_BUF)
+        df.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        df.bind((self.local, 0))
+        df.setblocking(False)
+        self._sock_df = df
         self._ep = select.epoll()
         self._ep.register(sock.fileno(), select.EPOLLIN)
         self._ep.register(self._wake_r, select.EPOLLIN)
@@ -177,6 +278,9 @@ class IpipEndpoint:
             if self.mode == "kernel":
                 run_ip(["link", "add", "name", ifname, "type", "ipip", "local", self.local,
                         "remote", addr])
+            elif self.mode == "bpf":
+                assert self._bpf is not None
+                self._bpf.add_peer(ifname, addr)
             else:
                 peer.fd = open_tun(ifname)
             self.peers[name] = peer
@@ -205,6 +309,10 @@ class IpipEndpoint:
                 except OSError:
                     pass
                 os.close(peer.fd)  # a non-persistent TUN disappears with its fd
+                if peer.mtu_sock:
+                    peer.mtu_sock.close()
+            elif self._bpf is not None:
+                self._bpf.remove_peer(peer.ifname, peer.addr)
             else:
                 run_ip(["link", "del", "dev", peer.ifname], peer.netns, check=False)
         log.info("peer %s removed", name)
@@ -247,9 +355,42 @@ class IpipEndpoint:
             c.packets_in += 1
             c.bytes_in += total
 
+    def path_mtu(self, peer: Peer) -> int:
+        """Path MTU (bytes) towards the peer as the kernel knows it (route MTU, PMTU cache)."""
+        if peer.mtu_sock is None:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((self.local, 0))
+            s.connect((peer.addr, 9))
+            peer.mtu_sock = s
+        return peer.mtu_sock.getsockopt(socket.IPPROTO_IP, IP_MTU)
+
+    def _frag_needed(self, peer: Peer, inner: memoryview) -> None:
+        """Answer a DF packet the path cannot carry: ICMP type 3 code 4 with the tunnel MTU,
+        written into the peer's interface towards the inner source (RFC 2003 3.1)."""
+        c = peer.counters
+        now = int(time.monotonic())
+        second, sent = peer.icmp_window
+        if second != now:
+            second, sent = now, 0
+        try:
+            mtu = self.path_mtu(peer) - OUTER_LEN
+        except OSError:
+            mtu = MIN_MTU
+        msg = frag_needed(IPv4Address(self.local).packed, inner, mtu) if sent < ICMP_RATE else None
+        if msg is None:
+            c.frag_needed_suppressed += 1
+            return
+        try:
+            os.write(peer.fd, msg)
+        except OSError:
+            c.write_errors += 1
+            return
+        peer.icmp_window = (second, sent + 1)
+        c.frag_needed_sent += 1
+
     def _drain_tun(self, peer: Peer, buf: bytearray, mv: memoryview) -> None:
-        sock = self._sock
-        assert sock is not None
+        sock, sock_df = self._sock, self._sock_df
+        assert sock is not None and sock_df is not None
         dest = (peer.addr, 0)
         fd = peer.fd
         c = peer.counters
@@ -265,10 +406,14 @@ class IpipEndpoint:
             if n < 20 or buf[0] >> 4 != 4:
                 c.non_ipv4_dropped += 1
                 continue
+            df = buf[6] & IP_DF
             try:
-                sock.sendto(mv[:n], dest)
-            except OSError:
-                c.send_errors += 1
+                (sock_df if df else sock).sendto(mv[:n], dest)
+            except OSError as exc:
+                if df and exc.errno == errno.EMSGSIZE:
+                    self._frag_needed(peer, mv[:n])
+                else:
+                    c.send_errors += 1
                 continue
             c.packets_out += 1
             c.bytes_out += n
@@ -291,13 +436,13 @@ class IpipEndpoint:
                         self._drain_tun(peer, buf, mv)
 
     def serve_forever(self) -> None:
-        """Run the userspace data plane until stop() (idle loop for kernel mode).
+        """Run the userspace data plane until stop() (idle loop for the kernel and bpf modes).
 
         With threads=2 the decapsulating direction (raw socket -> TUN) and the
         encapsulating one (TUN -> raw socket) run in two threads with their own epoll:
         the read/write system calls release the GIL, so the two directions overlap.
         """
-        if self.mode == "kernel":
+        if self.mode != "userspace":
             while not self._stop:
                 time.sleep(0.2)
             return
@@ -339,8 +484,11 @@ class IpipEndpoint:
         self.stop()
         for name in list(self.peers):
             self.remove_peer(name)
-        if self._sock:
-            self._sock.close()
+        for s in (self._sock, self._sock_df):
+            if s:
+                s.close()
+        if self._bpf:
+            self._bpf.close()
         if self._ep:
             self._ep.close()
         for fd in (self._wake_r, self._wake_w):
@@ -364,14 +512,25 @@ class IpipEndpoint:
     def status(self) -> dict:
         """Counters as JSON-ready dict: per peer and endpoint-wide drops."""
         peers = {}
+        if self._bpf is not None:
+            self._bpf.refresh_routes({p.addr: p.ifname for p in list(self.peers.values())})
         for name, p in list(self.peers.items()):
-            c = self._kernel_counters(p) if self.mode == "kernel" else p.counters
-            peers[name] = {"addr": p.addr, "ifname": p.ifname, "netns": p.netns,
-                           **c.__dict__}
-        return {"local": self.local, "mode": self.mode, "peers": peers,
-                "unknown_peer_dropped": self.unknown_peer_dropped,
-                "unknown_sources": dict(self.unknown_sources),
-                "malformed_outer_dropped": self.malformed_outer_dropped}
+            if self.mode == "kernel":
+                c = self._kernel_counters(p).__dict__
+            elif self._bpf is not None:
+                c = {**PeerCounters().__dict__, **self._bpf.counters(p.ifname, p.addr)}
+            else:
+                c = p.counters.__dict__
+            peers[name] = {"addr": p.addr, "ifname": p.ifname, "netns": p.netns, **c}
+        st = {"local": self.local, **self.mode_choice.as_status(), "peers": peers,
+              "unknown_peer_dropped": self.unknown_peer_dropped,
+              "unknown_sources": dict(self.unknown_sources),
+              "malformed_outer_dropped": self.malformed_outer_dropped}
+        if self._bpf is not None:
+            st.update(self._bpf.stats())
+            st["bpf_decap_devices"] = sorted(self._bpf.decap_devices)
+        return st
 
 
-__all__ = ["IpipEndpoint", "Peer", "PeerCounters", "kernel_ipip_available", "TunError"]
+__all__ = ["IpipEndpoint", "Peer", "PeerCounters", "kernel_ipip_available", "choose_mode",
+           "frag_needed", "MODES", "TunError"]

@@ -75,12 +75,15 @@ def configure_link(ifname: str, *, netns: str | None = None, mtu: int | None = N
 
     rp_filter is switched off on the device: inner sources from a peer realm are private
     addresses that may also exist elsewhere (that is the point of realm indexing), so a
-    strict reverse-path check would drop legitimate traffic.
+    strict reverse-path check would drop legitimate traffic. accept_local is on: the
+    userspace endpoint answers "fragmentation needed" from our public address through the
+    device (RFC 2003 3.1), and that address may be local where the device lives.
     """
     if netns and move_from_here:
         run_ip(["link", "set", "dev", ifname, "netns", netns])
     set_sysctl(ifname, "ipv6/conf/IF/disable_ipv6", "1", netns)
     set_sysctl(ifname, "ipv4/conf/IF/rp_filter", "0", netns)
+    set_sysctl(ifname, "ipv4/conf/IF/accept_local", "1", netns)
     if mtu:
         run_ip(["link", "set", "dev", ifname, "mtu", str(mtu)], netns)
     for addr in addresses:

@@ -28,6 +28,20 @@ def needs(*tools: str, tun: bool = False) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not ok, reason=f"needs root, {', '.join(tools)}" + (" and /dev/net/tun" if tun else ""))
 
 
+def require_tunnel_mode(mode: str) -> None:
+    """Skip a test world whose IP-IP `mode` this machine cannot run, but fail under CI=true:
+    CI machines are of the kind that runs every mode but kernel ipip (ENVIRONMENT.md)."""
+    from testbed.tunnel.ipip import choose_mode
+    from testbed.tunnel.modes import TunnelModeError
+
+    try:
+        choose_mode(mode, "127.0.0.1")
+    except TunnelModeError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"IP-IP mode {mode} not available on this CI machine: {exc}")
+        pytest.skip(f"IP-IP mode {mode} not available here: {exc}")
+
+
 def sh(cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, shell=True, capture_output=True, text=True)
     if check and proc.returncode != 0:

@@ -177,6 +177,7 @@ def test_dhcp_node_attaches_with_udhcpc(world):
     env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
     assert env["event"] == "bound" and env["ip"] == "10.10.0.8"
     assert "0.0.0.0/0 10.10.0.1" in env["staticroutes"]
+    assert env["router"] == "10.10.0.1"  # option 3 too (RFC 3442), the sink as in the /0 route
     routes = sh(f"ip -n {ns['n4']} route").stdout
     assert "default via 10.10.0.1" in routes
     got = udp_reach(lab, ns["n4"], "10.10.0.8", h, "10.10.1.2")

@@ -85,12 +85,20 @@ class RawPeer:
             return None
         return decode(first + rest)
 
-    async def closed_by_server(self, timeout: float = 3.0) -> bool:
-        try:
-            data = await asyncio.wait_for(self.reader.read(65536), timeout)
-        except (ConnectionError, asyncio.TimeoutError):
-            return False
-        return data == b""
+    async def closed_by_server(self, timeout: float = 3.0, drain: bool = False) -> bool:
+        """True when the server closes within ``timeout``; with ``drain``, bytes it
+        still sends before closing (e.g. a DWR) are read and ignored."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), max(0.0, left))
+            except (ConnectionError, asyncio.TimeoutError):
+                return False
+            if data == b"":
+                return True
+            if not drain:
+                return False
 
     def request(self, code: int, app: int, avp_list: list[Any], **kw: Any) -> bytes:
         self.hbh += 1

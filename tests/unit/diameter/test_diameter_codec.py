@@ -30,7 +30,7 @@ def test_roundtrip_keeps_header_and_typed_values():
     assert [A.as_address(a) for a in m.find_all(C.AVP_HOST_IP_ADDRESS)] == ["192.0.2.7", "2001:db8::1"]
     assert m.integer(C.AVP_VENDOR_ID) == C.VENDOR_TESTBED
     cert = m.find(C.AVP_TB_CERTIFICATE, C.VENDOR_TESTBED)
-    assert A.as_bytes(cert) == b"PEM" and int(cert.avpFlags) & C.AVP_FLAG_MANDATORY == 0
+    assert A.as_bytes(cert) == b"PEM" and cert.flags & C.AVP_FLAG_MANDATORY == 0
 
 
 def test_address_avp_on_the_wire_has_family_and_octets():
@@ -74,16 +74,25 @@ def test_fixed_length_avp_with_wrong_length_is_refused():
     assert e.value.result_code == C.RESULT_INVALID_AVP_LENGTH
 
 
-def test_reserved_bits_are_reported():
+def test_reserved_bits_are_ignored_but_bad_bit_combinations_are_not():
+    """RFC 6733 3 and 4.1: reserved bits "MUST be set to zero and ignored by the
+    receiver" (freeDiameter ignores them too); an E bit on a request is 3008 and a
+    V bit with vendor 0 is 3009."""
     data = bytearray(_msg([A.make(C.AVP_ORIGIN_HOST, "a")]))
     data[4] |= 0x01
+    data[20 + 4] |= 0x01
+    m = decode(bytes(data))
+    assert m.text(C.AVP_ORIGIN_HOST) == "a"
+    data = bytearray(_msg([A.make(C.AVP_ORIGIN_HOST, "a")]))
+    data[4] |= C.FLAG_ERROR
     with pytest.raises(MalformedMessage) as e:
         decode(bytes(data))
     assert e.value.result_code == C.RESULT_INVALID_HDR_BITS
-    data = bytearray(_msg([A.make(C.AVP_ORIGIN_HOST, "a")]))
-    data[20 + 4] |= 0x01
+    vendor_zero = struct.pack("!IBBHI", C.AVP_ORIGIN_HOST, 0xC0, 0, 13, 0) + b"a\0\0\0"
+    data = _msg([])
+    data = data[:1] + (len(data) + len(vendor_zero)).to_bytes(3, "big") + data[4:] + vendor_zero
     with pytest.raises(MalformedMessage) as e:
-        decode(bytes(data))
+        decode(data)
     assert e.value.result_code == C.RESULT_INVALID_AVP_BITS
 
 
@@ -149,3 +158,51 @@ def test_routes():
     for bad in ("10.1.0.0/16", "10.1.0.0/16 gw 1", "10.1.0.0/16 0.0.0.0 -1"):
         with pytest.raises(RuleError):
             parse_route(bad)
+
+
+def _scapy_avp(code, value, vendor=0):
+    from scapy.contrib import diameter as sd
+    return sd.AVP([code, vendor] if vendor else code, val=value)
+
+
+def test_codec_bytes_equal_scapys_encoding_of_the_same_message():
+    """scapy stays the declaration: for the AVP kinds we send (UTF8String, OctetString,
+    Unsigned32, Enumerated, Address, Grouped, vendor AVPs) our codec writes exactly the
+    bytes scapy's own DiamG builds, and scapy reads our bytes back to the same values."""
+    from scapy.contrib import diameter as sd
+    ours = [A.make(C.AVP_ORIGIN_HOST, "msr1.home.example"),
+            A.make_address(C.AVP_HOST_IP_ADDRESS, "192.0.2.7"),
+            A.make(C.AVP_VENDOR_ID, C.VENDOR_TESTBED),
+            A.make(C.AVP_AUTH_REQUEST_TYPE, C.AUTH_REQUEST_AUTHORIZE_AUTHENTICATE),
+            A.make(C.AVP_USER_PASSWORD, b"\x00\x01\xfe\xff"),
+            A.make(C.AVP_VENDOR_SPECIFIC_APPLICATION_ID,
+                   [A.make(C.AVP_VENDOR_ID, 10415), A.make(C.AVP_AUTH_APPLICATION_ID, 16777251)]),
+            A.make(C.AVP_TB_CERTIFICATE, "PEM-", vendor=C.VENDOR_TESTBED)]
+    theirs = [_scapy_avp(C.AVP_ORIGIN_HOST, b"msr1.home.example"),
+              _scapy_avp(C.AVP_HOST_IP_ADDRESS, "192.0.2.7"),
+              _scapy_avp(C.AVP_VENDOR_ID, C.VENDOR_TESTBED),
+              _scapy_avp(C.AVP_AUTH_REQUEST_TYPE, C.AUTH_REQUEST_AUTHORIZE_AUTHENTICATE),
+              _scapy_avp(C.AVP_USER_PASSWORD, b"\x00\x01\xfe\xff"),
+              _scapy_avp(C.AVP_VENDOR_SPECIFIC_APPLICATION_ID,
+                         [_scapy_avp(C.AVP_VENDOR_ID, 10415),
+                          _scapy_avp(C.AVP_AUTH_APPLICATION_ID, 16777251)]),
+              _scapy_avp(C.AVP_TB_CERTIFICATE, b"PEM-", C.VENDOR_TESTBED)]
+    data = _msg(ours, C.CMD_AA, C.APP_NASREQ)
+    ref = bytes(sd.DiamG(version=1, drFlags=0x80, drCode=C.CMD_AA, drAppId=C.APP_NASREQ,
+                         drHbHId=7, drEtEId=9, avpList=theirs))
+    assert data == ref
+    pkt = decode(data).pkt
+    assert [int(a.avpCode) for a in pkt.avpList] == [a.code for a in ours]
+    assert pkt.avpList[2].val == C.VENDOR_TESTBED and pkt.avpList[6].val == b"PEM-"
+
+
+def test_unknown_mandatory_avp_inside_groups_is_found_with_its_path():
+    from testbed.diameter.peer import first_unknown_mandatory
+    unknown = A.make(65000, b"?", mandatory=True)
+    inner = A.make(C.AVP_PROXY_INFO, [A.make(C.AVP_PROXY_HOST, "p.example"), unknown])
+    m = decode(_msg([A.make(C.AVP_ORIGIN_HOST, "a"), inner], C.CMD_DEVICE_WATCHDOG))
+    failed = first_unknown_mandatory(m.avps)
+    # Failed-AVP content: Proxy-Info holding only the offending AVP (RFC 6733 7.5)
+    assert failed == A.make(C.AVP_PROXY_INFO, [unknown]).encode()
+    assert first_unknown_mandatory(decode(_msg([A.make(C.AVP_PROXY_INFO, [
+        A.make(C.AVP_PROXY_HOST, "p.example"), A.make(65000, b"?", mandatory=False)])])).avps) is None

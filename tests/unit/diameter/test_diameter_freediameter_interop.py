@@ -93,21 +93,28 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _fd_config(directory: Path, fd_port: int, server_port: int) -> Path:
+def fd_base_config(directory: Path, fd_port: int, realm: str = REALM) -> str:
+    """The part of a freeDiameter.conf every test run shares: identity FD_HOST,
+    loopback TCP only, the TLS credentials freeDiameter insists on."""
     cert, key = _self_signed(directory)
-    conf = directory / "freeDiameter.conf"
-    conf.write_text(f"""
+    return f"""
 Identity = "{FD_HOST}";
-Realm = "{REALM}";
+Realm = "{realm}";
 Port = {fd_port};
 SecPort = {_free_port()};
 ListenOn = "127.0.0.1";
 No_SCTP;
 No_IPv6;
-TwTimer = {FD_TW};
-TcTimer = 30;
 TLS_Cred = "{cert}", "{key}";
 TLS_CA = "{cert}";
+"""
+
+
+def _fd_config(directory: Path, fd_port: int, server_port: int) -> Path:
+    conf = directory / "freeDiameter.conf"
+    conf.write_text(fd_base_config(directory, fd_port) + f"""
+TwTimer = {FD_TW};
+TcTimer = 30;
 ConnectPeer = "{MSM_HOST}" {{ ConnectTo = "127.0.0.1"; No_TLS; Port = {server_port}; }};
 ConnectPeer = "{MSR_HOST}" {{ ConnectTo = "127.0.0.1"; No_TLS; Port = {_free_port()}; }};
 """)

@@ -161,12 +161,11 @@ def test_malformed_and_unknown_requests_after_open():
             ans = await raw.recv()
             assert ans.result_code == C.RESULT_INVALID_AVP_LENGTH and ans.find(C.AVP_FAILED_AVP)
             # unknown AVP with the M bit -> 5001
-            odd = A.make(C.AVP_ORIGIN_HOST, "x")
-            odd.avpCode = 65000
+            odd = A.make(65000, "x", mandatory=True)
             await raw.send(raw.request(C.CMD_DEVICE_WATCHDOG, C.APP_COMMON, [odd]))
             assert (await raw.recv()).result_code == C.RESULT_AVP_UNSUPPORTED
             # AAR without mandatory AVPs -> 5005
-            await raw.send(raw.request(C.CMD_AA, C.APP_NASREQ, [A.make(C.AVP_USER_NAME, NODE)]))
+            await raw.send(raw.request(C.CMD_AA, C.APP_NASREQ, [A.make(C.AVP_USER_NAME, NODE)], proxiable=True))
             assert (await raw.recv()).result_code == C.RESULT_MISSING_AVP
             # still open: a DWR is answered
             await raw.send(raw.request(C.CMD_DEVICE_WATCHDOG, C.APP_COMMON,
@@ -300,7 +299,7 @@ def test_mutated_messages_never_break_the_server():
                                node_address="10.1.0.5", want_certificate=True)
             raw = await RawPeer.connect(server.port)
             await raw.open()
-            templates = [raw.request(C.CMD_AA, C.APP_NASREQ, aar), raw.cer(),
+            templates = [raw.request(C.CMD_AA, C.APP_NASREQ, aar, proxiable=True), raw.cer(),
                          raw.request(C.CMD_DEVICE_WATCHDOG, C.APP_COMMON,
                                      [A.make(C.AVP_ORIGIN_HOST, "raw.home.example"),
                                       A.make(C.AVP_ORIGIN_REALM, REALM)])]

@@ -231,7 +231,9 @@ from testbed.tunnel.ipip import IpipEndpoint, kernel_ipip_available
 def links():
     return {l["ifname"] for l in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout)}
 ep = IpipEndpoint("198.51.100.1", peers={"B": "198.51.100.2"}, ifname_prefix="tbtr")
-out = {"auto_mode": ep.mode, "probe": kernel_ipip_available("198.51.100.1"), "after_init": "tbtrB" in links()}
+from testbed.tunnel.tcbpf import bpf_unavailable
+out = {"auto_mode": ep.mode, "probe": kernel_ipip_available("198.51.100.1"), "after_init": "tbtrB" in links(),
+       "bpf_probe": bpf_unavailable("198.51.100.1") is None}
 ep.start()
 ep.add_peer("C", "198.51.100.3")
 out["after_add"] = "tbtrC" in links()
@@ -256,8 +258,9 @@ def test_peers_added_and_removed_at_runtime_and_mode_detection(world):
     out = json.loads(proc.stdout)
     assert out["after_init"] and out["after_add"] and not out["after_remove"] and not out["after_close"]
     assert out["peers"] == ["C"] and "already used" in out["dup_refused"]
-    # auto mode follows what the kernel can do (this project's kernel has no ipip module)
-    assert out["auto_mode"] == ("kernel" if out["probe"] else "userspace")
+    # auto mode follows what the node can do (this project's kernel has no ipip module, and
+    # a root test process may load BPF): kernel, else bpf, else userspace (tunnel/modes.py)
+    assert out["auto_mode"] == ("kernel" if out["probe"] else "bpf" if out["bpf_probe"] else "userspace")
     config = subprocess.run("zcat /proc/config.gz 2>/dev/null | grep '^CONFIG_NET_IPIP='", shell=True,
                             capture_output=True, text=True).stdout
     if Path("/proc/config.gz").exists() and config == "":

@@ -27,6 +27,8 @@ from testbed.sg.strongswan import (Charon, Credentials, StrongswanError, render_
 
 from testbed.sg.initiator import Initiator
 
+from netns_support import require_tunnel_mode
+
 from .netns import REPO, Lab, needs_root, read_json, sh, sink_counts, udp_send, udp_sink, wait_for
 
 pytestmark = [pytest.mark.netns, needs_root,
@@ -104,11 +106,15 @@ def write_pem(path: Path, text: str) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["bpf", "userspace"])
+def world(request, tmp_path_factory):
+    """The SGs' IP-IP runs in tc BPF or in userspace (testbed/tunnel/modes.py); every check
+    below must hold for both: the realm is still the peer's own device."""
     pytest.importorskip("testbed.msm.client")
-    work = tmp_path_factory.mktemp("sgipsec")
-    lab = Lab("g", work)
+    mode = request.param
+    require_tunnel_mode(mode)
+    work = tmp_path_factory.mktemp(f"sgipsec-{mode}")
+    lab = Lab("g" if mode == "userspace" else "k", work)
     mns: dict[str, Charon] = {}
     try:
         inet = lab.ns("I")
@@ -152,7 +158,7 @@ def world(tmp_path_factory):
                 "mvpn": name, "public_address": addr, "realm": ["10.0.0.0/24"],
                 "portal": {"url": f"https://{MSM_ADDR}:8443", "poll_timeout": 10},
                 "peers": {p: {"public": PUB[p]} for p in PEERS[name]},
-                "tunnel": {"mode": "userspace"},
+                "tunnel": {"mode": mode},
                 "ipsec": {"enabled": True, "cert": cert, "key": key, "ca": ca_path,
                           "workdir": str(work / f"sg{name}"), "netns_prefix": f"{lab.prefix}{name}-",
                           "debug": 1},
