@@ -120,6 +120,13 @@ def bench_bringup(say: Say) -> dict[str, Any]:
     }
 
 
+def bench_portal(say: Say) -> dict[str, Any]:
+    """The MSM portal over mutual TLS vs plain HTTP, loopback only (testbed/msm/bench.py, issue 9)."""
+    from testbed.msm.bench import run
+
+    return run(say=say)
+
+
 def _cleanup_baseline() -> None:
     subprocess.run("docker rm -f $(docker ps -aq --filter label=testbed.lab=benchbl) >/dev/null 2>&1", shell=True)
     if (NETNS_DIR / "benchbl.switch").exists():
@@ -179,3 +186,6 @@ def run_benchmarks(only: str | None = None, output: Path = Path("results/bench.j
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=2))
     return results
+
+
+BENCHMARKS["portal"] = bench_portal  # registered apart from the dict line, which other benches extend

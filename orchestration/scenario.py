@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -208,6 +209,9 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
     results.mkdir(parents=True, exist_ok=True)
     for old in ("report.json",):
         (results / old).unlink(missing_ok=True)
+    # Volumes keep a node's data across its restarts within one run, never across runs: the
+    # MSM applies its seed (and the lab's one-time tokens) only to an empty store (issue 9).
+    shutil.rmtree(results / "volumes", ignore_errors=True)
     lab = Lab.from_file(folder / spec.topology, name=lab_name, workdir=results)
     ctx = ScenarioContext(name, lab, folder, results, say)
     t0 = time.monotonic()

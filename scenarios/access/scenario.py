@@ -6,6 +6,7 @@ import tempfile
 import time
 
 from testbed.access.dhcp import udhcpc_args
+from testbed.mn.enroll import sign_local_key
 from testbed.msm.ca import CertificateAuthority
 
 SINK_STATUS = "/run/testbed/access-sink.json"
@@ -48,12 +49,24 @@ def put_pki(ctx, node, prefix, ca, cert, key):
 
 
 def issue(ctx, cn, kind, **extra):
-    body = json.dumps({"cn": cn, "kind": kind, "san_ips": [], "san_dns": [cn], **extra})
-    doc = jexec(ctx, "msm", f"curl -s -X POST -H 'Content-Type: application/json' "
-                            f"-d '{body}' http://127.0.0.1:8080/api/certs")
+    """A certificate of the lab's MSM CA for a key made here (only the CSR goes to the MSM):
+    the operator on the MSM node makes a one-time token and the CSR is enrolled with it;
+    with `extra` (e.g. validity="expired") an operator-only test certificate instead."""
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+    from testbed.mn.enroll import load_or_make_key, make_csr
+    key = load_or_make_key(tempfile.mkdtemp(prefix="tbt-key-") + "/key.pem", "ec")
+    csr = make_csr(key, cn)
+    if extra:
+        ctx.lab.put_file("msm", "/root/req.json", json.dumps({"csr_pem": csr, "identity": cn, "kind": kind, **extra}))
+        doc = jexec(ctx, "msm", 'python3 -m testbed.msm.admin POST /api/testcerts "$(cat /root/req.json)"')
+    else:
+        tok = jexec(ctx, "msm", f"python3 -m testbed.msm.admin POST /api/tokens "
+                                f"'{json.dumps({'identity': cn, 'kind': kind})}'") or {}
+        ctx.lab.put_file("msm", "/root/req.json", json.dumps({"token": tok.get("token"), "csr_pem": csr, "kind": kind}))
+        doc = jexec(ctx, "msm", 'python3 -m testbed.msm.admin --anonymous POST /api/enroll "$(cat /root/req.json)"')
     if not doc or "cert_pem" not in doc:
         raise RuntimeError(f"MSM did not issue {cn}: {doc}")
-    return doc
+    return {**doc, "key_pem": key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()}
 
 
 def node_cfg(ctx, node, path, **cfg):
@@ -82,12 +95,12 @@ def run(ctx) -> None:
         ctx.check("MSM with DIAMETER running", False, lab.exec("msm", "cat /var/log/testbed/*.log").stdout[-500:])
         return
     # ---------------------------------------------------------- PKI from the MSM (claim 55)
-    ca_pem = lab.exec("msm", "curl -s http://127.0.0.1:8080/api/ca").stdout
+    ca_pem = lab.exec("msm", "cat /var/lib/msm/ca/ca.pem").stdout
     s = issue(ctx, "msr1.mwg.test", "msr")
     n2 = issue(ctx, "mn2.mwg.test", "mn")
     n3x = issue(ctx, "mn3.mwg.test", "mn", validity="expired")
     rogue = CertificateAuthority(tempfile.mkdtemp(prefix="tbt-rogue-"), "Mobile Workgroup MSM CA", "ec")
-    n3f = rogue.issue("mn3.mwg.test", "mn", [], ["mn3.mwg.test"])
+    n3f = sign_local_key(rogue, "mn3.mwg.test", "mn", [], ["mn3.mwg.test"])  # key made here
     sink_certs = put_pki(ctx, "msr1", "msr1", ca_pem, s["cert_pem"], s["key_pem"])
     mn2_certs = put_pki(ctx, "mn2", "mn2", ca_pem, n2["cert_pem"], n2["key_pem"])
     exp_certs = put_pki(ctx, "forger", "expired", ca_pem, n3x["cert_pem"], n3x["key_pem"])

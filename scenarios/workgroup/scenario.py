@@ -11,6 +11,11 @@ import time
 PUB = {"A": "198.51.100.1", "B": "198.51.100.2", "C": "198.51.100.3", "D": "198.51.100.4"}
 B_ADDR, AC_ADDR = "10.0.0.7", "10.0.0.5"
 MARKER = "WG-SECRET-MARKER-7f3a"
+# The portal as the operator reaches it on the MSM node: HTTPS, the MSM CA pinned, the local
+# operator credential the MSM made at first start (issue 9: every call authenticated).
+PORTAL = "https://198.51.100.10:8443"
+OPERATOR_CURL = ("--cacert /var/lib/msm/ca/ca.pem --cert /var/lib/msm/ca/operator/cert.pem "
+                 "--key /var/lib/msm/ca/operator/key.pem")
 STREAM_BYTES = 300_000
 
 # Time one IKE_SA + CHILD_SA set-up over VICI after terminating the SA (node side; argv:
@@ -294,7 +299,8 @@ def removal(ctx) -> None:
         time.sleep(1.5)
         d_t0 = drops()
         t0 = time.time()
-        r = lab.exec("msm", "curl -s -o /dev/null -w '%{http_code}' -X DELETE http://127.0.0.1:8080/api/workgroups/W/members/a.mwg.test")
+        r = lab.exec("msm", f"curl -s -o /dev/null -w '%{{http_code}}' {OPERATOR_CURL} -X DELETE "
+                            f"{PORTAL}/api/workgroups/W/members/a.mwg.test")
         row_gone = wait(lambda: (lambda st: st.get("filter", {}).get("rows") is not None
                                  and row(st, PUB["A"], AC_ADDR) is None)(sg(ctx, "sg-b")), 8, 0.1)
         t_row = time.time() - t0

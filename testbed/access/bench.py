@@ -24,6 +24,7 @@ import time
 
 def run(say=print, samples: int = 30, apply_nft: bool = False) -> dict:
     from testbed.diameter import BlockingDiameterClient, LocalIdentity
+    from testbed.mn.enroll import issue_with_local_key
     from testbed.msm.__main__ import Msm
     from testbed.msm.config import parse_config
 
@@ -35,7 +36,7 @@ def run(say=print, samples: int = 30, apply_nft: bool = False) -> dict:
     tmp = tempfile.mkdtemp(prefix="tbt-access-bench-")
     cfg = parse_config({
         "db_path": f"{tmp}/msm.db", "ca_dir": f"{tmp}/ca", "key_type": "ec",
-        "http_address": "127.0.0.1", "http_port": 0, "dns_enabled": False,
+        "http_address": "127.0.0.1", "https_port": 0, "dns_enabled": False,
         "status_file": f"{tmp}/msm.json",
         "seed": {"mvpns": [{"name": "A", "realm": "10.10.0.0/16", "sg_public": "203.0.113.1"}],
                  "users": [{"fqdn": "mn1.mwg.test", "mvpn": "A", "private_address": "10.10.0.5"}]},
@@ -49,10 +50,8 @@ def run(say=print, samples: int = 30, apply_nft: bool = False) -> dict:
     client.start(wait_open=5)
     methods: dict = {}
     try:
-        _code, sc = msm.portal.issue_cert({}, {"cn": "msr1.mwg.test", "kind": "msr", "san_ips": [],
-                                               "san_dns": ["msr1.mwg.test"]})
-        _code, nc = msm.portal.issue_cert({}, {"cn": "mn1.mwg.test", "kind": "mn", "san_ips": [],
-                                               "san_dns": []})
+        sc = issue_with_local_key(msm.portal, "msr1.mwg.test", "msr")
+        nc = issue_with_local_key(msm.portal, "mn1.mwg.test", "mn")
         for name, text in (("ca.pem", msm.ca.cert_pem), ("cert.pem", sc["cert_pem"]),
                            ("key.pem", sc["key_pem"])):
             with open(f"{tmp}/{name}", "w") as f:

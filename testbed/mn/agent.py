@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 class MnAgent:
     def __init__(self, cfg: MnConfig) -> None:
         self.cfg = cfg
-        self.msm = MsmClient(cfg.portal.url, timeout=10)
         self.creds = paths(cfg.credentials.dir)
+        self.msm: MsmClient | None = None   # made in prepare(), once the credentials exist
         self.me: dict | None = None
         self.members: list[dict] = []
         self.version = 0
@@ -46,9 +46,31 @@ class MnAgent:
         self.unreachable: list[str] = []   # members sharing our own private address
 
     # ---- start-up ----------------------------------------------------------------------
+    def _client(self) -> MsmClient:
+        """The portal client: over https:// with the MSM CA pinned and our certificate as the
+        TLS client certificate (identity = that certificate, contract of issue 9)."""
+        if not self.cfg.portal.url.startswith("https://"):
+            return MsmClient(self.cfg.portal.url, timeout=10)
+        return MsmClient(self.cfg.portal.url, timeout=10, ca_file=self.cfg.portal.ca or self.creds.ca,
+                         cert_file=self.cfg.portal.cert or self.creds.cert,
+                         key_file=self.cfg.portal.key or self.creds.key)
+
+    def enroll(self) -> None:
+        """Enrol once with the one-time token: the key is made here and only a CSR is sent
+        (testbed.mn.enroll). Keeps an existing set. Raises RuntimeError if there is no token,
+        MsmError if the MSM refuses (reason token_used, token_expired, ...)."""
+        c = self.cfg.credentials
+        if all(Path(p).exists() for p in (self.creds.cert, self.creds.key, self.creds.ca)):
+            return
+        token = c.token or (Path(c.token_file).read_text().strip() if c.token_file else None)
+        if not token:
+            raise RuntimeError(f"no certificate in {c.dir} and no credentials.token/token_file to enrol with")
+        self.creds = enroll(self.cfg.portal.url, token, "mn", c.dir, ca_file=c.ca_file, wait=120)
+
     def prepare(self) -> None:
-        if self.cfg.credentials.enroll:
-            self.creds = enroll(self.cfg.portal.url, self.cfg.fqdn, "mn", self.cfg.credentials.dir, wait=120)
+        if self.cfg.credentials.enroll and self.cfg.portal.url.startswith("https://"):
+            self.enroll()
+        self.msm = self._client()
         for key, val in (("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.rp_filter", "0"),
                          (f"net.ipv4.conf.{self.cfg.interface}.rp_filter", "0")):
             _sysctl(None, key, val)
@@ -123,7 +145,7 @@ class MnAgent:
             self.version = max(self.version, int(view.get("version", 0)))
             return view
         except MsmError as exc:
-            if exc.status in (403, 404):
+            if exc.status in (401, 403, 404):  # 401: our certificate was revoked
                 self.counters["signon_refused"] += 1
                 self.member = False
                 log.info("sign-on refused: %s", exc)

@@ -2,15 +2,17 @@
 
     fqdn: b.mwg.test
     workgroup: W
-    portal: {url: "http://198.51.100.10:8080", poll_timeout: 20}
+    portal: {url: "https://198.51.100.10:8443", poll_timeout: 20}
     interface: eth0                       # the MN's LAN interface (towards its SG)
-    credentials: {dir: /var/lib/testbed/mn/pki}   # cert.pem/key.pem/ca.pem; enrolled at the MSM CA if missing
+    credentials: {dir: /var/lib/testbed/mn/pki, token_file: /etc/testbed/mn.token}
+    # cert.pem/key.pem/ca.pem in dir; if missing, enrolled at the MSM CA with the one-time
+    # token (key made here, CSR sent; CA learned through the token's HMAC or `ca_file`)
     workdir: /var/lib/testbed/mn
     status_file: /run/testbed/mn.json
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from testbed.sg.config import PortalConfig as SgPortalConfig
 
@@ -22,9 +24,19 @@ class PortalConfig(SgPortalConfig):
 
 
 class CredentialsConfig(BaseModel):
+    """Where the MN's certificate, key and the MSM CA live, and how it enrols (issue 9)."""
     model_config = ConfigDict(extra="forbid")
     dir: str = "/var/lib/testbed/mn/pki"
     enroll: bool = True   # ask the MSM CA for a certificate when dir has none
+    token: str | None = Field(default=None, pattern=r"^[a-z0-9]{6}\.[A-Za-z0-9_-]{16,}$")
+    token_file: str | None = None   # a file holding the token (kept out of the config)
+    ca_file: str | None = None      # a pre-provisioned MSM CA; else learned by the token's HMAC
+
+    @model_validator(mode="after")
+    def _token(self) -> "CredentialsConfig":
+        if self.token and self.token_file:
+            raise ValueError("credentials: give token or token_file, not both")
+        return self
 
 
 class MnConfig(BaseModel):

@@ -6,13 +6,20 @@ every error names the field, so a bad scenario file fails loudly at start.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from testbed.common.config import ConfigError, read_mapping, validate
 
 
+def _ip_text(value: str) -> str:
+    ipaddress.ip_address(value)
+    return value
+
+
+#: an IPv4/IPv6 address kept as text, refused at load time if it is not one
+IpText = Annotated[str, AfterValidator(_ip_text)]
 
 
 class SeedWorkgroup(BaseModel):
@@ -21,13 +28,25 @@ class SeedWorkgroup(BaseModel):
     members: list[str] = []
 
 
+class SeedToken(BaseModel):
+    """An enrolment token the lab gives a node out of band (its config), issue 9."""
+
+    model_config = ConfigDict(extra="forbid")
+    identity: str
+    kind: Literal["mn", "sg", "msr", "operator"]
+    token: str = Field(pattern=r"^[a-z0-9]{6}\.[a-z0-9]{16,64}$")
+    ttl_s: float = Field(86400.0, ge=1, le=30 * 86400)
+
+
 class Seed(BaseModel):
-    """Objects to create at start if absent (a scenario's initial portal state)."""
+    """A scenario's initial portal state, applied ONCE to an empty store (never over later
+    changes made at the portal; see Store.apply_seed)."""
 
     model_config = ConfigDict(extra="forbid")
     mvpns: list[dict[str, Any]] = []
     users: list[dict[str, Any]] = []
     workgroups: list[SeedWorkgroup] = []
+    tokens: list[SeedToken] = []
 
 
 class DiameterSection(BaseModel):
@@ -73,14 +92,23 @@ class MsmConfig(BaseModel):
     ca_common_name: str = "Mobile Workgroup MSM CA"
     key_type: Literal["rsa", "ec"] = "rsa"
     cert_days: int = Field(365, ge=1, le=3650)
-    http_address: str = "0.0.0.0"
-    http_port: int = Field(8080, ge=0, le=65535)
+    http_address: IpText = "0.0.0.0"  # the portal's listening address (HTTPS and the optional plain port)
+    https_port: int = Field(8443, ge=0, le=65535)
+    #: plain-HTTP copy of the portal, for the bench baseline and tests only (callers there are
+    #: anonymous: no certificate, so only the anonymous routes answer unless insecure_no_authz)
+    insecure_http_port: int | None = Field(None, ge=0, le=65535)
+    server_san_ips: list[IpText] = []  # extra IP SANs of the portal's TLS certificate
+    server_san_dns: list[str] = []  # extra DNS SANs of the portal's TLS certificate
+    #: TEST ONLY: turn authorisation off (every route open; sign-on fqdn from the body)
+    insecure_no_authz: bool = False
+    #: TEST ONLY: operator route POST /api/testcerts (wrong SG in SAN, expired certificates)
+    allow_test_certs: bool = False
     dns_enabled: bool = True
-    dns_address: str = "0.0.0.0"
+    dns_address: IpText = "0.0.0.0"
     dns_port: int = Field(53, ge=0, le=65535)
     zone: str = "mwg.test."
     msm_fqdn: str | None = None  # default msm.<zone>
-    msm_address: str | None = None  # the MSM's public address, served in DNS
+    msm_address: IpText | None = None  # the MSM's public address, served in DNS
     longpoll_max: float = Field(60.0, gt=0, le=600)
     status_file: str = "/run/testbed/msm.json"
     status_interval: float = Field(1.0, gt=0, le=60)
@@ -88,12 +116,13 @@ class MsmConfig(BaseModel):
     seed: Seed = Seed()
     diameter: DiameterSection = DiameterSection()
 
-    @field_validator("http_address", "dns_address", "msm_address")
+    @model_validator(mode="before")
     @classmethod
-    def _ip(cls, value: str | None) -> str | None:
-        if value is not None:
-            ipaddress.ip_address(value)
-        return value
+    def _gone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "http_port" in data:
+            raise ValueError("http_port: removed by issue 9, the portal is HTTPS only: use https_port "
+                             "(default 8443); insecure_http_port exists for the bench baseline and tests")
+        return data
 
     @field_validator("zone")
     @classmethod

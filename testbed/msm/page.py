@@ -19,6 +19,10 @@ def _table(headers: list[str], rows: list[list[object]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _utc(unix_s: float) -> str:
+    return dt.datetime.fromtimestamp(unix_s, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def render(store: Store, zone: str) -> str:
     mvpns = store.mvpns()
     parts = [
@@ -48,11 +52,16 @@ def render(store: Store, zone: str) -> str:
                               ", ".join(r["targets"])] for r in rows]))
     parts.append("<h2>Sign-ons</h2>")
     parts.append(_table(["FQDN", "workgroup", "at (UTC)"],
-                        [[s["fqdn"], s["workgroup"],
-                          dt.datetime.fromtimestamp(s["at"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")]
-                         for s in store.signons()]))
+                        [[s["fqdn"], s["workgroup"], _utc(s["at"])] for s in store.signons()]))
     parts.append("<h2>Issued certificates</h2>")
-    parts.append(_table(["CN", "kind", "serial", "not after", "subjectAltName"],
-                        [[c["cn"], c["kind"], c["serial"], c["not_after"], c["san"]] for c in store.certs()]))
+    parts.append(_table(["CN", "kind", "identity", "serial", "not after", "subjectAltName", "state"],
+                        [[c["cn"], c["kind"], c["identity"] or c["cn"], c["serial"], c["not_after"], c["san"],
+                          "revoked " + _utc(c["revoked_at"]) if c["revoked_at"] else ("test only" if c["test"] else
+                                                                                    "valid")]
+                         for c in store.certs()]))
+    parts.append("<h2>Enrolment tokens</h2>")  # never their secrets
+    parts.append(_table(["id", "identity", "kind", "expires (UTC)", "used (UTC)", "certificate"],
+                        [[t["id"], t["identity"], t["kind"], _utc(t["expires"]), _utc(t["used_at"]) if t["used_at"]
+                          else "-", t["cert_serial"] or "-"] for t in store.tokens()]))
     parts.append("</body></html>")
     return "\n".join(parts)

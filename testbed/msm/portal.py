@@ -1,18 +1,22 @@
-"""The MSM portal: HTTP JSON API plus a small HTML page (stdlib http.server only).
+"""The MSM portal: HTTPS JSON API plus a small HTML page (stdlib http.server + ssl only).
 
-API contract (SG and MN agents are coded against it; keep it stable):
+API contract (SG, MN, MSR agents are coded against it; /work/coord/issue9-contract.md):
+  role operator (everything admin):
   POST /api/mvpns {name, realm, sg_public}            GET /api/mvpns[/{name}]
   POST /api/users {fqdn, mvpn, private_address}       GET /api/users[/{fqdn}]
   POST /api/workgroups {name}                         GET /api/workgroups[/{name}]
   POST /api/workgroups/{name}/members {fqdn}          DELETE /api/workgroups/{name}/members/{fqdn}
-  DELETE /api/users/{fqdn}, /api/mvpns/{name}, /api/workgroups/{name}
-  POST /api/signon {fqdn, workgroup}  -> {version, workgroup, self, members: other members}
-  GET  /api/sg/{mvpn}/filter          -> {mvpn, version, rows: [...]}
-  GET  /api/changes?since=V&timeout=S -> {version, changed}   (long-poll)
-  GET  /api/ca                        -> CA certificate (PEM text)
-  POST /api/certs {cn, kind, san_ips, san_dns[, validity, days, key_type, sg_public_override]}
-  GET  /api/status                    -> the agent's counters
-Errors: 4xx with {"error": "<field>: <why>", "field": "<field>"}.
+  DELETE /api/users/{fqdn}, /api/mvpns/{name}, /api/workgroups/{name}   (revokes certificates)
+  POST /api/tokens {identity, kind, ttl_s}  -> {token, id, identity, kind, expires}
+  GET  /api/tokens, GET /api/certs, DELETE /api/certs/{serial}, GET /api/status, GET /
+  POST /api/testcerts {csr_pem, identity, kind, validity, sg_public_override}  (allow_test_certs)
+  role mn (itself only):  POST /api/signon {workgroup[, fqdn]}, GET /api/users/{own fqdn}
+  role sg (itself only):  GET /api/sg/{own mvpn}/filter
+  role msr:               GET /api/nodecerts/{fqdn} -> {fqdn, cert_pem}   (claims 55-56)
+  mn, sg, msr, operator:  GET /api/changes?since=V&timeout=S -> {version, changed}  (long-poll)
+  anyone:                 GET /api/ca[?token_id=ID], GET /api/crl, POST /api/enroll {token, csr_pem}
+Errors: 4xx with {"error": "<field>: <why>", "field": "<field>"[, "reason": "<reason>"]}; 401/403
+refusals carry a reason and are counted in status auth.refused.<reason> (see auth.py).
 
 Why long-poll for updates ("push or poll"): it needs no state at the MSM about who
 listens, passes the NAPT of claim 22 (the client opens the connection), and still
@@ -20,76 +24,177 @@ delivers a change within one round trip of it happening.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import validate as v
+from .auth import EVERYONE, Caller, authorize, identify, require_tls
 from .ca import CertificateAuthority
-from .errors import ApiError, bad, not_found
+from .enrolment import Enrolment
+from .errors import ApiError, bad, not_found, refused
 from .page import render
 from .store import Store
 
 log = logging.getLogger("msm.portal")
 
 MAX_BODY = 64 * 1024
+CRL_NEXT_UPDATE_S = 3600  # the CRL's nextUpdate, from its making
+MAX_DRAIN = 1024 * 1024  # an oversized body up to this is read and dropped before the 413
+OPERATOR = frozenset({"operator"})
+FOLLOWERS = frozenset({"operator", "mn", "sg", "msr"})
 
 
 class Pem(str):
     """A PEM text answer (sent as application/x-pem-file, not HTML)."""
 
 
-class Portal:
-    """The API's logic, independent of the HTTP plumbing (one method per route)."""
+@dataclass(frozen=True)
+class Route:
+    """One route: `roles` admitted; `own` = index of the path argument a non-operator caller
+    must own (its FQDN / M-VPN name), None if none."""
 
-    def __init__(self, store: Store, ca: CertificateAuthority, zone: str, longpoll_max: float = 60.0) -> None:
+    method: str
+    pattern: re.Pattern
+    fn: Callable[..., tuple[int, Any]]
+    roles: frozenset
+    own: int | None = None
+
+
+class Portal:
+    """The API's logic, independent of the HTTP plumbing (one method per route).
+
+    `authz=False` is the test-only `insecure_no_authz` mode: every route open to everyone and
+    a sign-on's `fqdn` taken from the body, as before issue 9 (for the test showing that the
+    intruder checks fail without authorisation).
+    """
+
+    def __init__(self, store: Store, ca: CertificateAuthority, zone: str, longpoll_max: float = 60.0,
+                 authz: bool = True, allow_test_certs: bool = False) -> None:
         self.store = store
         self.ca = ca
         self.zone = zone
         self.longpoll_max = longpoll_max
+        self.authz = authz
+        self.enrolment = Enrolment(store, ca, zone, allow_test_certs)
         self.counters: Counter = Counter()
+        self.refusals: Counter = Counter()
         self.lock = threading.Lock()
         self.waiting = 0
         self.status_extra: Callable[[], dict] = dict
+        self._crl: tuple[int, float, str] | None = None  # (version, built at monotonic s, PEM)
         S = r"([^/]+)"
-        self.routes: list[tuple[str, re.Pattern, Callable[..., tuple[int, Any]]]] = [
-            ("GET", re.compile(r"^/$"), self.page),
-            ("GET", re.compile(r"^/api/mvpns$"), lambda q, b: (200, self.store.mvpns())),
-            ("POST", re.compile(r"^/api/mvpns$"), lambda q, b: (201, self.store.add_mvpn(v.obj(b)))),
-            ("GET", re.compile(rf"^/api/mvpns/{S}$"), lambda q, b, n: (200, self.store.mvpn(n))),
-            ("DELETE", re.compile(rf"^/api/mvpns/{S}$"), lambda q, b, n: (200, {"version": self.store.delete_mvpn(n)})),
-            ("GET", re.compile(r"^/api/users$"), lambda q, b: (200, self.store.users())),
-            ("POST", re.compile(r"^/api/users$"), lambda q, b: (201, self.store.add_user(v.obj(b)))),
-            ("GET", re.compile(rf"^/api/users/{S}$"), lambda q, b, f: (200, self.store.user(v.fqdn(f)))),
-            ("DELETE", re.compile(rf"^/api/users/{S}$"), lambda q, b, f: (200, {"version": self.store.delete_user(f)})),
-            ("GET", re.compile(r"^/api/workgroups$"), lambda q, b: (200, self.store.workgroups())),
-            ("POST", re.compile(r"^/api/workgroups$"), lambda q, b: (201, self.store.add_workgroup(v.obj(b)))),
-            ("GET", re.compile(rf"^/api/workgroups/{S}$"), lambda q, b, n: (200, self.store.workgroup(n))),
-            ("DELETE", re.compile(rf"^/api/workgroups/{S}$"),
-             lambda q, b, n: (200, {"version": self.store.delete_workgroup(n)})),
-            ("POST", re.compile(rf"^/api/workgroups/{S}/members$"),
-             lambda q, b, n: (201, self.store.add_member(n, v.obj(b)))),
-            ("DELETE", re.compile(rf"^/api/workgroups/{S}/members/{S}$"),
-             lambda q, b, n, f: (200, self.store.remove_member(n, f))),
-            ("POST", re.compile(r"^/api/signon$"), lambda q, b: (200, self.store.signon(v.obj(b)))),
-            ("GET", re.compile(rf"^/api/sg/{S}/filter$"), lambda q, b, m: (200, self.store.filter_rows(m))),
-            ("GET", re.compile(r"^/api/changes$"), self.changes),
-            ("GET", re.compile(r"^/api/ca$"), lambda q, b: (200, Pem(self.ca.cert_pem))),
-            ("POST", re.compile(r"^/api/certs$"), self.issue_cert),
-            ("GET", re.compile(r"^/api/status$"), lambda q, b: (200, self.status())),
+        R = re.compile
+        e = self.enrolment
+        st = self.store
+        self.routes: list[Route] = [
+            Route("GET", R(r"^/$"), self.page, OPERATOR),
+            Route("GET", R(r"^/api/mvpns$"), lambda c, q, b: (200, st.mvpns()), OPERATOR),
+            Route("POST", R(r"^/api/mvpns$"), lambda c, q, b: (201, st.add_mvpn(v.obj(b))), OPERATOR),
+            Route("GET", R(rf"^/api/mvpns/{S}$"), lambda c, q, b, n: (200, st.mvpn(n)), OPERATOR),
+            Route("DELETE", R(rf"^/api/mvpns/{S}$"), lambda c, q, b, n: (200, {"version": st.delete_mvpn(n)}),
+                  OPERATOR),
+            Route("GET", R(r"^/api/users$"), lambda c, q, b: (200, st.users()), OPERATOR),
+            Route("POST", R(r"^/api/users$"), lambda c, q, b: (201, st.add_user(v.obj(b))), OPERATOR),
+            Route("GET", R(rf"^/api/users/{S}$"), lambda c, q, b, f: (200, st.user(v.fqdn(f))),
+                  frozenset({"operator", "mn"}), own=0),
+            Route("DELETE", R(rf"^/api/users/{S}$"), lambda c, q, b, f: (200, {"version": st.delete_user(f)}),
+                  OPERATOR),
+            Route("GET", R(r"^/api/workgroups$"), lambda c, q, b: (200, st.workgroups()), OPERATOR),
+            Route("POST", R(r"^/api/workgroups$"), lambda c, q, b: (201, st.add_workgroup(v.obj(b))), OPERATOR),
+            Route("GET", R(rf"^/api/workgroups/{S}$"), lambda c, q, b, n: (200, st.workgroup(n)), OPERATOR),
+            Route("DELETE", R(rf"^/api/workgroups/{S}$"),
+                  lambda c, q, b, n: (200, {"version": st.delete_workgroup(n)}), OPERATOR),
+            Route("POST", R(rf"^/api/workgroups/{S}/members$"),
+                  lambda c, q, b, n: (201, st.add_member(n, v.obj(b))), OPERATOR),
+            Route("DELETE", R(rf"^/api/workgroups/{S}/members/{S}$"),
+                  lambda c, q, b, n, f: (200, st.remove_member(n, f)), OPERATOR),
+            Route("POST", R(r"^/api/signon$"), self.signon, frozenset({"mn"})),
+            Route("GET", R(rf"^/api/sg/{S}/filter$"), lambda c, q, b, m: (200, st.filter_rows(m)),
+                  frozenset({"operator", "sg"}), own=0),
+            Route("GET", R(r"^/api/changes$"), self.changes, FOLLOWERS),
+            Route("GET", R(rf"^/api/nodecerts/{S}$"), self.nodecert, frozenset({"operator", "msr"})),
+            Route("GET", R(r"^/api/ca$"), self.ca_route, EVERYONE),
+            Route("GET", R(r"^/api/crl$"), lambda c, q, b: (200, Pem(self.crl_pem())), EVERYONE),
+            Route("POST", R(r"^/api/enroll$"), self.enroll, EVERYONE),
+            Route("POST", R(r"^/api/tokens$"), lambda c, q, b: (201, e.create_token(b)), OPERATOR),
+            Route("GET", R(r"^/api/tokens$"), lambda c, q, b: (200, st.tokens()), OPERATOR),
+            Route("GET", R(r"^/api/certs$"), lambda c, q, b: (200, st.certs()), OPERATOR),
+            Route("DELETE", R(rf"^/api/certs/{S}$"),
+                  lambda c, q, b, s: (200, {"version": st.revoke_cert(s.lower())}), OPERATOR),
+            Route("GET", R(r"^/api/status$"), lambda c, q, b: (200, self.status()), OPERATOR),
         ]
+        if allow_test_certs:
+            self.routes.append(Route("POST", R(r"^/api/testcerts$"), lambda c, q, b: (201, e.test_cert(b)),
+                                     OPERATOR))
 
     # ------------------------------------------------------------------ routes
-    def page(self, query: dict, body: Any) -> tuple[int, Any]:
+    def page(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
         return 200, render(self.store, self.zone)
 
-    def changes(self, query: dict, body: Any) -> tuple[int, Any]:
+    def signon(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
+        """Claims 5/13, as the caller itself: a body `fqdn` other than the certificate's is 403
+        not_self; a non-member gets 403 not_member (from the store)."""
+        body = v.obj(body)
+        if self.authz:
+            claimed = body.get("fqdn")
+            if claimed is not None and v.fqdn(claimed) != caller.identity:
+                raise refused(403, "not_self", f"certificate of {caller.identity} cannot sign on as {claimed!r}",
+                              "fqdn")
+            body = {**body, "fqdn": caller.identity}
+        elif "fqdn" not in body and caller.identity:
+            body = {**body, "fqdn": caller.identity}
+        return 200, self.store.signon(body)
+
+    def nodecert(self, caller: Caller, query: dict, body: Any, fqdn: str) -> tuple[int, Any]:
+        """Claims 55-56: the published certificate of node `fqdn` (a sink checks a hello with it)."""
+        fqdn = v.hostname(fqdn, "fqdn")
+        pem = self.store.node_cert(fqdn)
+        if pem is None:
+            raise not_found("fqdn", f"no certificate published for {fqdn!r}")
+        return 200, {"fqdn": fqdn, "cert_pem": pem}
+
+    def ca_route(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
+        """Without token_id: the CA certificate (PEM). With it: {ca_pem, token_id, mac} (first contact)."""
+        if "token_id" in query:
+            if self.authz:
+                require_tls(caller)
+            return 200, self.enrolment.ca_for_token(query["token_id"][-1])
+        return 200, Pem(self.ca.cert_pem)
+
+    def enroll(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
+        """A token and a CSR for a certificate (see Enrolment.enroll); over TLS only."""
+        if self.authz:
+            require_tls(caller)
+        return 201, self.enrolment.enroll(body)
+
+    def crl_pem(self) -> str:
+        """The CA's CRL (PEM); rebuilt when the version changed or when half of its validity
+        (CRL_NEXT_UPDATE_S) has passed, so a reader never gets a stale one. cRLNumber =
+        (store version << 32) + unix seconds: it grows with every rebuild and every change,
+        across restarts too (RFC 5280 section 5.2.3)."""
+        version = self.store.version
+        now = time.monotonic()
+        with self.lock:
+            if self._crl is not None and self._crl[0] == version and now - self._crl[1] < CRL_NEXT_UPDATE_S / 2:
+                return self._crl[2]
+        revoked = [(serial, dt.datetime.fromtimestamp(at, dt.timezone.utc)) for serial, at in self.store.revoked()]
+        pem = self.ca.crl(revoked, (version << 32) + int(time.time()), next_update_s=CRL_NEXT_UPDATE_S)
+        with self.lock:
+            self._crl = (version, now, pem)
+        return pem
+
+    def changes(self, caller: Caller, query: dict, body: Any) -> tuple[int, Any]:
         """Long-poll: answer as soon as the version exceeds `since`, or after `timeout` s."""
         since = _query_number(query, "since", int, default=None)
         timeout = _query_number(query, "timeout", float, default=30.0)
@@ -108,76 +213,68 @@ class Portal:
                 self.waiting -= 1
         return 200, {"version": version, "changed": version > since}
 
-    def issue_cert(self, query: dict, body: Any) -> tuple[int, Any]:
-        body = v.obj(body)
-        cn = v.text(v.require(body, "cn"), "cn").strip()
-        kind = v.text(v.require(body, "kind"), "kind")
-        san_ips = v.str_list(body.get("san_ips"), "san_ips")
-        san_dns = v.str_list(body.get("san_dns"), "san_dns")
-        validity = v.text(body.get("validity", "valid"), "validity")
-        days = body.get("days")
-        key_type = body.get("key_type")
-        if key_type is not None:
-            key_type = v.text(key_type, "key_type")
-        if kind == "mn":
-            # Claim 10: the MN's certificate names its own SG's public address. The MSM
-            # takes it from the user's M-VPN, so an MN cannot choose a foreign realm.
-            user = self.store.find_user(cn.lower().rstrip("."))
-            if user is None:
-                raise not_found("cn", f"{cn!r} is not a known user FQDN (kind mn needs one)")
-            cn = user["fqdn"]
-            sg = user["sg_public"]
-            override = body.get("sg_public_override")
-            if override is not None:  # for negative tests only: a certificate naming the wrong SG
-                sg = str(v.ipv4(override, "sg_public_override"))
-            san_dns = [user["fqdn"], *san_dns]
-            san_ips = [sg, *san_ips]
-        elif "sg_public_override" in body:
-            raise bad("sg_public_override", "only allowed with kind mn")
-        issued = self.ca.issue(cn, kind, san_ips, san_dns, validity=validity, days=days, key_type=key_type)
-        self.store.record_cert(issued.serial, cn, kind, issued.not_before.isoformat(),
-                               issued.not_after.isoformat(), issued.san)
-        if kind in ("mn", "msr") and validity == "valid" and body.get("sg_public_override") is None:
-            # the one a sink may fetch for this node (claims 55-56); test certificates
-            # outside their validity window never replace it
-            self.store.set_node_cert(cn, issued.cert_pem)
-        with self.lock:
-            self.counters["certs_issued"] += 1
-        return 201, {
-            "cn": cn, "kind": kind, "serial": format(issued.serial, "x"), "san": issued.san,
-            "not_before": issued.not_before.isoformat(), "not_after": issued.not_after.isoformat(),
-            "cert_pem": issued.cert_pem, "key_pem": issued.key_pem, "ca_pem": self.ca.cert_pem,
-        }
-
     def status(self) -> dict:
         with self.lock:
             http = dict(self.counters)
             http["longpoll_waiting"] = self.waiting
-        return {"version": self.store.version, "store": self.store.counts(), "http": http, **self.status_extra()}
+        return {"version": self.store.version, "store": self.store.counts(), "http": http,
+                "auth": self.auth_status(), **self.status_extra()}
+
+    def auth_status(self) -> dict:
+        """{mode, refused: {reason: count}, tls_failed}: the `auth` section of the status."""
+        with self.lock:
+            return {"mode": "mtls" if self.authz else "insecure_no_authz", "refused": dict(self.refusals),
+                    "tls_failed": self.counters.get("tls_failed", 0)}
 
     # ---------------------------------------------------------------- dispatch
-    def dispatch(self, method: str, raw_path: str, body: Any) -> tuple[int, Any]:
+    def dispatch(self, method: str, raw_path: str, body: Any, caller: Caller = Caller()) -> tuple[int, Any]:
+        """Route, authorise (unless authz is off), run. Raises ApiError (refusals counted)."""
         parts = urlsplit(raw_path)
         query = parse_qs(parts.query, keep_blank_values=True)
         path = parts.path.rstrip("/") or "/"
         allowed = False
-        for m, pattern, fn in self.routes:
-            match = pattern.match(path)
-            if not match:
-                continue
-            if m != method:
-                allowed = True
-                continue
-            args = [unquote(g) for g in match.groups()]
-            return fn(query, body, *args)
-        if allowed:
-            raise ApiError(405, None, f"method {method} not allowed on {path}")
-        raise not_found(None, f"no such resource {path}")
+        try:
+            for route in self.routes:
+                match = route.pattern.match(path)
+                if not match:
+                    continue
+                if route.method != method:
+                    allowed = True
+                    continue
+                args = [unquote(g) for g in match.groups()]
+                if self.authz:
+                    own = None if route.own is None else _own_name(caller.role, args[route.own])
+                    authorize(caller, route.roles, own)
+                return route.fn(caller, query, body, *args)
+            if allowed:
+                raise ApiError(405, None, f"method {method} not allowed on {path}")
+            raise not_found(None, f"no such resource {path}")
+        except ApiError as exc:
+            if exc.reason:
+                self.refused(exc, caller, method, path)
+            raise
+
+    def refused(self, exc: ApiError, caller: Caller, method: str, path: str) -> None:
+        """Count a refusal by reason and log it with the caller's identity."""
+        with self.lock:
+            self.refusals[exc.reason] += 1
+        log.warning("refused %s %s from %s: %d %s (%s)", method, path, caller.label(), exc.status, exc.reason,
+                    exc.message)
 
     def count(self, status: int) -> None:
         with self.lock:
             self.counters["requests"] += 1
             self.counters[f"status_{status // 100}xx"] += 1
+
+    def tls_failed(self, address: Any, exc: Exception) -> None:
+        with self.lock:
+            self.counters["tls_failed"] += 1
+        log.info("TLS handshake with %s failed: %s", address, exc)
+
+
+def _own_name(role: str, arg: str) -> str:
+    """A path argument in the form the caller's identity has (user FQDNs are lower-case)."""
+    return arg.strip().lower().rstrip(".") if role == "mn" else arg
 
 
 def _query_number(query: dict, field: str, kind: type, default: Any) -> Any:
@@ -198,19 +295,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     server_version = "testbed-msm/1"
     protocol_version = "HTTP/1.1"
+    timeout = 120  # s: an idle keep-alive connection (or a stalled client) frees its thread
     portal: Portal  # set on the subclass made by make_server
+    unread_body = False  # set when we answer without reading a body of unknown/oversized length
 
     def log_message(self, fmt: str, *args: Any) -> None:  # http.server logs to stderr by default
         log.debug("%s %s", self.address_string(), fmt % args)
 
     def _handle(self, method: str, head: bool = False) -> None:
         started = time.monotonic()
+        caller = Caller()
         try:
             body = self._read_body() if method in ("POST", "PUT") else None
-            status, payload = self.portal.dispatch(method, self.path, body)
+            if isinstance(self.connection, ssl.SSLSocket):
+                caller = identify(self.portal.store, self.connection.getpeercert())
+            status, payload = self.portal.dispatch(method, self.path, body, caller)
         except ApiError as exc:
             status, payload = exc.status, exc.to_json()
-            log.debug("%s %s -> %d %s", method, self.path, status, payload["error"])
+            log.debug("%s %s from %s -> %d %s", method, self.path, caller.label(), status, payload["error"])
         except Exception:  # a bug, not bad input: answer 500 and keep serving
             log.exception("%s %s failed", method, self.path)
             status, payload = 500, {"error": "internal error"}
@@ -233,7 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             log.debug("client went away before the answer to %s %s", method, self.path)
-        log.debug("%s %s -> %d in %.1f ms", method, self.path, status, (time.monotonic() - started) * 1e3)
+        log.debug("%s %s from %s -> %d in %.1f ms", method, self.path, caller.label(), status,
+                  (time.monotonic() - started) * 1e3)
 
     def _read_body(self) -> Any:
         length_text = self.headers.get("Content-Length")
@@ -244,9 +347,11 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(length_text)
         except ValueError:
             self.close_connection = True
+            self.unread_body = True
             raise bad(None, "bad Content-Length") from None
         if length < 0 or length > MAX_BODY:
             self.close_connection = True
+            self.unread_body = True
             raise ApiError(413, None, f"body larger than {MAX_BODY} bytes")
         raw = self.rfile.read(length)
         if not raw:
@@ -270,10 +375,66 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class PortalServer(ThreadingHTTPServer):
+    """Threaded HTTP(S) server. With `tls`, the TLS handshake runs in the request's own thread
+    (not in accept), so a slow or hostile client cannot stall the listener."""
+
     daemon_threads = True  # long-poll handlers must not hold up shutdown
     allow_reuse_address = True
+    request_queue_size = 512  # 200+ long-pollers reconnecting at once must not overflow the backlog
+    handshake_timeout = 10.0
+    tls: ssl.SSLContext | None = None
+    portal: Portal
+
+    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        request.settimeout(self.handshake_timeout)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            self.portal.tls_failed(client_address, exc)
+            return
+        try:
+            handler = self.RequestHandlerClass(conn, client_address, self)
+            if getattr(handler, "unread_body", False):
+                _drain(conn)
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
 
 
-def make_server(portal: Portal, address: str, port: int) -> PortalServer:
+def _drain(conn: socket.socket, limit: int = MAX_DRAIN, wait_s: float = 0.2) -> None:
+    """Read and drop what the client is still sending (at most `limit` bytes, `wait_s` per read):
+    closing a TLS socket with unread data makes the kernel send a reset that can overtake
+    the error answer we just sent."""
+    conn.settimeout(wait_s)
+    try:
+        while limit > 0:
+            data = conn.recv(min(limit, 65536))
+            if not data:
+                return
+            limit -= len(data)
+    except (OSError, ssl.SSLError):
+        return
+
+
+def server_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLContext:
+    """TLS 1.2+ server context: our certificate, client certificates requested (optional:
+    anonymous routes exist) and, when sent, verified against the MSM CA."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_file, key_file)
+    ctx.load_verify_locations(cafile=ca_file)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def make_server(portal: Portal, address: str, port: int, tls: ssl.SSLContext | None = None) -> PortalServer:
+    """A portal server on (address, port); HTTPS with `tls`, plain HTTP without (test/bench only)."""
     handler = type("PortalHandler", (_Handler,), {"portal": portal})
-    return PortalServer((address, port), handler)
+    server = PortalServer((address, port), handler)
+    server.tls = tls
+    server.portal = portal
+    return server

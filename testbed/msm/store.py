@@ -14,10 +14,11 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from . import validate as v
-from .errors import ApiError, bad, conflict, not_found
+from .errors import ApiError, bad, conflict, not_found, refused
 
 log = logging.getLogger("msm.store")
 
@@ -53,9 +54,25 @@ CREATE TABLE IF NOT EXISTS certs (
     kind TEXT NOT NULL,
     not_before TEXT NOT NULL,
     not_after TEXT NOT NULL,
-    san TEXT NOT NULL
+    san TEXT NOT NULL,
+    identity TEXT,
+    revoked_at REAL,
+    test INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    secret TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    used_at REAL,
+    cert_serial TEXT
 );
 """
+
+#: columns added by issue 9 to a certs table made by an older MSM
+_CERT_COLUMNS = {"identity": "TEXT", "revoked_at": "REAL", "test": "INTEGER NOT NULL DEFAULT 0"}
 
 
 def _addr_key(text: str) -> int:
@@ -76,9 +93,21 @@ class Store:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA foreign_keys = ON")
+        # Issue 9: an acknowledged change must survive SIGKILL (and power loss): write-ahead
+        # log, fsync of the log at every COMMIT before the portal answers.
+        mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        self._db.execute("PRAGMA synchronous = FULL")
+        if mode.lower() != "wal":
+            raise sqlite3.OperationalError(f"{path}: cannot switch to WAL journal (got {mode})")
         self._db.executescript(SCHEMA)
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(certs)")}
+        for col, decl in _CERT_COLUMNS.items():
+            if col not in have:
+                self._db.execute(f"ALTER TABLE certs ADD COLUMN {col} {decl}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS certs_identity ON certs(identity, kind)")
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        self._tx_depth = 0
         row = self._db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta(key, value) VALUES ('version', '0')")
@@ -97,22 +126,45 @@ class Store:
         with self._lock:
             return self._version
 
-    def _mutate(self, statements: Iterable[tuple[str, tuple]]) -> int:
-        """Run statements and the version bump in one transaction; wake waiters."""
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group mutations into ONE durable transaction (all or nothing, even under SIGKILL).
+
+        Re-entrant; waiters are woken once, at the outermost COMMIT. Used for the seed and for
+        an enrolment (token consumed + certificate recorded together).
+        """
         with self._lock:
+            if self._tx_depth:
+                self._tx_depth += 1
+                try:
+                    yield
+                finally:
+                    self._tx_depth -= 1
+                return
+            before = self._version
+            self._db.execute("BEGIN IMMEDIATE")
+            self._tx_depth = 1
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                for sql, args in statements:
-                    self._db.execute(sql, args)
-                new = self._version + 1
-                self._db.execute("UPDATE meta SET value=? WHERE key='version'", (str(new),))
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._version = before
                 raise
-            self._version = new
-            self._changed.notify_all()
-            return new
+            finally:
+                self._tx_depth = 0
+            if self._version != before:
+                self._changed.notify_all()
+
+    def _mutate(self, statements: Iterable[tuple[str, tuple]], bump: bool = True) -> int:
+        """Run statements (and the version bump) in one committed transaction; wake waiters."""
+        with self.transaction():
+            for sql, args in statements:
+                self._db.execute(sql, args)
+            if bump:
+                self._version += 1
+                self._db.execute("UPDATE meta SET value=? WHERE key='version'", (str(self._version),))
+            return self._version
 
     def wait_for_change(self, since: int, timeout: float) -> int:
         """Block until version > since or timeout; return the current version."""
@@ -194,7 +246,7 @@ class Store:
         with self._lock:
             return {
                 t: self._one(f"SELECT COUNT(*) AS n FROM {t}")["n"]
-                for t in ("mvpns", "users", "workgroups", "members", "certs")
+                for t in ("mvpns", "users", "workgroups", "members", "certs", "tokens")
             }
 
     # ------------------------------------------------------------------ writes
@@ -232,11 +284,18 @@ class Store:
         fqdn = v.fqdn(fqdn)
         with self._lock:
             self.user(fqdn)
-            return self._mutate([
+            # Issue 9: a deleted user's certificates are revoked in the same transaction (the
+            # CRL and the portal refuse them from this version on).
+            version = self._mutate([
                 ("DELETE FROM members WHERE fqdn=?", (fqdn,)),
                 ("DELETE FROM signons WHERE fqdn=?", (fqdn,)),
                 ("DELETE FROM users WHERE fqdn=?", (fqdn,)),
+                ("DELETE FROM node_certs WHERE fqdn=?", (fqdn,)),
+                ("UPDATE certs SET revoked_at=? WHERE identity=? AND kind='mn' AND revoked_at IS NULL", (time.time(), fqdn)),
+                ("DELETE FROM tokens WHERE identity=? AND kind='mn' AND used_at IS NULL", (fqdn,)),
             ])
+        log.info("user %s deleted; its certificates revoked", fqdn)
+        return version
 
     def delete_mvpn(self, name: str) -> int:
         with self._lock:
@@ -244,7 +303,14 @@ class Store:
             n = self._one("SELECT COUNT(*) AS n FROM users WHERE mvpn=?", (name,))["n"]
             if n:
                 raise conflict("mvpn", f"M-VPN {name!r} still has {n} user(s)")
-            return self._mutate([("DELETE FROM mvpns WHERE name=?", (name,))])
+            version = self._mutate([
+                ("DELETE FROM mvpns WHERE name=?", (name,)),
+                ("UPDATE certs SET revoked_at=? WHERE identity=? AND kind='sg' AND revoked_at IS NULL",
+                 (time.time(), name)),
+                ("DELETE FROM tokens WHERE identity=? AND kind='sg' AND used_at IS NULL", (name,)),
+            ])
+        log.info("M-VPN %s deleted; its SG certificates revoked", name)
+        return version
 
     def add_workgroup(self, body: dict) -> dict:
         name = v.name(v.require(body, "name"), "name")
@@ -297,7 +363,7 @@ class Store:
             me = self.user(fqdn)
             members = self.members(wg)
             if not any(m["fqdn"] == fqdn for m in members):
-                raise ApiError(403, "fqdn", f"{fqdn!r} is not a member of workgroup {wg!r}")
+                raise refused(403, "not_member", f"{fqdn!r} is not a member of workgroup {wg!r}", "fqdn")
             # A sign-on is recorded for the page, but it changes nobody's view: no version bump.
             self._db.execute(
                 "INSERT OR REPLACE INTO signons(fqdn, workgroup, at) VALUES (?,?,?)", (fqdn, wg, time.time())
@@ -351,17 +417,45 @@ class Store:
         return {"mvpn": mvpn, "version": version, "rows": out}
 
     # -------------------------------------------------------------------- certs
-    def record_cert(self, serial: int, cn: str, kind: str, not_before: str, not_after: str, san: list[str]) -> None:
+    def record_cert(self, serial: int, cn: str, kind: str, not_before: str, not_after: str, san: list[str],
+                    identity: str | None = None, test: bool = False) -> None:
+        """Remember an issued certificate; its serial is the portal identity (`identity`, default
+        `cn`; an SG's is its M-VPN name) of its holder, unless `test`: test-only certificates
+        never log in."""
+        self._mutate([(
+            "INSERT OR REPLACE INTO certs(serial, cn, kind, not_before, not_after, san, identity, revoked_at, test) "
+            "VALUES (?,?,?,?,?,?,?,NULL,?)",
+            (format(serial, "x"), cn, kind, not_before, not_after, ",".join(san), identity or cn, int(test)),
+        )], bump=False)
+
+    def cert(self, serial: int) -> dict | None:
+        """The record of certificate `serial`: {serial, cn, kind, revoked_at, test, ...} or None."""
+        row = self._one("SELECT * FROM certs WHERE serial=?", (format(serial, "x"),))
+        return dict(row) if row else None
+
+    def revoke_cert(self, serial_hex: str) -> int:
+        """Revoke one certificate (operator); bumps the version so SGs re-fetch the CRL."""
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO certs(serial, cn, kind, not_before, not_after, san) VALUES (?,?,?,?,?,?)",
-                (format(serial, "x"), cn, kind, not_before, not_after, ",".join(san)),
-            )
+            row = self._one("SELECT cn, identity, kind, revoked_at FROM certs WHERE serial=?", (serial_hex,))
+            if row is None:
+                raise not_found("serial", f"no certificate with serial {serial_hex}")
+            if row["revoked_at"] is not None:
+                raise conflict("serial", f"certificate {serial_hex} is already revoked")
+            version = self._mutate([
+                ("UPDATE certs SET revoked_at=? WHERE serial=?", (time.time(), serial_hex)),
+                ("DELETE FROM node_certs WHERE fqdn=? AND ? IN ('mn', 'msr')", (row["identity"], row["kind"])),
+            ])
+        log.info("certificate %s (%s %s) revoked", serial_hex, row["kind"], row["cn"])
+        return version
+
+    def revoked(self) -> list[tuple[int, float]]:
+        """(serial, revoked_at unix s) of every revoked certificate, for the CRL."""
+        return [(int(r["serial"], 16), r["revoked_at"])
+                for r in self._all("SELECT serial, revoked_at FROM certs WHERE revoked_at IS NOT NULL ORDER BY serial")]
 
     def set_node_cert(self, fqdn: str, pem: str) -> None:
-        """The certificate a sink fetches for `fqdn` by DIAMETER or DNS (claims 55-56)."""
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO node_certs(fqdn, pem) VALUES (?,?)", (fqdn, pem))
+        """The certificate a sink fetches for `fqdn` by DIAMETER, DNS or the portal (claims 55-56)."""
+        self._mutate([("INSERT OR REPLACE INTO node_certs(fqdn, pem) VALUES (?,?)", (fqdn, pem))], bump=False)
 
     def node_cert(self, fqdn: str) -> str | None:
         row = self._one("SELECT pem FROM node_certs WHERE fqdn=?", (fqdn,))
@@ -370,25 +464,76 @@ class Store:
     def certs(self) -> list[dict]:
         return [dict(r) for r in self._all("SELECT * FROM certs ORDER BY cn, serial")]
 
-    # --------------------------------------------------------------------- seed
-    def apply_seed(self, seed: dict) -> None:
-        """Load M-VPNs, users and workgroups from config, skipping what already exists.
+    # ------------------------------------------------------------------- tokens
+    def add_token(self, token_id: str, secret: str, identity: str, kind: str, ttl_s: float) -> dict:
+        """Store a one-time enrolment token bound to (identity, kind), valid `ttl_s` seconds."""
+        now = time.time()
+        with self._lock:
+            if self._one("SELECT 1 FROM tokens WHERE id=?", (token_id,)):
+                raise conflict("token", f"token id {token_id!r} already exists")
+            self._mutate([("INSERT INTO tokens(id, secret, identity, kind, created, expires) VALUES (?,?,?,?,?,?)",
+                           (token_id, secret, identity, kind, now, now + ttl_s))], bump=False)
+        return {"id": token_id, "identity": identity, "kind": kind, "expires": now + ttl_s}
 
-        Lets a scenario start the MSM pre-populated; idempotent so a restart with
-        the same config keeps (and never duplicates) what the portal changed since.
+    def token(self, token_id: str) -> dict | None:
+        row = self._one("SELECT * FROM tokens WHERE id=?", (token_id,))
+        return dict(row) if row else None
+
+    def tokens(self) -> list[dict]:
+        """Every token without its secret (operator listing)."""
+        return [dict(r) for r in self._all(
+            "SELECT id, identity, kind, created, expires, used_at, cert_serial FROM tokens ORDER BY created")]
+
+    def use_token(self, token_id: str, serial_hex: str) -> None:
+        """Mark a token used by certificate `serial_hex`; raises 403 token_used if it already was
+        (checked and set under the store lock, so two concurrent enrolments cannot both win)."""
+        with self._lock:
+            row = self._one("SELECT used_at FROM tokens WHERE id=?", (token_id,))
+            if row is None or row["used_at"] is not None:
+                raise refused(403, "token_used", f"token {token_id} was already used", "token")
+            self._mutate([("UPDATE tokens SET used_at=?, cert_serial=? WHERE id=?",
+                           (time.time(), serial_hex, token_id))], bump=False)
+
+    # --------------------------------------------------------------------- seed
+    def is_seeded(self) -> bool:
+        return self._one("SELECT 1 FROM meta WHERE key='seeded'") is not None
+
+    def apply_seed(self, seed: dict, add_token=None) -> bool:
+        """Load M-VPNs, users, workgroups (and tokens, through `add_token(entry)`) from config,
+        ONCE, into an empty store, in one transaction; returns whether it was applied.
+
+        Issue 9: a restart must never undo a change made at the portal, so the seed is applied
+        only while the meta key `seeded` is absent and the store holds no objects; afterwards
+        the portal's state is the truth. Raises ApiError 400 field "seed" for a bad entry.
         """
-        def _quiet(fn, *args):
+        with self._lock:
+            if self.is_seeded():
+                log.info("seed already applied once; the store's state is kept")
+                return False
+            empty = not any(self._one(f"SELECT 1 FROM {t} LIMIT 1") for t in ("mvpns", "users", "workgroups"))
+            with self.transaction():
+                if empty:
+                    self._apply_seed_entries(seed, add_token)
+                self._db.execute("INSERT INTO meta(key, value) VALUES ('seeded', ?)", (str(time.time()),))
+        log.info("seed %s at version %d", "applied" if empty else "skipped (store not empty)", self._version)
+        return empty
+
+    def _apply_seed_entries(self, seed: dict, add_token) -> None:
+        def _checked(fn, *args):
             try:
                 fn(*args)
             except ApiError as exc:
-                if exc.status != 409:
-                    raise bad("seed", exc.to_json()["error"]) from None
+                raise bad("seed", exc.to_json()["error"]) from None
 
         for m in seed.get("mvpns", []):
-            _quiet(self.add_mvpn, m)
+            _checked(self.add_mvpn, m)
         for u in seed.get("users", []):
-            _quiet(self.add_user, u)
+            _checked(self.add_user, u)
         for w in seed.get("workgroups", []):
-            _quiet(self.add_workgroup, {"name": w.get("name")})
+            _checked(self.add_workgroup, {"name": w.get("name")})
             for f in w.get("members", []):
-                _quiet(self.add_member, w.get("name"), {"fqdn": f})
+                _checked(self.add_member, w.get("name"), {"fqdn": f})
+        for t in seed.get("tokens", []):
+            if add_token is not None:
+                _checked(add_token, t)
+

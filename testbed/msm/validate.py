@@ -91,3 +91,11 @@ def obj(value: Any, field: str | None = None) -> dict:
     if not isinstance(value, dict):
         raise bad(field, "request body must be a JSON object")
     return value
+
+
+def hostname(value: Any, field: str) -> str:
+    """A host or operator name: one or more DNS host labels, lower-cased, no trailing dot."""
+    value = text(value, field).strip().lower().rstrip(".")
+    if not value or len(value) > 253 or not all(_LABEL.match(lab) for lab in value.split(".")):
+        raise bad(field, f"{value!r} is not a valid host name (DNS labels of a-z, 0-9, '-')")
+    return value

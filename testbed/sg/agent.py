@@ -19,9 +19,10 @@ from pathlib import Path
 
 from testbed.sg.config import SgConfig
 from testbed.sg import realm_mark
-from testbed.sg.portal_follower import PortalFollower
+from testbed.sg import revocation
+from testbed.sg.portal_follower import PortalFollower, PortalTls
 from testbed.sg.realm import Realm
-from testbed.sg.strongswan import Credentials
+from testbed.sg.strongswan import Credentials, StrongswanError, summarize_sas
 from testbed.sg.workgroup_filter import FilterRow, WorkgroupFilter
 from testbed.tunnel.ipip import IpipEndpoint
 from testbed.tunnel.status import write_status
@@ -47,6 +48,9 @@ class SgAgent:
         self._next_index = 0
         self._lock = threading.RLock()
         self.errors: list[str] = []
+        self.rows: list[FilterRow] = []
+        self.crl = {"loaded": 0, "revoked_serials": 0, "sas_terminated": 0, "terminated": []}
+        self._revoked: set[int] = set()
 
     # ---- peers -------------------------------------------------------------------------
     def add_peer(self, name: str, public: str, routes: list[str] | None = None) -> None:
@@ -113,6 +117,7 @@ class SgAgent:
                             self.errors.append(f"auto peer {r.peer_sg_public}: {exc}")
                             log.error("cannot create tunnel to %s: %s", r.peer_sg_public, exc)
             self.filter.apply(rows, version)
+            self.rows = list(rows)
             # Every realm gets every target of any row: the responder can then build a CHILD_SA
             # for any workgroup target (kernel-libipsec needs the address, see realm.py), and
             # the decision who may reach whom stays with the filter, where it is counted.
@@ -121,6 +126,41 @@ class SgAgent:
                 realm.set_targets(targets)
         log.info("rows version %s applied (%d rows)", version, len(rows))
 
+    # ---- revocation --------------------------------------------------------------------
+    def apply_crl(self, pem: str) -> None:
+        """Load the MSM's CRL into every realm charon; if it revokes serials the last one did
+        not, terminate the IKE_SAs whose initiator has no row in that realm (revocation.py says
+        why both). The CRL's number follows every portal change, so a mere member removal
+        hands over a new CRL too: it is loaded, but tears nothing down. Raises ValueError for
+        a text that is not a CRL (the follower keeps the last one and retries)."""
+        serials = revocation.revoked_serials(pem)
+        new = serials - self._revoked
+        with self._lock:
+            for name, realm in self.realms.items():
+                if not realm.charon.running():
+                    continue
+                try:
+                    realm.charon.load_crl(pem)
+                    if not new:
+                        continue
+                    sas = summarize_sas(realm.charon.list_sas())
+                    allowed = revocation.initiators_with_rows(self.rows, realm.peer_public)
+                    for sa in revocation.sas_without_rows(sas, allowed):
+                        realm.charon.terminate_ike_id(sa["uniqueid"])
+                        self.crl["sas_terminated"] += 1
+                        self.crl["terminated"] = (self.crl["terminated"] + [
+                            {"realm": name, "remote_host": sa["remote_host"], "remote_id": sa["remote_id"],
+                             "time": time.time()}])[-20:]
+                        log.info("realm %s: IKE_SA %s of %s (no row) terminated after CRL update",
+                                 name, sa["uniqueid"], sa["remote_host"])
+                except StrongswanError as exc:
+                    self.errors.append(f"CRL into realm {name}: {exc}")
+                    log.error("realm %s: CRL: %s", name, exc)
+            self.crl["loaded"] += 1
+            self.crl["revoked_serials"] = len(serials)
+            self._revoked = serials
+        log.info("CRL applied: %d revoked serials", len(serials))
+
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         for name, pc in self.cfg.peers.items():
@@ -128,8 +168,13 @@ class SgAgent:
         self.filter.apply([], None)  # fail closed until rows arrive
         self.endpoint.start()
         if self.cfg.portal:
-            self.follower = PortalFollower(self.cfg.portal.url, self.cfg.mvpn, self.apply_rows,
-                                           poll_timeout=self.cfg.portal.poll_timeout).start()
+            pc = self.cfg.portal
+            tls = None
+            if pc.url.startswith("https://"):
+                ipsec = self.cfg.ipsec
+                tls = PortalTls(ca=pc.ca or ipsec.ca, cert=pc.cert or ipsec.cert, key=pc.key or ipsec.key)
+            self.follower = PortalFollower(pc.url, self.cfg.mvpn, self.apply_rows, poll_timeout=pc.poll_timeout,
+                                           tls=tls, on_crl=self.apply_crl if tls else None).start()
         else:
             rows = []
             for i, r in enumerate(self.cfg.static_rows):
@@ -146,7 +191,7 @@ class SgAgent:
                 "peers": {pub: name for pub, name in self.peers.items()},
                 "tunnel": self.endpoint.status(), "filter": self.filter.status(),
                 "portal": self.follower.status() if self.follower else None,
-                "realms": realms,
+                "realms": realms, "crl": self.crl,
                 "realm_tags": ({st["outer_if"]: realm_mark.realm_mac(st["peer_public"]) for st in realms.values()}
                                if self.cfg.ipsec.lan_interface else {}),
                 "errors": self.errors[-20:]}

@@ -29,9 +29,14 @@ class PeerConfig(BaseModel):
 
 
 class PortalConfig(BaseModel):
+    """The MSM portal. Over https:// the node verifies the server against `ca` and presents
+    `cert`/`key` as its TLS client certificate (PEM files; an SG defaults to its ipsec ones)."""
     model_config = ConfigDict(extra="forbid")
     url: str
     poll_timeout: float = Field(default=25.0, gt=0, le=300)
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -116,4 +121,8 @@ class SgConfig(BaseModel):
                 raise ValueError(f"peers.{name}.public: is our own public_address")
         if self.ipsec.enabled and not self.realm:
             raise ValueError("realm: required when ipsec.enabled (it is the responders' local_ts)")
+        p = self.portal
+        if p and p.url.startswith("https://") and not (p.ca or self.ipsec.ca):
+            raise ValueError("portal.ca: required for an https:// portal (the MSM CA to verify it), "
+                             "or set ipsec.ca")
         return self

@@ -357,6 +357,33 @@ class Charon:
         except Exception as exc:
             raise StrongswanError(f"terminate {ike}: {exc}") from None
 
+    def terminate_ike_id(self, unique_id: int | str, timeout_ms: int = 5000) -> None:
+        """Terminate one IKE_SA by its unique id (`list_sas`' "uniqueid"), whatever its name."""
+        try:
+            with self.session() as sess:
+                for _ in sess.terminate({"ike-id": str(unique_id), "timeout": timeout_ms}):
+                    pass
+        except Exception as exc:
+            raise StrongswanError(f"terminate ike-id {unique_id}: {exc}") from None
+
+    def load_crl(self, pem: str) -> None:
+        """Load a CRL (PEM) into charon's credentials (VICI load-cert, type x509crl): from then
+        on the revocation plugin refuses peers whose certificate serial it lists, at the next
+        authentication. Existing IKE_SAs are not re-checked: see testbed/sg/revocation.py.
+
+        Then flush charon's volatile cache of CRLs (VICI flush-certs, type x509_crl): the
+        revocation plugin (5.9.8 revocation_validator.c, check_crl) takes the FIRST valid CRL of
+        an issuer it finds, and the cache, which holds the CRL it last verified, is enumerated
+        before the loaded credentials; without the flush an older CRL not yet listing the
+        serial would keep answering "good" until its nextUpdate (seen in
+        tests/unit/sg/test_sg_ipsec_netns.py)."""
+        try:
+            with self.session() as sess:
+                sess.load_cert({"type": "x509crl", "flag": "none", "data": pem.encode()})
+                sess.flush_certs({"type": "x509_crl"})
+        except Exception as exc:
+            raise StrongswanError(f"load-cert x509crl: {exc}") from None
+
     def list_sas(self) -> list[dict]:
         """IKE_SAs with their CHILD_SAs as plain dicts (list_sas is a generator too)."""
         with self.session() as sess:
@@ -377,7 +404,7 @@ def summarize_sas(sas: list[dict]) -> list[dict]:
                 children.append({k: ch.get(k) for k in (
                     "name", "state", "mode", "encap", "spi-in", "spi-out", "bytes-in",
                     "bytes-out", "packets-in", "packets-out", "local-ts", "remote-ts")})
-            out.append({"ike": ike_name, "state": ike.get("state"),
+            out.append({"ike": ike_name, "uniqueid": ike.get("uniqueid"), "state": ike.get("state"),
                         "local_host": ike.get("local-host"), "remote_host": ike.get("remote-host"),
                         "local_id": ike.get("local-id"), "remote_id": ike.get("remote-id"),
                         "children": children})

@@ -23,7 +23,7 @@ SEED = {
 def msm(tmp_path):
     cfg = parse_config({
         "db_path": str(tmp_path / "msm.db"), "ca_dir": str(tmp_path / "ca"), "key_type": "ec",
-        "http_address": "127.0.0.1", "http_port": 0, "dns_enabled": True,
+        "http_address": "127.0.0.1", "https_port": 0, "dns_enabled": True,
         "dns_address": "127.0.0.1", "dns_port": 0,
         "status_file": str(tmp_path / "msm.json"), "seed": SEED,
         "diameter": {"enabled": True, "address": "127.0.0.1", "port": 0,

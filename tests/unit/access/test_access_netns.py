@@ -56,7 +56,7 @@ def world(tmp_path_factory):
             ns[suf] = n
         msm_cfg = {
             "db_path": str(wd / "msm.db"), "ca_dir": str(wd / "ca"), "key_type": "ec",
-            "http_address": "127.0.0.1", "http_port": 0, "dns_enabled": False,
+            "http_address": "127.0.0.1", "https_port": 0, "dns_enabled": False,
             "status_file": str(wd / "msm.json"),
             "seed": {"mvpns": [{"name": "A", "realm": "10.10.0.0/16", "sg_public": "203.0.113.1"}],
                      "users": [{"fqdn": "mn1.mwg.test", "mvpn": "A", "private_address": "10.10.0.5"},

@@ -165,9 +165,10 @@ def test_config_errors_name_the_field():
 def test_rsa_certificate_hello_fits_one_datagram_and_verifies(tmp_path):
     from testbed.access import credentials as cr
     from testbed.msm.ca import CertificateAuthority
+    from testbed.mn.enroll import sign_local_key
 
     ca = CertificateAuthority(str(tmp_path / "ca"), key_type="rsa")
-    i = ca.issue("mn1.mwg.test", "mn", [], ["mn1.mwg.test"])
+    i = sign_local_key(ca, "mn1.mwg.test", "mn", [], ["mn1.mwg.test"])
     node = AccessNode("10.10.0.5", "mn1.mwg.test", ca_pem=ca.cert_pem.encode(),
                       cert_pem=i.cert_pem.encode(), key_pem=i.key_pem.encode())
     raw = node.cert_hello()

@@ -10,6 +10,7 @@ from testbed.access.sink import AccessSink
 from testbed.aodv.messages import hello
 from testbed.access import hello_auth as ha
 from testbed.msm.ca import CertificateAuthority
+from testbed.mn.enroll import sign_local_key
 
 from .netns import wait_for
 
@@ -35,7 +36,7 @@ def mutations(base: bytes, rng: random.Random, n: int):
 
 def test_sink_survives_mutated_hellos(msm, dclient, tmp_path):
     ca = CertificateAuthority(str(tmp_path / "ca2"), key_type="ec")
-    issued = ca.issue("mn1.mwg.test", "mn", [], ["mn1.mwg.test"])
+    issued = sign_local_key(ca, "mn1.mwg.test", "mn", [], ["mn1.mwg.test"])
     (tmp_path / "ca.pem").write_text(ca.cert_pem)
     (tmp_path / "c.pem").write_text(issued.cert_pem)
     (tmp_path / "k.pem").write_text(issued.key_pem)

@@ -8,6 +8,7 @@ import pytest
 
 from testbed.access import credentials as cr
 from testbed.msm.ca import CertificateAuthority
+from testbed.mn.enroll import sign_local_key
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -18,10 +19,10 @@ def test_openssl_and_sink_agree(tmp_path, key_type):
     rogue = CertificateAuthority(str(tmp_path / "rogue"), key_type="ec")  # same CA name
     (tmp_path / "ca.pem").write_text(ca.cert_pem)
     cases = {
-        "valid": (ca.issue("mn1.mwg.test", "mn", [], ["mn1.mwg.test"]).cert_pem, None),
-        "expired": (ca.issue("mn1.mwg.test", "mn", [], ["mn1.mwg.test"], validity="expired").cert_pem,
+        "valid": (sign_local_key(ca, "mn1.mwg.test", "mn", [], ["mn1.mwg.test"]).cert_pem, None),
+        "expired": (sign_local_key(ca, "mn1.mwg.test", "mn", [], ["mn1.mwg.test"], validity="expired").cert_pem,
                     "expired"),
-        "foreign": (rogue.issue("mn1.mwg.test", "mn", [], ["mn1.mwg.test"]).cert_pem, "wrong_ca"),
+        "foreign": (sign_local_key(rogue, "mn1.mwg.test", "mn", [], ["mn1.mwg.test"]).cert_pem, "wrong_ca"),
     }
     for name, (pem, reason) in cases.items():
         f = tmp_path / f"{name}.pem"

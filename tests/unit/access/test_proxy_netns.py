@@ -49,7 +49,7 @@ def world(tmp_path_factory):
         sh(f"ip -n {d} addr add 10.10.0.3/32 dev tbt{T}dr")
         msm_cfg = {
             "db_path": str(wd / "msm.db"), "ca_dir": str(wd / "ca"), "key_type": "ec",
-            "http_address": "127.0.0.1", "http_port": 0, "dns_enabled": False,
+            "http_address": "127.0.0.1", "https_port": 0, "dns_enabled": False,
             "status_file": str(wd / "msm.json"),
             "seed": {"mvpns": [{"name": "A", "realm": "10.10.0.0/16", "sg_public": "203.0.113.1"}],
                      "users": [{"fqdn": "mn3.mwg.test", "mvpn": "A", "private_address": "10.10.0.8"}]},

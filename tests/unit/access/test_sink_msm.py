@@ -20,6 +20,7 @@ from testbed.access.node import AccessNode, SinkRefused
 from testbed.access.sink import AccessSink
 from testbed.aodv.messages import parse_message
 from testbed.msm.ca import CertificateAuthority
+from testbed.mn.enroll import issue_with_local_key, sign_local_key
 
 from .conftest import Collector
 
@@ -49,9 +50,7 @@ def wait_decided(sink, node, timeout=5.0):
 
 
 def issue(msm, fqdn, kind="mn", **kw):
-    code, body = msm.portal.issue_cert({}, {"cn": fqdn, "kind": kind, "san_ips": [], "san_dns": [fqdn], **kw})
-    assert code == 201
-    return body
+    return issue_with_local_key(msm.portal, fqdn, kind, **kw)
 
 
 def test_secret_member_gets_default_and_home_routes_and_filters(msm, dclient, tmp_path):
@@ -203,7 +202,7 @@ def test_expired_foreign_ca_and_bad_signature_refused(msm, dclient, tmp_path, pk
     sink.on_hello(cert_node(msm, pki, validity="expired").cert_hello(), "10.10.0.5")
     assert wait_decided(sink, "10.10.0.5").reason == "expired"
     rogue = CertificateAuthority(str(tmp_path / "rogue"), "Mobile Workgroup MSM CA", "ec")
-    r = rogue.issue("mn2.mwg.test", "mn", [], ["mn2.mwg.test"])  # same CA name, other key
+    r = sign_local_key(rogue, "mn2.mwg.test", "mn", [], ["mn2.mwg.test"])  # same CA name, other key
     forged = AccessNode("10.10.0.6", "mn2.mwg.test", ca_pem=pki["ca"], cert_pem=r.cert_pem.encode(),
                         key_pem=r.key_pem.encode())
     sink.on_hello(forged.cert_hello(), "10.10.0.6")
@@ -226,7 +225,7 @@ def test_expired_foreign_ca_and_bad_signature_refused(msm, dclient, tmp_path, pk
 
 def test_node_refuses_sink_with_foreign_certificate(msm, dclient, tmp_path, pki):
     rogue = CertificateAuthority(str(tmp_path / "rogue"), "Mobile Workgroup MSM CA", "ec")
-    r = rogue.issue("msr1.mwg.test", "msr", [], ["msr1.mwg.test"])
+    r = sign_local_key(rogue, "msr1.mwg.test", "msr", [], ["msr1.mwg.test"])
     (tmp_path / "rc.pem").write_text(r.cert_pem)
     (tmp_path / "rk.pem").write_text(r.key_pem)
     certs = dict(pki["certs"], cert_file=str(tmp_path / "rc.pem"), key_file=str(tmp_path / "rk.pem"))

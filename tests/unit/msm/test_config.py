@@ -12,8 +12,13 @@ from .harness import REPO
 
 
 @pytest.mark.parametrize("data,field", [
-    ({"http_port": 70000}, "http_port"),
+    ({"https_port": 70000}, "https_port"),
     ({"http_prot": 8080}, "http_prot"),
+    ({"http_port": 8080}, "use https_port"),
+    ({"server_san_ips": ["not-an-ip"]}, "server_san_ips"),
+    ({"seed": {"tokens": [{"identity": "a.mwg.test", "kind": "mn", "token": "short.x"}]}}, "seed.tokens.0.token"),
+    ({"seed": {"tokens": [{"identity": "a.mwg.test", "kind": "boss", "token": "abcdef.0123456789abcdef"}]}},
+     "seed.tokens.0.kind"),
     ({"msm_address": "not-an-ip"}, "msm_address"),
     ({"key_type": "dsa"}, "key_type"),
     ({"seed": {"workgroups": [{"members": []}]}}, "seed.workgroups.0.name"),
@@ -26,9 +31,10 @@ def test_bad_fields_are_named(data, field):
 
 def test_yaml_and_defaults(tmp_path):
     path = tmp_path / "msm.yaml"
-    path.write_text("http_port: 9000\nzone: Example.Test\n")
+    path.write_text("https_port: 9000\nzone: Example.Test\n")
     cfg = load_config(str(path))
-    assert cfg.http_port == 9000 and cfg.zone == "example.test." and cfg.msm_name == "msm.example.test"
+    assert cfg.https_port == 9000 and cfg.insecure_http_port is None and not cfg.insecure_no_authz
+    assert not cfg.allow_test_certs and cfg.zone == "example.test." and cfg.msm_name == "msm.example.test"
     assert cfg.dns_port == 53 and cfg.status_file == "/run/testbed/msm.json"
 
 
@@ -39,7 +45,7 @@ def test_agent_refuses_bad_config_and_bad_seed(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and "dns_port" in run.stderr
     seed = tmp_path / "seed.json"
-    seed.write_text('{"db_path": "%s", "ca_dir": "%s", "http_port": 0, "dns_enabled": false, '
+    seed.write_text('{"db_path": "%s", "ca_dir": "%s", "https_port": 0, "dns_enabled": false, '
                     '"status_file": "%s", "seed": {"mvpns": [{"name": "A", "realm": "10.0.0.0/33", '
                     '"sg_public": "203.0.113.1"}]}}' % (tmp_path / "db", tmp_path / "ca", tmp_path / "st.json"))
     run = subprocess.run([sys.executable, "-m", "testbed.msm", "--config", str(seed)], cwd=REPO,
@@ -50,7 +56,7 @@ def test_agent_refuses_bad_config_and_bad_seed(tmp_path):
 def test_agent_exits_1_naming_a_corrupt_database(tmp_path):
     (tmp_path / "msm.db").write_bytes(b"this is not an sqlite database" * 100)
     cfg = tmp_path / "c.json"
-    cfg.write_text('{"db_path": "%s", "ca_dir": "%s", "http_port": 0, "dns_enabled": false, "status_file": "%s"}'
+    cfg.write_text('{"db_path": "%s", "ca_dir": "%s", "https_port": 0, "dns_enabled": false, "status_file": "%s"}'
                    % (tmp_path / "msm.db", tmp_path / "ca", tmp_path / "st.json"))
     run = subprocess.run([sys.executable, "-m", "testbed.msm", "--config", str(cfg)], cwd=REPO,
                          capture_output=True, text=True, timeout=30)

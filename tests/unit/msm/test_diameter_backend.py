@@ -70,7 +70,7 @@ def test_certificate_lookup_follows_issued_certs(store, tmp_path):
     be = StoreBackend(store, {}, {})
     assert be.lookup_certificate("a.mwg.test") is None
     ca = CertificateAuthority(str(tmp_path / "ca"), key_type="ec")
-    pem = ca.issue("a.mwg.test", "mn", [], ["a.mwg.test"]).cert_pem
+    pem = ca.issue_local("a", "a.mwg.test", "mn", [], ["a.mwg.test"])[0].cert_pem
     store.set_node_cert("a.mwg.test", pem)
     assert be.lookup_certificate("a.mwg.test.") == pem
 

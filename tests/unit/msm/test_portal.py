@@ -1,20 +1,26 @@
-"""Portal over real HTTP against a real `python -m testbed.msm` process."""
+"""Portal over real HTTPS (mutual TLS) against a real `python -m testbed.msm` process."""
 from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 
 import pytest
 
-from testbed.msm.client import MsmClient, MsmError
+from testbed.msm.client import MsmClient, MsmError, client_context
 
 from .harness import MsmProcess, populate_example
 
 
+def operator_tls(msm):
+    return client_context(msm.ca_file, msm.operator_cert, msm.operator_key)
+
+
 def raw(msm, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    conn = http.client.HTTPConnection("127.0.0.1", msm.http_port, timeout=10)
+    """One request as the operator, bytes in and out (no client-side JSON handling)."""
+    conn = http.client.HTTPSConnection("127.0.0.1", msm.https_port, timeout=10, context=operator_tls(msm))
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -30,13 +36,14 @@ def test_workgroup_example_signon_and_filter_rows(msm):
     wg = c.workgroup("W")
     assert [m["fqdn"] for m in wg["members"]] == ["a.mwg.test", "b.mwg.test", "c.mwg.test"]
     assert wg["version"] == c.version()
+    a, b, d = (msm.caller(f, "mn") for f in ("a.mwg.test", "b.mwg.test", "d.mwg.test"))
     # Claim 13: the target b learns both initiators, told apart by their SGs.
-    view = c.signon("b.mwg.test", "W")
+    view = b.signon("b.mwg.test", "W")
     assert view["self"]["sg_public"] == "203.0.113.2"
     assert {(m["fqdn"], m["private_address"], m["sg_public"], m["mvpn"]) for m in view["members"]} == {
         ("a.mwg.test", "10.0.0.5", "203.0.113.1", "A"), ("c.mwg.test", "10.0.0.5", "203.0.113.3", "C")}
     # Claim 5: the initiator a learns b and SG-B's public address.
-    view = c.signon("a.mwg.test", "W")
+    view = a.signon("a.mwg.test", "W")
     assert {m["fqdn"]: m["sg_public"] for m in view["members"]} == {"b.mwg.test": "203.0.113.2",
                                                                     "c.mwg.test": "203.0.113.3"}
     rows = c.filter_rows("B")["rows"]
@@ -45,8 +52,8 @@ def test_workgroup_example_signon_and_filter_rows(msm):
                                      ("203.0.113.3", "10.0.0.5", "c.mwg.test", ("10.0.0.7",))]
     assert c.filter_rows("D")["rows"] == []
     with pytest.raises(MsmError) as exc:
-        c.signon("d.mwg.test", "W")
-    assert exc.value.status == 403 and exc.value.field == "fqdn"
+        d.signon("d.mwg.test", "W")
+    assert exc.value.status == 403 and exc.value.field == "fqdn" and exc.value.reason == "not_member"
     # Removing a: SG-B keeps only c's row.
     c.remove_member("W", "a.mwg.test")
     assert [r["initiator_fqdn"] for r in c.filter_rows("B")["rows"]] == ["c.mwg.test"]
@@ -79,20 +86,20 @@ BAD_REQUESTS = [
     ("DELETE", "/api/workgroups/W/members/d.mwg.test", None, 404, "fqdn"),
     ("DELETE", "/api/workgroups/W/members/%%%", None, 400, "fqdn"),
     ("GET", "/api/workgroups/NOPE", None, 404, "workgroup"),
-    ("POST", "/api/signon", {"fqdn": "nobody.mwg.test", "workgroup": "W"}, 404, "fqdn"),
-    ("POST", "/api/signon", {"fqdn": "a.mwg.test", "workgroup": "NOPE"}, 404, "workgroup"),
-    ("POST", "/api/signon", {"fqdn": "a.mwg.test"}, 400, "workgroup"),
     ("GET", "/api/sg/Q/filter", None, 404, "mvpn"),
     ("GET", "/api/changes?since=abc", None, 400, "since"),
     ("GET", "/api/changes?since=1&timeout=-1", None, 400, "timeout"),
     ("GET", "/api/changes?since=1&timeout=nan", None, 400, "timeout"),
-    ("POST", "/api/certs", {"cn": "sg-b", "kind": "router", "san_ips": ["203.0.113.2"]}, 400, "kind"),
-    ("POST", "/api/certs", {"cn": "sg-b", "kind": "sg", "san_ips": ["203.0.113.999"]}, 400, "san_ips[0]"),
-    ("POST", "/api/certs", {"cn": "sg-b", "kind": "sg", "san_ips": "203.0.113.2"}, 400, "san_ips"),
-    ("POST", "/api/certs", {"cn": "sg-b", "kind": "sg"}, 400, "san_ips"),
-    ("POST", "/api/certs", {"cn": "stranger.mwg.test", "kind": "mn"}, 404, "cn"),
-    ("POST", "/api/certs", {"cn": "a.mwg.test", "kind": "mn", "validity": "someday"}, 400, "validity"),
-    ("POST", "/api/certs", {"cn": "a.mwg.test", "kind": "mn", "days": "ten"}, 400, "days"),
+    ("POST", "/api/tokens", {"identity": "nobody.mwg.test", "kind": "mn"}, 404, "identity"),
+    ("POST", "/api/tokens", {"identity": "Q", "kind": "sg"}, 404, "identity"),
+    ("POST", "/api/tokens", {"identity": "a.mwg.test", "kind": "router"}, 400, "kind"),
+    ("POST", "/api/tokens", {"identity": "a.mwg.test", "kind": "mn", "ttl_s": -1}, 400, "ttl_s"),
+    ("POST", "/api/tokens", {"identity": "a.mwg.test", "kind": "mn", "ttl_s": "soon"}, 400, "ttl_s"),
+    ("POST", "/api/tokens", {"identity": "bad host!", "kind": "msr"}, 400, "identity"),
+    ("POST", "/api/enroll", {"token": "nope", "csr_pem": "x"}, 401, "token"),
+    ("POST", "/api/enroll", [1], 400, None),
+    ("DELETE", "/api/certs/abc", None, 404, "serial"),
+    ("GET", "/api/nodecerts/nobody.mwg.test", None, 404, "fqdn"),
     ("GET", "/api/nothing-here", None, 404, None),
     ("DELETE", "/api/mvpns", None, 405, None),
 ]
@@ -126,11 +133,11 @@ def test_malformed_http_bodies_never_500(msm):
         got, _, payload = raw(msm, "POST", "/api/users", body, headers)
         assert got == status, (body[:20], payload)
         assert "error" in json.loads(payload)
-    # No Content-Length at all (http.client adds one for bodies, so speak raw HTTP).
-    import socket
-    with socket.create_connection(("127.0.0.1", msm.http_port), timeout=5) as s:
-        s.sendall(b"POST /api/users HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert b" 411 " in s.recv(4096).split(b"\r\n")[0]
+    # No Content-Length at all (http.client adds one for bodies, so speak raw HTTP over TLS).
+    with socket.create_connection(("127.0.0.1", msm.https_port), timeout=5) as plain:
+        with operator_tls(msm).wrap_socket(plain, server_hostname="127.0.0.1") as s:
+            s.sendall(b"POST /api/users HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b" 411 " in s.recv(4096).split(b"\r\n")[0]
     assert msm.client.mvpns() == []  # and the server still serves
 
 
@@ -160,12 +167,13 @@ def test_longpoll_returns_within_a_second_of_a_change(msm):
     assert time.monotonic() - t0 < 5  # answered, not held until its 10 s timeout
     results = []
 
-    def poll():
-        other = MsmClient(msm.base_url)
+    followers = [msm.caller("sg-b", "msr"), msm.caller("a.mwg.test", "mn"), msm.client]
+
+    def poll(other):
         version = other.wait_for_change(v, timeout=20)
         results.append((version, time.monotonic()))
 
-    pollers = [threading.Thread(target=poll) for _ in range(3)]  # an SG and two MNs
+    pollers = [threading.Thread(target=poll, args=(f,)) for f in followers]  # three roles follow
     for p in pollers:
         p.start()
     time.sleep(0.5)
@@ -189,6 +197,12 @@ def test_html_page_lists_mvpns_users_workgroups(msm):
     assert status == 200 and ctype.startswith("text/html")
     for text in ("203.0.113.4", "d.mwg.test", "10.0.0.0/24", "<h3>W</h3>", "c.mwg.test"):
         assert text in page
+    token = msm.client.create_token("a.mwg.test", "mn")["token"]
+    msm.caller("c.mwg.test", "mn")
+    msm.client.delete_user("c.mwg.test")
+    page = raw(msm, "GET", "/")[2].decode()
+    assert token.split(".")[0] in page and token.split(".")[1] not in page  # token ids, never secrets
+    assert "<td>operator</td>" in page and "<td>valid</td>" in page and "<td>revoked 20" in page
     status, ctype, body = raw(msm, "GET", "/api/ca")
     assert status == 200 and ctype == "application/x-pem-file" and body.startswith(b"-----BEGIN CERTIFICATE")
 
@@ -199,12 +213,13 @@ def test_status_file_is_rewritten_every_second(msm):
     time.sleep(1.3)
     second = msm.status()
     assert second["written_at"] > first["written_at"]
-    assert second["state"] == "running" and second["http"]["port"] == msm.http_port
+    assert second["state"] == "running" and second["https"]["port"] == msm.https_port
     assert second["portal"]["store"]["users"] == 4
     assert second["portal"]["version"] == msm.client.version()
 
 
-def test_seed_from_config_is_idempotent(tmp_path):
+def test_seed_is_applied_once_and_never_over_later_changes(tmp_path):
+    """Issue 9: a removal made at the portal survives a restart with the same seed."""
     seed = {
         "mvpns": [{"name": "A", "realm": "10.0.0.0/24", "sg_public": "203.0.113.1"},
                   {"name": "B", "realm": "10.0.0.0/24", "sg_public": "203.0.113.2"}],
@@ -215,11 +230,19 @@ def test_seed_from_config_is_idempotent(tmp_path):
     server = MsmProcess(tmp_path, {"seed": seed})
     server.start()
     try:
-        v = server.client.version()
-        assert [r["initiator_fqdn"] for r in server.client.filter_rows("B")["rows"]] == ["a.mwg.test"]
+        c = server.client
+        v = c.version()
+        assert [r["initiator_fqdn"] for r in c.filter_rows("B")["rows"]] == ["a.mwg.test"]
         server.restart()
-        assert server.client.version() == v
-        assert len(server.client.users()) == 2
+        assert c.version() == v and len(c.users()) == 2
+        c.remove_member("W", "a.mwg.test")
+        c.delete_user("a.mwg.test")
+        removed = c.version()
+        server.restart()
+        assert c.version() == removed
+        assert [m["fqdn"] for m in c.workgroup("W")["members"]] == ["b.mwg.test"]
+        assert [u["fqdn"] for u in c.users()] == ["b.mwg.test"]
+        assert c.filter_rows("B")["rows"] == []
     finally:
         server.stop()
 
