@@ -209,3 +209,15 @@ def test_tokens_never_go_over_the_plain_http_port(tmp_path):
         assert server.anonymous().enroll("aaaaaa.0123456789abcdef", csr)["identity"] == "a.mwg.test"
     finally:
         server.stop()
+
+
+def test_an_operator_token_enrols_a_second_operator(msm):
+    """Kind operator tokens (made by an operator) enrol further operators; an mn cannot make one."""
+    second = msm.caller("admin2", "operator")
+    assert second.mvpns() == [] and second.status()["auth"]["mode"] == "mtls"
+    msm.client.add_mvpn("A", "10.0.0.0/24", "203.0.113.1")
+    msm.client.add_user("a.mwg.test", "A", "10.0.0.5")
+    a = msm.caller("a.mwg.test", "mn")
+    with pytest.raises(MsmError) as exc:
+        a.create_token("admin3", "operator")
+    assert (exc.value.status, exc.value.reason) == (403, "role")
