@@ -33,12 +33,16 @@ class Secrets:
 
     def __init__(self, seed: str | None = None):
         self.seed = seed
+        self._made: dict[str, str] = {}  # the same label gives the same value within one lab
 
     def _text(self, label: str, n: int) -> str:
-        if self.seed is None:
-            return "".join(secrets.choice(_ALNUM) for _ in range(n))
-        d = hmac.new(self.seed.encode(), label.encode(), hashlib.sha256).digest()
-        return "".join(_ALNUM[b % len(_ALNUM)] for b in d[:n])
+        if label not in self._made:
+            if self.seed is None:
+                self._made[label] = "".join(secrets.choice(_ALNUM) for _ in range(n))
+            else:
+                d = hmac.new(self.seed.encode(), label.encode(), hashlib.sha256).digest()
+                self._made[label] = "".join(_ALNUM[b % len(_ALNUM)] for b in d[:n])
+        return self._made[label]
 
     def token(self, identity: str, kind: str) -> str:
         """An enrolment token ``<id>.<secret>`` for ``identity`` of ``kind`` (mn, sg, msr)."""
