@@ -366,15 +366,15 @@ def load_topology(path: str | Path) -> Topology:
     """Read and validate a topology file. A lab file at the level of the domain (top-level
     ``kind: lab``) is compiled to a topology first (orchestration.domain). Duplicate keys are
     refused with their line (orchestration.yamlfile)."""
-    from .yamlfile import load_yaml
+    from .yamlfile import YamlError, load_yaml
 
     p = Path(path)
     if not p.is_file():
         raise TopologyError(str(p), [("", "no such file")])
     try:
         data = load_yaml(p)
-    except ValueError as e:
-        raise TopologyError(str(p), [("", f"not valid YAML: {e}")]) from None
+    except YamlError as e:
+        raise TopologyError(str(p), [("", f"{e.where}: not valid YAML: {e.problem}")]) from None
     if isinstance(data, dict) and data.get("kind") == "lab":
         from .domain import compile_lab
 

@@ -38,17 +38,25 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class YamlError(ValueError):
+    """A file that is not valid YAML (or repeats a key): ``where`` is ``line L, column C``."""
+
+    def __init__(self, source: str, where: str, problem: str):
+        self.source, self.where, self.problem = source, where, problem
+        super().__init__(f"{source}: {where}: {problem}" if where else f"{source}: {problem}")
+
+
 def parse_yaml(text: str, source: str = "<yaml>") -> Any:
-    """Parse YAML text with unique keys. Raises ValueError ``"source:line:col: problem"``."""
+    """Parse YAML text with unique keys. Raises YamlError naming the line and column."""
     try:
         return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise ValueError(f"{where}: {getattr(e, 'problem', None) or e}") from None
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise YamlError(source, where, str(getattr(e, "problem", None) or e)) from None
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Read and parse a YAML file with unique keys; errors name ``file:line:column``."""
+    """Read and parse a YAML file with unique keys; YamlError names the line and column."""
     p = Path(path)
     return parse_yaml(p.read_text(encoding="utf-8"), str(p))

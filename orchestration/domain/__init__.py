@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..topology import TopologyError, _loc
-from ..yamlfile import load_yaml
+from ..yamlfile import YamlError, load_yaml
 from . import agents
 from .checks import check_lab
 from .compiler import Compiled, compile_model
@@ -77,8 +77,8 @@ def load_lab(path: str | Path, secrets: Secrets | None = None, check_nft: bool =
         raise TopologyError(str(p), [("", "no such file")])
     try:
         data = load_yaml(p)
-    except ValueError as e:
-        raise TopologyError(str(p), [("", f"not valid YAML: {e}")]) from None
+    except YamlError as e:
+        raise TopologyError(str(p), [("", f"{e.where}: not valid YAML: {e.problem}")]) from None
     return compile_lab(data, str(p), secrets, check_nft)
 
 

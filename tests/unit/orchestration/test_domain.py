@@ -288,14 +288,14 @@ def test_duplicate_yaml_keys_refused_with_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(TopologyError) as e:
         load_lab(p)
     line = text.splitlines().index("  a: {mvpn: A}") + 1
-    assert f"{p}:{line}:" in str(e.value) and "key 'a' appears twice (first on line" in str(e.value)
+    assert f"{p}: line {line}, column 3: not valid YAML:" in str(e.value) and "key 'a' appears twice (first on line" in str(e.value)
     # the low-level format is read by the same loader
     low = "name: x\nnodes:\n  n1: {role: host}\n  n1: {role: host}\n"
     q = tmp_path / "low.yaml"
     q.write_text(low)
     with pytest.raises(TopologyError) as e2:
         load_topology(q)
-    assert f"{q}:4:" in str(e2.value) and "'n1' appears twice (first on line 3)" in str(e2.value)
+    assert f"{q}: line 4, column 3:" in str(e2.value) and "'n1' appears twice (first on line 3)" in str(e2.value)
     assert parse_yaml("a: 1\nb: {a: 1}\n") == {"a": 1, "b": {"a": 1}}  # equal keys in other maps are fine
 
 
