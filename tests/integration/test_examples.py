@@ -36,3 +36,19 @@ def test_workgroup_check_fails_when_b_is_no_member() -> None:
     report = run_lab(compile_lab(data, "workgroup-without-b"), lab_name=unique_lab_name("x"), say=lambda m: None)
     assert not report["passed"] and len(failed(report)) == 1, report
     assert failed(report)[0]["name"].startswith("a reaches b")
+
+
+def test_start_after_timeout_names_what_did_not_come_up() -> None:
+    """A node whose dependency never reports ready: bring-up fails naming node, file and
+    reason, and removes what it started."""
+    from orchestration.lab import Lab, LabError
+    from orchestration.topology import parse_topology
+
+    topo = parse_topology({"name": "x", "nodes": {
+        "dep": {"role": "host"},
+        "user": {"role": "host", "start": ["sleep 60"],
+                 "start_after": [{"node": "dep", "file": "/run/testbed/never.json", "timeout_s": 2, "what": "the never agent"}]}}})
+    lab = Lab(topo, name=unique_lab_name("x"))
+    with pytest.raises(LabError) as e:
+        lab.up()
+    assert "not ready after 2 s: the never agent (dep:/run/testbed/never.json: no status file yet)" in str(e.value)
