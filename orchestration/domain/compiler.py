@@ -204,8 +204,7 @@ class Compiler:
             return
         self.segments[INET] = {"subnet": str(self.lab.internet.subnet), "description": "the emulated Internet"}
         bb = self.lab.internet.router
-        self.node(bb, "router", description="backbone router of the emulated Internet (NAPT for the realms' portal traffic, claim 22)",
-                  sysctls={"net.ipv4.ip_forward": 1})
+        self.node(bb, "router", description="backbone router of the emulated Internet", sysctls={"net.ipv4.ip_forward": 1})
         self.inet_link(bb, self.public[bb])
         self.inet_routes(bb, default=False)
 
@@ -457,6 +456,7 @@ class Compiler:
         self.nodes[bb]["files"]["/etc/testbed/napt.nft"] = napt.backbone_napt(links, "inet", self.msm_address(), PORTAL_PORT)  # type: ignore[arg-type]
         self.nft_files.append((bb, "/etc/testbed/napt.nft"))
         self.nodes[bb]["setup"] = ["nft -f /etc/testbed/napt.nft"] + napt.backbone_rules(links)
+        self.nodes[bb]["description"] += ", NAPT for the realms' portal and DNS traffic (claim 22)"
 
     def merge(self) -> None:
         """Low-level fields of the lab file over the generated nodes (lists replace, dicts merge)."""
