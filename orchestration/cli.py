@@ -31,6 +31,17 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _checks_table(title: str, checks: list[dict]) -> Table:
+    """One row per check of a report: name, pass/FAIL, detail."""
+    t = Table(title=title)
+    t.add_column("check")
+    t.add_column("result")
+    t.add_column("detail", overflow="fold")
+    for c in checks:
+        t.add_row(c["name"], "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", c["detail"])
+    return t
+
+
 def _lab_name(lab: Optional[str]) -> str:
     if lab:
         return lab
@@ -236,13 +247,7 @@ def run_(file: Path = typer.Argument(..., help="lab YAML (kind: lab)"),
     except EXPECTED as e:
         _fail(e)
         return
-    t = Table(title=f"lab {report['lab']}: {'PASSED' if report['passed'] else 'FAILED'}")
-    t.add_column("check")
-    t.add_column("result")
-    t.add_column("detail", overflow="fold")
-    for c in report["checks"]:
-        t.add_row(c["name"], "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", c["detail"])
-    Console().print(t)
+    Console().print(_checks_table(f"lab {report['lab']}: {'PASSED' if report['passed'] else 'FAILED'}", report["checks"]))
     raise typer.Exit(0 if report["passed"] else 1)
 
 
@@ -297,13 +302,8 @@ def scenario(name: str = typer.Argument("roaming", help="folder under scenarios/
     except EXPECTED as e:
         _fail(e)
         return
-    t = Table(title=f"scenario {name}: {'PASSED' if report['passed'] else 'FAILED'} in {report['duration_s']:.1f} s")
-    t.add_column("check")
-    t.add_column("result")
-    t.add_column("detail", overflow="fold")
-    for c in report["checks"]:
-        t.add_row(c["name"], "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", c["detail"])
-    Console().print(t)
+    Console().print(_checks_table(f"scenario {name}: {'PASSED' if report['passed'] else 'FAILED'} in {report['duration_s']:.1f} s",
+                                  report["checks"]))
     if report["metrics"]:
         m = Table(title="metrics")
         m.add_column("metric")

@@ -20,13 +20,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .backend import repo_root
 from .lab import Lab
-from .topology import TopologyError, _loc
-from .yamlfile import YamlError, load_yaml
+from .topology import TopologyError, _loc, read_yaml_file
 
 SCENARIOS_DIR = repo_root() / "scenarios"
 RESULTS_DIR = repo_root() / "results"
@@ -119,11 +117,9 @@ def scenario_folder(name: str) -> Path:
 def load_scenario(folder: Path) -> ScenarioFile:
     path = folder / "scenario.yaml"
     try:
-        return ScenarioFile.model_validate(load_yaml(path) or {})
+        return ScenarioFile.model_validate(read_yaml_file(path) or {})
     except ValidationError as e:
         raise TopologyError(str(path), [(_loc(err["loc"]), err["msg"]) for err in e.errors()]) from None
-    except YamlError as e:
-        raise TopologyError(str(path), [("", f"{e.where}: not valid YAML: {e.problem}")]) from None
 
 
 def run_check(lab: Lab, c: Check) -> CheckResult:

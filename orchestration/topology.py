@@ -216,10 +216,7 @@ class Topology(_Strict):
     @field_validator("nodes", "segments")
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for k in v:
-            if not ITEM_NAME.match(k):
-                raise ValueError(f"name {k!r} must be lowercase letters, digits and '-', starting with a letter, at most 31 characters")
-        return v
+        return check_item_names(v)
 
     @field_validator("mvpns", mode="before")
     @classmethod
@@ -230,6 +227,14 @@ class Topology(_Strict):
                 if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,30}$", str(k)):
                     raise ValueError(f"M-VPN name {k!r} must be letters, digits and '-'")
         return v
+
+
+def check_item_names(v: dict[str, Any]) -> dict[str, Any]:
+    """Node, segment and other item names become interface and container names."""
+    for k in v:
+        if not ITEM_NAME.match(k):
+            raise ValueError(f"name {k!r} must be lowercase letters, digits and '-', starting with a letter, at most 31 characters")
+    return v
 
 
 def check_lab_name(name: str) -> None:
@@ -362,19 +367,25 @@ def parse_topology(data: Any, source: str = "<topology>") -> Topology:
     return topo
 
 
+def read_yaml_file(p: Path) -> Any:
+    """A YAML file's data (unique keys, orchestration.yamlfile); TopologyError naming the
+    file, line and column when it is missing or not valid YAML."""
+    from .yamlfile import YamlError, load_yaml
+
+    if not p.is_file():
+        raise TopologyError(str(p), [("", "no such file")])
+    try:
+        return load_yaml(p)
+    except YamlError as e:
+        raise TopologyError(str(p), [("", f"{e.where}: not valid YAML: {e.problem}")]) from None
+
+
 def load_topology(path: str | Path) -> Topology:
     """Read and validate a topology file. A lab file at the level of the domain (top-level
     ``kind: lab``) is compiled to a topology first (orchestration.domain). Duplicate keys are
     refused with their line (orchestration.yamlfile)."""
-    from .yamlfile import YamlError, load_yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise TopologyError(str(p), [("", "no such file")])
-    try:
-        data = load_yaml(p)
-    except YamlError as e:
-        raise TopologyError(str(p), [("", f"{e.where}: not valid YAML: {e.problem}")]) from None
+    data = read_yaml_file(p)
     if isinstance(data, dict) and data.get("kind") == "lab":
         from .domain import compile_lab
 

@@ -15,8 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..topology import TopologyError, _loc
-from ..yamlfile import YamlError, load_yaml
+from ..topology import TopologyError, _loc, read_yaml_file
 from . import agents
 from .checks import check_lab
 from .compiler import Compiled, compile_model
@@ -73,13 +72,7 @@ def compile_lab(data: Any, source: str = "<lab>", secrets: Secrets | None = None
 def load_lab(path: str | Path, secrets: Secrets | None = None, check_nft: bool = True) -> Compiled:
     """Read, check and compile a lab file."""
     p = Path(path)
-    if not p.is_file():
-        raise TopologyError(str(p), [("", "no such file")])
-    try:
-        data = load_yaml(p)
-    except YamlError as e:
-        raise TopologyError(str(p), [("", f"{e.where}: not valid YAML: {e.problem}")]) from None
-    return compile_lab(data, str(p), secrets, check_nft)
+    return compile_lab(read_yaml_file(p), str(p), secrets, check_nft)
 
 
 def lab_schema() -> dict[str, Any]:

@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..topology import ITEM_NAME, LAB_NAME, check_lab_name
+from ..scenario import Check as DataCheck
+from ..topology import LAB_NAME, check_item_names, check_lab_name
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
 
@@ -154,17 +155,11 @@ class Event(_Strict):
         return seconds(v)
 
 
-class Check(_Strict):
-    """A data check (orchestration.scenario.Check) run after the schedule, or at ``at``."""
+class Check(DataCheck):
+    """A data check of the scenario engine (orchestration.scenario.Check: node, run, expect,
+    match, no_match, retry, timeout), run at ``at`` or after the schedule, naming the
+    claims it exercises."""
 
-    name: str
-    node: str
-    run: str
-    expect: Literal["ok", "fail"] = "ok"
-    match: str | None = None
-    no_match: str | None = None
-    retry: float = 0.0
-    timeout: float = 30.0
     at: float | None = None
     claims: list[int] = []
 
@@ -209,10 +204,7 @@ class LabFile(_Strict):
     @field_validator("mobile_nodes", "hosts", "operators", "access_networks", "users")
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for k in v:
-            if not ITEM_NAME.match(k):
-                raise ValueError(f"name {k!r} must be lowercase letters, digits and '-', starting with a letter")
-        return v
+        return check_item_names(v)
 
     @field_validator("mvpns", mode="before")
     @classmethod

@@ -13,9 +13,9 @@ import time
 from typing import Any, Callable
 
 from ..lab import Lab
-from ..scenario import Check as DataCheck, CheckResult, run_check
+from ..scenario import CheckResult, run_check
 from .compiler import Compiled, cell, lan
-from .model import Check, Event
+from .model import Event
 
 
 def target_segment(compiled: Compiled, node: str, to: str) -> str:
@@ -41,11 +41,6 @@ def apply_event(lab: Lab, compiled: Compiled, ev: Event) -> str:
     return f"link of {ev.link} {'up' if ev.up else 'down'}"
 
 
-def as_data_check(c: Check) -> DataCheck:
-    """The scenario engine's check for a lab check (time and claims are the timeline's)."""
-    return DataCheck(**c.model_dump(include=set(DataCheck.model_fields)))
-
-
 def run_timeline(lab: Lab, compiled: Compiled, say: Callable[[str], None] = print) -> list[CheckResult]:
     """Apply the schedule and run the checks in time order from now; returns check results."""
     items: list[tuple[float, int, Any]] = [(ev.at, 0, ev) for ev in compiled.lab.schedule]
@@ -61,7 +56,7 @@ def run_timeline(lab: Lab, compiled: Compiled, say: Callable[[str], None] = prin
         if isinstance(item, Event):
             say(f"t={time.monotonic() - t0:.1f}s {apply_event(lab, compiled, item)}")
         else:
-            res = run_check(lab, as_data_check(item))
+            res = run_check(lab, item)  # a lab check is a scenario check (model.Check)
             say(f"{'PASS' if res.passed else 'FAIL'} {res.name} ({res.detail})")
             results.append(res)
     return results
