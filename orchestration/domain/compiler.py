@@ -25,7 +25,8 @@ from typing import Any
 from ..topology import Topology, parse_topology
 from . import agents, napt
 from .addressing import Pool, link_subnets
-from .enrolment import TOKEN_FILE, TOKENS, Secrets, enrol_command, portal_url
+from . import enrolment
+from .enrolment import TOKEN_FILE, Secrets, enrol_command, portal_url
 from .model import LabFile
 
 AODV_SYSCTLS = {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0,
@@ -340,7 +341,7 @@ class Compiler:
         seed_users = [{"fqdn": f, "mvpn": mv, "private_address": str(a)} for mv, a, f in users.values()]
         wgs = {w: [users[x][2] if x in users else x for x in members] for w, members in lab.workgroups.items()}
         self.agent(name, "msm", agents.msm(str(addr), lab.zone, mvpns, seed_users, wgs,
-                                           self.tokens if TOKENS else [], bind))
+                                           self.tokens if enrolment.TOKENS else [], bind))
         nd["start"].append(agents.AGENTS["msm"][2].format(path=agents.AGENTS["msm"][0]))
 
     def access(self, n: str) -> None:
@@ -402,9 +403,9 @@ class Compiler:
             users = self.users()
             fqdn = users[n][2]
             portal = portal_url(str(self.msm_address()))
-            self.agent(n, "mn", agents.mn(fqdn, x.workgroup, portal, "eth0", enrol_self=not TOKENS))
+            self.agent(n, "mn", agents.mn(fqdn, x.workgroup, portal, "eth0", enrol_self=not enrolment.TOKENS))
             cmd = agents.AGENTS["mn"][2].format(path=agents.AGENTS["mn"][0])
-            if TOKENS:
+            if enrolment.TOKENS:
                 self.token(n, fqdn, "mn")
                 cmd = f"sh -c {shlex.quote(enrol_command(portal, fqdn, 'mn', '/var/lib/testbed/mn/pki') + ' && exec ' + cmd)}"
             if mip:  # sign on once Mobile IP has found home: the portal is reached through the home NAPT
@@ -451,9 +452,7 @@ class Compiler:
             addr = self.msm_address()
             assert addr is not None
             self.nodes[sgn]["setup"].append(napt.sg_portal_route("lan", addr, bb_a, "napt"))
-        from .enrolment import PORTAL_PORT
-
-        self.nodes[bb]["files"]["/etc/testbed/napt.nft"] = napt.backbone_napt(links, "inet", self.msm_address(), PORTAL_PORT)  # type: ignore[arg-type]
+        self.nodes[bb]["files"]["/etc/testbed/napt.nft"] = napt.backbone_napt(links, "inet", self.msm_address(), enrolment.PORTAL_PORT)  # type: ignore[arg-type]
         self.nft_files.append((bb, "/etc/testbed/napt.nft"))
         self.nodes[bb]["setup"] = ["nft -f /etc/testbed/napt.nft"] + napt.backbone_rules(links)
         self.nodes[bb]["description"] += ", NAPT for the realms' portal and DNS traffic (claim 22)"

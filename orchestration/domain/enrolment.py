@@ -55,7 +55,7 @@ class Secrets:
 
 def portal_url(address: str) -> str:
     """The portal's base URL on ``address``."""
-    return f"{'https' if HTTPS else 'http'}://{address}:{PORTAL_PORT}"
+    return f"{'https' if TOKENS or HTTPS else 'http'}://{address}:{PORTAL_PORT}"
 
 
 def enrol_command(portal: str, identity: str, kind: str, out: str, san_ip: str | None = None,

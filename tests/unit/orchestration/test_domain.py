@@ -332,3 +332,29 @@ def test_cli_validate_json_render_and_schema(tmp_path: Path) -> None:
     assert run_cli("render", "examples/handover.yaml", "--seed", "s").stdout == r.stdout  # reproducible
     schema = json.loads(run_cli("schema").stdout)
     assert schema == json.loads(json.dumps(lab_schema())) and "mvpns" in schema["properties"]
+
+
+def test_with_an_msm_that_takes_tokens_every_enrolling_node_uses_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue-9 contract: seed.tokens, one token file per node, enrol with --token."""
+    from orchestration.domain import enrolment
+
+    from orchestration.domain import parse_lab
+    from orchestration.domain.compiler import compile_model
+    from testbed.msm.config import Seed
+
+    monkeypatch.setattr(enrolment, "TOKENS", True)
+    monkeypatch.setattr(enrolment, "PORTAL_PORT", 8443)
+    if "tokens" not in Seed.model_fields:  # this tree's MSM predates tokens: its own model refuses the seed
+        with pytest.raises(TopologyError, match=r"nodes.msm.files./etc/testbed/msm.yaml: msm agent would refuse it: seed.tokens"):
+            compile_lab(lab("workgroup"), "lab.yaml", Secrets("t"), check_nft=False)
+    c = compile_model(parse_lab(lab("workgroup")), "lab.yaml", Secrets("t"))
+    seed = yaml.safe_load(c.topology.nodes["msm"].files["/etc/testbed/msm.yaml"])["seed"]
+    assert {(t["identity"], t["kind"]) for t in seed["tokens"]} == {("A", "sg"), ("B", "sg"), ("a.mwg.test", "mn"),
+                                                                    ("b.mwg.test", "mn")}
+    a = c.topology.nodes["a"]
+    assert a.files[TOKEN_FILE].strip() == next(t["token"] for t in seed["tokens"] if t["identity"] == "a.mwg.test")
+    assert any("--token \"$(cat /etc/testbed/enrol.token)\" --kind mn" in s for s in a.start)
+    assert yaml.safe_load(a.files["/etc/testbed/mn.yaml"])["credentials"]["enroll"] is False
+    assert "--token" in c.topology.nodes["sg-b"].files["/etc/testbed/start-sg.sh"]
+    assert yaml.safe_load(c.topology.nodes["sg-b"].files["/etc/testbed/sg.yaml"])["portal"]["url"] == "https://198.51.100.10:8443"
+    assert "c" not in {t["identity"].split(".")[0] for t in seed["tokens"]}  # no token for a node that does not enrol
