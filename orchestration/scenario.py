@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .backend import repo_root
 from .lab import Lab
-from .topology import TopologyError, _loc, read_yaml_file
+from .topology import TopologyError, _loc, parse_topology, read_yaml_file
 
 SCENARIOS_DIR = repo_root() / "scenarios"
 RESULTS_DIR = repo_root() / "results"
@@ -149,7 +149,15 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
     results.mkdir(parents=True, exist_ok=True)
     for old in ("report.json",):
         (results / old).unlink(missing_ok=True)
-    lab = Lab.from_file(folder / spec.topology, name=lab_name, workdir=results)
+    compiled = None
+    data = read_yaml_file(folder / spec.topology)
+    if isinstance(data, dict) and data.get("kind") == "lab":  # a lab file: its schedule and checks run too
+        from .domain import compile_lab
+
+        compiled = compile_lab(data, str(folder / spec.topology))
+        lab = Lab(compiled.topology, name=lab_name, workdir=results)
+    else:
+        lab = Lab(parse_topology(data, str(folder / spec.topology)), name=lab_name, workdir=results)
     ctx = ScenarioContext(name, lab, folder, results, say)
     t0 = time.monotonic()
     error = None
@@ -168,6 +176,10 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
         for c in spec.checks:
             ctx.checks.append(res := run_check(lab, c))
             say(f"{'PASS' if res.passed else 'FAIL'} {res.name} ({res.detail})")
+        if compiled is not None:
+            from .domain.schedule import run_timeline
+
+            ctx.checks.extend(run_timeline(lab, compiled, say))
         code = folder / "scenario.py"
         if code.is_file():
             load_module(code).run(ctx)

@@ -52,3 +52,24 @@ def test_start_after_timeout_names_what_did_not_come_up() -> None:
     with pytest.raises(LabError) as e:
         lab.up()
     assert "not ready after 2 s: the never agent (dep:/run/testbed/never.json: no status file yet)" in str(e.value)
+
+
+def test_scenario_with_a_lab_file_runs_the_labs_schedule_and_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scenario.yaml may name a lab file: the lab's own schedule and checks run after the
+    scenario's, and a failing lab check fails the scenario."""
+    import yaml
+
+    from orchestration import scenario as sc
+
+    data = load_yaml(EXAMPLES / "handover.yaml")
+    data["checks"].append({"name": "deliberately wrong: mn reaches an address nobody has", "node": "mn",
+                           "run": "ping -c1 -W1 10.20.9.9", "match": " 1 received"})
+    folder = tmp_path / "scen" / "labho"
+    folder.mkdir(parents=True)
+    (folder / "lab.yaml").write_text(yaml.safe_dump(data))
+    (folder / "scenario.yaml").write_text("topology: lab.yaml\n")
+    monkeypatch.setattr(sc, "SCENARIOS_DIR", tmp_path / "scen")
+    report = sc.run_scenario("labho", lab_name=unique_lab_name("x"), say=lambda m: None, results_root=tmp_path / "res")
+    names = [c["name"] for c in report["checks"]]
+    assert names[:4] == [c["name"] for c in data["checks"][:4]]
+    assert [c["name"] for c in failed(report)] == ["deliberately wrong: mn reaches an address nobody has"]
