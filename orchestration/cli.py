@@ -47,6 +47,18 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _checks_table(title: str, checks: list[dict]) -> Table:
+    """One row per check of a report: name, pass/FAIL, detail."""
+    t = Table(title=Text(title))
+    t.add_column("check")
+    t.add_column("result")
+    t.add_column("detail", overflow="fold")
+    for c in checks:  # names and details are data: printed as text, never read as markup
+        t.add_row(Text(c["name"]), Text("pass", style="green") if c["passed"] else Text("FAIL", style="red"),
+                  Text(c["detail"]))
+    return t
+
+
 def _lab_name(lab: Optional[str]) -> str:
     if lab:
         return lab
@@ -204,14 +216,65 @@ def graph(file: Path = typer.Argument(..., help="topology YAML"),
 
 
 @app.command()
-def validate(file: Path = typer.Argument(..., help="topology YAML")) -> None:
-    """Check a topology file without starting anything."""
+def validate(file: Path = typer.Argument(..., help="topology or lab YAML"),
+             as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout, for CI")) -> None:
+    """Check a topology or lab file without starting anything (a lab file: domain checks,
+    generated agent configs through the agents' models, generated nftables through nft -c)."""
     try:
         topo = load_topology(file)
     except EXPECTED as e:
+        if as_json:
+            problems = [{"path": p, "problem": m} for p, m in getattr(e, "problems", [("", str(e))])]
+            print(json.dumps({"file": str(file), "valid": False, "problems": problems}, indent=1))
+            raise typer.Exit(2)
         _fail(e)
         return
+    if as_json:
+        print(json.dumps({"file": str(file), "valid": True, "nodes": len(topo.nodes), "segments": len(topo.segments),
+                          "mvpns": len(topo.mvpns), "problems": []}, indent=1))
+        return
     console.print(Text(f"{file}: valid ({len(topo.nodes)} nodes, {len(topo.segments)} segments, {len(topo.mvpns)} M-VPNs)"))
+
+
+@app.command()
+def render(file: Path = typer.Argument(..., help="lab YAML (kind: lab)"),
+           seed: Optional[str] = typer.Option(None, help="derive tokens and keys from this text (reproducible output)")) -> None:
+    """Print the low-level topology a lab file compiles to, agent configs included."""
+    from .domain import load_lab
+    from .domain.render import render_topology
+    from .domain.enrolment import Secrets
+
+    try:
+        compiled = load_lab(file, Secrets(seed))
+    except EXPECTED as e:
+        _fail(e)
+        return
+    print(render_topology(compiled.topology), end="")
+
+
+@app.command(name="run")
+def run_(file: Path = typer.Argument(..., help="lab YAML (kind: lab)"),
+         lab: Optional[str] = typer.Option(None, help="lab name (default: the file's)"),
+         keep: bool = typer.Option(False, help="leave the lab up afterwards")) -> None:
+    """Bring a lab file up, run its schedule and checks, take it down; exit 1 if a check fails."""
+    from .domain import load_lab
+    from .domain.schedule import run_lab
+
+    try:
+        report = run_lab(load_lab(file), lab_name=lab, keep=keep, say=_say)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    out_console.print(_checks_table(f"lab {report['lab']}: {'PASSED' if report['passed'] else 'FAILED'}", report["checks"]))
+    raise typer.Exit(0 if report["passed"] else 1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the lab format (kind: lab), for editors."""
+    from .domain import lab_schema
+
+    print(json.dumps(lab_schema(), indent=1))
 
 
 @app.command()
@@ -264,13 +327,8 @@ def scenario(name: str = typer.Argument("roaming", help="folder under scenarios/
 def report_tables(name: str, report: dict) -> Group:
     """A scenario report as two tables (checks, metrics); every name and detail is data,
     printed as text, never read as markup."""
-    t = Table(title=Text(f"scenario {name}: {'PASSED' if report['passed'] else 'FAILED'} in {report['duration_s']:.1f} s"))
-    t.add_column("check")
-    t.add_column("result")
-    t.add_column("detail", overflow="fold")
-    for c in report["checks"]:
-        t.add_row(Text(c["name"]), Text("pass", style="green") if c["passed"] else Text("FAIL", style="red"),
-                  Text(c["detail"]))
+    t = _checks_table(f"scenario {name}: {'PASSED' if report['passed'] else 'FAILED'} in {report['duration_s']:.1f} s",
+                      report["checks"])
     parts: list[Table] = [t]
     if report["metrics"]:
         m = Table(title="metrics")

@@ -21,7 +21,10 @@ from typing import Callable, Iterable
 from . import netns as nsmod
 from .backend import Backend, BackendError, ExecResult, NodeSpec, repo_root
 from .links import Port, Wiring, bridge_name, port_name
-from .topology import FORWARDING_ROLES, Role, Topology, Wire, check_lab_name, load_topology, parse_topology, wires
+from testbed.common.ready import unmet
+
+from .topology import (FORWARDING_ROLES, Ready, Role, Topology, Wire, check_lab_name, load_topology, parse_topology,
+                       start_levels, wires)
 
 STATE_DIR = Path(os.environ.get("TESTBED_STATE_DIR", "/run/testbed/labs"))
 DEFAULT_WORK_ROOT = Path(os.environ.get("TESTBED_WORK_ROOT", "/var/lib/testbed"))
@@ -231,14 +234,22 @@ class Lab:
             wr.impair(a_ns, w.a.ifname, w.impair)
 
     def _setup(self, say: Say, nodes: Iterable[str] | None = None) -> None:
+        """Write files and run setup on every node (in parallel), then start the nodes'
+        agents level by level of their ``start_after`` waits (topology.start_levels)."""
         t = time.monotonic()
-        todo = [n for n in (nodes or self.nodes)
-                if self.topology.nodes[n].files or self.topology.nodes[n].setup or self.topology.nodes[n].start]
+        chosen = set(nodes or self.nodes)
+        todo = [n for n in self.nodes if n in chosen
+                and (self.topology.nodes[n].files or self.topology.nodes[n].setup or self.topology.nodes[n].start)]
         if todo:
             say(f"running setup on {len(todo)} nodes")
         with ThreadPoolExecutor(max_workers=min(8, len(todo) or 1)) as pool:
             for _ in pool.map(self._setup_node, todo):
                 pass
+        for level in start_levels(self.topology):
+            starting = [n for n in level if n in todo and self.topology.nodes[n].start]
+            with ThreadPoolExecutor(max_workers=min(8, len(starting) or 1)) as pool:
+                for _ in pool.map(self._start_node, starting):
+                    pass
         self.timings["setup"] = time.monotonic() - t
 
     def _setup_node(self, node: str) -> None:
@@ -249,9 +260,28 @@ class Lab:
             r = self.backend.shell(self.name, node, cmd, timeout=120)
             if not r.ok:
                 raise LabError(f"setup of node {node} failed: {cmd!r} exited {r.exit_code}: {(r.stderr or r.stdout).strip()[-500:]}")
+
+    def _start_node(self, node: str) -> None:
+        nd = self.topology.nodes[node]
+        for cond in nd.start_after:
+            self.wait_ready(cond)
         for i, cmd in enumerate(nd.start):
             log = f"/var/log/testbed/start-{i}.log"
             self.backend.exec(self.name, node, ["sh", "-c", f"exec {cmd} >>{log} 2>&1"], detach=True)
+
+    def wait_ready(self, cond: Ready, interval_s: float = 0.3) -> None:
+        """Poll ``cond.file`` on ``cond.node`` until testbed.common.ready.unmet is None.
+        Raises LabError naming the node, the file and the last reason after ``cond.timeout_s``."""
+        deadline = time.monotonic() + cond.timeout_s
+        while True:
+            r = self.backend.exec(self.name, cond.node, ["cat", cond.file], timeout=10)
+            why = unmet(r.stdout if r.ok else None, cond.key, cond.equals)
+            if why is None:
+                return
+            if time.monotonic() >= deadline:
+                raise LabError(f"not ready after {cond.timeout_s:g} s: {cond.what or cond.node} "
+                               f"({cond.node}:{cond.file}: {why})")
+            time.sleep(interval_s)
 
     def down(self, say: Say = _quiet) -> dict[str, list[str]]:
         """Stop capturing, remove every node and namespace of the lab. Logs stay in the workdir."""

@@ -23,12 +23,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .backend import repo_root
 from .lab import Lab
-from .topology import TopologyError, _loc
+from .topology import TopologyError, _loc, parse_topology, read_yaml_file
 
 SCENARIOS_DIR = repo_root() / "scenarios"
 RESULTS_DIR = repo_root() / "results"
@@ -147,7 +146,7 @@ def scenario_folder(name: str) -> Path:
 def load_scenario(folder: Path) -> ScenarioFile:
     path = folder / "scenario.yaml"
     try:
-        return ScenarioFile.model_validate(yaml.safe_load(path.read_text()) or {})
+        return ScenarioFile.model_validate(read_yaml_file(path) or {})
     except ValidationError as e:
         raise TopologyError(str(path), [(_loc(err["loc"]), err["msg"]) for err in e.errors()]) from None
 
@@ -212,7 +211,15 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
     # Volumes keep a node's data across its restarts within one run, never across runs: the
     # MSM applies its seed (and the lab's one-time tokens) only to an empty store (issue 9).
     shutil.rmtree(results / "volumes", ignore_errors=True)
-    lab = Lab.from_file(folder / spec.topology, name=lab_name, workdir=results)
+    compiled = None
+    data = read_yaml_file(folder / spec.topology)
+    if isinstance(data, dict) and data.get("kind") == "lab":  # a lab file: its schedule and checks run too
+        from .domain import compile_lab
+
+        compiled = compile_lab(data, str(folder / spec.topology))
+        lab = Lab(compiled.topology, name=lab_name, workdir=results)
+    else:
+        lab = Lab(parse_topology(data, str(folder / spec.topology)), name=lab_name, workdir=results)
     ctx = ScenarioContext(name, lab, folder, results, say)
     t0 = time.monotonic()
     error = None
@@ -231,6 +238,10 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
         for c in spec.checks:
             ctx.checks.append(res := run_check(lab, c))
             say(f"{'PASS' if res.passed else 'FAIL'} {res.name} ({res.detail})")
+        if compiled is not None:
+            from .domain.schedule import run_timeline
+
+            ctx.checks.extend(run_timeline(lab, compiled, say))
         code = folder / "scenario.py"
         if code.is_file():
             load_module(code).run(ctx)

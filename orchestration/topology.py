@@ -19,7 +19,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
@@ -152,6 +151,19 @@ class Route(_Strict):
         return self
 
 
+class Ready(_Strict):
+    """A condition on another node's status file (testbed.common.ready): the node's
+    ``start`` commands run only once it holds, or bring-up fails naming it after
+    ``timeout_s`` seconds."""
+
+    node: str
+    file: str = Field(description="absolute path of the status file (JSON) inside that node")
+    key: str | None = Field(None, description="dotted key that must exist (and be true, or equal 'equals')")
+    equals: str | int | bool | None = None
+    timeout_s: float = Field(90.0, gt=0, le=600)
+    what: str = Field("", description="what is waited for, named when it times out")
+
+
 class Node(_Strict):
     """One container."""
 
@@ -166,6 +178,7 @@ class Node(_Strict):
     files: dict[str, str] = Field({}, description="files written into the node before 'setup' runs: path -> content")
     setup: list[str] = Field([], description="shell commands run to completion after wiring, in order")
     start: list[str] = Field([], description="long-running commands started in the background after setup")
+    start_after: list[Ready] = Field([], description="status conditions on other nodes that must hold before 'start' runs")
     description: str = ""
 
     @field_validator("volumes")
@@ -203,10 +216,7 @@ class Topology(_Strict):
     @field_validator("nodes", "segments")
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for k in v:
-            if not ITEM_NAME.match(k):
-                raise ValueError(f"name {k!r} must be lowercase letters, digits and '-', starting with a letter, at most 31 characters")
-        return v
+        return check_item_names(v)
 
     @field_validator("mvpns", mode="before")
     @classmethod
@@ -217,6 +227,14 @@ class Topology(_Strict):
                 if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,30}$", str(k)):
                     raise ValueError(f"M-VPN name {k!r} must be letters, digits and '-'")
         return v
+
+
+def check_item_names(v: dict[str, Any]) -> dict[str, Any]:
+    """Node, segment and other item names become interface and container names."""
+    for k in v:
+        if not ITEM_NAME.match(k):
+            raise ValueError(f"name {k!r} must be lowercase letters, digits and '-', starting with a letter, at most 31 characters")
+    return v
 
 
 def check_lab_name(name: str) -> None:
@@ -349,17 +367,29 @@ def parse_topology(data: Any, source: str = "<topology>") -> Topology:
     return topo
 
 
-def load_topology(path: str | Path) -> Topology:
-    """Read and validate a YAML topology file."""
-    p = Path(path)
+def read_yaml_file(p: Path) -> Any:
+    """A YAML file's data (unique keys, orchestration.yamlfile); TopologyError naming the
+    file, line and column when it is missing or not valid YAML."""
+    from .yamlfile import YamlError, load_yaml
+
     if not p.is_file():
         raise TopologyError(str(p), [("", "no such file")])
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise TopologyError(str(p), [("", f"{where}not valid YAML ({getattr(e, 'problem', e)})")]) from None
+        return load_yaml(p)
+    except YamlError as e:
+        raise TopologyError(str(p), [("", f"{e.where}: not valid YAML: {e.problem}")]) from None
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a topology file. A lab file at the level of the domain (top-level
+    ``kind: lab``) is compiled to a topology first (orchestration.domain). Duplicate keys are
+    refused with their line (orchestration.yamlfile)."""
+    p = Path(path)
+    data = read_yaml_file(p)
+    if isinstance(data, dict) and data.get("kind") == "lab":
+        from .domain import compile_lab
+
+        return compile_lab(data, str(p)).topology
     return parse_topology(data, str(p))
 
 
@@ -413,12 +443,21 @@ def _check_references(topo: Topology) -> list[tuple[str, str]]:
                 add(f"{lp}.peer_address", f"{link.peer_address} is not in the same subnet as {link.address}; both ends of a point-to-point link share one subnet")
             if link.address and link.peer_address and link.address.ip == link.peer_address.ip:
                 add(f"{lp}.peer_address", "both ends have the same address")
+        for i, r in enumerate(node.start_after):
+            if r.node not in topo.nodes:
+                add(f"{base}.start_after[{i}].node", f"unknown node {r.node!r}; declare it under 'nodes' ({_known(topo.nodes)})")
+            elif r.node == nname:
+                add(f"{base}.start_after[{i}].node", "a node cannot wait for itself; wrap the start command in python3 -m testbed.common.ready instead")
         names = [l.name for l in node.links if l.name]
         for dup in {n for n in names if names.count(n) > 1}:
             add(f"{base}.links", f"interface name {dup!r} is used twice")
 
     if problems:
         return problems  # the checks below need consistent references
+
+    cycle = start_cycle(topo)
+    if cycle:
+        add(f"nodes.{cycle[0]}.start_after", f"start order has a cycle: {' -> '.join(cycle)}; remove one of these waits")
 
     ws = wires(topo)
     # interface-name clashes caused by peer_name
@@ -456,6 +495,45 @@ def _check_references(topo: Topology) -> list[tuple[str, str]]:
             if r.dev is not None and r.dev not in ifnames:
                 add(f"nodes.{nname}.routes[{i}].dev", f"{nname} has no interface {r.dev!r} ({', '.join(sorted(ifnames)) or 'none'})")
     return problems
+
+
+def start_levels(topo: Topology) -> list[list[str]]:
+    """Nodes in start order: level 0 waits for nobody, level n for nodes of levels < n.
+    Raises ValueError on a cycle (see :func:`start_cycle`)."""
+    deps = {n: {r.node for r in nd.start_after if r.node in topo.nodes} for n, nd in topo.nodes.items()}
+    levels: list[list[str]] = []
+    done: set[str] = set()
+    while len(done) < len(deps):
+        level = [n for n in deps if n not in done and deps[n] <= done]
+        if not level:
+            raise ValueError("start order has a cycle")
+        levels.append(level)
+        done.update(level)
+    return levels
+
+
+def start_cycle(topo: Topology) -> list[str]:
+    """One cycle of start_after waits as a node list (first node repeated at the end), or []."""
+    deps = {n: [r.node for r in nd.start_after if r.node in topo.nodes] for n, nd in topo.nodes.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str]:
+        state[n] = 1
+        stack.append(n)
+        for d in deps[n]:
+            if state.get(d) == 1:
+                return stack[stack.index(d):] + [d]
+            if d not in state and (c := visit(d)):
+                return c
+        stack.pop()
+        state[n] = 2
+        return []
+
+    for n in deps:
+        if n not in state and (c := visit(n)):
+            return c
+    return []
 
 
 def _known(d: dict[str, Any]) -> str:
