@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .backend import repo_root
 from .lab import Lab
-from .topology import TopologyError, _loc, parse_topology, read_yaml_file
+from .topology import TopologyError, _loc, read_yaml_file
 
 SCENARIOS_DIR = repo_root() / "scenarios"
 RESULTS_DIR = repo_root() / "results"
@@ -219,7 +219,7 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
         compiled = compile_lab(data, str(folder / spec.topology))
         lab = Lab(compiled.topology, name=lab_name, workdir=results)
     else:
-        lab = Lab(parse_topology(data, str(folder / spec.topology)), name=lab_name, workdir=results)
+        lab = Lab.from_file(folder / spec.topology, name=lab_name, workdir=results)
     ctx = ScenarioContext(name, lab, folder, results, say)
     t0 = time.monotonic()
     error = None
