@@ -7,6 +7,7 @@ hooks into plain AODV processing (hello, RREQ/RREP/RERR, link break) live in age
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 
@@ -248,11 +249,16 @@ class HandoverMixin:
         self.sync_catchalls()
         self.seq = seqnum.fresher(self.seq, ho.mn_seq)
         nb = self.neighbours.get(new_sink)
-        migrated = []
+        migrated, rediscover = [], []
         if nb is not None:
             for r in list(self.routes):
                 if r.next_hop == old_sink and r.dst != old_sink:
                     self.held.pop(r.dst, None)
+                    if self.rediscover_after_move(r):
+                        # (a link break may have invalidated it already)
+                        self.invalidate(r, "handover: the new sink may not serve it", bump_seq=False)
+                        rediscover.append(r.dst)
+                        continue
                     # one hop more, held at the 8-bit field's top (RFC 3561 5.2)
                     self.set_route(r.dst, new_sink, nb.iface,
                                    min(r.hop_count + 1, MAX_HOP_COUNT), r.seq,
@@ -262,15 +268,37 @@ class HandoverMixin:
                 self.held.pop(dst)
                 if self.routes.lookup(dst) is None and dst in self.buffer.queues:
                     self.start_discovery(dst)
+            for r in [self.routes.get(d) for d in rediscover]:
+                self.counters["handover_rediscovered"] += 1
+                # one discovery per prefix: a held datagram's may be running already
+                if not any(ipaddress.IPv4Address(d) in r.network for d in self.discoveries):
+                    self.start_discovery(r.dst, orig_seq=self.seq)
         ms = round((self.now() - self.handover_started) * 1000, 2) \
             if self.handover_started else None
         self.handover_started = None
         self.counters["handover_completed"] += 1
         self.event("handover_done", new_sink=new_sink, old_sink=old_sink, seq=ho.mn_seq,
-                   migrated=migrated, ms=ms)
+                   migrated=migrated, rediscovered=rediscover, ms=ms)
         if self.cfg.handover.optimize:
             self.loop.call_later(self.cfg.handover.optimize_delay_ms / 1000,
                                  self.optimise_routes)
+
+    def rediscover_after_move(self, r: Route) -> bool:
+        """MN: rediscover this route at once (buffering meanwhile) instead of migrating it?
+
+        Claim 36 lets the MN migrate forwarding to the new sink; that is safe for AODV host
+        routes (/32): every MSR catches the managed prefix, so a new sink without a route
+        buffers and discovers (RFC 3561 6.3). A gateway's prefix route (prefix_len < 32,
+        e.g. a correspondent's network) is known only to the MSRs on the old path; a new
+        sink off that path has neither a route nor a catch-all for it and drops what the
+        MN sends (scenario handover-offpath: 107 datagrams lost). So for those the MN
+        does what claim 37 allows at once and RFC 3561 6.3 prescribes: route discovery,
+        with its datagrams buffered in its own TUN (only if a catch-all of its own covers
+        the destination; otherwise migrating is the better guess). Returns a bool.
+        """
+        if r.prefix_len >= 32 or self.tun is None or not getattr(self, "_catchalls_on", True):
+            return False
+        return any(ipaddress.IPv4Address(r.dst) in net for net in self.managed)
 
     def mn_handover_failed(self, new_sink: str, ho: HandoverExt) -> None:
         """Claim 37: unsuccessful handover: re-discover active peers at once."""

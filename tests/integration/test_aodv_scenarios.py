@@ -61,11 +61,6 @@ def test_ring_search_with_weights_switched_off_fails_its_comparison(lab_factory)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect found by this scenario (2026-11-29): with the extension the MN migrates its "
-    "uplink route to the new sink m6, which has no route to h's prefix and drops the MN's "
-    "datagrams until the MN rediscovers ~1 s later (107 lost, 1079 ms, against plain AODV's "
-    "0 lost, 663 ms); the checks '[both] MN -> h ...' fail. Remove this mark with the fix."))
 def test_handover_offpath(tmp_path: Path) -> None:
     report = run_scenario("handover-offpath", lab_name=unique_lab_name("x"), say=print, results_root=tmp_path)
     m = passed(report, "handover-offpath", tmp_path)
