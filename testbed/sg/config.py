@@ -19,7 +19,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from testbed.sg.strongswan import ESP_PROPOSALS, IKE_PROPOSALS
+
 NAME = re.compile(r"^[A-Za-z0-9_]{1,8}$")
+PROPOSAL = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 class PeerConfig(BaseModel):
@@ -64,6 +67,24 @@ class IpsecConfig(BaseModel):
     # right tunnel when two initiators share a private address. None: off.
     lan_interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,15}$")
     debug: int = Field(default=1, ge=0, le=4)
+    # IKE and ESP proposals of every responder, in order of preference (strongSwan syntax).
+    proposals: list[str] = Field(default=IKE_PROPOSALS.split(","), min_length=1)
+    esp_proposals: list[str] = Field(default=ESP_PROPOSALS.split(","), min_length=1)
+    # Answers from our LAN to an initiator go back through that initiator's CHILD_SA (a
+    # route per filter row into its realm). Off in the patent's design, where the target
+    # answers over its own tunnel (claims 12-13); on for stock peers that expect an
+    # ordinary bidirectional CHILD_SA (interop matrix, issue 12). Needs initiators' private
+    # addresses to be distinct across realms.
+    answer_via_sa: bool = False
+
+    @field_validator("proposals", "esp_proposals")
+    @classmethod
+    def _proposal(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not PROPOSAL.match(p):
+                raise ValueError(f"proposal {p!r}: algorithm keywords joined by '-', "
+                                 "e.g. aes128gcm16-prfsha256-ecp256")
+        return v
 
     @model_validator(mode="after")
     def _creds(self) -> "IpsecConfig":

@@ -1,0 +1,126 @@
+"""The interop lab as a topology dict (Lab.from_dict), for any subset of peer suites.
+
+    im-<s> 10.0.0.2i ─lan-a─ sg-a 198.51.100.1 ─┐                 ┌─ sg-b 198.51.100.2 ─lan-b─ b 10.0.0.7, .8
+                                                 ├─ inet ──────────┤                      └──── m 10.0.0.9 (our MN agent)
+                           rs-<s> 198.51.100.3i ─┘ (realm 10.0.0.3i) └─ msm 198.51.100.10 (portal for m)
+
+- sg-a, sg-b: our SG agents (IP-IP + one responder charon per peer realm, realm-indexed
+  workgroup filter from static rows: im-<s> may reach b's 10.0.0.7, not 10.0.0.8).
+- im-<s>: stock strongSwan of suite s, the initiating MN of claims 7-11 (identity = SG-A's
+  public address, which its certificate carries in subjectAltName).
+- rs-<s>: stock strongSwan of suite s as the responder SG of another M-VPN (claim 12), its
+  realm address 10.0.0.3i on lo; our MN agent m builds its tunnel to it.
+- Certificates are written by the matrix run (host-side CA); the SG agents wait for them.
+`scenarios/interop/topology.yaml` is this function's output for all suites (a unit test
+keeps them equal).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import yaml
+
+from orchestration.images import PEER_SUITES
+
+SG_A, SG_B, MSM = "198.51.100.1", "198.51.100.2", "198.51.100.10"
+OTHER_SG = "198.51.100.3"          # named in the wrong-SAN certificate; no such SG runs
+TARGET, NOT_TARGET, MN_ADDR = "10.0.0.7", "10.0.0.8", "10.0.0.9"
+SG_READY = "/etc/testbed/sg/ready"
+PORTAL = f"http://{MSM}:8080"
+
+
+def suite_index(suite: str) -> int:
+    """1-based position of a suite in PEER_SUITES (fixes its nodes' addresses)."""
+    return PEER_SUITES.index(suite) + 1
+
+
+def tag(suite: str) -> str:
+    return suite[:2]
+
+
+def initiator_node(suite: str) -> str:
+    return f"im-{tag(suite)}"
+
+
+def responder_node(suite: str) -> str:
+    return f"rs-{tag(suite)}"
+
+
+def initiator_addr(suite: str) -> str:
+    return f"10.0.0.2{suite_index(suite)}"
+
+
+def responder_public(suite: str) -> str:
+    return f"198.51.100.3{suite_index(suite)}"
+
+
+def responder_realm(suite: str) -> str:
+    return f"10.0.0.3{suite_index(suite)}"
+
+
+def responder_mvpn(suite: str) -> str:
+    return f"X{tag(suite).upper()}"
+
+
+def _sg(mvpn: str, public: str, peers: dict[str, str], rows: list[dict], lan: str) -> dict:
+    from .matrix import PROPOSALS
+    cfg = {
+        "mvpn": mvpn, "public_address": public, "realm": ["10.0.0.0/24"],
+        "static_rows": rows, "auto_peers": False,
+        "peers": {n: {"public": p} for n, p in peers.items()},
+        "tunnel": {"mode": "userspace"},
+        "ipsec": {"enabled": True, "cert": "/etc/testbed/sg/cert.pem", "key": "/etc/testbed/sg/key.pem",
+                  "ca": "/etc/testbed/sg/ca.pem", "debug": 1,
+                  "proposals": [p.ike for p in PROPOSALS.values()],
+                  "esp_proposals": [p.esp for p in PROPOSALS.values()],
+                  "answer_via_sa": True},
+        "status_file": "/run/testbed/sg.json", "log_level": "INFO"}
+    return {
+        "role": "sg", "mvpn": mvpn,
+        "links": [{"segment": lan, "address": "10.0.0.1/24"}, {"segment": "inet", "address": f"{public}/24"}],
+        "files": {"/etc/testbed/sg.yaml": yaml.safe_dump(cfg, sort_keys=False)},
+        "start": [f"sh -c 'while [ ! -f {SG_READY} ]; do sleep 0.2; done; "
+                  "exec python3 -m testbed.sg --config /etc/testbed/sg.yaml'"],
+    }
+
+
+def topology(suites: Iterable[str] = PEER_SUITES, name: str = "interop") -> dict:
+    """The lab for SUITES (a subset of PEER_SUITES, in any order)."""
+    from .peer import PEER_CONF, strongswan_conf
+    suites = [s for s in PEER_SUITES if s in set(suites)]
+    rows = [{"peer_sg_public": SG_A, "initiator_private": initiator_addr(s), "targets": [TARGET],
+             "initiator_mvpn": "A"} for s in suites]
+    nodes: dict = {
+        "sg-a": _sg("A", SG_A, {"B": SG_B}, [], "lan-a"),
+        "sg-b": _sg("B", SG_B, {"A": SG_A}, rows, "lan-b"),
+        "b": {"role": "host", "mvpn": "B", "description": "target: 10.0.0.7 in the workgroup, 10.0.0.8 not",
+              "links": [{"segment": "lan-b", "address": f"{TARGET}/24"}],
+              "routes": [{"to": "default", "via": "10.0.0.1"}, {"to": "10.0.0.16/28", "via": "10.0.0.1"}],
+              "setup": [f"ip addr add {NOT_TARGET}/24 dev eth0"]},
+    }
+    conf = strongswan_conf()
+    for s in suites:
+        nodes[initiator_node(s)] = {
+            "role": "host", "mvpn": "A", "image": f"peer:{s}",
+            "description": f"stock strongSwan of Debian {s}: initiating MN behind SG-A",
+            "links": [{"segment": "lan-a", "address": f"{initiator_addr(s)}/24"}],
+            "routes": [{"to": "default", "via": "10.0.0.1"}],
+            "files": {PEER_CONF: conf},
+            "start": ["/usr/lib/ipsec/charon"]}
+        nodes[responder_node(s)] = {
+            "role": "host", "image": f"peer:{s}",
+            "description": f"stock strongSwan of Debian {s}: responder SG of M-VPN {responder_mvpn(s)}",
+            "links": [{"segment": "inet", "address": f"{responder_public(s)}/24"}],
+            "routes": [{"to": "10.0.0.16/28", "via": SG_A}, {"to": f"{MN_ADDR}/32", "via": SG_B}],
+            "setup": [f"ip addr add {responder_realm(s)}/32 dev lo"],
+            "files": {PEER_CONF: conf},
+            "start": ["/usr/lib/ipsec/charon"]}
+    return {
+        "name": name,
+        "description": "interop matrix: our SG and MN agents against stock strongSwan releases",
+        "mvpns": {"A": {"realm": "10.0.0.0/24"}, "B": {"realm": "10.0.0.0/24"}},
+        "segments": {"inet": {"subnet": "198.51.100.0/24", "description": "the emulated Internet"},
+                     "lan-a": {"mvpn": "A", "subnet": "10.0.0.0/24"},
+                     "lan-b": {"mvpn": "B", "subnet": "10.0.0.0/24"}},
+        "nodes": nodes,
+    }

@@ -1,0 +1,281 @@
+"""Runs the interop matrix in a lab built from labspec.topology (issue 12).
+
+Per peer suite s and role:
+- ``mn`` (claims 7-11): stock im-<s> initiates towards our SG-B through SG-A's IP-IP
+  tunnel, once per (proposal, key type) cell: IKE_SA up, CHILD_SA up with the cell's
+  algorithms (read on both sides), ping both ways through the SA (b's answers return
+  through the same CHILD_SA), the realm-indexed filter admits 10.0.0.7 and drops 10.0.0.8
+  (its counters move), and a running 50 pps stream survives CHILD_SA rekey, IKE_SA rekey
+  and IKE_SA reauthentication with at most LOSS_WINDOW packets lost. Then the negative
+  cells, each refused, with the reason found in the peer's and in our SG's charon log.
+Times are taken inside the peer (date before and after `swanctl --initiate`), so the
+bench's cell and baseline include the same swanctl start-up.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Callable
+
+from orchestration.lab import Lab
+
+from . import labspec as L
+from .matrix import (KEY_TYPES, NEGATIVES, PROPOSALS, SUITE_RELEASE, Cell, algs_disagree, column,
+                     missing_features)
+from .peer import PEER_LOG, SWANCTL_DIR, cell_name, initiator_swanctl
+from .pki import MatrixCA
+
+Say = Callable[[str], None]
+
+OUR_REALM = "A"                                      # SG-B's realm for SG-A's initiators
+OUR_LOG = f"/var/lib/testbed/sg/{OUR_REALM}/charon.log"
+OUR_SWANCTL = (f"ip netns exec realm-{OUR_REALM} swanctl --uri "
+               f"unix:///var/lib/testbed/sg/{OUR_REALM}/charon.vici")
+# Packets of a 50 pps stream that may be lost across one CHILD rekey + IKE rekey + reauth.
+# Measured 0 in 45 of 45 runs with make_before_break (see description.md); 2 packets = 40 ms.
+LOSS_WINDOW = 2
+STREAM_COUNT, STREAM_INTERVAL = 150, 0.02
+
+# What list-sas shows for each proposal (IKE line, ESP line).
+SHOWN = {
+    "aes128gcm16-prfsha256-ecp256": ("AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256", "AES_GCM_16-128"),
+    "aes256-sha256-modp3072": ("AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_3072",
+                               "AES_CBC-256/HMAC_SHA2_256_128"),
+    "chacha20poly1305-prfsha256-curve25519": ("CHACHA20_POLY1305-256/PRF_HMAC_SHA2_256/CURVE_25519",
+                                              "CHACHA20_POLY1305-256"),
+}
+# Why each negative cell must be refused: (regex in the peer's log, regex in our SG's log).
+REFUSAL = {
+    "wrong-san": (r"AUTHENTICATION_FAILED", r"no matching peer config found|constraint check failed"),
+    "expired": (r"AUTHENTICATION_FAILED", r"certificate .*(expired|invalid|not valid)|no trusted .* public key found"),
+    "other-ca": (r"AUTHENTICATION_FAILED", r"no issuer certificate found|no trusted .* public key found"),
+    "no-proposal": (r"NO_PROPOSAL_CHOSEN", r"no acceptable proposal found|NO_PROPOSAL_CHOSEN"),
+}
+
+
+def _hex(a: str) -> str:
+    return IPv4Address(a).packed.hex()
+
+
+@dataclass
+class MatrixRun:
+    """One matrix run over a lab that is up. `cells` collects the results."""
+    lab: Lab
+    suites: list[str]
+    proposals: list[str] = field(default_factory=lambda: list(PROPOSALS))
+    key_types: list[str] = field(default_factory=lambda: list(KEY_TYPES))
+    say: Say = print
+    rekey: bool = True
+    cells: list[Cell] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    # ---- set-up --------------------------------------------------------------------------
+    def prepare(self, timeout: float = 60) -> None:
+        """Issue every certificate, hand them to SGs and peers, wait until all are ready."""
+        ca, other = MatrixCA(), MatrixCA("another CA")
+        for node, public in (("sg-a", L.SG_A), ("sg-b", L.SG_B)):
+            c = ca.issue(f"{node}.interop", [public], "p256")
+            self.lab.put_file(node, "/etc/testbed/sg/cert.pem", c.cert)
+            self.lab.put_file(node, "/etc/testbed/sg/key.pem", c.key, 0o600)
+            self.lab.put_file(node, "/etc/testbed/sg/ca.pem", ca.pem)
+            self.lab.put_file(node, L.SG_READY, b"")
+        for s in self.suites:
+            node = L.initiator_node(s)
+            creds = {f"{kt}": ca.issue(f"{node}.interop", [L.SG_A], kt) for kt in KEY_TYPES}
+            creds["wrong-san"] = ca.issue(f"{node}.interop", [L.OTHER_SG], "p256")
+            creds["expired"] = ca.issue(f"{node}.interop", [L.SG_A], "p256", expired=True)
+            creds["other-ca"] = other.issue(f"{node}.interop", [L.SG_A], "p256")
+            for name, c in creds.items():
+                self.lab.put_file(node, f"{SWANCTL_DIR}/x509/{name}.pem", c.cert)
+                self.lab.put_file(node, f"{SWANCTL_DIR}/private/{name}.pem", c.key, 0o600)
+            self.lab.put_file(node, f"{SWANCTL_DIR}/x509ca/ca.pem", ca.pem)
+            self.lab.put_file(node, f"{SWANCTL_DIR}/swanctl.conf", initiator_swanctl(
+                L.SG_B, L.SG_A, L.OTHER_SG, f"{L.TARGET}/32,{L.NOT_TARGET}/32"))
+        deadline = time.monotonic() + timeout
+        todo = {L.initiator_node(s) for s in self.suites} | {"sg-b"}
+        while todo and time.monotonic() < deadline:
+            for node in sorted(todo):
+                if node == "sg-b":
+                    ok = self._sg_ready()
+                else:
+                    ok = self.lab.exec(node, "swanctl --load-all --noprompt").ok
+                if ok:
+                    todo.discard(node)
+            time.sleep(0.5)
+        if todo:
+            raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(sorted(todo))} "
+                               "(see results/<scenario>/logs/<node>/)")
+
+    def _sg_ready(self) -> bool:
+        r = self.lab.exec("sg-b", "cat /run/testbed/sg.json")
+        try:
+            st = json.loads(r.stdout)
+        except ValueError:
+            return False
+        realm = st.get("realms", {}).get(OUR_REALM, {})
+        return bool(realm.get("charon_running")) and not realm.get("error") and st["filter"].get("version") == 0
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _size(self, node: str, path: str) -> int:
+        r = self.lab.exec(node, f"stat -c %s {path} 2>/dev/null || echo 0")
+        return int(r.stdout.strip() or 0)
+
+    def _since(self, node: str, path: str, offset: int) -> str:
+        return self.lab.exec(node, f"tail -c +{offset + 1} {path}").stdout
+
+    def _counter(self, name: str) -> int:
+        r = self.lab.exec("sg-b", f"nft -j list counter ip tb_workgroup {name}")
+        try:
+            return int([i["counter"] for i in json.loads(r.stdout)["nftables"] if "counter" in i][0]["packets"])
+        except (ValueError, LookupError):
+            return -1
+
+    def _ours_sas(self) -> str:
+        return self.lab.exec("sg-b", f"{OUR_SWANCTL} --list-sas").stdout
+
+    @staticmethod
+    def _excerpt(text: str, pattern: str | None = None, lines: int = 8) -> str:
+        rows = [ln for ln in text.splitlines() if ln.strip()]
+        if pattern:
+            hit = [ln for ln in rows if re.search(pattern, ln)]
+            if hit:
+                return "\n".join(hit[-lines:])
+        keep = [ln for ln in rows if re.search(r"(?i)error|fail|no |invalid|expired|refus|received|proposal", ln)]
+        return "\n".join((keep or rows)[-lines:])
+
+    def initiate(self, node: str, conn: str, timeout_s: int = 10) -> tuple[bool, float | None, str]:
+        """`swanctl --initiate` of CONN on NODE: (succeeded, elapsed ms inside the node, output)."""
+        r = self.lab.exec(node, f"s=$(date +%s%N); swanctl --initiate --ike {conn} --child net "
+                                f"--timeout {timeout_s} >/tmp/init.out 2>&1; rc=$?; e=$(date +%s%N); "
+                                "cat /tmp/init.out; echo ELAPSED_NS $((e-s)) RC $rc", timeout=timeout_s + 20)
+        m = re.search(r"ELAPSED_NS (\d+) RC (\d+)", r.stdout)
+        if not m:
+            return False, None, r.stdout + r.stderr
+        return m.group(2) == "0", int(m.group(1)) / 1e6, r.stdout
+
+    def terminate(self, node: str, conn: str) -> None:
+        self.lab.exec(node, f"swanctl --terminate --ike {conn} --timeout 5 >/dev/null 2>&1; true")
+
+    # ---- role mn: stock initiating MN -> our SG -------------------------------------------
+    def check_algorithms(self, suite: str) -> list[str]:
+        """Features the knowledge claims for this release but its charon lacks."""
+        out = self.lab.exec(L.initiator_node(suite), "swanctl --list-algs").stdout
+        return algs_disagree(SUITE_RELEASE[suite], out)
+
+    def mn_cell(self, suite: str, proposal: str, key_type: str) -> Cell:
+        release = SUITE_RELEASE[suite]
+        cell = Cell(suite, "mn", column(proposal, key_type), "fail")
+        if missing := missing_features(release, proposal, key_type):
+            cell.status, cell.reason = "unsupported", f"{release} ({', '.join(missing)})"
+            return cell
+        node, conn = L.initiator_node(suite), cell_name(proposal, key_type)
+        peer_at, ours_at = self._size(node, PEER_LOG), self._size("sg-b", OUR_LOG)
+        try:
+            self._mn_steps(cell, node, conn, proposal)
+        finally:
+            self.terminate(node, conn)
+        if cell.status == "fail":
+            cell.logs = {f"peer ({node})": self._excerpt(self._since(node, PEER_LOG, peer_at)),
+                         "ours (sg-b realm A)": self._excerpt(self._since("sg-b", OUR_LOG, ours_at))}
+        return cell
+
+    def _step(self, cell: Cell, name: str, ok: bool, reason: str) -> bool:
+        cell.steps[name] = bool(ok)
+        if not ok and not cell.reason:
+            cell.reason = reason
+        return bool(ok)
+
+    def _mn_steps(self, cell: Cell, node: str, conn: str, proposal: str) -> None:
+        ike_alg, esp_alg = SHOWN[proposal]
+        ok, ms, out = self.initiate(node, conn)
+        cell.setup_ms = ms
+        peer_sas = self.lab.exec(node, f"swanctl --list-sas --ike {conn}").stdout
+        ours = self._ours_sas()
+        if not self._step(cell, "IKE_SA up", ok and re.search(rf"{conn}: #\d+, ESTABLISHED", peer_sas)
+                          and "ESTABLISHED" in ours and ike_alg in peer_sas and ike_alg in ours,
+                          f"IKE_SA not up with {ike_alg}: {self._excerpt(out, None, 2)}"):
+            return
+        if not self._step(cell, "CHILD_SA up", re.search(r"INSTALLED, TUNNEL", peer_sas) and esp_alg in peer_sas
+                          and re.search(r"INSTALLED, TUNNEL", ours) and esp_alg in ours,
+                          f"CHILD_SA not installed with {esp_alg}"):
+            return
+        row = f"r_{_hex(L.SG_A)}_{_hex(L.initiator_addr(cell.suite))}"
+        drop = f"drop_{_hex(L.SG_A)}"
+        row0, drop0 = self._counter(row), self._counter(drop)
+        ping = self.lab.exec(node, f"ping -c3 -i0.2 -W1 {L.TARGET}").stdout
+        got = int(m.group(1)) if (m := re.search(r"(\d+) received", ping)) else 0
+        ours = self._ours_sas()
+        pk = [int(x) for x in re.findall(r"(\d+) packets", ours)]
+        if not self._step(cell, "traffic both ways", got == 3 and len(pk) >= 2 and min(pk[:2]) >= 3,
+                          f"ping {L.TARGET} through the SA: {got}/3 answered; our SA packets in/out {pk[:2]}"):
+            return
+        self.lab.exec(node, f"ping -c2 -i0.2 -W1 {L.NOT_TARGET}")
+        row1, drop1 = self._counter(row), self._counter(drop)
+        if not self._step(cell, "realm filter", row1 - row0 >= 3 and drop1 - drop0 >= 2,
+                          f"realm-indexed filter: row for {L.initiator_addr(cell.suite)}->{L.TARGET} "
+                          f"counted {row1 - row0} (want >= 3), drops to {L.NOT_TARGET} {drop1 - drop0} (want >= 2)"):
+            return
+        if self.rekey:
+            lost, detail = self.rekey_during_stream(node, conn)
+            if not self._step(cell, "rekey", lost is not None and lost <= LOSS_WINDOW,
+                              f"rekey/reauth during a stream: {detail}"):
+                return
+            cell.steps["rekey lost"] = lost  # type: ignore[assignment]
+        cell.status = "pass"
+
+    def rekey_during_stream(self, node: str, conn: str) -> tuple[int | None, str]:
+        """50 pps to the target while the peer rekeys the CHILD_SA, rekeys the IKE_SA and
+        reauthenticates it (make-before-break): (packets lost, detail)."""
+        before = self.lab.exec(node, f"swanctl --list-sas --ike {conn}").stdout
+        spi0 = re.findall(r"in\s+([0-9a-f]{8})", before)
+        ike0 = re.findall(rf"{conn}: #(\d+)", before)
+        script = (f"ping -q -c {STREAM_COUNT} -i {STREAM_INTERVAL} -W 1 {L.TARGET} > /tmp/stream.out 2>&1 & p=$!; "
+                  f"sleep 0.6; swanctl --rekey --child net >/dev/null; sleep 0.6; "
+                  f"swanctl --rekey --ike {conn} >/dev/null; sleep 0.6; "
+                  f"swanctl --rekey --ike {conn} --reauth >/dev/null; wait $p; cat /tmp/stream.out")
+        out = self.lab.exec(node, script, timeout=60).stdout
+        after = self.lab.exec(node, f"swanctl --list-sas --ike {conn}").stdout
+        spi1 = re.findall(r"in\s+([0-9a-f]{8})", after)
+        ike1 = re.findall(rf"{conn}: #(\d+)", after)
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        if not m:
+            return None, f"no stream result: {out.strip()[-200:]}"
+        if not spi1 or set(spi0) & set(spi1) or not ike1 or ike1 == ike0:
+            return None, f"no new SAs after rekey (CHILD SPIs {spi0} -> {spi1}, IKE_SA #{ike0} -> #{ike1})"
+        lost = int(m.group(1)) - int(m.group(2))
+        return lost, f"{lost} of {m.group(1)} packets lost (window {LOSS_WINDOW})"
+
+    def negative_cell(self, suite: str, kind: str) -> Cell:
+        """A connection that our SG must refuse; passes when it is refused and both logs say why."""
+        node, conn = L.initiator_node(suite), f"n-{kind}"
+        cell = Cell(suite, "mn", kind, "fail")
+        peer_at, ours_at = self._size(node, PEER_LOG), self._size("sg-b", OUR_LOG)
+        ok, _, out = self.initiate(node, conn, timeout_s=8)
+        self.terminate(node, conn)
+        time.sleep(0.3)
+        peer_log, our_log = self._since(node, PEER_LOG, peer_at), self._since("sg-b", OUR_LOG, ours_at)
+        want_peer, want_ours = REFUSAL[kind]
+        cell.logs = {f"peer ({node})": self._excerpt(peer_log, want_peer, 3),
+                     "ours (sg-b realm A)": self._excerpt(our_log, want_ours, 3)}
+        seen_peer, seen_ours = bool(re.search(want_peer, peer_log)), bool(re.search(want_ours, our_log))
+        cell.steps = {"refused": not ok, "peer log says why": seen_peer, "our log says why": seen_ours}
+        if ok:
+            cell.reason = f"{NEGATIVES[kind]} was ACCEPTED"
+        elif not (seen_peer and seen_ours):
+            cell.reason = (f"refused, but the logs lack /{want_peer}/ (peer: {seen_peer}) "
+                           f"or /{want_ours}/ (ours: {seen_ours})")
+        else:
+            cell.status, cell.reason = "pass", "refused: " + self._excerpt(our_log, want_ours, 1).split("] ")[-1][:80]
+        return cell
+
+    def run_mn_row(self, suite: str, negatives: bool = True) -> list[Cell]:
+        cells = [self.mn_cell(suite, p, k) for p in self.proposals for k in self.key_types]
+        if negatives:
+            cells += [self.negative_cell(suite, kind) for kind in NEGATIVES]
+        for c in cells:
+            self.say(f"  {suite} {c.role} {c.column}: {c.status} {c.reason}")
+        self.cells += cells
+        return cells
