@@ -200,15 +200,19 @@ def evidence_checks(ctx: ScenarioContext, pcaps: list[Path], expected: list[str]
 
 
 def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
-                 say: Callable[[str], None] = print, results_root: Path | None = None) -> dict[str, Any]:
-    """Run one scenario end to end and return its report (also written to report.json)."""
+                 say: Callable[[str], None] = print, results_root: Path | None = None,
+                 topology: dict | None = None, results_dir: Path | None = None) -> dict[str, Any]:
+    """Run one scenario end to end and return its report (also written to report.json).
+    `topology` replaces the scenario's topology file (e.g. a subset of it), `results_dir`
+    the folder results/<name>."""
     folder = scenario_folder(name)
     spec = load_scenario(folder)
-    results = (results_root or RESULTS_DIR) / name
+    results = results_dir or (results_root or RESULTS_DIR) / name
     results.mkdir(parents=True, exist_ok=True)
     for old in ("report.json",):
         (results / old).unlink(missing_ok=True)
-    lab = Lab.from_file(folder / spec.topology, name=lab_name, workdir=results)
+    lab = (Lab.from_dict(topology, name=lab_name, workdir=results) if topology is not None
+           else Lab.from_file(folder / spec.topology, name=lab_name, workdir=results))
     ctx = ScenarioContext(name, lab, folder, results, say)
     t0 = time.monotonic()
     error = None

@@ -25,7 +25,10 @@ from orchestration.images import PEER_SUITES
 SG_A, SG_B, MSM = "198.51.100.1", "198.51.100.2", "198.51.100.10"
 OTHER_SG = "198.51.100.3"          # named in the wrong-SAN certificate; no such SG runs
 TARGET, NOT_TARGET, MN_ADDR = "10.0.0.7", "10.0.0.8", "10.0.0.9"
+REALM = "10.0.0.0/24"               # every M-VPN's private realm here (they overlap)
 SG_READY = "/etc/testbed/sg/ready"
+MN_PKI, MN_READY = "/etc/testbed/mn/pki", "/etc/testbed/mn/ready"
+MN_FQDN, WORKGROUP = "m.mwg.test", "W"
 PORTAL = f"http://{MSM}:8080"
 
 
@@ -62,6 +65,48 @@ def responder_mvpn(suite: str) -> str:
     return f"X{tag(suite).upper()}"
 
 
+def responder_fqdn(suite: str) -> str:
+    return f"p-{tag(suite)}.mwg.test"
+
+
+def _msm(suites: list[str]) -> dict:
+    """The MSM, only as the portal our MN agent signs on at (certificates come from the
+    matrix CA, not from its enrolment)."""
+    seed = {
+        "mvpns": [{"name": "A", "realm": REALM, "sg_public": SG_A}, {"name": "B", "realm": REALM, "sg_public": SG_B}]
+        + [{"name": responder_mvpn(s), "realm": REALM, "sg_public": responder_public(s)} for s in suites],
+        "users": [{"fqdn": MN_FQDN, "mvpn": "B", "private_address": MN_ADDR}]
+        + [{"fqdn": responder_fqdn(s), "mvpn": responder_mvpn(s), "private_address": responder_realm(s)}
+           for s in suites],
+        "workgroups": [{"name": WORKGROUP, "members": [MN_FQDN] + [responder_fqdn(s) for s in suites]}]}
+    cfg = {"db_path": "/var/lib/msm/msm.db", "ca_dir": "/var/lib/msm/ca", "http_port": 8080, "dns_port": 53,
+           "zone": "mwg.test.", "msm_address": MSM, "key_type": "ec", "status_file": "/run/testbed/msm.json",
+           "seed": seed}
+    return {"role": "msm", "description": "portal for our MN agent's sign-on (claims 5, 13)",
+            "links": [{"segment": "inet", "address": f"{MSM}/24"}],
+            "routes": [{"to": f"{MN_ADDR}/32", "via": SG_B}],
+            "volumes": ["/var/lib/msm"],
+            "files": {"/etc/testbed/msm.yaml": yaml.safe_dump(cfg, sort_keys=False)},
+            "start": ["python3 -m testbed.msm --config /etc/testbed/msm.yaml"]}
+
+
+def _mn() -> dict:
+    """Our MN agent m (M-VPN B): one tunnel per member SG, i.e. to every stock rs-<s>."""
+    from .matrix import PROPOSALS
+    cfg = {"fqdn": MN_FQDN, "workgroup": WORKGROUP, "portal": {"url": PORTAL, "poll_timeout": 2},
+           "interface": "eth0", "credentials": {"dir": MN_PKI, "enroll": False},
+           "retry_interval": 1, "initiate_timeout": 5,
+           "proposals": [p.ike for p in PROPOSALS.values()],
+           "esp_proposals": [p.esp for p in PROPOSALS.values()],
+           "status_file": "/run/testbed/mn.json", "log_level": "INFO"}
+    return {"role": "mn", "mvpn": "B", "description": "our MN agent (claim 12 towards the stock SGs)",
+            "links": [{"segment": "lan-b", "address": f"{MN_ADDR}/24"}],
+            "routes": [{"to": "default", "via": "10.0.0.1"}],
+            "files": {"/etc/testbed/mn.yaml": yaml.safe_dump(cfg, sort_keys=False)},
+            "start": [f"sh -c 'while [ ! -f {MN_READY} ]; do sleep 0.2; done; "
+                      "exec python3 -m testbed.mn --config /etc/testbed/mn.yaml'"]}
+
+
 def _sg(mvpn: str, public: str, peers: dict[str, str], rows: list[dict], lan: str) -> dict:
     from .matrix import PROPOSALS
     cfg = {
@@ -93,6 +138,8 @@ def topology(suites: Iterable[str] = PEER_SUITES, name: str = "interop") -> dict
     nodes: dict = {
         "sg-a": _sg("A", SG_A, {"B": SG_B}, [], "lan-a"),
         "sg-b": _sg("B", SG_B, {"A": SG_A}, rows, "lan-b"),
+        "msm": _msm(suites),
+        "m": _mn(),
         "b": {"role": "host", "mvpn": "B", "description": "target: 10.0.0.7 in the workgroup, 10.0.0.8 not",
               "links": [{"segment": "lan-b", "address": f"{TARGET}/24"}],
               "routes": [{"to": "default", "via": "10.0.0.1"}, {"to": "10.0.0.16/28", "via": "10.0.0.1"}],

@@ -25,7 +25,7 @@ from orchestration.lab import Lab
 from . import labspec as L
 from .matrix import (KEY_TYPES, NEGATIVES, PROPOSALS, SUITE_RELEASE, Cell, algs_disagree, column,
                      missing_features)
-from .peer import PEER_LOG, SWANCTL_DIR, cell_name, initiator_swanctl
+from .peer import PEER_LOG, SWANCTL_DIR, cell_name, initiator_swanctl, responder_swanctl
 from .pki import MatrixCA
 
 Say = Callable[[str], None]
@@ -52,7 +52,7 @@ REFUSAL = {
     "wrong-san": (r"AUTHENTICATION_FAILED", r"no matching peer config found|constraint check failed"),
     "expired": (r"AUTHENTICATION_FAILED", r"certificate .*(expired|invalid|not valid)|no trusted .* public key found"),
     "other-ca": (r"AUTHENTICATION_FAILED", r"no issuer certificate found|no trusted .* public key found"),
-    "no-proposal": (r"NO_PROPOSAL_CHOSEN", r"no acceptable proposal found|NO_PROPOSAL_CHOSEN"),
+    "no-proposal": (r"NO_PROPOSAL_CHOSEN", r"received proposals unacceptable|no acceptable proposal found"),
 }
 
 
@@ -69,6 +69,9 @@ class MatrixRun:
     key_types: list[str] = field(default_factory=lambda: list(KEY_TYPES))
     say: Say = print
     rekey: bool = True
+    negatives: bool = True
+    target: str = L.TARGET           # in the workgroup: must be reached through the SA
+    not_target: str = L.NOT_TARGET   # not in the workgroup: must be dropped by the filter
     cells: list[Cell] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -82,6 +85,19 @@ class MatrixRun:
             self.lab.put_file(node, "/etc/testbed/sg/key.pem", c.key, 0o600)
             self.lab.put_file(node, "/etc/testbed/sg/ca.pem", ca.pem)
             self.lab.put_file(node, L.SG_READY, b"")
+        mn = ca.issue("m.interop", [L.SG_B], "p256", san_dns=(L.MN_FQDN,))
+        self.lab.put_file("m", f"{L.MN_PKI}/cert.pem", mn.cert)
+        self.lab.put_file("m", f"{L.MN_PKI}/key.pem", mn.key, 0o600)
+        self.lab.put_file("m", f"{L.MN_PKI}/ca.pem", ca.pem)
+        self.lab.put_file("m", L.MN_READY, b"")
+        for s in self.suites:
+            node = L.responder_node(s)
+            for kt in KEY_TYPES:
+                c = ca.issue(f"{node}.interop", [L.responder_public(s)], kt)
+                self.lab.put_file(node, f"{SWANCTL_DIR}/x509/{kt}.pem", c.cert)
+                self.lab.put_file(node, f"{SWANCTL_DIR}/private/{kt}.pem", c.key, 0o600)
+            self.lab.put_file(node, f"{SWANCTL_DIR}/x509ca/ca.pem", ca.pem)
+            self._responder_conf(s, None, "p256")
         for s in self.suites:
             node = L.initiator_node(s)
             creds = {f"{kt}": ca.issue(f"{node}.interop", [L.SG_A], kt) for kt in KEY_TYPES}
@@ -93,9 +109,10 @@ class MatrixRun:
                 self.lab.put_file(node, f"{SWANCTL_DIR}/private/{name}.pem", c.key, 0o600)
             self.lab.put_file(node, f"{SWANCTL_DIR}/x509ca/ca.pem", ca.pem)
             self.lab.put_file(node, f"{SWANCTL_DIR}/swanctl.conf", initiator_swanctl(
-                L.SG_B, L.SG_A, L.OTHER_SG, f"{L.TARGET}/32,{L.NOT_TARGET}/32"))
+                L.SG_B, L.SG_A, L.OTHER_SG, L.REALM,
+                baseline=(L.responder_public(s), f"{L.responder_realm(s)}/32")))
         deadline = time.monotonic() + timeout
-        todo = {L.initiator_node(s) for s in self.suites} | {"sg-b"}
+        todo = {L.initiator_node(s) for s in self.suites} | {L.responder_node(s) for s in self.suites} | {"sg-b"}
         while todo and time.monotonic() < deadline:
             for node in sorted(todo):
                 if node == "sg-b":
@@ -179,7 +196,8 @@ class MatrixRun:
             self.terminate(node, conn)
         if cell.status == "fail":
             cell.logs = {f"peer ({node})": self._excerpt(self._since(node, PEER_LOG, peer_at)),
-                         "ours (sg-b realm A)": self._excerpt(self._since("sg-b", OUR_LOG, ours_at))}
+                         "ours (sg-b realm A)": self._excerpt(self._since("sg-b", OUR_LOG, ours_at)),
+                         **cell.logs}
         return cell
 
     def _step(self, cell: Cell, name: str, ok: bool, reason: str) -> bool:
@@ -197,6 +215,7 @@ class MatrixRun:
         if not self._step(cell, "IKE_SA up", ok and re.search(rf"{conn}: #\d+, ESTABLISHED", peer_sas)
                           and "ESTABLISHED" in ours and ike_alg in peer_sas and ike_alg in ours,
                           f"IKE_SA not up with {ike_alg}: {self._excerpt(out, None, 2)}"):
+            cell.logs["list-sas"] = f"peer:\n{peer_sas}\nours:\n{ours}"
             return
         if not self._step(cell, "CHILD_SA up", re.search(r"INSTALLED, TUNNEL", peer_sas) and esp_alg in peer_sas
                           and re.search(r"INSTALLED, TUNNEL", ours) and esp_alg in ours,
@@ -205,38 +224,49 @@ class MatrixRun:
         row = f"r_{_hex(L.SG_A)}_{_hex(L.initiator_addr(cell.suite))}"
         drop = f"drop_{_hex(L.SG_A)}"
         row0, drop0 = self._counter(row), self._counter(drop)
-        ping = self.lab.exec(node, f"ping -c3 -i0.2 -W1 {L.TARGET}").stdout
+        ping = self.lab.exec(node, f"ping -c3 -i0.2 -W1 {self.target}").stdout
         got = int(m.group(1)) if (m := re.search(r"(\d+) received", ping)) else 0
         ours = self._ours_sas()
         pk = [int(x) for x in re.findall(r"(\d+) packets", ours)]
         if not self._step(cell, "traffic both ways", got == 3 and len(pk) >= 2 and min(pk[:2]) >= 3,
-                          f"ping {L.TARGET} through the SA: {got}/3 answered; our SA packets in/out {pk[:2]}"):
+                          f"ping {self.target} through the SA: {got}/3 answered; our SA packets in/out {pk[:2]}"):
             return
-        self.lab.exec(node, f"ping -c2 -i0.2 -W1 {L.NOT_TARGET}")
+        self.lab.exec(node, f"ping -c2 -i0.2 -W1 {self.not_target}")
         row1, drop1 = self._counter(row), self._counter(drop)
         if not self._step(cell, "realm filter", row1 - row0 >= 3 and drop1 - drop0 >= 2,
-                          f"realm-indexed filter: row for {L.initiator_addr(cell.suite)}->{L.TARGET} "
-                          f"counted {row1 - row0} (want >= 3), drops to {L.NOT_TARGET} {drop1 - drop0} (want >= 2)"):
+                          f"realm-indexed filter: row for {L.initiator_addr(cell.suite)}->{self.target} "
+                          f"counted {row1 - row0} (want >= 3), drops to {self.not_target} {drop1 - drop0} (want >= 2)"):
             return
         if self.rekey:
-            lost, detail = self.rekey_during_stream(node, conn)
+            lost, detail = self.rekey_during_stream(node, conn, dst=self.target)
             if not self._step(cell, "rekey", lost is not None and lost <= LOSS_WINDOW,
                               f"rekey/reauth during a stream: {detail}"):
                 return
             cell.steps["rekey lost"] = lost  # type: ignore[assignment]
         cell.status = "pass"
 
-    def rekey_during_stream(self, node: str, conn: str) -> tuple[int | None, str]:
-        """50 pps to the target while the peer rekeys the CHILD_SA, rekeys the IKE_SA and
-        reauthenticates it (make-before-break): (packets lost, detail)."""
+    def rekey_during_stream(self, node: str, conn: str, src: str | None = None,
+                            dst: str = L.TARGET) -> tuple[int | None, str]:
+        """50 pps from SRC (default: NODE) to DST while stock NODE rekeys the CHILD_SA,
+        rekeys the IKE_SA and reauthenticates it (make-before-break): (packets lost, detail)."""
+        src = src or node
+        stream = f"ping -q -c {STREAM_COUNT} -i {STREAM_INTERVAL} -W 1 {dst}"
+        if src != node:
+            self.lab.exec(src, f"{stream} > /tmp/stream.out 2>&1 &")
         before = self.lab.exec(node, f"swanctl --list-sas --ike {conn}").stdout
         spi0 = re.findall(r"in\s+([0-9a-f]{8})", before)
         ike0 = re.findall(rf"{conn}: #(\d+)", before)
-        script = (f"ping -q -c {STREAM_COUNT} -i {STREAM_INTERVAL} -W 1 {L.TARGET} > /tmp/stream.out 2>&1 & p=$!; "
-                  f"sleep 0.6; swanctl --rekey --child net >/dev/null; sleep 0.6; "
+        own = f"{stream} > /tmp/stream.out 2>&1 & p=$!; " if src == node else ""
+        script = (f"{own}sleep 0.6; swanctl --rekey --child net >/dev/null; sleep 0.6; "
                   f"swanctl --rekey --ike {conn} >/dev/null; sleep 0.6; "
-                  f"swanctl --rekey --ike {conn} --reauth >/dev/null; wait $p; cat /tmp/stream.out")
-        out = self.lab.exec(node, script, timeout=60).stdout
+                  f"swanctl --rekey --ike {conn} --reauth >/dev/null; ")
+        if src == node:
+            out = self.lab.exec(node, script + "wait $p; cat /tmp/stream.out", timeout=60).stdout
+        else:
+            self.lab.exec(node, script, timeout=60)
+            time.sleep(STREAM_COUNT * STREAM_INTERVAL)
+            out = self.lab.exec(src, "while pgrep -x ping >/dev/null; do sleep 0.2; done; cat /tmp/stream.out",
+                                timeout=30).stdout
         after = self.lab.exec(node, f"swanctl --list-sas --ike {conn}").stdout
         spi1 = re.findall(r"in\s+([0-9a-f]{8})", after)
         ike1 = re.findall(rf"{conn}: #(\d+)", after)
@@ -279,3 +309,104 @@ class MatrixRun:
             self.say(f"  {suite} {c.role} {c.column}: {c.status} {c.reason}")
         self.cells += cells
         return cells
+
+    # ---- role sg: our MN agent -> stock responder SG --------------------------------------
+    def _responder_conf(self, suite: str, proposal: str | None, key_type: str) -> None:
+        self.lab.put_file(L.responder_node(suite), f"{SWANCTL_DIR}/swanctl.conf", responder_swanctl(
+            L.responder_public(suite), f"{L.responder_realm(suite)}/32", L.SG_B, proposal, key_type,
+            baseline_from=L.SG_A))
+
+    def _mn_tunnel(self, suite: str) -> dict:
+        r = self.lab.exec("m", "cat /run/testbed/mn.json")
+        try:
+            return json.loads(r.stdout).get("tunnels", {}).get(L.responder_public(suite), {})
+        except ValueError:
+            return {}
+
+    def sg_cell(self, suite: str, proposal: str, key_type: str, wait_s: float = 20) -> Cell:
+        """Our MN agent m builds its tunnel to stock rs-<suite>, which accepts only this
+        cell's proposal and authenticates with a certificate of this key type."""
+        release = SUITE_RELEASE[suite]
+        cell = Cell(suite, "sg", column(proposal, key_type), "fail")
+        if missing := missing_features(release, proposal, key_type):
+            cell.status, cell.reason = "unsupported", f"{release} ({', '.join(missing)})"
+            return cell
+        node = L.responder_node(suite)
+        peer_at = self._size(node, PEER_LOG)
+        ours_log = f"/var/lib/testbed/mn/{L.responder_mvpn(suite)}/charon.log"
+        ours_at = self._size("m", ours_log)
+        self._responder_conf(suite, proposal, key_type)
+        self.lab.exec(node, "swanctl --load-all --noprompt >/dev/null; "
+                            "swanctl --terminate --ike from-mn --timeout 5 >/dev/null 2>&1; true")
+        ike_alg, esp_alg = SHOWN[proposal]
+        deadline, sas = time.monotonic() + wait_s, ""
+        while time.monotonic() < deadline:
+            sas = self.lab.exec(node, "swanctl --list-sas --ike from-mn").stdout
+            if re.search(r"INSTALLED, TUNNEL", sas) and ike_alg in sas:
+                break
+            time.sleep(0.3)
+        tunnel = self._mn_tunnel(suite)
+        cell.setup_ms = tunnel.get("setup_ms")
+        try:
+            self._sg_steps(cell, node, sas, tunnel, ike_alg, esp_alg)
+        finally:
+            if cell.status == "fail":
+                cell.logs = {f"peer ({node})": self._excerpt(self._since(node, PEER_LOG, peer_at)),
+                             "ours (m)": self._excerpt(self._since("m", ours_log, ours_at))}
+        return cell
+
+    def _sg_steps(self, cell: Cell, node: str, sas: str, tunnel: dict, ike_alg: str, esp_alg: str) -> None:
+        ours_up = any(sa.get("state") == "ESTABLISHED" for sa in tunnel.get("sas", []))
+        if not self._step(cell, "IKE_SA up", re.search(r"from-mn: #\d+, ESTABLISHED", sas) and ike_alg in sas
+                          and ours_up, f"IKE_SA not up with {ike_alg} (our MN agent: {tunnel.get('error')})"):
+            return
+        if not self._step(cell, "CHILD_SA up", re.search(r"INSTALLED, TUNNEL", sas) and esp_alg in sas,
+                          f"CHILD_SA not installed with {esp_alg}"):
+            return
+        dst = L.responder_realm(cell.suite)
+        ping = self.lab.exec("m", f"ping -c3 -i0.2 -W1 {dst}").stdout
+        got = int(m.group(1)) if (m := re.search(r"(\d+) received", ping)) else 0
+        sas = self.lab.exec(node, "swanctl --list-sas --ike from-mn").stdout
+        pk = [int(x) for x in re.findall(r"(\d+) packets", sas)]
+        if not self._step(cell, "traffic both ways", got == 3 and len(pk) >= 2 and min(pk[:2]) >= 3,
+                          f"ping {dst} from m: {got}/3 answered; stock SA packets in/out {pk[:2]}"):
+            return
+        cell.steps["realm filter"] = True  # n/a here: the stock SG has no workgroup filter
+        if self.rekey:
+            lost, detail = self.rekey_during_stream(node, "from-mn", src="m", dst=dst)
+            if not self._step(cell, "rekey", lost is not None and lost <= LOSS_WINDOW,
+                              f"rekey/reauth by the stock SG during a stream: {detail}"):
+                return
+            cell.steps["rekey lost"] = lost  # type: ignore[assignment]
+        cell.status = "pass"
+
+    def run_sg_row(self, suite: str) -> list[Cell]:
+        cells = [self.sg_cell(suite, p, k) for p in self.proposals for k in self.key_types]
+        for c in cells:
+            self.say(f"  {suite} {c.role} {c.column}: {c.status} {c.reason}")
+        self.cells += cells
+        return cells
+
+    def run_rows(self, suite: str) -> list[Cell]:
+        """Every role's row for one suite."""
+        return self.run_mn_row(suite, self.negatives) + self.run_sg_row(suite)
+
+
+def write_results(cells: list[Cell], folder, extra: dict | None = None) -> dict:
+    """matrix.json, matrix.md and matrix.html under FOLDER; returns the JSON document."""
+    from pathlib import Path
+
+    from .matrix import render_html, render_markdown
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"cells": [c.to_json() for c in cells], **(extra or {})}
+    (folder / "matrix.json").write_text(json.dumps(doc, indent=1))
+    (folder / "matrix.md").write_text(render_markdown(cells))
+    (folder / "matrix.html").write_text(render_html(cells))
+    return doc
+
+
+def suites_in(lab: Lab) -> list[str]:
+    """The peer suites whose nodes this lab has (labspec names)."""
+    from orchestration.images import PEER_SUITES
+    return [s for s in PEER_SUITES if L.initiator_node(s) in lab.topology.nodes]
