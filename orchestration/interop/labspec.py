@@ -25,6 +25,7 @@ from orchestration.images import PEER_SUITES
 SG_A, SG_B, MSM = "198.51.100.1", "198.51.100.2", "198.51.100.10"
 OTHER_SG = "198.51.100.3"          # named in the wrong-SAN certificate; no such SG runs
 TARGET, NOT_TARGET, MN_ADDR = "10.0.0.7", "10.0.0.8", "10.0.0.9"
+INITIATORS = "10.0.0.16/28"         # the stock initiating MNs 10.0.0.2i (routed back via SG-A)
 REALM = "10.0.0.0/24"               # every M-VPN's private realm here (they overlap)
 SG_READY = "/etc/testbed/sg/ready"
 MN_PKI, MN_READY = "/etc/testbed/mn/pki", "/etc/testbed/mn/ready"
@@ -142,7 +143,7 @@ def topology(suites: Iterable[str] = PEER_SUITES, name: str = "interop") -> dict
         "m": _mn(),
         "b": {"role": "host", "mvpn": "B", "description": "target: 10.0.0.7 in the workgroup, 10.0.0.8 not",
               "links": [{"segment": "lan-b", "address": f"{TARGET}/24"}],
-              "routes": [{"to": "default", "via": "10.0.0.1"}, {"to": "10.0.0.16/28", "via": "10.0.0.1"}],
+              "routes": [{"to": "default", "via": "10.0.0.1"}, {"to": INITIATORS, "via": "10.0.0.1"}],
               "setup": [f"ip addr add {NOT_TARGET}/24 dev eth0"]},
     }
     conf = strongswan_conf()
@@ -158,8 +159,9 @@ def topology(suites: Iterable[str] = PEER_SUITES, name: str = "interop") -> dict
             "role": "host", "image": f"peer:{s}",
             "description": f"stock strongSwan of Debian {s}: responder SG of M-VPN {responder_mvpn(s)}",
             "links": [{"segment": "inet", "address": f"{responder_public(s)}/24"}],
-            "routes": [{"to": "10.0.0.16/28", "via": SG_A}, {"to": f"{MN_ADDR}/32", "via": SG_B}],
+            "routes": [{"to": INITIATORS, "via": SG_A}, {"to": f"{MN_ADDR}/32", "via": SG_B}],
             "setup": [f"ip addr add {responder_realm(s)}/32 dev lo"],
+            "sysctls": {"net.ipv4.conf.all.rp_filter": 2},
             "files": {PEER_CONF: conf},
             "start": ["/usr/lib/ipsec/charon"]}
     return {

@@ -7,6 +7,12 @@ Settings every peer gets and why:
   always UDP-encapsulated (`encap = yes` only makes that explicit).
 - mobike = no: kernel-libipsec in these releases cannot update an installed SA's addresses
   (no SA update), so a MOBIKE address change would leave the SA pointing at the old path.
+- fwmark: charon's own IKE/ESP sockets carry mark 0x42 and the routes kernel-libipsec
+  installs apply only to unmarked packets (strongSwan's testing/tests/libipsec/host2host-cert
+  does the same). Without it a CHILD_SA whose remote selector is the IKE peer's own address
+  (our MN agent, whose IKE leaves masqueraded as its private address) is refused: "can't
+  install route ... conflicts with IKE traffic"; `allow_peer_ts` then lets kernel-libipsec
+  install it.
 - make_before_break = yes: reauthentication builds the new IKE_SA and CHILD_SAs before
   deleting the old ones, so a running stream sees no gap (the default tears down first).
 """
@@ -28,7 +34,9 @@ def strongswan_conf() -> str:
             "make_before_break": True,
             "retransmit_tries": 2,
             "retransmit_timeout": 1.0,
-            "plugins": {"kernel-libipsec": {"load": True}},
+            "plugins": {"kernel-libipsec": {"load": True, "allow_peer_ts": True},
+                        "kernel-netlink": {"fwmark": "!0x42"},
+                        "socket-default": {"fwmark": "0x42"}},
             "filelog": {"interop": {"path": PEER_LOG, "default": 1, "ike": 2, "cfg": 2, "knl": 1,
                                     "flush_line": True, "time_format": "%T"}},
         }}) + "\n"
@@ -74,21 +82,27 @@ def initiator_swanctl(sg: str, own_sg: str, other_sg: str, targets: str,
 
 
 def responder_swanctl(own: str, realm_ts: str, mn_sg: str, proposal: str | None, key_type: str,
-                      baseline_from: str | None = None) -> str:
+                      baseline_from: str | None = None, *, mn_addrs: str = "%any",
+                      baseline_addrs: str = "%any") -> str:
     """swanctl.conf of a stock responder SG at public address `own` (claim 12's target SG):
     connection `from-mn` accepts MNs whose identity (and certificate SAN) is their SG
     `mn_sg`, with only `proposal` and our certificate of `key_type`; `base` accepts the
-    stock MN of the same release behind `baseline_from` with every matrix proposal."""
+    stock MN of the same release behind `baseline_from` with every matrix proposal.
+    charon picks the IKE config (and so the IKE proposals) by address before it knows the
+    identity, so the two connections must differ in remote_addrs (`mn_addrs`,
+    `baseline_addrs`), or the baseline's proposals would answer the MN's IKE_SA_INIT."""
     conns = {}
     if proposal:
         p = PROPOSALS[proposal]
-        conns["from-mn"] = {"version": 2, "local_addrs": own, "encap": True, "mobike": False,
+        conns["from-mn"] = {"version": 2, "local_addrs": own, "remote_addrs": mn_addrs, "encap": True,
+                            "mobike": False,
                             "proposals": p.ike,
                             "local": {"auth": "pubkey", "certs": f"{key_type}.pem", "id": own},
                             "remote": {"auth": "pubkey", "id": mn_sg},
                             "children": {"net": {"local_ts": realm_ts, "esp_proposals": p.esp}}}
     if baseline_from:
-        conns["base"] = {"version": 2, "local_addrs": own, "encap": True, "mobike": False,
+        conns["base"] = {"version": 2, "local_addrs": own, "remote_addrs": baseline_addrs, "encap": True,
+                         "mobike": False,
                          "proposals": ",".join(p.ike for p in PROPOSALS.values()),
                          "local": {"auth": "pubkey", "certs": "p256.pem", "id": own},
                          "remote": {"auth": "pubkey", "id": baseline_from},

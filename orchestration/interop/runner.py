@@ -32,20 +32,19 @@ Say = Callable[[str], None]
 
 OUR_REALM = "A"                                      # SG-B's realm for SG-A's initiators
 OUR_LOG = f"/var/lib/testbed/sg/{OUR_REALM}/charon.log"
-OUR_SWANCTL = (f"ip netns exec realm-{OUR_REALM} swanctl --uri "
-               f"unix:///var/lib/testbed/sg/{OUR_REALM}/charon.vici")
+OUR_URI = f"unix:///var/lib/testbed/sg/{OUR_REALM}/charon.vici"
 # Packets of a 50 pps stream that may be lost across one CHILD rekey + IKE rekey + reauth.
 # Measured 0 in 45 of 45 runs with make_before_break (see description.md); 2 packets = 40 ms.
 LOSS_WINDOW = 2
-STREAM_COUNT, STREAM_INTERVAL = 150, 0.02
+STREAM_COUNT, STREAM_INTERVAL, STEP_S = 200, 0.02, 1.0   # 4 s stream, a rekey step a second
 
 # What list-sas shows for each proposal (IKE line, ESP line).
 SHOWN = {
     "aes128gcm16-prfsha256-ecp256": ("AES_GCM_16-128/PRF_HMAC_SHA2_256/ECP_256", "AES_GCM_16-128"),
     "aes256-sha256-modp3072": ("AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_3072",
                                "AES_CBC-256/HMAC_SHA2_256_128"),
-    "chacha20poly1305-prfsha256-curve25519": ("CHACHA20_POLY1305-256/PRF_HMAC_SHA2_256/CURVE_25519",
-                                              "CHACHA20_POLY1305-256"),
+    "chacha20poly1305-prfsha256-curve25519": ("CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_25519",
+                                              "ESP:CHACHA20_POLY1305"),
 }
 # Why each negative cell must be refused: (regex in the peer's log, regex in our SG's log).
 REFUSAL = {
@@ -151,7 +150,7 @@ class MatrixRun:
             return -1
 
     def _ours_sas(self) -> str:
-        return self.lab.exec("sg-b", f"{OUR_SWANCTL} --list-sas").stdout
+        return self.lab.exec("sg-b", f"ip netns exec realm-{OUR_REALM} swanctl --list-sas --uri {OUR_URI}").stdout
 
     @staticmethod
     def _excerpt(text: str, pattern: str | None = None, lines: int = 8) -> str:
@@ -160,7 +159,7 @@ class MatrixRun:
             hit = [ln for ln in rows if re.search(pattern, ln)]
             if hit:
                 return "\n".join(hit[-lines:])
-        keep = [ln for ln in rows if re.search(r"(?i)error|fail|no |invalid|expired|refus|received|proposal", ln)]
+        keep = [ln for ln in rows if re.search(r"(?i)error|fail|no |invalid|expired|refus|received|proposal|can't|unable|conflict", ln)]
         return "\n".join((keep or rows)[-lines:])
 
     def initiate(self, node: str, conn: str, timeout_s: int = 10) -> tuple[bool, float | None, str]:
@@ -257,9 +256,11 @@ class MatrixRun:
         spi0 = re.findall(r"in\s+([0-9a-f]{8})", before)
         ike0 = re.findall(rf"{conn}: #(\d+)", before)
         own = f"{stream} > /tmp/stream.out 2>&1 & p=$!; " if src == node else ""
-        script = (f"{own}sleep 0.6; swanctl --rekey --child net >/dev/null; sleep 0.6; "
-                  f"swanctl --rekey --ike {conn} >/dev/null; sleep 0.6; "
-                  f"swanctl --rekey --ike {conn} --reauth >/dev/null; ")
+        # Reauthentication first: charon refuses it while a rekeyed CHILD_SA still waits out
+        # delete_rekeyed_delay (5 s) in state DELETED.
+        script = (f"{own}sleep {STEP_S}; swanctl --rekey --ike {conn} --reauth >/dev/null; sleep {STEP_S}; "
+                  f"swanctl --rekey --ike {conn} >/dev/null; sleep {STEP_S}; "
+                  f"swanctl --rekey --child net >/dev/null; ")
         if src == node:
             out = self.lab.exec(node, script + "wait $p; cat /tmp/stream.out", timeout=60).stdout
         else:
@@ -273,8 +274,10 @@ class MatrixRun:
         m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
         if not m:
             return None, f"no stream result: {out.strip()[-200:]}"
-        if not spi1 or set(spi0) & set(spi1) or not ike1 or ike1 == ike0:
-            return None, f"no new SAs after rekey (CHILD SPIs {spi0} -> {spi1}, IKE_SA #{ike0} -> #{ike1})"
+        # reauth and IKE rekey each make a new IKE_SA (unique ids grow by 2); the CHILD_SAs are new
+        if not (set(spi1) - set(spi0)) or not ike1 or not ike0 or \
+                max(map(int, ike1)) < max(map(int, ike0)) + 2:
+            return None, f"not every rekey happened (CHILD SPIs {spi0} -> {spi1}, IKE_SA #{ike0} -> #{ike1})"
         lost = int(m.group(1)) - int(m.group(2))
         return lost, f"{lost} of {m.group(1)} packets lost (window {LOSS_WINDOW})"
 
@@ -314,7 +317,7 @@ class MatrixRun:
     def _responder_conf(self, suite: str, proposal: str | None, key_type: str) -> None:
         self.lab.put_file(L.responder_node(suite), f"{SWANCTL_DIR}/swanctl.conf", responder_swanctl(
             L.responder_public(suite), f"{L.responder_realm(suite)}/32", L.SG_B, proposal, key_type,
-            baseline_from=L.SG_A))
+            baseline_from=L.SG_A, mn_addrs=L.MN_ADDR, baseline_addrs=L.INITIATORS))
 
     def _mn_tunnel(self, suite: str) -> dict:
         r = self.lab.exec("m", "cat /run/testbed/mn.json")
