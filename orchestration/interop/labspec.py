@@ -9,7 +9,10 @@
 - im-<s>: stock strongSwan of suite s, the initiating MN of claims 7-11 (identity = SG-A's
   public address, which its certificate carries in subjectAltName).
 - rs-<s>: stock strongSwan of suite s as the responder SG of another M-VPN (claim 12), its
-  realm address 10.0.0.3i on lo; our MN agent m builds its tunnel to it.
+  realm address 10.0.0.3i on lo; our MN agent m builds its tunnel to it. rs-<s> is also the
+  home agent's IPsec of claim 24 for v, our MN on a co-located care-of address (home
+  address 10.0.0.40 on lo), authenticated by the MN-HA key; the Mobile IP tunnel itself is
+  replaced by a route (a stock peer has no IP-IP endpoint without our agent).
 - Certificates are written by the matrix run (host-side CA); the SG agents wait for them.
 `scenarios/interop/topology.yaml` is this function's output for all suites (a unit test
 keeps them equal).
@@ -30,6 +33,7 @@ REALM = "10.0.0.0/24"               # every M-VPN's private realm here (they ove
 SG_READY = "/etc/testbed/sg/ready"
 MN_PKI, MN_READY = "/etc/testbed/mn/pki", "/etc/testbed/mn/ready"
 MN_FQDN, WORKGROUP = "m.mwg.test", "W"
+CCOA, HOME_ADDR = "198.51.100.5", "10.0.0.40"   # our MN v on a co-located care-of address
 PORTAL = f"http://{MSM}:8080"
 
 
@@ -140,6 +144,9 @@ def topology(suites: Iterable[str] = PEER_SUITES, name: str = "interop") -> dict
         "sg-a": _sg("A", SG_A, {"B": SG_B}, [], "lan-a"),
         "sg-b": _sg("B", SG_B, {"A": SG_A}, rows, "lan-b"),
         "msm": _msm(suites),
+        "v": {"role": "mn", "description": "our MN on a co-located care-of address (claim 24's IPsec to its HA)",
+              "links": [{"segment": "inet", "address": f"{CCOA}/24"}],
+              "setup": [f"ip addr add {HOME_ADDR}/32 dev lo"]},
         "m": _mn(),
         "b": {"role": "host", "mvpn": "B", "description": "target: 10.0.0.7 in the workgroup, 10.0.0.8 not",
               "links": [{"segment": "lan-b", "address": f"{TARGET}/24"}],
@@ -159,7 +166,9 @@ def topology(suites: Iterable[str] = PEER_SUITES, name: str = "interop") -> dict
             "role": "host", "image": f"peer:{s}",
             "description": f"stock strongSwan of Debian {s}: responder SG of M-VPN {responder_mvpn(s)}",
             "links": [{"segment": "inet", "address": f"{responder_public(s)}/24"}],
-            "routes": [{"to": INITIATORS, "via": SG_A}, {"to": f"{MN_ADDR}/32", "via": SG_B}],
+            "routes": [{"to": INITIATORS, "via": SG_A}, {"to": f"{MN_ADDR}/32", "via": SG_B},
+                       # stands for the Mobile IP tunnel HA -> CCoA, which a stock peer cannot end
+                       {"to": f"{HOME_ADDR}/32", "via": CCOA}],
             "setup": [f"ip addr add {responder_realm(s)}/32 dev lo"],
             "sysctls": {"net.ipv4.conf.all.rp_filter": 2},
             "files": {PEER_CONF: conf},

@@ -36,10 +36,12 @@ NO_COMMON_PROPOSAL = Proposal("aes192-sha384-ecp384", "aes192-sha384", ())
 
 KEY_FEATURE = {"rsa3072": "rsa", "p256": "ecdsa", "ed25519": "ed25519"}
 KEY_TYPES = tuple(KEY_FEATURE)
+PSK = "psk"   # the column of claim 24's IPsec, which authenticates with the MN-HA key
 
 ROLES = {
     "mn": "stock initiating MN -> our SG (claims 7-11)",
     "sg": "our MN agent -> stock responder SG (claim 12)",
+    "ha": "our MN on a CCoA -> stock home agent IPsec (claim 24)",
 }
 NEGATIVES = {
     "wrong-san": "certificate whose subjectAltName names another SG",
@@ -119,6 +121,16 @@ def _short(cell: Cell) -> str:
     return f"FAIL: {cell.reason}"
 
 
+def _column_order(col: str, seen: int) -> tuple:
+    """Proposals in PROPOSALS order, key types then PSK within each, negatives last."""
+    if " / " in col:
+        p, k = col.split(" / ", 1)
+        props, keys = list(PROPOSALS), list(KEY_TYPES) + [PSK]
+        return (0, props.index(p) if p in props else 99, keys.index(k) if k in keys else 99, seen)
+    negs = list(NEGATIVES)
+    return (1, negs.index(col) if col in negs else 99, 0, seen)
+
+
 def _grid(cells: Iterable[Cell]) -> tuple[list[tuple[str, str]], list[str], dict]:
     cells = list(cells)
     rows, cols, by = [], [], {}
@@ -129,6 +141,7 @@ def _grid(cells: Iterable[Cell]) -> tuple[list[tuple[str, str]], list[str], dict
         if c.column not in cols:
             cols.append(c.column)
         by[(row, c.column)] = c
+    cols = [c for _, c in sorted((_column_order(c, i), c) for i, c in enumerate(cols))]
     return rows, cols, by
 
 

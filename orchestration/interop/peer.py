@@ -83,14 +83,16 @@ def initiator_swanctl(sg: str, own_sg: str, other_sg: str, targets: str,
 
 def responder_swanctl(own: str, realm_ts: str, mn_sg: str, proposal: str | None, key_type: str,
                       baseline_from: str | None = None, *, mn_addrs: str = "%any",
-                      baseline_addrs: str = "%any") -> str:
+                      baseline_addrs: str = "%any", ha: tuple[str, str, bytes] | None = None) -> str:
     """swanctl.conf of a stock responder SG at public address `own` (claim 12's target SG):
     connection `from-mn` accepts MNs whose identity (and certificate SAN) is their SG
     `mn_sg`, with only `proposal` and our certificate of `key_type`; `base` accepts the
     stock MN of the same release behind `baseline_from` with every matrix proposal.
     charon picks the IKE config (and so the IKE proposals) by address before it knows the
     identity, so the two connections must differ in remote_addrs (`mn_addrs`,
-    `baseline_addrs`), or the baseline's proposals would answer the MN's IKE_SA_INIT."""
+    `baseline_addrs`), or the baseline's proposals would answer the MN's IKE_SA_INIT.
+    ha = (proposal, MN home address, MN-HA key): connection `ha`, the home agent's IPsec of
+    claim 24, authenticating the MN by the pre-shared MN-HA key (as testbed.mip.ipsec's HA)."""
     conns = {}
     if proposal:
         p = PROPOSALS[proposal]
@@ -99,7 +101,7 @@ def responder_swanctl(own: str, realm_ts: str, mn_sg: str, proposal: str | None,
                             "proposals": p.ike,
                             "local": {"auth": "pubkey", "certs": f"{key_type}.pem", "id": own},
                             "remote": {"auth": "pubkey", "id": mn_sg},
-                            "children": {"net": {"local_ts": realm_ts, "esp_proposals": p.esp}}}
+                            "children": {"mn": {"local_ts": realm_ts, "esp_proposals": p.esp}}}
     if baseline_from:
         conns["base"] = {"version": 2, "local_addrs": own, "remote_addrs": baseline_addrs, "encap": True,
                          "mobike": False,
@@ -108,5 +110,13 @@ def responder_swanctl(own: str, realm_ts: str, mn_sg: str, proposal: str | None,
                          "remote": {"auth": "pubkey", "id": baseline_from},
                          "children": {"net": {"local_ts": realm_ts,
                                               "esp_proposals": ",".join(p.esp for p in PROPOSALS.values())}}}
+    tree: dict = {"connections": conns}
+    if ha:
+        hp, home, key = PROPOSALS[ha[0]], ha[1], ha[2]
+        conns["ha"] = {"version": 2, "local_addrs": own, "remote_addrs": home, "encap": True, "mobike": False,
+                       "proposals": hp.ike,
+                       "local": {"auth": "psk", "id": own}, "remote": {"auth": "psk", "id": home},
+                       "children": {"ha": {"local_ts": realm_ts, "esp_proposals": hp.esp}}}
+        tree["secrets"] = {"ike-ha": {"id-ha": own, "id-mn": home, "secret": "0x" + key.hex()}}
     return "# interop: stock responder SG (rendered by orchestration/interop/peer.py)\n" + \
-        render_settings({"connections": conns}) + "\n"
+        render_settings(tree) + "\n"

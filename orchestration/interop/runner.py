@@ -72,6 +72,7 @@ class MatrixRun:
     target: str = L.TARGET           # in the workgroup: must be reached through the SA
     not_target: str = L.NOT_TARGET   # not in the workgroup: must be dropped by the filter
     cells: list[Cell] = field(default_factory=list)
+    mn_ha_key: bytes = field(default_factory=lambda: __import__("os").urandom(16))
     notes: dict[str, str] = field(default_factory=dict)
 
     # ---- set-up --------------------------------------------------------------------------
@@ -245,11 +246,12 @@ class MatrixRun:
         cell.status = "pass"
 
     def rekey_during_stream(self, node: str, conn: str, src: str | None = None,
-                            dst: str = L.TARGET) -> tuple[int | None, str]:
+                            dst: str = L.TARGET, child: str = "net",
+                            ping_opts: str = "") -> tuple[int | None, str]:
         """50 pps from SRC (default: NODE) to DST while stock NODE rekeys the CHILD_SA,
         rekeys the IKE_SA and reauthenticates it (make-before-break): (packets lost, detail)."""
         src = src or node
-        stream = f"ping -q -c {STREAM_COUNT} -i {STREAM_INTERVAL} -W 1 {dst}"
+        stream = f"ping -q {ping_opts} -c {STREAM_COUNT} -i {STREAM_INTERVAL} -W 1 {dst}"
         if src != node:
             self.lab.exec(src, f"{stream} > /tmp/stream.out 2>&1 &")
         before = self.lab.exec(node, f"swanctl --list-sas --ike {conn}").stdout
@@ -260,7 +262,7 @@ class MatrixRun:
         # delete_rekeyed_delay (5 s) in state DELETED.
         script = (f"{own}sleep {STEP_S}; swanctl --rekey --ike {conn} --reauth >/dev/null; sleep {STEP_S}; "
                   f"swanctl --rekey --ike {conn} >/dev/null; sleep {STEP_S}; "
-                  f"swanctl --rekey --child net >/dev/null; ")
+                  f"swanctl --rekey --child {child} >/dev/null; ")
         if src == node:
             out = self.lab.exec(node, script + "wait $p; cat /tmp/stream.out", timeout=60).stdout
         else:
@@ -306,6 +308,8 @@ class MatrixRun:
 
     def run_mn_row(self, suite: str, negatives: bool = True) -> list[Cell]:
         cells = [self.mn_cell(suite, p, k) for p in self.proposals for k in self.key_types]
+        cells += [Cell(suite, "mn", column(p, "psk"), "n/a", "claims 7-11 authenticate with X.509")
+                  for p in self.proposals]
         if negatives:
             cells += [self.negative_cell(suite, kind) for kind in NEGATIVES]
         for c in cells:
@@ -314,10 +318,12 @@ class MatrixRun:
         return cells
 
     # ---- role sg: our MN agent -> stock responder SG --------------------------------------
-    def _responder_conf(self, suite: str, proposal: str | None, key_type: str) -> None:
+    def _responder_conf(self, suite: str, proposal: str | None, key_type: str,
+                        ha_proposal: str | None = None) -> None:
         self.lab.put_file(L.responder_node(suite), f"{SWANCTL_DIR}/swanctl.conf", responder_swanctl(
             L.responder_public(suite), f"{L.responder_realm(suite)}/32", L.SG_B, proposal, key_type,
-            baseline_from=L.SG_A, mn_addrs=L.MN_ADDR, baseline_addrs=L.INITIATORS))
+            baseline_from=L.SG_A, mn_addrs=L.MN_ADDR, baseline_addrs=L.INITIATORS,
+            ha=(ha_proposal, L.HOME_ADDR, self.mn_ha_key) if ha_proposal else None))
 
     def _mn_tunnel(self, suite: str) -> dict:
         r = self.lab.exec("m", "cat /run/testbed/mn.json")
@@ -376,7 +382,7 @@ class MatrixRun:
             return
         cell.steps["realm filter"] = True  # n/a here: the stock SG has no workgroup filter
         if self.rekey:
-            lost, detail = self.rekey_during_stream(node, "from-mn", src="m", dst=dst)
+            lost, detail = self.rekey_during_stream(node, "from-mn", src="m", dst=dst, child="mn")
             if not self._step(cell, "rekey", lost is not None and lost <= LOSS_WINDOW,
                               f"rekey/reauth by the stock SG during a stream: {detail}"):
                 return
@@ -385,14 +391,112 @@ class MatrixRun:
 
     def run_sg_row(self, suite: str) -> list[Cell]:
         cells = [self.sg_cell(suite, p, k) for p in self.proposals for k in self.key_types]
+        cells += [Cell(suite, "sg", column(p, "psk"), "n/a", "claim 12 authenticates with X.509")
+                  for p in self.proposals]
         for c in cells:
+            self.say(f"  {suite} {c.role} {c.column}: {c.status} {c.reason}")
+        self.cells += cells
+        return cells
+
+    # ---- role ha: our MN's claim-24 IPsec -> stock HA ------------------------------------
+    def _our_ha_initiator(self, suite: str, proposal: str) -> dict:
+        """In v: render our MN's claim-24 swanctl.conf (testbed.mip.ipsec.mn_swanctl) with
+        PROPOSAL offered first, load it into v's charon (started once, testbed.sg.strongswan's
+        Charon) and initiate: {"ok", "ms", "error"}."""
+        from .matrix import PROPOSALS as P
+        ikes = ",".join([P[proposal].ike] + [p.ike for k, p in P.items() if k != proposal])
+        esps = ",".join([P[proposal].esp] + [p.esp for k, p in P.items() if k != proposal])
+        code = f"""
+import json, time
+from pathlib import Path
+from testbed.mip.ipsec import CHILD_NAME, IKE_NAME, _write_dir, mn_swanctl
+from testbed.sg.strongswan import Charon, StrongswanError
+ch = Charon(name="mn", workdir=Path("/var/lib/testbed/interop-ha"))
+try:
+    with ch.session() as s:
+        s.version()
+except OSError:
+    ch.start()
+try:
+    ch.terminate(IKE_NAME, 3000)
+except StrongswanError:
+    pass
+conf = mn_swanctl("{L.HOME_ADDR}", "{L.responder_public(suite)}", "{L.responder_realm(suite)}/32",
+                  bytes.fromhex("{self.mn_ha_key.hex()}"), proposals="{ikes}", esp_proposals="{esps}")
+ch.load_swanctl(_write_dir(ch.workdir, conf))
+t = time.monotonic()
+try:
+    ch.initiate(CHILD_NAME, IKE_NAME, 10000)
+    print(json.dumps({{"ok": True, "ms": (time.monotonic() - t) * 1000, "error": ""}}))
+except StrongswanError as e:
+    print(json.dumps({{"ok": False, "ms": None, "error": str(e)[-300:]}}))
+"""
+        r = self.lab.exec("v", ["python3", "-c", code], timeout=40)
+        try:
+            return json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return {"ok": False, "ms": None, "error": (r.stdout + r.stderr)[-300:]}
+
+    def ha_cell(self, suite: str, proposal: str) -> Cell:
+        """Claim 24: stock rs-<suite> as the HA's IPsec responder (PSK = MN-HA key, only this
+        proposal), our MN v initiating from its home address on a co-located care-of address."""
+        release = SUITE_RELEASE[suite]
+        cell = Cell(suite, "ha", column(proposal, "psk"), "fail")
+        if missing := [f for f in missing_features(release, proposal, "p256") if f != "ecdsa"]:
+            cell.status, cell.reason = "unsupported", f"{release} ({', '.join(missing)})"
+            return cell
+        node = L.responder_node(suite)
+        ours_log = "/var/lib/testbed/interop-ha/charon.log"
+        peer_at, ours_at = self._size(node, PEER_LOG), self._size("v", ours_log)
+        self._responder_conf(suite, None, "p256", ha_proposal=proposal)
+        self.lab.exec(node, "swanctl --load-all --noprompt >/dev/null")
+        res = self._our_ha_initiator(suite, proposal)
+        cell.setup_ms = res.get("ms")
+        ike_alg, esp_alg = SHOWN[proposal]
+        sas = self.lab.exec(node, "swanctl --list-sas --ike ha").stdout
+        try:
+            if not self._step(cell, "IKE_SA up", res["ok"] and "ESTABLISHED" in sas and ike_alg in sas,
+                              f"IKE_SA not up with {ike_alg}: {res.get('error') or 'stock side shows none'}"):
+                return cell
+            if not self._step(cell, "CHILD_SA up", re.search(r"INSTALLED, TUNNEL", sas) and esp_alg in sas,
+                              f"CHILD_SA not installed with {esp_alg}"):
+                return cell
+            dst = L.responder_realm(suite)
+            ping = self.lab.exec("v", f"ping -c3 -i0.2 -W1 -I {L.HOME_ADDR} {dst}").stdout
+            got = int(m.group(1)) if (m := re.search(r"(\d+) received", ping)) else 0
+            sas = self.lab.exec(node, "swanctl --list-sas --ike ha").stdout
+            pk = [int(x) for x in re.findall(r"(\d+) packets", sas)]
+            if not self._step(cell, "traffic both ways", got == 3 and len(pk) >= 2 and min(pk[:2]) >= 3,
+                              f"ping {dst} from home address {L.HOME_ADDR}: {got}/3; stock SA in/out {pk[:2]}"):
+                return cell
+            cell.steps["realm filter"] = True  # n/a: claim 24's tunnel has no workgroup filter
+            if self.rekey:
+                lost, detail = self.rekey_during_stream(node, "ha", src="v", dst=dst, child="ha",
+                                                        ping_opts=f"-I {L.HOME_ADDR}")
+                if not self._step(cell, "rekey", lost is not None and lost <= LOSS_WINDOW,
+                                  f"rekey/reauth by the stock HA during a stream: {detail}"):
+                    return cell
+                cell.steps["rekey lost"] = lost  # type: ignore[assignment]
+            cell.status = "pass"
+            return cell
+        finally:
+            if cell.status == "fail":
+                cell.logs = {f"peer ({node})": self._excerpt(self._since(node, PEER_LOG, peer_at)),
+                             "ours (v)": self._excerpt(self._since("v", ours_log, ours_at))}
+            self.lab.exec(node, "swanctl --terminate --ike ha --timeout 5 >/dev/null 2>&1; true")
+
+    def run_ha_row(self, suite: str) -> list[Cell]:
+        cells = [self.ha_cell(suite, p) for p in self.proposals]
+        cells += [Cell(suite, "ha", column(p, k), "n/a", "claim 24 authenticates with the MN-HA key")
+                  for p in self.proposals for k in self.key_types]
+        for c in cells[:len(self.proposals)]:
             self.say(f"  {suite} {c.role} {c.column}: {c.status} {c.reason}")
         self.cells += cells
         return cells
 
     def run_rows(self, suite: str) -> list[Cell]:
         """Every role's row for one suite."""
-        return self.run_mn_row(suite, self.negatives) + self.run_sg_row(suite)
+        return self.run_mn_row(suite, self.negatives) + self.run_sg_row(suite) + self.run_ha_row(suite)
 
 
 def write_results(cells: list[Cell], folder, extra: dict | None = None) -> dict:

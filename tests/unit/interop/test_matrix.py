@@ -118,3 +118,13 @@ def test_topology_subset_keeps_only_the_asked_suites():
     assert peers == ["im-tr", "rs-tr"]
     rows = yaml.safe_load(t["nodes"]["sg-b"]["files"]["/etc/testbed/sg.yaml"])["static_rows"]
     assert [r["initiator_private"] for r in rows] == [labspec.initiator_addr("trixie")]
+
+
+def test_columns_are_ordered_by_proposal_then_key_then_negatives():
+    p0, p1 = list(matrix.PROPOSALS)[:2]
+    cells = [Cell("trixie", "mn", "expired", "pass"), Cell("trixie", "mn", f"{p1} / rsa3072", "pass"),
+             Cell("trixie", "ha", f"{p0} / psk", "pass"), Cell("trixie", "mn", f"{p0} / ed25519", "pass"),
+             Cell("trixie", "mn", "wrong-san", "pass")]
+    header = matrix.render_markdown(cells).splitlines()[0]
+    assert header == (f"| peer release x role | {p0} / ed25519 | {p0} / psk | {p1} / rsa3072 | "
+                      "wrong-san | expired |")
