@@ -14,6 +14,7 @@ bench's cell and baseline include the same swanctl start-up.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -72,8 +73,7 @@ class MatrixRun:
     target: str = L.TARGET           # in the workgroup: must be reached through the SA
     not_target: str = L.NOT_TARGET   # not in the workgroup: must be dropped by the filter
     cells: list[Cell] = field(default_factory=list)
-    mn_ha_key: bytes = field(default_factory=lambda: __import__("os").urandom(16))
-    notes: dict[str, str] = field(default_factory=dict)
+    mn_ha_key: bytes = field(default_factory=lambda: os.urandom(16))   # claim 24's MN-HA key
 
     # ---- set-up --------------------------------------------------------------------------
     def prepare(self, timeout: float = 60) -> None:
