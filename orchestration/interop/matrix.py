@@ -113,11 +113,13 @@ def column(proposal: str, key_type: str) -> str:
 
 def _short(cell: Cell) -> str:
     if cell.status == "pass":
+        if cell.reason.startswith("refused"):   # a negative cell: refused as it must be
+            return "pass: refused"
         return "pass" + (f" ({cell.setup_ms:.0f} ms)" if cell.setup_ms is not None else "")
     if cell.status == "unsupported":
         return f"not supported by {cell.reason}"
     if cell.status == "n/a":
-        return f"n/a: {cell.reason}"
+        return "n/a"
     return f"FAIL: {cell.reason}"
 
 
@@ -159,6 +161,9 @@ def render_markdown(cells: Iterable[Cell]) -> str:
     for row in rows:
         out.append(f"| {_row_label(*row)} | " + " | ".join(
             _short(by[(row, c)]).replace("|", "/") if (row, c) in by else "" for c in cols) + " |")
+    notes = sorted({f"{c.role}: {c.reason}" for c in cells if c.status == "n/a" and c.reason})
+    if notes:
+        out += ["", "n/a: " + "; ".join(notes) + "."]
     failing = [c for c in cells if c.status == "fail"]
     for c in failing:
         out += ["", f"**{_row_label(c.suite, c.role)}, {c.column}: {c.reason}**"]
@@ -187,8 +192,8 @@ def render_html(cells: Iterable[Cell], title: str = "strongSwan interop matrix")
                 continue
             logs = "".join(f"<details><summary>{esc(k)} log</summary><pre>{esc(v)}</pre></details>"
                            for k, v in cell.logs.items()) if cell.status == "fail" else ""
-            tds.append(f'<td style="background:{colour.get(cell.status, "#fff")}">'
-                       f"{esc(_short(cell))}{logs}</td>")
+            tds.append(f'<td style="background:{colour.get(cell.status, "#fff")}" '
+                       f'title="{esc(cell.reason, quote=True)}">{esc(_short(cell))}{logs}</td>')
         out.append(f"<tr><th>{esc(_row_label(*row))}</th>{''.join(tds)}</tr>")
     out.append("</table>")
     return "\n".join(out) + "\n"
