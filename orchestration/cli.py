@@ -342,6 +342,25 @@ def report_tables(name: str, report: dict) -> Group:
 
 
 @app.command()
+def interop(peer: str = typer.Option(..., help="Debian suite of the stock strongSwan peer: bookworm, trixie, bullseye"),
+            lab: Optional[str] = typer.Option(None, help="lab name"),
+            keep: bool = typer.Option(False, help="leave the lab up afterwards")) -> None:
+    """Run one peer release's rows of the strongSwan interop matrix (JSON + table)."""
+    from .interop.command import run_row, summary
+
+    try:
+        report, results = run_row(peer, lab=lab, keep=keep, say=_say)
+    except EXPECTED as e:
+        _fail(e)
+        return
+    print(summary(results))
+    for c in report["checks"]:
+        if not c["passed"]:
+            console.print(f"[red]FAIL[/red] {c['name']}: {c['detail']}", markup=True, highlight=False)
+    raise typer.Exit(0 if report["passed"] else 1)
+
+
+@app.command()
 def bench(only: Optional[str] = typer.Option(None, help="only this benchmark"),
           output: Path = typer.Option(Path("results/bench.json"), "-o", help="JSON results")) -> None:
     """Run the benchmarks and write their results as JSON."""

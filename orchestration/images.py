@@ -130,3 +130,97 @@ def ensure_images(roles: set[str], say: Say = print) -> dict[str, str]:
     """Role -> image tag, building what is missing."""
     client = docker.from_env(timeout=600)
     return {role: ensure_role(client, role, say) for role in sorted(roles)}
+
+
+# --- stock strongSwan peer images (issue 12): one per Debian suite -------------------------
+
+PEER_DIR = IMAGES_DIR / "peer"
+PEER_SUITES = ("bookworm", "trixie", "bullseye")
+
+
+def peer_tag(suite: str) -> str:
+    """``testbed-peer-<suite>:<hash of images/peer and the suite>``; raises ValueError for an
+    unknown suite (the matrix knows only PEER_SUITES)."""
+    if suite not in PEER_SUITES:
+        raise ValueError(f"unknown peer suite {suite!r}: choose one of {', '.join(PEER_SUITES)}")
+    return f"testbed-peer-{suite}:{_digest(PEER_DIR, suite)}"
+
+
+def host_mirror() -> str:
+    """The Debian mirror the host's own apt uses (TESTBED_DEBIAN_MIRROR overrides); raises
+    BackendError naming the fix when none is found."""
+    import os
+    import re
+    if os.environ.get("TESTBED_DEBIAN_MIRROR"):
+        return os.environ["TESTBED_DEBIAN_MIRROR"]
+    texts = [p.read_text(errors="replace") for p in sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))]
+    for t in texts:
+        m = re.search(r"^URIs:\s*(\S+)", t, re.M)
+        if m:
+            return m.group(1)
+    lst = Path("/etc/apt/sources.list")
+    if lst.is_file():
+        m = re.search(r"^deb\s+(?:\[[^]]*\]\s+)?([a-z]+://\S+)", lst.read_text(errors="replace"), re.M)
+        if m:
+            return m.group(1)
+    raise BackendError("no Debian mirror in /etc/apt/sources.list(.d): set TESTBED_DEBIAN_MIRROR")
+
+
+def _packages(folder: Path) -> list[str]:
+    return [ln.strip() for ln in (folder / "packages.txt").read_text().splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def _debootstrap_import(suite: str, packages: list[str], tag: str) -> None:
+    """debootstrap --variant=minbase SUITE with PACKAGES into a scratch folder, then
+    ``docker import`` it as TAG. Raises BackendError with the tail of debootstrap's log."""
+    import shutil
+    import tempfile
+    root = Path(tempfile.mkdtemp(prefix=f"testbed-peer-{suite}.", dir="/var/tmp"))
+    try:
+        r = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+                            suite, str(root), host_mirror()], capture_output=True, text=True)
+        if r.returncode != 0:
+            log = (root / "debootstrap" / "debootstrap.log")
+            tail = log.read_text(errors="replace")[-2000:] if log.is_file() else ""
+            raise BackendError(f"debootstrap {suite} failed:\n{r.stderr[-2000:]}{tail}")
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
+            shutil.rmtree(root / junk, ignore_errors=True)
+        (root / "var/run/charon.pid").unlink(missing_ok=True)
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        imp = subprocess.run(["docker", "import", "--change", 'CMD ["sleep", "infinity"]', "-", tag],
+                             stdin=tar.stdout, capture_output=True, text=True)
+        tar.wait()
+        if imp.returncode != 0 or tar.returncode != 0:
+            raise BackendError(f"docker import of {tag} failed: {imp.stderr[-1000:]}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def ensure_peer(suite: str, say: Say = print, client: docker.DockerClient | None = None) -> str:
+    """The tag of the stock strongSwan peer image for Debian SUITE, building it when missing:
+    from the registry's ``debian:<suite>-slim`` where one answers, else debootstrap + import
+    (about a minute per suite). Raises BackendError when neither works (issue 12)."""
+    client = client or docker.from_env(timeout=900)
+    tag = peer_tag(suite)
+    if _exists(client, tag):
+        return tag
+    say(f"building peer image {tag} (once)")
+    try:
+        client.images.pull(f"debian:{suite}-slim")
+        client.images.build(path=str(PEER_DIR), dockerfile="Dockerfile.registry", tag=tag, rm=True,
+                            buildargs={"SUITE": suite}, labels={"testbed.image": f"peer-{suite}"})
+    except docker.errors.APIError:
+        say(f"  no registry reachable: debootstrap {suite} + docker import")
+        _debootstrap_import(suite, _packages(PEER_DIR), tag)
+    except docker.errors.BuildError as e:
+        raise BackendError(f"building {tag} from debian:{suite}-slim failed: {e}") from None
+    _prune(client, tag)
+    return tag
+
+
+def ensure_peers(suites: tuple[str, ...] = PEER_SUITES, say: Say = print) -> dict[str, str]:
+    """Suite -> peer image tag, building what is missing (one after another: debootstrap is
+    disk- and network-bound and the machine is shared)."""
+    client = docker.from_env(timeout=900)
+    return {s: ensure_peer(s, say, client) for s in suites}

@@ -130,7 +130,7 @@ class Lab:
         if nd.mvpn:
             env["TESTBED_MVPN"] = nd.mvpn
         env.update(nd.env)
-        return NodeSpec(lab=self.name, name=node, role=nd.role.value, image=nd.image or self.images[nd.role.value],
+        return NodeSpec(lab=self.name, name=node, role=nd.role.value, image=self.images.get(nd.image or nd.role.value, nd.image),
                         sysctls=sysctls, env=env, capabilities=ROLE_CAPS[nd.role], devices=["/dev/net/tun"],
                         mounts=mounts)
 
@@ -150,6 +150,12 @@ class Lab:
             from .images import role_tag
 
             self.images = {r: role_tag(r) for r in roles}
+        # `image: peer:<suite>` names a stock strongSwan peer image (images.py, issue 12)
+        peers = {n.image for n in self.topology.nodes.values() if n.image and n.image.startswith("peer:")}
+        if peers:
+            from .images import ensure_peer, peer_tag
+
+            self.images.update({p: ensure_peer(p[5:], say) if build_images else peer_tag(p[5:]) for p in sorted(peers)})
         self.timings["images"] = time.monotonic() - t0
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.save()  # from here on, 'down' and 'clean' know this lab

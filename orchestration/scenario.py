@@ -200,11 +200,14 @@ def evidence_checks(ctx: ScenarioContext, pcaps: list[Path], expected: list[str]
 
 
 def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
-                 say: Callable[[str], None] = print, results_root: Path | None = None) -> dict[str, Any]:
-    """Run one scenario end to end and return its report (also written to report.json)."""
+                 say: Callable[[str], None] = print, results_root: Path | None = None,
+                 topology: dict | None = None, results_dir: Path | None = None) -> dict[str, Any]:
+    """Run one scenario end to end and return its report (also written to report.json).
+    `topology` replaces the scenario's topology file (e.g. a subset of it), `results_dir`
+    the folder results/<name>."""
     folder = scenario_folder(name)
     spec = load_scenario(folder)
-    results = (results_root or RESULTS_DIR) / name
+    results = results_dir or (results_root or RESULTS_DIR) / name
     results.mkdir(parents=True, exist_ok=True)
     for old in ("report.json",):
         (results / old).unlink(missing_ok=True)
@@ -212,8 +215,10 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
     # MSM applies its seed (and the lab's one-time tokens) only to an empty store (issue 9).
     shutil.rmtree(results / "volumes", ignore_errors=True)
     compiled = None
-    data = read_yaml_file(folder / spec.topology)
-    if isinstance(data, dict) and data.get("kind") == "lab":  # a lab file: its schedule and checks run too
+    data = None if topology is not None else read_yaml_file(folder / spec.topology)
+    if topology is not None:  # a generated low-level topology (e.g. `testbed interop --peer`)
+        lab = Lab.from_dict(topology, name=lab_name, workdir=results)
+    elif isinstance(data, dict) and data.get("kind") == "lab":  # a lab file: its schedule and checks run too
         from .domain import compile_lab
 
         compiled = compile_lab(data, str(folder / spec.topology))

@@ -91,16 +91,18 @@ def ha_swanctl(ha: str, home_prefix: str, keys: dict[str, bytes]) -> str:
     })
 
 
-def mn_swanctl(home: str, ha: str, home_prefix: str, key: bytes) -> str:
-    """Initiator: from the home address to the HA, for traffic to the home prefix."""
+def mn_swanctl(home: str, ha: str, home_prefix: str, key: bytes, *, proposals: str = IKE_PROPOSALS,
+               esp_proposals: str = ESP_PROPOSALS) -> str:
+    """Initiator: from the home address to the HA, for traffic to the home prefix.
+    proposals / esp_proposals: comma-separated strongSwan proposals (IKE, ESP)."""
     return render_settings({
         "connections": {IKE_NAME: {
-            "version": 2, "local_addrs": home, "remote_addrs": ha, "proposals": IKE_PROPOSALS,
+            "version": 2, "local_addrs": home, "remote_addrs": ha, "proposals": proposals,
             "mobike": False, "encap": True,
             "local": {"auth": "psk", "id": home},
             "remote": {"auth": "psk", "id": ha},
             "children": {CHILD_NAME: {"local_ts": "dynamic", "remote_ts": home_prefix,
-                                      "esp_proposals": ESP_PROPOSALS, "mode": "tunnel",
+                                      "esp_proposals": esp_proposals, "mode": "tunnel",
                                       "start_action": "none"}},
         }},
         "secrets": {"ike-ha": {"id-mn": home, "id-ha": ha, "secret": "0x" + key.hex()}},

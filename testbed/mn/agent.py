@@ -114,7 +114,9 @@ class MnAgent:
                     t = TargetTunnel(name, self._next, sg, own_address=self.me["private_address"],
                                      own_sg_public=own_sg, creds=self.creds,
                                      workdir=Path(self.cfg.workdir) / name,
-                                     netns=f"{self.cfg.netns_prefix}{name}", debug=self.cfg.debug)
+                                     netns=f"{self.cfg.netns_prefix}{name}", debug=self.cfg.debug,
+                                     proposals=",".join(self.cfg.proposals),
+                                     esp_proposals=",".join(self.cfg.esp_proposals))
                     self._next += 1
                     try:
                         t.build()

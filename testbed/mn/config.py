@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from testbed.sg.config import PortalConfig as SgPortalConfig
+from testbed.sg.config import PortalConfig as SgPortalConfig, Proposals
+from testbed.sg.strongswan import ESP_PROPOSALS, IKE_PROPOSALS
 
 
 class PortalConfig(SgPortalConfig):
@@ -51,6 +52,8 @@ class MnConfig(BaseModel):
     retry_interval: float = Field(default=2.0, gt=0, le=60)
     initiate_timeout: float = Field(default=6.0, gt=0, le=60)
     debug: int = Field(default=1, ge=0, le=4)
+    proposals: Proposals = IKE_PROPOSALS.split(",")       # IKE, offered in this order
+    esp_proposals: Proposals = ESP_PROPOSALS.split(",")
     status_file: str = "/run/testbed/mn.json"
     status_interval: float = Field(default=1.0, gt=0, le=1.0)
     log_level: str = "INFO"

@@ -31,8 +31,8 @@ from typing import Iterable, Mapping
 
 from testbed.sg.realm import _sysctl
 from testbed.sg.realm_mark import realm_mac, realm_mark
-from testbed.sg.strongswan import (Charon, Credentials, StrongswanError, render_initiator_swanctl,
-                                   summarize_sas, write_swanctl_dir)
+from testbed.sg.strongswan import (ESP_PROPOSALS, IKE_PROPOSALS, Charon, Credentials, StrongswanError,
+                                   render_initiator_swanctl, summarize_sas, write_swanctl_dir)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class TargetTunnel:
     """The tunnel to one target SG: namespace, veth, routes, charon, connection to-<name>."""
 
     def __init__(self, name: str, index: int, sg_public: str, *, own_address: str, own_sg_public: str,
-                 creds: Credentials, workdir: Path, netns: str, debug: int = 1) -> None:
+                 creds: Credentials, workdir: Path, netns: str, debug: int = 1,
+                 proposals: str = IKE_PROPOSALS, esp_proposals: str = ESP_PROPOSALS) -> None:
         self.name = name
         self.index = index
         self.sg_public = str(IPv4Address(sg_public))
@@ -77,6 +78,7 @@ class TargetTunnel:
         self.setup_ms: float | None = None
         self.error: str | None = None
         self.initiations = 0
+        self.proposals, self.esp_proposals = proposals, esp_proposals
 
     @property
     def ns_addr(self) -> str:
@@ -126,7 +128,9 @@ class TargetTunnel:
             return
         conf = write_swanctl_dir(self.workdir / "swanctl",
                                  render_initiator_swanctl({self.name: (self.sg_public, new)},
-                                                          self.own_sg_public, local_ts=[self.own]),
+                                                          self.own_sg_public, local_ts=[self.own],
+                                                          proposals=self.proposals,
+                                                          esp_proposals=self.esp_proposals),
                                  self.creds)
         self.charon.load_swanctl(conf)
         if self.targets and new != self.targets and self.is_up():

@@ -72,7 +72,8 @@ class SgAgent:
                     creds=Credentials(cert=ipsec.cert, key=ipsec.key, ca=ipsec.ca),
                     workdir=Path(ipsec.workdir) / name, netns=f"{ipsec.netns_prefix}{name}",
                     tun_ifname=ifname, require_ipsec=ipsec.require_ipsec, debug=ipsec.debug,
-                    mtu=self.cfg.tunnel.mtu)
+                    mtu=self.cfg.tunnel.mtu, proposals=",".join(ipsec.proposals),
+                    esp_proposals=",".join(ipsec.esp_proposals), answer_via_sa=ipsec.answer_via_sa)
                 realm.create_namespace()
             peer = self.endpoint.add_peer(name, public, ifname=ifname)
             if realm is not None:
@@ -124,6 +125,7 @@ class SgAgent:
             targets = {t for r in rows for t in r.targets}
             for realm in self.realms.values():
                 realm.set_targets(targets)
+                realm.set_answers(r.initiator_private for r in rows if r.peer_sg_public == realm.peer_public)
         log.info("rows version %s applied (%d rows)", version, len(rows))
 
     # ---- revocation --------------------------------------------------------------------

@@ -15,11 +15,26 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Address, IPv4Network
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from testbed.sg.strongswan import ESP_PROPOSALS, IKE_PROPOSALS
 
 NAME = re.compile(r"^[A-Za-z0-9_]{1,8}$")
+PROPOSAL = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def _proposals(v: list[str]) -> list[str]:
+    for p in v:
+        if not PROPOSAL.match(p):
+            raise ValueError(f"proposal {p!r}: strongSwan algorithm keywords joined by '-', "
+                             "e.g. aes128gcm16-prfsha256-ecp256")
+    return v
+
+
+# IKE or ESP proposals in order of preference (strongSwan syntax), at least one.
+Proposals = Annotated[list[str], Field(min_length=1), AfterValidator(_proposals)]
 
 
 class PeerConfig(BaseModel):
@@ -69,6 +84,15 @@ class IpsecConfig(BaseModel):
     # right tunnel when two initiators share a private address. None: off.
     lan_interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,15}$")
     debug: int = Field(default=1, ge=0, le=4)
+    # IKE and ESP proposals of every responder, in order of preference (strongSwan syntax).
+    proposals: Proposals = IKE_PROPOSALS.split(",")
+    esp_proposals: Proposals = ESP_PROPOSALS.split(",")
+    # Answers from our LAN to an initiator go back through that initiator's CHILD_SA (a
+    # route per filter row into its realm). Off in the patent's design, where the target
+    # answers over its own tunnel (claims 12-13); on for stock peers that expect an
+    # ordinary bidirectional CHILD_SA (interop matrix, issue 12). Needs initiators' private
+    # addresses to be distinct across realms.
+    answer_via_sa: bool = False
 
     @model_validator(mode="after")
     def _creds(self) -> "IpsecConfig":

@@ -32,8 +32,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Iterable
 
-from testbed.sg.strongswan import (Charon, Credentials, StrongswanError, render_responder_swanctl,
-                                   summarize_sas, write_swanctl_dir)
+from testbed.sg.strongswan import (ESP_PROPOSALS, IKE_PROPOSALS, Charon, Credentials, StrongswanError,
+                                   render_responder_swanctl, summarize_sas, write_swanctl_dir)
 from testbed.tunnel.tun import configure_link, run_ip
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ class Realm:
     def __init__(self, name: str, index: int, peer_public: str, *, public_address: str,
                  identity: str, realm_prefixes: Iterable[str], creds: Credentials,
                  workdir: Path, netns: str, tun_ifname: str, require_ipsec: bool = True,
-                 debug: int = 1, mtu: int = 1480) -> None:
+                 debug: int = 1, mtu: int = 1480, proposals: str | None = None,
+                 esp_proposals: str | None = None, answer_via_sa: bool = False) -> None:
         if not 0 <= index < 256:
             raise ValueError(f"realm index {index}: at most 256 peer realms")
         self.name = name
@@ -92,6 +93,10 @@ class Realm:
         self.require_ipsec = require_ipsec
         self.mtu = mtu
         self.targets: set[str] = set()
+        self.proposals = proposals or IKE_PROPOSALS
+        self.esp_proposals = esp_proposals or ESP_PROPOSALS
+        self.answer_via_sa = answer_via_sa
+        self.answers_to: set[str] = set()   # initiators routed back into this realm
         self.charon = Charon(name, self.workdir, netns=netns, debug=debug)
         self.error: str | None = None
         self.swanctl_output = ""
@@ -163,6 +168,8 @@ class Realm:
         tun, peer = self.tun_ifname, self.peer_public
         inward_plain = (f'iifname "{tun}" oifname "{HOME}" accept'
                         if not self.require_ipsec else "")
+        # answer_via_sa: our LAN's answers enter from home and must leave only encrypted
+        answers = f'iifname "{HOME}" oifname "ipsec0" accept' if self.answer_via_sa else ""
         # Targets are local addresses here (kernel-libipsec needs them): plain packets for
         # them from the tunnel would be delivered locally, so the input hook drops them too.
         _nft(self.netns, f"""
@@ -176,6 +183,7 @@ table ip tb_realm {{
         iifname "{HOME}" oifname "{tun}" accept
         iifname "{tun}" oifname "{HOME}" ip saddr {peer} udp sport {{ 500, 4500 }} accept
         {inward_plain}
+        {answers}
         counter name "unprotected" drop
     }}
     chain input {{
@@ -191,7 +199,8 @@ table ip tb_realm {{
             conf = write_swanctl_dir(
                 self.workdir / "swanctl",
                 render_responder_swanctl({self.name: self.peer_public}, self.identity,
-                                         local_ts=self.realm_prefixes),
+                                         local_ts=self.realm_prefixes, proposals=self.proposals,
+                                         esp_proposals=self.esp_proposals),
                 self.creds)
             self.swanctl_output = self.charon.load_swanctl(conf)
             self.error = None
@@ -209,6 +218,16 @@ table ip tb_realm {{
         if new != self.targets:
             log.debug("realm %s: targets %s", self.name, sorted(new))
         self.targets = new
+
+    def set_answers(self, initiators: Iterable[str]) -> None:
+        """answer_via_sa: route our LAN's packets for these initiators' private addresses
+        into this realm (where charon's table 220 sends them into the initiator's SA)."""
+        new = {str(IPv4Address(a)) for a in initiators} if self.answer_via_sa else set()
+        for a in sorted(new - self.answers_to):
+            run_ip(["route", "replace", f"{a}/32", "via", self.realm_addr, "dev", self.outer_if], check=False)
+        for a in sorted(self.answers_to - new):
+            run_ip(["route", "del", f"{a}/32", "dev", self.outer_if], check=False)
+        self.answers_to = new
 
     def close(self) -> None:
         self.charon.stop()
