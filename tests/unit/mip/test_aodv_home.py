@@ -67,3 +67,32 @@ def test_aodv_home_needs_sinks():
         MnAgentConfig.model_validate({**MN, "aodv_home": {"sinks": []}})
     with pytest.raises(ValidationError, match="sinks"):
         MnAgentConfig.model_validate({**MN, "aodv_home": {"sinks": ["not-an-address"]}})
+
+
+@pytest.mark.parametrize("solicit_wait", [0.0, 0.5])
+def test_carrier_up_solicits_and_takes_a_ccoa_at_once(tmp_path, solicit_wait):
+    """Issue 14: no fixed waits. On carrier-up the MN solicits in the same tick and, with a
+    co-located address on the link and no agent heard, registers it without waiting for an
+    answer (solicit_wait 0, the default); the old 0.5 s wait (the other case) does not."""
+    mn, status = node(tmp_path)
+    mn.cfg.solicit_wait = solicit_wait
+    write(status, None)
+    sent = []
+    mn._solicit = lambda: sent.append(time.monotonic())
+    mn._on_carrier([False, True])
+    now = time.monotonic()
+    mn._ccoa_cache = (now, ("192.0.2.50", 24, "192.0.2.1"))   # what LinkWatch + netlink found
+    want = mn._desired(now)
+    assert len(sent) == 1
+    if solicit_wait == 0:
+        assert want is not None and want.mode == "ccoa" and want.coa == "192.0.2.50" and want.agent == "192.0.2.1"
+    else:
+        assert want is None
+
+
+def test_leave_notice_config_reaches_both_agents():
+    from testbed.aodv.config import HandoverConfig
+    cfg = MnAgentConfig.model_validate({**MN, "aodv_home": {"sinks": ["10.0.0.2"], "leave_socket": "/run/x.sock"}})
+    assert cfg.aodv_home.leave_socket == "/run/x.sock"
+    assert HandoverConfig.model_validate({"leave_socket": "/run/x.sock"}).leave_socket == "/run/x.sock"
+    assert MnAgentConfig.model_validate(MN).solicit_wait == 0.0
