@@ -118,6 +118,9 @@ class HandoverMixin:
         self.event("catchalls", installed=want, resent=resent)
         log.info("catch-all routes %s (sink %s, %d buffered datagrams re-sent)",
                  "restored" if want else "withdrawn", self.sink, resent)
+        # the node's Mobile IP agent reads our sink from the status file (claim 14): write
+        # it now, not at the next status interval, so that a move home ends sooner
+        self.write_status()
 
     def mn_left(self) -> None:
         """MN: our Mobile IP agent registered away from the home domain (issue 14).

@@ -48,7 +48,7 @@ from testbed.mip.linkwatch import LinkWatch
 from testbed.mip.netlink import Netlink
 from testbed.mip.security import ClockOffset
 from testbed.tunnel.ipip import IpipEndpoint
-from testbed.tunnel.tun import configure_link, run_ip
+from testbed.tunnel.tun import run_ip
 
 log = logging.getLogger(__name__)
 
@@ -499,7 +499,7 @@ class MobileNode:
             if self.endpoint is None or self.endpoint.local != t.coa:
                 self._close_tunnel()
                 self.endpoint = IpipEndpoint(t.coa, mode=self.cfg.tunnel_mode, ifname_prefix="mip",
-                                             on_new_peer=lambda p: configure_link(p.ifname, mtu=1480))
+                                             on_new_peer=lambda p: nl.link_up(p.ifname, mtu=1480))
                 self.endpoint.add_peer("ha", self.ha, ifname=TUN_IF)
                 self.endpoint.start()
             nl.route_replace("default", TUN_IF, src=self.home)

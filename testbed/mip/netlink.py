@@ -49,6 +49,16 @@ class Netlink:
             log.debug("%s: %s", what, exc)
             return False
 
+    def link_up(self, dev: str, mtu: int | None = None) -> bool:
+        """`ip link set DEV [mtu MTU] up` (e.g. a tunnel TUN just made)."""
+        idx = self.index(dev)
+        if idx is None:
+            return False
+        kw: dict = {"index": idx, "state": "up"}
+        if mtu:
+            kw["mtu"] = mtu
+        return self._call(f"link {dev} up", self.ipr.link, "set", **kw)
+
     def route_replace(self, dst: str, dev: str, via: str | None = None, src: str | None = None,
                       onlink: bool = False) -> bool:
         """`ip route replace DST [via VIA] dev DEV [onlink] [src SRC]`; DST "a.b.c.d/len" or "default"."""
