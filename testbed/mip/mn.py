@@ -434,7 +434,8 @@ class MobileNode:
         self.attempt = None
         self.pending_ids.clear()
         self._apply_routes(t)
-        if t.agent != AODV and self.cfg.aodv_home is not None and self.cfg.aodv_home.leave_socket:
+        if (t.agent != AODV and previous != t and self.cfg.aodv_home is not None
+                and self.cfg.aodv_home.leave_socket):
             # away from the sinks now: AODV's catch-alls must not hold our traffic (issue 14)
             self.counters["leave_notices_sent" if send_leave_notice(self.cfg.aodv_home.leave_socket)
                           else "leave_notices_unheard"] += 1
