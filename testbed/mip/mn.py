@@ -434,11 +434,7 @@ class MobileNode:
         self.attempt = None
         self.pending_ids.clear()
         self._apply_routes(t)
-        if (t.agent != AODV and previous != t and self.cfg.aodv_home is not None
-                and self.cfg.aodv_home.leave_socket):
-            # away from the sinks now: AODV's catch-alls must not hold our traffic (issue 14)
-            self.counters["leave_notices_sent" if send_leave_notice(self.cfg.aodv_home.leave_socket)
-                          else "leave_notices_unheard"] += 1
+        self._tell_aodv_left(previous, t)
         if t.mode == "home":
             assert self.link
             for _ in range(2):
@@ -456,6 +452,17 @@ class MobileNode:
                              "since_detection_ms": round(handover, 2)})
         self.history = self.history[-50:]
         log.info("registered %s coa %s via %s: lifetime %ds, %.1f ms", t.mode, t.coa, src, self.granted, latency)
+
+    def _tell_aodv_left(self, previous: Target | None, t: Target) -> bool:
+        """Registered away from the sinks (a new FA, CCoA or plain-home registration): tell our
+        AODV agent, whose catch-alls would otherwise hold our traffic for their grace time
+        (issue 14; testbed.aodv.leave). Returns whether a notice was sent."""
+        ah = self.cfg.aodv_home
+        if t.agent == AODV or previous == t or ah is None or not ah.leave_socket:
+            return False
+        sent = send_leave_notice(ah.leave_socket)
+        self.counters["leave_notices_sent" if sent else "leave_notices_unheard"] += 1
+        return sent
 
     # ---- routes and tunnel --------------------------------------------------------------------
     def _prepare_routes(self, t: Target) -> None:

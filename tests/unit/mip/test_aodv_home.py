@@ -96,3 +96,32 @@ def test_leave_notice_config_reaches_both_agents():
     assert cfg.aodv_home.leave_socket == "/run/x.sock"
     assert HandoverConfig.model_validate({"leave_socket": "/run/x.sock"}).leave_socket == "/run/x.sock"
     assert MnAgentConfig.model_validate(MN).solicit_wait == 0.0
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_registered_away_tells_the_aodv_agent_once(tmp_path, configured):
+    """Issue 14: after a new registration away from the sinks, one b"left" datagram reaches
+    the AODV agent's leave socket (a real Unix socket here); none for a renewal, none for
+    AODV's home, none when no leave socket is configured (the feature off)."""
+    from testbed.aodv.leave import LEAVE_NOTICE, open_leave_socket
+    from testbed.mip.mn import Target
+
+    path = str(tmp_path / "leave.sock")
+    rx = open_leave_socket(path)
+    ah = {"status_file": str(tmp_path / "aodv.json"), "sinks": ["10.0.0.2"]}
+    if configured:
+        ah["leave_socket"] = path
+    mn = MobileNode(MnAgentConfig.model_validate({**MN, "aodv_home": ah}))
+    fa = Target("fa", "203.0.113.1", "203.0.113.1")
+    home = Target("home", "10.0.0.5", AODV)
+    assert mn._tell_aodv_left(home, fa) is configured
+    assert mn._tell_aodv_left(fa, fa) is False            # a renewal
+    assert mn._tell_aodv_left(fa, home) is False          # back at a sink: AODV's own business
+    got = []
+    while True:
+        try:
+            got.append(rx.recv(64))
+        except BlockingIOError:
+            break
+    rx.close()
+    assert got == ([LEAVE_NOTICE] if configured else [])
