@@ -19,10 +19,12 @@ LEAVE_NOTICE = b"left"
 
 
 def open_leave_socket(path: str) -> socket.socket:
-    """Bind a non-blocking Unix datagram socket at `path` (a stale file is replaced).
+    """Bind a non-blocking Unix datagram socket at `path` (a stale file is replaced; the
+    directory is made if missing, as for the status file beside it).
 
-    Raises OSError when the directory is missing or not writable.
+    Raises OSError when the directory cannot be made or written.
     """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     try:
         os.unlink(path)
     except FileNotFoundError:

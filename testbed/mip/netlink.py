@@ -87,10 +87,15 @@ class Netlink:
             kw["oif"] = oif
         return self._call(f"route del {dst}", self.ipr.route, "del", **kw)
 
+    def _defaults(self) -> list:
+        # filtered here on what the kernel returned: a flush must never reach a non-default route
+        return [r for r in self.ipr.get_routes(family=socket.AF_INET, table=254)
+                if r["dst_len"] == 0 and r.get_attr("RTA_TABLE", r["table"]) == 254]
+
     def flush_default(self) -> int:
         """Delete every IPv4 default route in the main table; returns how many went."""
         n = 0
-        for r in self.ipr.get_routes(family=socket.AF_INET, table=254, dst_len=0):
+        for r in self._defaults():
             kw = {"dst": "0.0.0.0/0", "table": 254, "priority": r.get_attr("RTA_PRIORITY") or 0,
                   "scope": RT_SCOPE_NOWHERE, "proto": 0}
             oif = r.get_attr("RTA_OIF")
@@ -103,7 +108,7 @@ class Netlink:
         """(device, gateway, linkdown) of each IPv4 default route in the main table."""
         out = []
         names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in self.ipr.get_links()}
-        for r in self.ipr.get_routes(family=socket.AF_INET, table=254, dst_len=0):
+        for r in self._defaults():
             out.append((names.get(r.get_attr("RTA_OIF")), r.get_attr("RTA_GATEWAY"), bool(r["flags"] & 16)))
         return out
 
@@ -112,8 +117,9 @@ class Netlink:
         idx = self.index(dev)
         if idx is None:
             return []
+        # filtered here too, so that only this interface's addresses can ever count as a CCoA
         return [(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                for a in self.ipr.get_addr(family=socket.AF_INET, index=idx)]
+                for a in self.ipr.get_addr(family=socket.AF_INET, index=idx) if a["index"] == idx]
 
     def proxy_replace(self, addr: str, dev: str) -> bool:
         """`ip neigh replace proxy ADDR dev DEV` (answer ARP for ADDR on DEV)."""
@@ -137,7 +143,7 @@ class Netlink:
             return 0
         n = 0
         for nb in self.ipr.get_neighbours(family=socket.AF_INET, ifindex=idx):
-            if nb["state"] & NUD_INCOMPLETE:
+            if nb["ifindex"] == idx and nb["state"] & NUD_INCOMPLETE:
                 n += self._call("neigh del", self.ipr.neigh, "del", dst=nb.get_attr("NDA_DST"), ifindex=idx,
                                 family=socket.AF_INET)
         return n

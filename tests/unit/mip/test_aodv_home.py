@@ -106,7 +106,7 @@ def test_registered_away_tells_the_aodv_agent_once(tmp_path, configured):
     from testbed.aodv.leave import LEAVE_NOTICE, open_leave_socket
     from testbed.mip.mn import Target
 
-    path = str(tmp_path / "leave.sock")
+    path = str(tmp_path / "run" / "leave.sock")   # the directory does not exist yet
     rx = open_leave_socket(path)
     ah = {"status_file": str(tmp_path / "aodv.json"), "sinks": ["10.0.0.2"]}
     if configured:
