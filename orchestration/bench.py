@@ -176,7 +176,10 @@ def run_benchmarks(only: str | None = None, output: Path = Path("results/bench.j
         if only and name != only:
             continue
         try:
-            results[name] = fn(say)
+            res = fn(say)
+            # a benchmark may fill further top-level sections (e.g. roaming -> moves)
+            results.update(res.pop("sections", {}) if isinstance(res, dict) else {})
+            results[name] = res
         finally:
             _cleanup_baseline()
             from .cleanup import clean_lab

@@ -26,6 +26,7 @@ from .buffer import PacketBuffer, Reinjector, Tun, icmp_host_unreachable, ip_hea
 from .config import AgentConfig
 from .interfaces import LinkEvents, carrier_changes, current_interfaces, local_addresses
 from .kernel import KernelRoutes, set_sysctl
+from .leave import LEAVE_NOTICE, open_leave_socket
 from .handover import HandoverMixin
 from .long_session import LongSessionMixin, Session
 from .loop import EventLoop, Timer
@@ -130,6 +131,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.reinjector: Reinjector | None = None
         self.monitor: TrafficMonitor | None = None
         self.link_events: LinkEvents | None = None
+        #: MN: where our Mobile IP agent says it left the home domain (handover.leave_socket)
+        self.leave_sock: socket.socket | None = None
         #: carrier-change count per interface when we last saw it usable
         self.carrier_seen: dict[str, int] = {}
         self.loop = EventLoop()
@@ -164,6 +167,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.link_events = LinkEvents()
             except OSError as e:  # polling still finds vanished interfaces, only later
                 log.warning("no link notifications (%s); carrier flaps go unnoticed", e)
+        if cfg.role == "mn" and cfg.handover.leave_socket:
+            self.leave_sock = open_leave_socket(cfg.handover.leave_socket)
         self.monitor = TrafficMonitor(self.local_addrs, {"lo", cfg.tun_name},
                                       cfg.max_tracked_addresses)
         log.info("AODV agent %s role=%s handover=%s weighted=%s gratuitous=%s managed=%s",
@@ -177,7 +182,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if self.kernel:
             self.kernel.flush_owned()
             self.kernel.close()
-        for x in (self.sock, self.tun, self.reinjector, self.monitor, self.link_events):
+        for x in (self.sock, self.tun, self.reinjector, self.monitor, self.link_events, self.leave_sock):
             if x is not None:
                 x.close()
 
@@ -192,6 +197,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.loop.add_reader(self.monitor.fileno(), self.monitor.drain)
         if self.link_events is not None:
             self.loop.add_reader(self.link_events.fileno(), self._on_link_events)
+        if self.leave_sock is not None:
+            self.loop.add_reader(self.leave_sock.fileno(), self._on_leave_notice)
         if self.access_hook is not None and hasattr(self.access_hook, "readers"):
             for fileobj, callback in self.access_hook.readers():
                 self.loop.add_reader(fileobj, callback)
@@ -344,6 +351,19 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if r is not None and not valid_seq:
             valid_seq = r.valid_seq
         return self.set_route(addr, addr, iface, 1, s, valid_seq, lifetime)
+
+    def _on_leave_notice(self) -> None:
+        """Datagrams on the leave socket: b"left" means Mobile IP registered away."""
+        assert self.leave_sock is not None
+        while True:
+            try:
+                data = self.leave_sock.recv(64)
+            except (BlockingIOError, InterruptedError):
+                return
+            if data.strip() == LEAVE_NOTICE:
+                self.mn_left()
+            else:
+                self.counters["leave_notices_malformed"] += 1
 
     # ------------------------------------------------------------------ control input
     def _on_control(self) -> None:

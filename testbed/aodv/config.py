@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -114,6 +114,11 @@ class HandoverConfig(_Strict):
     #: ... withdrawn only after this long without a sink (a move between two sinks keeps
     #: buffering); what the buffer then holds is re-sent along the remaining routes.
     catchall_grace_ms: int = Field(300, ge=0)
+    #: MN: a Unix datagram socket (path) on which the node's Mobile IP agent says "left"
+    #: when it has registered away from the home domain (issue 14): the catch-alls go at
+    #: once, without the grace time, and what the buffer holds follows Mobile IP's routes.
+    #: None = no such notice (the grace time alone decides).
+    leave_socket: Optional[str] = None
 
 
 class WeightedSearchConfig(_Strict):

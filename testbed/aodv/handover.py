@@ -119,6 +119,23 @@ class HandoverMixin:
         self.event("catchalls", installed=want, resent=resent)
         log.info("catch-all routes %s (sink %s, %d buffered datagrams re-sent)",
                  "restored" if want else "withdrawn", self.sink, resent)
+        # the node's Mobile IP agent reads our sink from the status file (claim 14): write
+        # it now, not at the next status interval, so that a move home ends sooner
+        self.write_status()
+
+    def mn_left(self) -> None:
+        """MN: our Mobile IP agent registered away from the home domain (issue 14).
+
+        The sink is gone for good, so the catch-alls go at once instead of after
+        `catchall_grace_ms`: the grace only serves a move to another sink, and here it
+        would hold the MN's traffic in the buffer TUN while Mobile IP's routes are ready.
+        """
+        self.counters["leave_notices"] += 1
+        self.event("left_home_domain", sink=self.sink)
+        if self.sink is not None:
+            self.sink_lost_to("", "left (Mobile IP registered away)")
+        self.attaching = None
+        self.sync_catchalls(deferred=True)
 
     def on_attach(self, m: RREP, mn: str, iface: str, ho: HandoverExt, before: Route | None):
         """New sink: the MN's first hello (claims 28-30)."""

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load(args.role, args.config)
     logging.basicConfig(level=cfg.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)   # its DEBUG is every netlink message
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

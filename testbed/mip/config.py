@@ -125,6 +125,9 @@ class AodvHomeConfig(_Base):
     status_file: str = "/run/testbed/aodv.json"
     sinks: list[IPv4Address] = Field(min_length=1)
     max_age: float = Field(default=1.5, gt=0)   # an older status file says nothing
+    #: the AODV agent's `handover.leave_socket`: told "left" once we registered away, so
+    #: its catch-alls stop holding our traffic at once (issue 14); None = not told
+    leave_socket: str | None = None
 
 
 class MnAgentConfig(_Base):
@@ -141,7 +144,9 @@ class MnAgentConfig(_Base):
     #: agents remembered from advertisements (anyone on the link can send one); older than
     #: agent_timeout are forgotten first, then new advertisers are ignored and counted
     max_agents: int = Field(default=64, ge=1)
-    solicit_wait: float = Field(default=1.0, gt=0)
+    #: no agent heard: how long after a solicitation a co-located CoA may be used. 0 (the
+    #: default, issue 14): at once; an FA or our HA heard later still takes over
+    solicit_wait: float = Field(default=0.0, ge=0)
     retransmit: float = Field(default=1.0, gt=0)
     use_ccoa: bool = True                 # claim 23: no FA -> co-located care-of address
     ipsec_to_ha: IpsecConfig | None = None  # claim 24: IPsec to the HA while on a CCoA

@@ -30,10 +30,10 @@ from testbed.mip import messages as m
 from testbed.mip.config import HomeAgentConfig
 from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4
 from testbed.mip.registration import Decision, RegistrationProcessor
+from testbed.mip.netlink import Netlink
 from testbed.mip.netns import thread_in_netns
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
 from testbed.tunnel.ipip import IpipEndpoint, Peer
-from testbed.tunnel.tun import configure_link, run_ip
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class HomeAgent:
         self.adv_seq = 0
         self.last_latency_ms: float | None = None
         self.ipsec = None
+        self.nl: Netlink | None = None   # made in our thread: it then lives in our netns
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> "HomeAgent":
@@ -95,6 +96,7 @@ class HomeAgent:
         write_proc_sys("net.ipv4.conf.all.rp_filter", "0")
         # tunnel TUNs made later inherit strict reverse-path filtering (see _setup_peer)
         write_proc_sys("net.ipv4.conf.default.rp_filter", "1")
+        self.nl = Netlink()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((self.address, m.MIP_PORT))
@@ -162,6 +164,8 @@ class HomeAgent:
             link.close()
         if self.sock:
             self.sock.close()
+        if self.nl:
+            self.nl.close()
 
     # ---- registrations -----------------------------------------------------------------
     def _receive(self) -> None:
@@ -197,7 +201,8 @@ class HomeAgent:
             self._unroute(d.home, d.previous.coa)
 
     def _setup_peer(self, peer: Peer) -> None:
-        configure_link(peer.ifname, mtu=1480)
+        assert self.nl
+        self.nl.link_up(peer.ifname, mtu=1480)
         # RFC 3024 5.2: what comes out of a reverse tunnel must be from a mobile node
         # bound to that care-of address. Strict reverse-path filtering on the tunnel
         # interface is exactly that check: only the home addresses routed into it pass.
@@ -215,17 +220,20 @@ class HomeAgent:
         if name not in self.endpoint.peers:
             self.endpoint.add_peer(name, coa)
         ifname = self.endpoint.peers[name].ifname
-        run_ip(["route", "replace", f"{home}/32", "dev", ifname])
+        assert self.nl
+        if not self.nl.route_replace(f"{home}/32", ifname):
+            raise RuntimeError(f"route {home}/32 dev {ifname} failed")
         for hif, link in self.links.items():
-            run_ip(["neigh", "replace", "proxy", home, "dev", hif], check=False)
+            self.nl.proxy_replace(home, hif)
             if new:
                 link.gratuitous_arp(home)
         log.debug("intercepting %s: route via %s, proxy ARP on %s", home, ifname, list(self.links))
 
     def _unroute(self, home: str, coa: str) -> None:
-        run_ip(["route", "del", f"{home}/32"], check=False)
+        assert self.nl
+        self.nl.route_del(f"{home}/32")
         for hif in self.links:
-            run_ip(["neigh", "del", "proxy", home, "dev", hif], check=False)
+            self.nl.proxy_del(home, hif)
         if self.endpoint and not self.proc.bindings.users_of(coa):
             self.endpoint.remove_peer(socket.inet_aton(coa).hex())
 

@@ -11,11 +11,15 @@ import socket
 import struct
 
 RTMGRP_LINK = 1
+RTMGRP_IPV4_IFADDR = 0x10
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
 IFF_LOWER_UP = 0x10000
 NLMSG_HDR = struct.Struct("=IHHII")
 IFINFO = struct.Struct("=BxHiII")
+IFADDR = struct.Struct("=BBBBI")   # family, prefixlen, flags, scope, index
 
 
 class LinkWatch:
@@ -24,14 +28,18 @@ class LinkWatch:
         self.index = socket.if_nametoindex(ifname)
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
                                   socket.NETLINK_ROUTE)
-        self.sock.bind((0, RTMGRP_LINK))
+        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR))
         self.carrier: bool | None = None
+        #: an IPv4 address of our interface came or went since the flag was last cleared
+        #: (a co-located care-of address, e.g. from DHCP: no need to poll for it)
+        self.addresses_changed = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def changes(self) -> list[bool]:
-        """New carrier states (True = up) of our interface since the last call, in order."""
+        """New carrier states (True = up) of our interface since the last call, in order;
+        address changes of the interface set `addresses_changed`."""
         out: list[bool] = []
         while True:
             try:
@@ -43,7 +51,10 @@ class LinkWatch:
                 length, kind, _f, _s, _p = NLMSG_HDR.unpack_from(data, off)
                 if length < NLMSG_HDR.size:
                     break
-                if kind in (RTM_NEWLINK, RTM_DELLINK) and length >= NLMSG_HDR.size + IFINFO.size:
+                if kind in (RTM_NEWADDR, RTM_DELADDR) and length >= NLMSG_HDR.size + IFADDR.size:
+                    if IFADDR.unpack_from(data, off + NLMSG_HDR.size)[4] == self.index:
+                        self.addresses_changed = True
+                elif kind in (RTM_NEWLINK, RTM_DELLINK) and length >= NLMSG_HDR.size + IFINFO.size:
                     _fam, _t, index, flags, _c = IFINFO.unpack_from(data, off + NLMSG_HDR.size)
                     if index == self.index:
                         up = kind == RTM_NEWLINK and bool(flags & IFF_LOWER_UP)

@@ -21,17 +21,18 @@ every move; what changes is how the link is used:
 Movement detection (RFC 5944 2.4.2): agent advertisements heard on the link (FA with the
 F bit, our HA with the H bit); a new agent is adopted when the current one has been
 silent for `switch_after` seconds; when nothing is heard for `agent_timeout` we solicit,
-and after `solicit_wait` more we fall back to a co-located care-of address if one exists.
+and with a co-located care-of address on the link we register it at once (`solicit_wait`, default
+0); an FA or our HA heard later still takes over (issue 14: no fixed waits).
 """
 from __future__ import annotations
 
 import ipaddress
 import json
 import logging
+import os
 import select
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -39,13 +40,15 @@ from dataclasses import dataclass
 
 from testbed.mip import messages as m
 from testbed.mip.config import MnAgentConfig
+from testbed.aodv.leave import send_leave_notice
 from testbed.mip.ha import CONTROL_MARK
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
 from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4
 from testbed.mip.linkwatch import LinkWatch
+from testbed.mip.netlink import Netlink
 from testbed.mip.security import ClockOffset
 from testbed.tunnel.ipip import IpipEndpoint
-from testbed.tunnel.tun import configure_link, run_ip
+from testbed.tunnel.tun import run_ip
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ class MobileNode:
         self.history: list[dict] = []
         self.link: PacketSocket | None = None
         self.watch: LinkWatch | None = None
+        self.nl: Netlink | None = None
         self.ipsec = None
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
@@ -106,6 +110,7 @@ class MobileNode:
         self._ccoa_cache: tuple[float, tuple[str, int, str] | None] = (0.0, None)
         self._carrier_wall = 0.0     # wall clock of the last carrier change
         self._sink_cache: tuple[float, str | None] = (0.0, None)
+        self._sink_mtime = 0.0
 
     # ---- setup ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -114,6 +119,7 @@ class MobileNode:
         plen = self.cfg.home_prefix.prefixlen
         run_ip(["addr", "del", f"{self.home}/{plen}", "dev", self.ifname], check=False)
         run_ip(["addr", "replace", f"{self.home}/32", "dev", "lo"])
+        self.nl = Netlink()
         self.link = PacketSocket(self.ifname)
         self.link.only_icmp_type(9)   # agent advertisements only
         self.watch = LinkWatch(self.ifname)
@@ -136,7 +142,7 @@ class MobileNode:
         if self.ipsec is not None:
             self.ipsec.stop()
         self._close_tunnel()
-        for s in (self.link, self.sock, self.watch):
+        for s in (self.link, self.sock, self.watch, self.nl):
             if s is not None:
                 s.close()
 
@@ -144,10 +150,16 @@ class MobileNode:
     def run(self) -> None:
         assert self.link and self.sock
         while not self._stop.is_set():
-            r, _, _ = select.select([self.link, self.sock, self.watch], [], [], 0.1)
+            # shortly after a carrier change, look at the AODV agent's status often: the
+            # home sink it names ends the move home (claim 14)
+            busy = self.cfg.aodv_home is not None and time.time() - self._carrier_wall < 3.0
+            r, _, _ = select.select([self.link, self.sock, self.watch], [], [], 0.02 if busy else 0.1)
             try:
                 if self.watch in r:
                     self._on_carrier(self.watch.changes())
+                    if self.watch.addresses_changed:   # a CCoA came or went: look again now
+                        self.watch.addresses_changed = False
+                        self._ccoa_cache = (0.0, None)
                 if self.link in r:
                     self._drain_link()
                 if self.sock in r:
@@ -162,6 +174,7 @@ class MobileNode:
             self.counters["carrier_up" if up else "carrier_down"] += 1
             self._carrier_wall = time.time()   # an AODV status written before says nothing
             self._sink_cache = (0.0, None)
+            self._sink_mtime = 0.0
             log.info("carrier %s on %s", "up" if up else "down", self.ifname)
             if up:
                 # a new link may mean a new network: forget agents, solicit at once
@@ -213,8 +226,13 @@ class MobileNode:
         ah = self.cfg.aodv_home
         if ah is None:
             return None
-        if now - self._sink_cache[0] < 0.1:
-            return self._sink_cache[1]
+        try:
+            mtime = os.stat(ah.status_file).st_mtime
+        except OSError:
+            mtime = 0.0
+        if mtime == self._sink_mtime and now - self._sink_cache[0] < 0.5:
+            return self._sink_cache[1]   # unchanged file: same answer (re-read now and then for max_age)
+        self._sink_mtime = mtime
         sink = None
         try:
             with open(ah.status_file) as f:
@@ -302,20 +320,13 @@ class MobileNode:
     # ---- co-located care-of address ----------------------------------------------------------
     def _ccoa(self, now: float) -> tuple[str, int, str] | None:
         """(address, prefixlen, gateway) of a non-home address on our interface, if any."""
-        if now - self._ccoa_cache[0] < 0.3:
+        if now - self._ccoa_cache[0] < 1.0:   # address events reset the cache (LinkWatch)
             return self._ccoa_cache[1]
+        assert self.nl
         found = None
-        proc = subprocess.run(["ip", "-4", "-j", "addr", "show", "dev", self.ifname],
-                              capture_output=True, text=True)
-        try:
-            infos = json.loads(proc.stdout)[0].get("addr_info", [])
-        except (ValueError, LookupError):
-            infos = []
-        for a in infos:
-            addr = a.get("local")
+        for addr, plen in self.nl.addresses(self.ifname):
             if addr and addr != self.home and ipaddress.IPv4Address(addr) not in self.cfg.home_prefix:
-                gw = self._gateway_for(addr, a.get("prefixlen", 24))
-                found = (addr, int(a.get("prefixlen", 24)), gw)
+                found = (addr, plen, self._gateway_for(addr, plen))
                 break
         self._ccoa_cache = (now, found)
         return found
@@ -325,15 +336,10 @@ class MobileNode:
             return self.current.agent
         # the visited network's router (e.g. from DHCP); ours (FA) is off that subnet
         net = ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
-        proc = subprocess.run(["ip", "-4", "-j", "route", "show", "default", "dev", self.ifname],
-                              capture_output=True, text=True)
-        try:
-            for r in json.loads(proc.stdout):
-                gw = r.get("gateway")
-                if gw and ipaddress.IPv4Address(gw) in net:
-                    return gw
-        except ValueError:
-            pass
+        assert self.nl
+        for dev, gw, _down in self.nl.defaults():
+            if dev == self.ifname and gw and ipaddress.IPv4Address(gw) in net:
+                return gw
         return str(next(net.hosts()))
 
     # ---- registration -------------------------------------------------------------------------
@@ -428,6 +434,7 @@ class MobileNode:
         self.attempt = None
         self.pending_ids.clear()
         self._apply_routes(t)
+        self._tell_aodv_left(previous, t)
         if t.mode == "home":
             assert self.link
             for _ in range(2):
@@ -446,49 +453,64 @@ class MobileNode:
         self.history = self.history[-50:]
         log.info("registered %s coa %s via %s: lifetime %ds, %.1f ms", t.mode, t.coa, src, self.granted, latency)
 
+    def _tell_aodv_left(self, previous: Target | None, t: Target) -> bool:
+        """Registered away from the sinks (a new FA, CCoA or plain-home registration): tell our
+        AODV agent, whose catch-alls would otherwise hold our traffic for their grace time
+        (issue 14; testbed.aodv.leave). Returns whether a notice was sent."""
+        ah = self.cfg.aodv_home
+        if t.agent == AODV or previous == t or ah is None or not ah.leave_socket:
+            return False
+        sent = send_leave_notice(ah.leave_socket)
+        self.counters["leave_notices_sent" if sent else "leave_notices_unheard"] += 1
+        return sent
+
     # ---- routes and tunnel --------------------------------------------------------------------
     def _prepare_routes(self, t: Target) -> None:
         """Routes needed to send the request itself."""
+        assert self.nl
         if t.mode == "fa":
-            run_ip(["route", "replace", f"{t.agent}/32", "dev", self.ifname, "src", self.home], check=False)
+            self.nl.route_replace(f"{t.agent}/32", self.ifname, src=self.home)
         elif t.mode == "ccoa":
-            run_ip(["route", "replace", f"{self.ha}/32", "via", t.agent, "dev", self.ifname, "src", t.coa], check=False)
+            self.nl.route_replace(f"{self.ha}/32", self.ifname, via=t.agent, src=t.coa)
         else:
             self._apply_routes(t)
 
     def _apply_routes(self, t: Target) -> None:
         ifn = self.ifname
+        nl = self.nl
+        assert nl
+        home_prefix = str(self.cfg.home_prefix)
         if t.mode == "home" and t.agent == AODV:
             # AODV's routes only: ours (home prefix on-link, default, HA via CoA) go
             self._close_tunnel()
             self._arp_ignore("0")
-            run_ip(["route", "del", f"{self.ha}/32"], check=False)
-            run_ip(["route", "del", str(self.cfg.home_prefix), "dev", ifn], check=False)
-            run_ip(["-4", "route", "flush", "exact", "0.0.0.0/0"], check=False)
+            nl.route_del(f"{self.ha}/32")
+            nl.route_del(home_prefix, ifn)
+            nl.flush_default()
         elif t.mode == "home":
             self._close_tunnel()
             self._arp_ignore("0")
-            run_ip(["route", "del", f"{self.ha}/32"], check=False)
-            run_ip(["route", "replace", str(self.cfg.home_prefix), "dev", ifn, "src", self.home], check=False)
-            run_ip(["route", "replace", "default", "via", t.agent, "dev", ifn, "src", self.home], check=False)
+            nl.route_del(f"{self.ha}/32")
+            nl.route_replace(home_prefix, ifn, src=self.home)
+            nl.route_replace("default", ifn, via=t.agent, src=self.home)
         elif t.mode == "fa":
             self._close_tunnel()
             self._arp_ignore("1")
-            run_ip(["route", "del", str(self.cfg.home_prefix), "dev", ifn], check=False)
-            run_ip(["route", "del", f"{self.ha}/32"], check=False)
-            run_ip(["route", "replace", f"{t.agent}/32", "dev", ifn, "src", self.home], check=False)
-            run_ip(["route", "replace", "default", "via", t.agent, "dev", ifn, "onlink", "src", self.home], check=False)
+            nl.route_del(home_prefix, ifn)
+            nl.route_del(f"{self.ha}/32")
+            nl.route_replace(f"{t.agent}/32", ifn, src=self.home)
+            nl.route_replace("default", ifn, via=t.agent, onlink=True, src=self.home)
         else:
             self._arp_ignore("1")
-            run_ip(["route", "del", str(self.cfg.home_prefix), "dev", ifn], check=False)
-            run_ip(["route", "replace", f"{self.ha}/32", "via", t.agent, "dev", ifn, "src", t.coa], check=False)
+            nl.route_del(home_prefix, ifn)
+            nl.route_replace(f"{self.ha}/32", ifn, via=t.agent, src=t.coa)
             if self.endpoint is None or self.endpoint.local != t.coa:
                 self._close_tunnel()
                 self.endpoint = IpipEndpoint(t.coa, mode=self.cfg.tunnel_mode, ifname_prefix="mip",
-                                             on_new_peer=lambda p: configure_link(p.ifname, mtu=1480))
+                                             on_new_peer=lambda p: nl.link_up(p.ifname, mtu=1480))
                 self.endpoint.add_peer("ha", self.ha, ifname=TUN_IF)
                 self.endpoint.start()
-            run_ip(["route", "replace", "default", "dev", TUN_IF, "src", self.home], check=False)
+            nl.route_replace("default", TUN_IF, src=self.home)
         self._flush_unresolved()   # after the new routes: nothing can queue on the old ones
 
     def _flush_unresolved(self) -> None:
@@ -502,21 +524,17 @@ class MobileNode:
         every move although the new path was up after ~100 ms. Flushing the incomplete
         entries frees those copies at once; resolved entries are left alone.
         """
-        run_ip(["neigh", "flush", "dev", self.ifname, "nud", "incomplete"], check=False)
+        if self.nl is not None:   # None before open(): no link of ours to flush yet
+            self.nl.flush_incomplete(self.ifname)
 
     def _routes_intact(self, t: Target) -> bool:
-        """Is our default route still the one `t` needs? (one `ip` call instead of five)"""
+        """Is our default route still the one `t` needs? (one netlink dump instead of five changes)"""
         if t.agent == AODV:
             return True   # AODV's routes: nothing of ours to keep
-        proc = subprocess.run(["ip", "-4", "-j", "route", "show", "default"], capture_output=True, text=True)
-        try:
-            routes = json.loads(proc.stdout)
-        except ValueError:
-            return False
+        assert self.nl
         want_dev = TUN_IF if t.mode == "ccoa" else self.ifname
         want_gw = None if t.mode == "ccoa" else t.agent
-        return any(r.get("dev") == want_dev and r.get("gateway") == want_gw and "linkdown" not in r.get("flags", [])
-                   for r in routes)
+        return any(dev == want_dev and gw == want_gw and not down for dev, gw, down in self.nl.defaults())
 
     def _arp_ignore(self, value: str) -> None:
         """Answer ARP for H only at home (RFC 5944 4.6); written only when it changes."""

@@ -58,3 +58,38 @@ def test_catchall_follows_the_sink(lab: Lab, switch: bool):
     if switch:
         lab.wait_status("m", lambda s: s["counters"].get("catchalls_restored") == 1)
     assert catchall(lab, "m"), lab.log_tail("m")
+
+
+@pytest.mark.parametrize("notice", [True, False])
+def test_leave_notice_withdraws_the_catchalls_without_grace(lab: Lab, notice: bool):
+    """Issue 14: when the MN's Mobile IP agent says "left", the catch-alls go at once.
+
+    The grace time is 30 s here, so only the notice can withdraw them within the test;
+    without a leave socket (notice=False) the same datagram has nobody to reach and the
+    catch-alls stay: the check fails when the feature is off.
+    """
+    from testbed.aodv.leave import send_leave_notice
+
+    sock = str(lab.tmp / "leave.sock")
+    lab.add_node("r", "10.96.0.1")
+    lab.add_node("m", "10.96.0.5")
+    lab.link("r", "m")
+    lab.start("r", lab.config("r", handover={"enabled": True}, timers={"hello_interval_ms": 200}))
+    ho = {"enabled": True, "catchall_only_with_sink": True, "catchall_grace_ms": 30000}
+    if notice:
+        ho["leave_socket"] = sock
+    lab.start("m", lab.config("m", role="mn", managed_prefixes=[NET], timers={"hello_interval_ms": 200},
+                              handover=ho))
+    lab.wait_status("m", lambda s: s["handover"]["sink"] == "10.96.0.1")
+    assert catchall(lab, "m")
+    lab.exec("m", "ip", "link", "set", lab.ifname("m", "r"), "down")   # moved away: sink lost
+    lab.wait_status("m", lambda s: s["handover"]["sink"] is None)
+    assert send_leave_notice(sock) is notice
+    if notice:
+        st = lab.wait_status("m", lambda s: s["counters"].get("catchalls_withdrawn") == 1, timeout=5)
+        assert st["counters"]["leave_notices"] == 1 and not catchall(lab, "m"), lab.log_tail("m")
+    else:
+        import time
+        time.sleep(1.0)
+        st = lab.status("m")
+        assert catchall(lab, "m") and "catchalls_withdrawn" not in st["counters"]

@@ -67,3 +67,61 @@ def test_aodv_home_needs_sinks():
         MnAgentConfig.model_validate({**MN, "aodv_home": {"sinks": []}})
     with pytest.raises(ValidationError, match="sinks"):
         MnAgentConfig.model_validate({**MN, "aodv_home": {"sinks": ["not-an-address"]}})
+
+
+@pytest.mark.parametrize("solicit_wait", [0.0, 0.5])
+def test_carrier_up_solicits_and_takes_a_ccoa_at_once(tmp_path, solicit_wait):
+    """Issue 14: no fixed waits. On carrier-up the MN solicits in the same tick and, with a
+    co-located address on the link and no agent heard, registers it without waiting for an
+    answer (solicit_wait 0, the default); the old 0.5 s wait (the other case) does not."""
+    mn, status = node(tmp_path)
+    mn.cfg.solicit_wait = solicit_wait
+    write(status, None)
+    sent = []
+    mn._solicit = lambda: sent.append(time.monotonic())
+    mn._on_carrier([False, True])
+    now = time.monotonic()
+    mn._ccoa_cache = (now, ("192.0.2.50", 24, "192.0.2.1"))   # what LinkWatch + netlink found
+    want = mn._desired(now)
+    assert len(sent) == 1
+    if solicit_wait == 0:
+        assert want is not None and want.mode == "ccoa" and want.coa == "192.0.2.50" and want.agent == "192.0.2.1"
+    else:
+        assert want is None
+
+
+def test_leave_notice_config_reaches_both_agents():
+    from testbed.aodv.config import HandoverConfig
+    cfg = MnAgentConfig.model_validate({**MN, "aodv_home": {"sinks": ["10.0.0.2"], "leave_socket": "/run/x.sock"}})
+    assert cfg.aodv_home.leave_socket == "/run/x.sock"
+    assert HandoverConfig.model_validate({"leave_socket": "/run/x.sock"}).leave_socket == "/run/x.sock"
+    assert MnAgentConfig.model_validate(MN).solicit_wait == 0.0
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_registered_away_tells_the_aodv_agent_once(tmp_path, configured):
+    """Issue 14: after a new registration away from the sinks, one b"left" datagram reaches
+    the AODV agent's leave socket (a real Unix socket here); none for a renewal, none for
+    AODV's home, none when no leave socket is configured (the feature off)."""
+    from testbed.aodv.leave import LEAVE_NOTICE, open_leave_socket
+    from testbed.mip.mn import Target
+
+    path = str(tmp_path / "run" / "leave.sock")   # the directory does not exist yet
+    rx = open_leave_socket(path)
+    ah = {"status_file": str(tmp_path / "aodv.json"), "sinks": ["10.0.0.2"]}
+    if configured:
+        ah["leave_socket"] = path
+    mn = MobileNode(MnAgentConfig.model_validate({**MN, "aodv_home": ah}))
+    fa = Target("fa", "203.0.113.1", "203.0.113.1")
+    home = Target("home", "10.0.0.5", AODV)
+    assert mn._tell_aodv_left(home, fa) is configured
+    assert mn._tell_aodv_left(fa, fa) is False            # a renewal
+    assert mn._tell_aodv_left(fa, home) is False          # back at a sink: AODV's own business
+    got = []
+    while True:
+        try:
+            got.append(rx.recv(64))
+        except BlockingIOError:
+            break
+    rx.close()
+    assert got == ([LEAVE_NOTICE] if configured else [])
