@@ -149,7 +149,8 @@ def bench_tunnel(say: Say) -> dict[str, Any]:
 
 BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup,
                                                          "diameter": bench_diameter,
-                                                         "tunnel": bench_tunnel}
+                                                         "tunnel": bench_tunnel,
+                                                         "scale": lambda say: __import__("orchestration.bench_scale", fromlist=["bench_scale"]).bench_scale(say)}
 
 
 def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:
