@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from .netns import switch_ns
+from .netns import entered, switch_ns
 from .topology import Impairment, Route
 
 # Routes installed by the testbed carry this protocol number so they are told apart from
@@ -65,7 +65,8 @@ class Wiring:
 
     def ns(self, name: str) -> IPRoute:
         if name not in self._ns:
-            self._ns[name] = IPRoute(netns=name)
+            with entered(name):  # the socket is made (and stays) in that namespace
+                self._ns[name] = IPRoute()
         return self._ns[name]
 
     def forget(self, name: str) -> None:
