@@ -61,12 +61,23 @@ class DockerBackend(Backend):
 
     def start_node(self, spec: NodeSpec) -> int:
         name = container_name(spec.lab, spec.name)
-        old = self._get(spec.lab, spec.name)
-        if old is not None:
-            old.remove(force=True)
         volumes = {host: {"bind": inside, "mode": "ro" if ro else "rw"} for host, (inside, ro) in spec.mounts.items()}
         try:
-            c = self.client.containers.run(
+            return self._pid_of(self._run(spec, name, volumes))
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # a leftover of that name (Conflict): remove it and start again
+                raise BackendError(f"docker could not start node {spec.name}: {e.explanation or e}") from None
+        self.remove_node(spec.lab, spec.name)
+        try:
+            return self._pid_of(self._run(spec, name, volumes))
+        except docker.errors.APIError as e:
+            raise BackendError(f"docker could not start node {spec.name}: {e.explanation or e}") from None
+
+    def _run(self, spec: NodeSpec, name: str, volumes: dict) -> Container:
+        # No look-up before the create: a lab's names are new on every 'up' (it refuses to
+        # start over a running lab), so asking first was one more engine round trip per node.
+        try:
+            return self.client.containers.run(
                 spec.image,
                 name=name,
                 hostname=spec.name,
@@ -84,9 +95,6 @@ class DockerBackend(Backend):
             )
         except docker.errors.ImageNotFound:
             raise BackendError(f"image {spec.image} is missing; build it with 'make images'") from None
-        except docker.errors.APIError as e:
-            raise BackendError(f"docker could not start node {spec.name}: {e.explanation or e}") from None
-        return self._pid_of(c)
 
     def _pid_of(self, c: Container) -> int:
         for _ in range(50):
@@ -108,18 +116,27 @@ class DockerBackend(Backend):
     def exec(self, lab: str, node: str, cmd: list[str], detach: bool = False,
              env: dict[str, str] | None = None, stdin: bytes | None = None,
              timeout: float | None = None) -> ExecResult:
-        c = self._get(lab, node)
-        if c is None:
-            raise BackendError(f"lab {lab!r} has no node {node!r}; 'testbed status' lists what runs")
         if timeout is not None:
             cmd = ["timeout", "-s", "KILL", str(timeout)] + cmd
         if stdin is not None:
+            c = self._get(lab, node)
+            if c is None:
+                raise BackendError(f"lab {lab!r} has no node {node!r}; 'testbed status' lists what runs")
             return self._exec_stdin(c, cmd, env, stdin)
-        r = c.exec_run(cmd, detach=detach, environment=env, demux=True)
-        if detach:
-            return ExecResult(0, "", "")
-        out, err = r.output if r.output else (b"", b"")
-        return ExecResult(r.exit_code if r.exit_code is not None else -1,
+        # The engine API by container name, as Container.exec_run does it, minus the
+        # container inspect that getting a Container object costs first.
+        api = self.client.api
+        try:
+            ex = api.exec_create(container_name(lab, node), cmd, stdout=not detach, stderr=not detach,
+                                 environment=env)
+            if detach:
+                api.exec_start(ex["Id"], detach=True)
+                return ExecResult(0, "", "")
+            out, err = api.exec_start(ex["Id"], demux=True) or (b"", b"")
+            code = api.exec_inspect(ex["Id"]).get("ExitCode")
+        except docker.errors.NotFound:
+            raise BackendError(f"lab {lab!r} has no node {node!r}; 'testbed status' lists what runs") from None
+        return ExecResult(code if code is not None else -1,
                           (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace"))
 
     def _exec_stdin(self, c: Container, cmd: list[str], env: dict[str, str] | None, data: bytes) -> ExecResult:
