@@ -11,7 +11,7 @@ agent with ``docker exec -d``.
 
 Knobs (environment): ``TESTBED_SCALE_SIZES`` ("20,50,100,200"), ``TESTBED_BENCH_QUICK=1``
 (20 and 50 only), ``TESTBED_SCALE_REPEAT`` (repetitions per size; default 3, 1 above 100
-nodes), ``TESTBED_SCALE_LOCK`` (a lock file taken per size and released between sizes, for
+nodes; ``TESTBED_SCALE_REPEAT_<n>`` for one size), ``TESTBED_SCALE_LOCK`` (a lock file taken per size and released between sizes, for
 a shared machine; unset when the caller already holds the heavy-run lock),
 ``TESTBED_SCALE_PROFILE`` (a folder for cProfile stats of each testbed up and down).
 """
@@ -249,7 +249,7 @@ def bench_scale(say: Say, plot_path: Path = Path("results/scale.png")) -> dict[s
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     for n in _sizes():
-        repeat = int(os.environ.get("TESTBED_SCALE_REPEAT", 3 if n <= 100 else 1))
+        repeat = int(os.environ.get(f"TESTBED_SCALE_REPEAT_{n}", os.environ.get("TESTBED_SCALE_REPEAT", 3 if n <= 100 else 1)))
         if rows:
             # Both labs of one run are never up at once; need the largest per-node figure so far
             # times n, plus 2 GiB for everyone else on the machine.
