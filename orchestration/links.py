@@ -51,6 +51,9 @@ class Wiring:
     def __init__(self, lab: str):
         self.lab = lab
         self._ns: dict[str, IPRoute] = {}
+        # (namespace, ifname) -> ifindex, for this batch: each wire otherwise asked the
+        # kernel for the same indexes (bridge, port, node end) up to five times.
+        self._index: dict[tuple[str, str], int] = {}
 
     def __enter__(self) -> "Wiring":
         return self
@@ -73,12 +76,17 @@ class Wiring:
         ipr = self._ns.pop(name, None)
         if ipr is not None:
             ipr.close()
+        self._index = {k: v for k, v in self._index.items() if k[0] != name}
 
     def index(self, ns: str, ifname: str) -> int:
-        found = self.ns(ns).link_lookup(ifname=ifname)
-        if not found:
-            raise LookupError(f"no interface {ifname} in namespace {ns}")
-        return found[0]
+        """The interface's index in ``ns`` (asked once per batch). Raises LookupError."""
+        key = (ns, ifname)
+        if key not in self._index:
+            found = self.ns(ns).link_lookup(ifname=ifname)
+            if not found:
+                raise LookupError(f"no interface {ifname} in namespace {ns}")
+            self._index[key] = found[0]
+        return self._index[key]
 
     # --- creation -------------------------------------------------------------------
     def add_bridge(self, name: str) -> None:
