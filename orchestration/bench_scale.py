@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .backend import repo_root
+from .bench import _timed_bash, baseline_script
 from .lab import Lab, default_backend
 from .netns import NETNS_DIR
 from .topology import parse_topology, wires
@@ -132,14 +133,6 @@ def _profiled(tag: str, fn: Callable[[], object]) -> None:
     prof.dump_stats(str(Path(out) / f"{tag}.pstats"))
 
 
-def _timed_bash(script: str) -> float:
-    t = time.monotonic()
-    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"baseline script failed: {r.stderr[-1000:]}")
-    return time.monotonic() - t
-
-
 def _clean(say: Say) -> None:
     from .cleanup import clean_lab
 
@@ -160,8 +153,6 @@ def _mem_available() -> int:
 
 
 def _one_size(n: int, repeat: int, image: str, say: Say) -> dict[str, Any]:
-    from .bench import baseline_script
-
     data = scale_topology(*SHAPES[n])
     names = list(data["nodes"])
     probe = names[-1]  # the last MN reaches its SG over the segment: the lab is wired
