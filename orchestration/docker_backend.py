@@ -41,7 +41,7 @@ class DockerBackend(Backend):
         with self._lock:
             if self._client is None:
                 try:
-                    self._client = docker.from_env(timeout=120, max_pool_size=16)
+                    self._client = docker.from_env(timeout=120, max_pool_size=32)  # lab.ENGINE_CALLS in flight
                     self._client.ping()
                 except docker.errors.DockerException as e:
                     self._client = None
