@@ -61,8 +61,8 @@ def baseline_script(topo_data: dict[str, Any], lab: str, image: str) -> tuple[st
     for w in wires(topo):
         if w.segment:
             seq += 1
-            up.append(f"ip link add {w.a.ifname} netns ${{P[{w.a.node}]}} type veth peer name {lab}.{seq:x} netns {lab}.switch")
-            up.append(f"ip -n {lab}.switch link set {lab}.{seq:x} master {lab}.b{seg_index[w.segment]} up")
+            up.append(f"ip link add {w.a.ifname} netns ${{P[{w.a.node}]}} type veth peer name {lab}.p{seq:x} netns {lab}.switch")
+            up.append(f"ip -n {lab}.switch link set {lab}.p{seq:x} master {lab}.b{seg_index[w.segment]} up")
         else:
             assert w.b is not None
             up.append(f"ip link add {w.a.ifname} netns ${{P[{w.a.node}]}} type veth peer name {w.b.ifname} netns ${{P[{w.b.node}]}}")

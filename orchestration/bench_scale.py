@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .backend import repo_root
+from .backend import BackendError, repo_root
 from .bench import _timed_bash, baseline_script
-from .lab import Lab, default_backend
+from .lab import Lab, LabError, default_backend
 from .netns import NETNS_DIR
 from .topology import parse_topology, wires
 
@@ -239,6 +239,7 @@ def bench_scale(say: Say, plot_path: Path = Path("results/scale.png")) -> dict[s
     image = ensure_images({"sg", "mn"}, say)["mn"]
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
     for n in _sizes():
         repeat = int(os.environ.get(f"TESTBED_SCALE_REPEAT_{n}", os.environ.get("TESTBED_SCALE_REPEAT", 3 if n <= 100 else 1)))
         if rows:
@@ -253,6 +254,11 @@ def bench_scale(say: Say, plot_path: Path = Path("results/scale.png")) -> dict[s
         with _heavy_lock():
             try:
                 rows.append(_one_size(n, repeat, image, say))
+            except (RuntimeError, OSError, LabError, BackendError) as e:
+                # One size failing (e.g. the engine refusing) keeps the sizes measured so far.
+                failed[str(n)] = f"{type(e).__name__}: {e}"
+                say(f"scale: {n} nodes failed: {failed[str(n)]}")
+                continue
             finally:
                 _clean(say)
         r = rows[-1]
@@ -261,5 +267,5 @@ def bench_scale(say: Say, plot_path: Path = Path("results/scale.png")) -> dict[s
             f"{r['testbed_mem_per_node_mib']} MiB/node vs {r['baseline_mem_per_node_mib']}")
     if rows:
         plot(rows, plot_path)
-    return {"sizes": rows, "skipped": skipped, "plot": str(plot_path) if rows else None,
+    return {"sizes": rows, "skipped": skipped, "failed": failed, "plot": str(plot_path) if rows else None,
             "aims": {"up_100_s": 30, "ratio_up_100": 1.2}}

@@ -29,7 +29,10 @@ def bridge_name(lab: str, index: int) -> str:
 
 
 def port_name(lab: str, seq: int) -> str:
-    return f"{lab}.{seq:x}"
+    """The switch end of a node's segment veth. The ``p`` keeps it apart from bridge names:
+    a bare hex number collided with ``<lab>.b0`` at port 0xb0 (176 ports, a 200-node lab).
+    At most 15 characters (IFNAMSIZ) for lab names of 8 and up to 0xfffff ports."""
+    return f"{lab}.p{seq:x}"
 
 
 @dataclass

@@ -51,3 +51,12 @@ def test_plot_is_written(tmp_path: Path) -> None:
     out = tmp_path / "scale.png"
     bench_scale.plot([row, {**row, "nodes": 50}], out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_switch_port_names_never_collide_with_bridge_names() -> None:
+    from orchestration.links import bridge_name, port_name
+
+    bridges = {bridge_name("scaletb", i) for i in range(256)}
+    ports = [port_name("scaletb", s) for s in range(1, 0x10000)]
+    assert not bridges & set(ports)
+    assert max(len(p) for p in ports) <= 15  # IFNAMSIZ - 1
