@@ -83,7 +83,8 @@ def baseline_script(topo_data: dict[str, Any], lab: str, image: str) -> tuple[st
 
 def _timed_bash(script: str) -> float:
     t = time.monotonic()
-    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    # On stdin, not as an argument: a 200-node script is over the kernel's 128 KiB per argument.
+    r = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"baseline script failed: {r.stderr[-1000:]}")
     return time.monotonic() - t
