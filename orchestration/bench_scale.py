@@ -113,7 +113,9 @@ def _agents_running(lab: str, names: list[str]) -> int:
     """How many of the lab's containers have the agent process (counted, not assumed)."""
     n = 0
     for name in names:
-        r = subprocess.run(["docker", "top", f"{lab}.{name}", "-o", "args"], capture_output=True, text=True)
+        # Plain 'docker top' (its CMD column): with '-o args' the engine refuses ("Couldn't find
+        # PID field") and every node counted as agent-less.
+        r = subprocess.run(["docker", "top", f"{lab}.{name}"], capture_output=True, text=True)
         n += "testbed.mip.probe" in r.stdout
     return n
 
