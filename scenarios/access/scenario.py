@@ -10,7 +10,11 @@ from testbed.mn.enroll import sign_local_key
 from testbed.msm.ca import CertificateAuthority
 
 SINK_STATUS = "/run/testbed/access-sink.json"
-ACCESS_PORT = 654   # the hellos are AODV's (RFC 3561 section 10: UDP 654), so Wireshark decodes them
+# Hellos on 655, not AODV's 654: on 654 the MSR's AODV agent owns the port and drops every
+# hello on the radio (eth0 is not one of its AODV interfaces), so the sink heard none;
+# testbed.access.msr now refuses that configuration (hello_path_error).
+ACCESS_PORT = 655
+PLAIN_PORT = 656    # the plain baseline sink, on a port of its own
 PLAIN_STATUS = "/run/testbed/access-plain-sink.json"
 # Stop the baseline sink by the pid in its own status file; fails (exit 3) unless it is gone.
 STOP_PLAIN = f"""pid=$(python3 -c 'import json; print(json.load(open("{PLAIN_STATUS}"))["pid"])') || exit 2
@@ -108,17 +112,17 @@ def run(ctx) -> None:
 
     # ---------------------------------------------------------- plain AODV hello baseline
     # first, before the real sink starts: an open sink (no MSM, no filter) on msr1 answers plain
-    # hellos with the same routes, on the same port 654: the attach time an unauthenticated
+    # hellos with the same routes, on UDP 656: the attach time an unauthenticated
     # AODV hello costs in this very lab. Run before, not beside, the real sink, so the two never
     # share a port or hear each other's hellos; then stopped by its pid.
     lab.put_file("msr1", "/etc/testbed/plain-sink.json", json.dumps({
-        "role": "sink", "address": "10.10.0.1", "port": ACCESS_PORT, "shared_secret": False, "nft": False,
+        "role": "sink", "address": "10.10.0.1", "port": PLAIN_PORT, "shared_secret": False, "nft": False,
         "plain_hellos": "open", "open_routes": ["0.0.0.0/0 10.10.1.1 10", "10.10.0.0/16 0.0.0.0 1"],
         "status_file": PLAIN_STATUS}))
     lab.spawn("msr1", "python3 -m testbed.access --config /etc/testbed/plain-sink.json", log="plain-sink.log")
     wait_json(ctx, "msr1", PLAIN_STATUS, lambda d: bool(d.get("pid")), 15)
     cmd = node_cfg(ctx, "mn1", "mn1-plain", address="10.10.0.5", identity="mn1.mwg.test", method="plain",
-                   install_routes=False, max_hellos=5, exit_when_attached=True)
+                   port=PLAIN_PORT, install_routes=False, max_hellos=5, exit_when_attached=True)
     lab.exec("mn1", f"timeout 20 {cmd} 2>/var/log/testbed/access-plain.log; true", timeout=30)
     st = jexec(ctx, "mn1", "cat /run/testbed/access-mn1-plain.json") or {}
     if st.get("attached"):

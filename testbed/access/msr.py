@@ -2,7 +2,8 @@
 
 Config: `{aodv: <testbed.aodv AgentConfig>, access: <SinkConfig>}`. The agent calls the
 access plane through the contract of testbed/aodv/access_hook.py (`Agent(cfg,
-access_hook=hook)`). Hellos: with `access.port` 654 the agent's own socket receives them
+access_hook=hook)`). Hellos: with `access.port` 654 the agent's own socket receives them,
+on `aodv.interfaces` only (a configuration with an access interface outside them is refused)
 (every hello with an access extension is judged by `hook.on_hello`, answers leave through
 the agent's socket); with another port the sink keeps a socket of its own on it (a node
 whose AODV port is taken by its own agent). DIAMETER answers and DHCP datagrams are
@@ -31,6 +32,33 @@ import yaml
 log = logging.getLogger("access.msr")
 
 
+def hello_path_error(acfg, scfg, source: str = "config") -> None:
+    """Refuse an MSR whose hellos on UDP 654 could never reach the sink.
+
+    With `access.port` 654 the AODV agent's own socket receives the hellos and drops any
+    that arrive on an interface outside `aodv.interfaces` (counted foreign_iface_dropped),
+    so the sink would hear none (issue 5; the access scenario failed this way). Access
+    interfaces are `access.interfaces` plus `access.dhcp.interface` when DHCP is on; an
+    empty `aodv.interfaces` means every interface, which always covers them.
+
+    Raises testbed.access.config.ConfigError naming the file, the field and the fix.
+    """
+    from testbed.aodv.messages import AODV_PORT
+
+    from .config import ConfigError
+
+    if scfg.port != AODV_PORT or not acfg.interfaces:
+        return
+    access = list(scfg.interfaces) + ([scfg.dhcp.interface] if scfg.dhcp.enabled else [])
+    missing = [i for i in dict.fromkeys(access) if i not in acfg.interfaces]
+    if missing:
+        raise ConfigError(
+            f"{source}: access.port {AODV_PORT} but access interface(s) {missing} are not in "
+            f"aodv.interfaces {list(acfg.interfaces)}: the agent's socket drops hellos there. "
+            f"Fix: add them to aodv.interfaces, or give access.port another port (the sink then "
+            f"keeps a socket of its own)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m testbed.access.msr", description=__doc__)
     ap.add_argument("--config", required=True)
@@ -48,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("top level must be {aodv: ..., access: ...}")
         acfg = parse_aodv(data["aodv"])
         scfg = parse(data["access"], SinkConfig)
+        hello_path_error(acfg, scfg, args.config)
     except (OSError, yaml.YAMLError, ConfigError, AodvConfigError) as exc:
         print(f"access.msr: {exc}", file=sys.stderr)
         return 2
