@@ -282,7 +282,10 @@ def test_reverse_direction_and_outer_capture_is_ipip_only(world):
     assert pkts and {p[IP].proto for p in pkts} == {4}
     inner = [p[IP].payload for p in pkts]
     esp_in_udp = [i for i in inner if i.proto == 17 and i.payload.dport == 4500 and i.payload.sport == 4500]
-    assert len(esp_in_udp) >= 20
+    # At least the >= 9 datagrams a was seen to receive from b crossed SG-B's public link as
+    # ESP-in-UDP inside IP-IP (a's own 10 are not waited for: whether a's SA to B was already up
+    # depends on earlier tests, and counting them made this test order- and load-dependent).
+    assert len(esp_in_udp) >= 9
 
 
 def test_wrong_subjectaltname_is_refused(world):
