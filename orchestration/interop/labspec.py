@@ -34,7 +34,11 @@ SG_READY = "/etc/testbed/sg/ready"
 MN_PKI, MN_READY = "/etc/testbed/mn/pki", "/etc/testbed/mn/ready"
 MN_FQDN, WORKGROUP = "m.mwg.test", "W"
 CCOA, HOME_ADDR = "198.51.100.5", "10.0.0.40"   # our MN v on a co-located care-of address
-PORTAL = f"http://{MSM}:8080"
+PORTAL = f"https://{MSM}:8443"
+# Our MN agent's portal credential (issue 9: mutual TLS, enrolled with a one-time token the lab
+# declares; key made on the node). Its IKE certificate stays the matrix CA's in MN_PKI.
+MN_PORTAL_PKI = "/var/lib/testbed/mn/portal"
+MN_TOKEN = "mnm000.5f0c2b7e9a41d3c86e27b1f0"
 
 
 def suite_index(suite: str) -> int:
@@ -83,8 +87,9 @@ def _msm(suites: list[str]) -> dict:
         "users": [{"fqdn": MN_FQDN, "mvpn": "B", "private_address": MN_ADDR}]
         + [{"fqdn": responder_fqdn(s), "mvpn": responder_mvpn(s), "private_address": responder_realm(s)}
            for s in suites],
-        "workgroups": [{"name": WORKGROUP, "members": [MN_FQDN] + [responder_fqdn(s) for s in suites]}]}
-    cfg = {"db_path": "/var/lib/msm/msm.db", "ca_dir": "/var/lib/msm/ca", "http_port": 8080, "dns_port": 53,
+        "workgroups": [{"name": WORKGROUP, "members": [MN_FQDN] + [responder_fqdn(s) for s in suites]}],
+        "tokens": [{"identity": MN_FQDN, "kind": "mn", "token": MN_TOKEN, "ttl_s": 7200}]}
+    cfg = {"db_path": "/var/lib/msm/msm.db", "ca_dir": "/var/lib/msm/ca", "dns_port": 53,
            "zone": "mwg.test.", "msm_address": MSM, "key_type": "ec", "status_file": "/run/testbed/msm.json",
            "seed": seed}
     return {"role": "msm", "description": "portal for our MN agent's sign-on (claims 5, 13)",
@@ -98,7 +103,9 @@ def _msm(suites: list[str]) -> dict:
 def _mn() -> dict:
     """Our MN agent m (M-VPN B): one tunnel per member SG, i.e. to every stock rs-<s>."""
     from .matrix import PROPOSALS
-    cfg = {"fqdn": MN_FQDN, "workgroup": WORKGROUP, "portal": {"url": PORTAL, "poll_timeout": 2},
+    portal = {"url": PORTAL, "poll_timeout": 2, "ca": f"{MN_PORTAL_PKI}/ca.pem",
+              "cert": f"{MN_PORTAL_PKI}/cert.pem", "key": f"{MN_PORTAL_PKI}/key.pem"}
+    cfg = {"fqdn": MN_FQDN, "workgroup": WORKGROUP, "portal": portal,
            "interface": "eth0", "credentials": {"dir": MN_PKI, "enroll": False},
            "retry_interval": 1, "initiate_timeout": 5,
            "proposals": [p.ike for p in PROPOSALS.values()],
@@ -109,6 +116,8 @@ def _mn() -> dict:
             "routes": [{"to": "default", "via": "10.0.0.1"}],
             "files": {"/etc/testbed/mn.yaml": yaml.safe_dump(cfg, sort_keys=False)},
             "start": [f"sh -c 'while [ ! -f {MN_READY} ]; do sleep 0.2; done; "
+                      f"python3 -m testbed.mn.enroll --portal {PORTAL} --token {MN_TOKEN} --kind mn "
+                      f"--out {MN_PORTAL_PKI} --wait 120 && "
                       "exec python3 -m testbed.mn --config /etc/testbed/mn.yaml'"]}
 
 
