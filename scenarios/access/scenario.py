@@ -244,8 +244,14 @@ def run(ctx) -> None:
     ctx.check("p1 attaches with udhcpc (options 50/61/43): ACK with option 121 routes",
               r.ok and "event=bound" in env and "ip=10.10.0.8" in env and "0.0.0.0/0 10.10.0.1" in env,
               (env or r.stdout + r.stderr).strip()[-300:])
-    sink = jexec(ctx, "msr1", f"cat {SINK_STATUS}") or {}
-    if sink.get("dhcp", {}).get("attach_ms"):
+    # the sink writes its status file periodically: wait for the attach udhcpc just made
+    end = time.monotonic() + 5
+    while True:
+        sink = jexec(ctx, "msr1", f"cat {SINK_STATUS}") or {}
+        if (sink.get("dhcp") or {}).get("attach_ms") or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    if (sink.get("dhcp") or {}).get("attach_ms"):
         ctx.metric("attach_ms_dhcp_sink", round(sink["dhcp"]["attach_ms"][-1], 3))
     before_rreq = (sink.get("aodv") or {}).get("counters", {}).get("rreq_sent", 0)
     had_route = lab.exec("msr1", "ip route show 10.10.31.1").stdout.strip()
