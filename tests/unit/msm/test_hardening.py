@@ -148,3 +148,18 @@ def test_db_and_its_directory_are_private(tmp_path):
     for name in ("msm.db", "msm.db-wal", "msm.db-shm"):
         assert stat.S_IMODE((vol / name).stat().st_mode) == 0o600, name
 
+
+def test_admin_prints_text_answers_and_refusals_name_a_null_field(msm, capsys):
+    """`admin GET /` crashed with JSONDecodeError on the HTML page; a refusal without a field
+    had no "field" key although the README promises {"error", "field", "reason"}."""
+    from testbed.msm import admin
+
+    common = ["--portal", msm.base_url, "--ca-dir", str(msm.ca_dir)]
+    assert admin.main(common + ["GET", "/"]) == 0
+    assert "<html" in capsys.readouterr().out.lower()
+    assert admin.main(common + ["GET", "/api/status"]) == 0
+    assert "version" in json.loads(capsys.readouterr().out)
+    assert admin.main(common + ["GET", "/api/ca"]) == 0
+    assert capsys.readouterr().out == (msm.ca_dir / "ca.pem").read_text()
+    status, doc = anonymous_raw(msm, "GET", "/api/status", b"")
+    assert status == 401 and doc["reason"] == "no_cert" and "field" in doc and doc["field"] is None, doc
