@@ -366,20 +366,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str, head: bool = False) -> None:
         started = time.monotonic()
         caller = Caller()
+        self.body_read = False  # per request (a keep-alive connection carries several)
         try:
             if isinstance(self.connection, ssl.SSLSocket):
                 caller = identify(self.portal.store, getattr(self.connection, "msm_peer_cert", None))
             body = self._read_body if method in ("POST", "PUT") else None
             status, payload = self.portal.dispatch(method, self.path, body, caller)
-            if body is not None and self.headers.get("Content-Length") not in (None, "0") and not self.body_read:
-                self.close_connection = True  # answered without reading the body (a refusal)
-                self.unread_body = True
         except ApiError as exc:
             status, payload = exc.status, exc.to_json()
             log.debug("%s %s from %s -> %d %s", method, self.path, caller.label(), status, payload["error"])
         except Exception:  # a bug, not bad input: answer 500 and keep serving
             log.exception("%s %s failed", method, self.path)
             status, payload = 500, {"error": "internal error"}
+        if method in ("POST", "PUT") and not self.body_read and not self.close_connection:
+            # answered (refused) without reading the body: it must not be parsed as the next request
+            self.close_connection = True
+            self.unread_body = True
         self.portal.count(status)
         if isinstance(payload, Pem):
             data, ctype = payload.encode(), "application/x-pem-file"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from testbed.msm.client import client_context
+from testbed.msm.client import MsmError, client_context
 from testbed.msm.store import Store
 
 from .harness import MsmProcess
@@ -76,6 +76,20 @@ def test_deeply_nested_json_is_400_and_the_caller_is_known_first(msm):
     assert status == 401 and doc["reason"] == "no_cert", doc
     assert http_status(msm).get("status_5xx", 0) == 0
     assert "RecursionError" not in msm.log_text()
+
+
+def test_a_body_left_unread_by_a_refusal_is_not_the_next_request(msm):
+    """On one keep-alive connection: a POST whose body is read, then one refused before its
+    body is read (the connection must close, not parse the body as the next request)."""
+    x = msm.anonymous()
+    with pytest.raises(MsmError) as exc:
+        x.request("POST", "/api/enroll", {"token": "nope"})
+    assert exc.value.status in (400, 401, 403)
+    for _ in range(2):
+        with pytest.raises(MsmError) as exc:
+            x.request("POST", "/api/mvpns", {"name": "A", "realm": "10.0.0.0/24", "sg_public": "203.0.113.1"})
+        assert exc.value.status == 401 and exc.value.reason == "no_cert", exc.value.message
+    assert x.ca_pem().startswith("-----BEGIN CERTIFICATE-----")
 
 
 def threads(msm: MsmProcess) -> int:
