@@ -47,10 +47,12 @@ class Msm:
         self.operator_cert, self.operator_key = self._operator_credential()
         server_cert, server_key = self._server_credential()
         self.https = make_server(self.portal, cfg.http_address, cfg.https_port,
-                                 server_context(server_cert, server_key, self.ca.cert_path))
+                                 server_context(server_cert, server_key, self.ca.cert_path),
+                                 max_connections=cfg.max_connections, head_timeout=cfg.head_timeout)
         self.http = None
         if cfg.insecure_http_port is not None:
-            self.http = make_server(self.portal, cfg.http_address, cfg.insecure_http_port)
+            self.http = make_server(self.portal, cfg.http_address, cfg.insecure_http_port,
+                                    max_connections=cfg.max_connections, head_timeout=cfg.head_timeout)
         self.dns: DnsService | None = None
         if cfg.dns_enabled:
             resolver = WorkgroupResolver(self.store, cfg.zone, cfg.msm_name, cfg.msm_address)

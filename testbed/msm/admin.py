@@ -48,13 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"admin: cannot load credentials: {exc}", file=sys.stderr)
         return 2
-    raw = args.method == "GET" and args.path.split("?")[0] in ("/api/ca", "/api/crl") and "token_id" not in args.path
-    try:
-        answer = client.request(args.method, args.path, body, raw=raw)
+    try:  # raw: the answer may be HTML (GET /) or PEM (/api/ca, /api/crl), not JSON
+        answer = client.request(args.method, args.path, body, raw=True)
     except MsmError as exc:
         print(json.dumps({"status": exc.status, "error": exc.message, "field": exc.field, "reason": exc.reason}))
         return 1
-    print(answer if raw else json.dumps(answer, indent=1))
+    try:
+        print(json.dumps(json.loads(answer), indent=1))
+    except ValueError:  # not JSON: print the text as it came
+        print(answer, end="" if answer.endswith("\n") else "\n")
     return 0
 
 

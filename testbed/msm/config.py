@@ -110,6 +110,8 @@ class MsmConfig(BaseModel):
     msm_fqdn: str | None = None  # default msm.<zone>
     msm_address: IpText | None = None  # the MSM's public address, served in DNS
     longpoll_max: float = Field(60.0, gt=0, le=600)
+    max_connections: int = Field(256, ge=1, le=100000)  # open portal connections (threads); more refused
+    head_timeout: float = Field(10.0, gt=0, le=600)  # s for a request's head (and an idle keep-alive)
     status_file: str = "/run/testbed/msm.json"
     status_interval: float = Field(1.0, gt=0, le=60)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -24,7 +24,7 @@ class ApiError(Exception):
     def to_json(self) -> dict:
         text = f"{self.field}: {self.message}" if self.field else self.message
         body: dict = {"error": text}
-        if self.field:
+        if self.field or self.reason:  # a refusal always names its field, null when none (README)
             body["field"] = self.field
         if self.reason:
             body["reason"] = self.reason

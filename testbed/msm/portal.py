@@ -228,7 +228,9 @@ class Portal:
 
     # ---------------------------------------------------------------- dispatch
     def dispatch(self, method: str, raw_path: str, body: Any, caller: Caller = Caller()) -> tuple[int, Any]:
-        """Route, authorise (unless authz is off), run. Raises ApiError (refusals counted)."""
+        """Route, authorise (unless authz is off), run. Raises ApiError (refusals counted).
+        `body` may be a callable reading it: called only after the caller was authorised, so an
+        unknown caller cannot make the MSM read and parse a body."""
         parts = urlsplit(raw_path)
         query = parse_qs(parts.query, keep_blank_values=True)
         path = parts.path.rstrip("/") or "/"
@@ -245,6 +247,8 @@ class Portal:
                 if self.authz:
                     own = None if route.own is None else _own_name(caller.role, args[route.own])
                     authorize(caller, route.roles, own)
+                if callable(body):  # the body is read only once the caller is admitted
+                    body = body()
                 return route.fn(caller, query, body, *args)
             if allowed:
                 raise ApiError(405, None, f"method {method} not allowed on {path}")
@@ -265,6 +269,18 @@ class Portal:
         with self.lock:
             self.counters["requests"] += 1
             self.counters[f"status_{status // 100}xx"] += 1
+
+    def client_gone(self, address: Any, why: Any) -> None:
+        """A client that went away (or stalled) mid-request: dropped quietly, counted."""
+        with self.lock:
+            self.counters["client_gone"] += 1
+        log.debug("client %s went away: %s", address, why)
+
+    def connection_refused(self, address: Any, active: int) -> None:
+        """A connection over the cap (PortalServer.max_connections): closed at once, counted."""
+        with self.lock:
+            self.counters["conn_refused"] += 1
+        log.info("refused connection from %s: %d connections open (the cap)", address, active)
 
     def tls_failed(self, address: Any, exc: Exception) -> None:
         with self.lock:
@@ -298,17 +314,63 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120  # s: an idle keep-alive connection (or a stalled client) frees its thread
     portal: Portal  # set on the subclass made by make_server
     unread_body = False  # set when we answer without reading a body of unknown/oversized length
+    body_read = False
 
     def log_message(self, fmt: str, *args: Any) -> None:  # http.server logs to stderr by default
         log.debug("%s %s", self.address_string(), fmt % args)
 
+    def handle_one_request(self) -> None:
+        """As BaseHTTPRequestHandler's, plus: the request head must arrive within the server's
+        head_timeout (not the 120 s of a request being served), and a client that closes
+        mid-head is dropped quietly (counted http.client_gone) instead of being answered."""
+        head_timeout = getattr(self.server, "head_timeout", None)
+        try:
+            if head_timeout is not None:
+                self.connection.settimeout(head_timeout)
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(414)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.raw_requestline.endswith(b"\n"):
+                self._gone("request line incomplete at end of stream")
+                return
+            self._head_reader = _LastLine(self.rfile)
+            real, self.rfile = self.rfile, self._head_reader
+            try:
+                parsed = self.parse_request()
+            finally:
+                self.rfile = real
+            if not parsed:
+                return
+            if self._head_reader.last == b"":  # the headers ended by EOF, not by a blank line
+                self._gone("request head incomplete at end of stream")
+                return
+            self.connection.settimeout(self.timeout)
+            mname = "do_" + self.command
+            if not hasattr(self, mname):
+                self.send_error(501, "Unsupported method (%r)" % self.command)
+                return
+            getattr(self, mname)()
+            self.wfile.flush()
+        except TimeoutError as exc:
+            self._gone(f"timed out ({exc})")
+
+    def _gone(self, why: str) -> None:
+        self.close_connection = True
+        self.portal.client_gone(self.client_address, why)
+
     def _handle(self, method: str, head: bool = False) -> None:
         started = time.monotonic()
         caller = Caller()
+        self.body_read = False  # per request (a keep-alive connection carries several)
         try:
-            body = self._read_body() if method in ("POST", "PUT") else None
             if isinstance(self.connection, ssl.SSLSocket):
-                caller = identify(self.portal.store, self.connection.getpeercert())
+                caller = identify(self.portal.store, getattr(self.connection, "msm_peer_cert", None))
+            body = self._read_body if method in ("POST", "PUT") else None
             status, payload = self.portal.dispatch(method, self.path, body, caller)
         except ApiError as exc:
             status, payload = exc.status, exc.to_json()
@@ -316,6 +378,10 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # a bug, not bad input: answer 500 and keep serving
             log.exception("%s %s failed", method, self.path)
             status, payload = 500, {"error": "internal error"}
+        if method in ("POST", "PUT") and not self.body_read and not self.close_connection:
+            # answered (refused) without reading the body: it must not be parsed as the next request
+            self.close_connection = True
+            self.unread_body = True
         self.portal.count(status)
         if isinstance(payload, Pem):
             data, ctype = payload.encode(), "application/x-pem-file"
@@ -333,8 +399,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if not head:
                 self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            log.debug("client went away before the answer to %s %s", method, self.path)
+        except OSError as exc:  # BrokenPipe, ConnectionReset, ssl.SSLEOFError, timeouts
+            self.close_connection = True
+            self.portal.client_gone(self.client_address, f"before the answer to {method} {self.path}: {exc!r}")
         log.debug("%s %s from %s -> %d in %.1f ms", method, self.path, caller.label(), status,
                   (time.monotonic() - started) * 1e3)
 
@@ -354,10 +421,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.unread_body = True
             raise ApiError(413, None, f"body larger than {MAX_BODY} bytes")
         raw = self.rfile.read(length)
+        self.body_read = True
         if not raw:
             return {}
         try:
             return json.loads(raw)
+        except RecursionError:  # "[[[[...": deeper than the parser's stack
+            raise bad("body", "not valid JSON (nested too deeply)") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad("body", f"not valid JSON ({exc})") from None
 
@@ -374,6 +444,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
 
+class _LastLine:
+    """A reader that remembers its last line (to tell headers ended by EOF from a blank line)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.last: bytes | None = None
+
+    def readline(self, *args: Any) -> bytes:
+        self.last = self.f.readline(*args)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
+
+
 class PortalServer(ThreadingHTTPServer):
     """Threaded HTTP(S) server. With `tls`, the TLS handshake runs in the request's own thread
     (not in accept), so a slow or hostile client cannot stall the listener."""
@@ -382,8 +467,52 @@ class PortalServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 512  # 200+ long-pollers reconnecting at once must not overflow the backlog
     handshake_timeout = 10.0
+    head_timeout = 10.0  # s for a request head (line + headers), and an idle keep-alive connection
+    max_connections = 256  # open connections (= handler threads); more are closed at once
     tls: ssl.SSLContext | None = None
     portal: Portal
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._active = 0
+        self._active_lock = threading.Lock()
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        """One thread per connection, at most max_connections of them: a flood of connections
+        that send nothing (or half a request) cannot exhaust the MSM's threads."""
+        with self._active_lock:
+            full = self._active >= self.max_connections
+            if not full:
+                self._active += 1
+            active = self._active
+        if full:
+            self.portal.connection_refused(client_address, active)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._active_lock:
+            self._active -= 1
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (any OSError, ssl ones included) is no error of ours."""
+        import sys
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            self.portal.client_gone(client_address, repr(exc))
+            return
+        log.exception("connection from %s failed", client_address)
 
     def finish_request(self, request: socket.socket, client_address: Any) -> None:
         if self.tls is None:
@@ -391,7 +520,8 @@ class PortalServer(ThreadingHTTPServer):
         request.settimeout(self.handshake_timeout)
         try:
             conn = self.tls.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
+            conn.msm_peer_cert = conn.getpeercert()  # now: after an EOF the handshake state is gone
+        except (ssl.SSLError, OSError, ValueError) as exc:
             self.portal.tls_failed(client_address, exc)
             return
         try:
@@ -431,10 +561,15 @@ def server_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLContex
     return ctx
 
 
-def make_server(portal: Portal, address: str, port: int, tls: ssl.SSLContext | None = None) -> PortalServer:
+def make_server(portal: Portal, address: str, port: int, tls: ssl.SSLContext | None = None,
+                max_connections: int | None = None, head_timeout: float | None = None) -> PortalServer:
     """A portal server on (address, port); HTTPS with `tls`, plain HTTP without (test/bench only)."""
     handler = type("PortalHandler", (_Handler,), {"portal": portal})
     server = PortalServer((address, port), handler)
+    if max_connections is not None:
+        server.max_connections = max_connections
+    if head_timeout is not None:
+        server.head_timeout = head_timeout
     server.tls = tls
     server.portal = portal
     return server

@@ -87,8 +87,18 @@ class Store:
     """
 
     def __init__(self, path: str) -> None:
+        # The db holds token secrets: the directory 0700, the db 0600 before sqlite opens it
+        # (sqlite makes its -wal/-shm with the db's mode; existing ones are fixed here too).
         parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        try:
+            os.chmod(parent, 0o700)
+        except PermissionError:  # a directory of another owner (a shared volume): keep its mode
+            pass
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        for name in (path, path + "-wal", path + "-shm"):
+            if os.path.exists(name):
+                os.chmod(name, 0o600)
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
