@@ -50,7 +50,10 @@ def test_up_status_exec_down(tmp_path: Path) -> None:
                 break
         run("exec", "--lab", lab, "a1", "--", "ping", "-c2", "-i0.2", "10.0.0.21")
         cap.send_signal(signal.SIGINT)  # Ctrl-C ends a capture cleanly
-        assert cap.wait(timeout=60) == 0  # a hang detector: under load the stop took > 20 s once
+        # communicate, not wait: the capture's stderr must be drained or a chatty capture blocks
+        # on a full pipe and never exits (seen in CI as a timeout here)
+        _, err = cap.communicate(timeout=60)
+        assert cap.returncode == 0, err[-2000:]
         out = subprocess.run(["tshark", "-r", str(pcap), "-Y", "icmp.type==8"], capture_output=True, text=True).stdout
         assert out.count("Echo") == 2
     finally:
