@@ -162,6 +162,9 @@ def capture(link: str = typer.Argument(..., help="segment, SEGMENT:NODE, A--B or
     except EXPECTED as e:
         _fail(e)
         return
+    # Ctrl-C (SIGINT) stops the capture even when this process was started with SIGINT ignored
+    # (a background job of a non-interactive shell inherits that, and Python then keeps it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _say(f"capturing {link} into {output} (Ctrl-C to stop)")
     try:
         if duration is not None:
