@@ -44,6 +44,8 @@ class MsmProcess:
         self.root = root
         self.https_port = free_port()
         self.dns_port = free_port()
+        while self.dns_port == self.https_port:  # both probes closed their sockets: the kernel may hand out one twice
+            self.dns_port = free_port()
         self.status_file = root / "run" / "msm.json"
         self.ca_dir = root / "vol" / "ca"
         self.config = {
