@@ -82,6 +82,20 @@ def _flood(srv, cq, n: int, first_xid: int) -> None:
     _drain(srv, cq)
 
 
+def _flood_memory(srv, cq, n: int, first_xid: int) -> int:
+    """Bytes the access plane's code (testbed/access; the in-process MSM allocates too) holds
+    more after flooding `n` DISCOVERs than before."""
+    only = [tracemalloc.Filter(True, "*/testbed/access/*")]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot().filter_traces(only)
+        _flood(srv, cq, n, first_xid)
+        after = tracemalloc.take_snapshot().filter_traces(only)
+    finally:
+        tracemalloc.stop()
+    return sum(d.size_diff for d in after.compare_to(before, "filename"))
+
+
 def test_dhcp_discover_flood_from_an_unknown_identity_is_bounded(msm, dclient):
     """20,000 DISCOVERs (the issue's flood) then 20,000 more: decisions (at most 100),
     first-seen times
@@ -100,16 +114,7 @@ def test_dhcp_discover_flood_from_an_unknown_identity_is_bounded(msm, dclient):
     while len(srv.replay._seen) < srv.replay.max_entries and xid < 0x18000 + 40_000:
         _flood(srv, cq, 2_000, xid)
         xid += 2_000
-    # memory held by the access plane's code (the in-process MSM allocates too)
-    only = [tracemalloc.Filter(True, "*/testbed/access/*")]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot().filter_traces(only)
-        _flood(srv, cq, 20_000, 0x20000)
-        after = tracemalloc.take_snapshot().filter_traces(only)
-    finally:
-        tracemalloc.stop()
-    grown = sum(d.size_diff for d in after.compare_to(before, "filename"))
+    grown = _flood_memory(srv, cq, 20_000, 0x20000)
     print("access plane memory growth in the second flood, bytes:", grown)
     assert len(srv.decisions) <= 100 and len(srv.first_seen) <= 100, len(srv.decisions)
     assert len(srv.replay._seen) <= srv.replay.max_entries
@@ -129,14 +134,7 @@ def test_dhcp_discover_flood_from_an_unknown_identity_is_bounded(msm, dclient):
     # (refused at once as the MSM did above, without 5,000 DIAMETER requests in flight)
     lifted = dhcp.DhcpHelloServer(SINK, lambda h, done: done(False, [], "unknown user"),
                                   max_decisions=10**9, max_pending=10**9, decision_ttl_s=1e9)
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot().filter_traces(only)
-        _flood(lifted, cq, 20_000, 0x30000)
-        after = tracemalloc.take_snapshot().filter_traces(only)
-    finally:
-        tracemalloc.stop()
-    lifted_grown = sum(d.size_diff for d in after.compare_to(before, "filename"))
+    lifted_grown = _flood_memory(lifted, cq, 20_000, 0x30000)
     print("same flood with the bounds lifted, bytes:", lifted_grown)
     assert len(lifted.decisions) == 20_000 and lifted.counters.get("busy_dropped", 0) == 0
     # Measured: bounded 55-963 kB (what is in flight at the snapshot varies with the MSM's
