@@ -169,6 +169,8 @@ class AODV(Packet):
 
     @classmethod
     def dispatch_hook(cls, _pkt: bytes | None = None, *args, **kargs):
+        """The class for the type octet (RREQ 1, RREP 2, RERR 3, RREP-ACK 4; RFC 3561 5),
+        or this generic class for an empty buffer or an unknown type."""
         if _pkt and len(_pkt) >= 1:
             return _MESSAGES.get(_pkt[0], cls)
         return cls

@@ -67,6 +67,8 @@ def definition(code: int, vendor: int = 0) -> tuple | None:
 
 
 def avp_name(code: int, vendor: int = 0) -> str:
+    """The AVP's name from scapy's dictionary (e.g. ``Origin-Host``), or ``AVP-<vendor>-<code>``
+    for one it does not know. Never raises."""
     d = definition(code, vendor)
     return d[0] if d else f"AVP-{vendor}-{code}"
 
@@ -116,6 +118,8 @@ def fixed_data_length(code: int, vendor: int = 0) -> int | None:
 
 
 def is_grouped(code: int, vendor: int = 0) -> bool:
+    """True when the dictionary declares (code, vendor) as Grouped (RFC 6733 4.4), so the
+    codec walks its value as AVPs and applies the M-bit rule inside it (RFC 6733 4.1)."""
     return kind(code, vendor)[0] == KIND_GROUPED
 
 
@@ -141,10 +145,12 @@ class Avp:
 
     @property
     def mandatory(self) -> bool:
+        """The M bit (RFC 6733 4.1): the receiver must understand the AVP or answer 5001."""
         return bool(self.flags & C.AVP_FLAG_MANDATORY)
 
     @property
     def name(self) -> str:
+        """Dictionary name of this AVP (see :func:`avp_name`)."""
         return avp_name(self.code, self.vendor)
 
     def encode(self) -> bytes:
@@ -223,15 +229,14 @@ def make_ipv4_octets(code: int, address: str) -> Avp:
 
 # --- reading ----------------------------------------------------------------
 
-def avp_vendor(avp: Avp) -> int:
-    return avp.vendor
-
-
 def find_all(avps: Iterable[Avp], code: int, vendor: int = 0) -> list[Avp]:
+    """Every AVP of ``avps`` (one level, not inside groups) with this code and vendor id,
+    in wire order; empty list when none."""
     return [a for a in avps if a.code == code and a.vendor == vendor]
 
 
 def find(avps: Iterable[Avp], code: int, vendor: int = 0) -> Avp | None:
+    """The first AVP of ``avps`` (one level) with this code and vendor id, or None."""
     for a in avps:
         if a.code == code and a.vendor == vendor:
             return a
@@ -239,6 +244,7 @@ def find(avps: Iterable[Avp], code: int, vendor: int = 0) -> Avp | None:
 
 
 def as_bytes(avp: Avp) -> bytes:
+    """OctetString value: the data octets without padding (RFC 6733 4.2)."""
     return avp.data
 
 
@@ -266,6 +272,8 @@ def as_address(avp: Avp) -> str:
 
 
 def as_ipv4_octets(avp: Avp) -> str:
+    """RADIUS-style 4-octet address (e.g. Framed-IP-Address, RFC 7155 4.4.10.5.1) as
+    dotted text. Raises ValueError when the value is not exactly 4 octets."""
     data = avp.data
     if len(data) != 4:
         raise ValueError("IPv4 address AVP must have 4 octets")
@@ -273,4 +281,5 @@ def as_ipv4_octets(avp: Avp) -> str:
 
 
 def children(avp: Avp) -> list[Avp]:
+    """The AVPs inside a Grouped AVP (a copy of the list); empty for any other type."""
     return list(avp.children) if avp.children is not None else []

@@ -38,6 +38,10 @@ class MalformedMessage(Exception):
 
 @dataclass(frozen=True)
 class Header:
+    """The fixed 20-byte DIAMETER header (RFC 6733 3): ``version`` (must be 1), ``length``
+    (octets of the whole message, 24 bits), ``flags`` (R/P/E/T byte), ``code`` (command code,
+    24 bits), ``app_id``, ``hop_by_hop`` and ``end_to_end`` identifiers (32 bits each)."""
+
     version: int
     length: int
     flags: int
@@ -48,6 +52,7 @@ class Header:
 
     @property
     def is_request(self) -> bool:
+        """The R bit: a request (True) or an answer (False)."""
         return bool(self.flags & C.FLAG_REQUEST)
 
 
@@ -178,28 +183,37 @@ class Message:
 
     @property
     def code(self) -> int:
+        """Command code of the header (e.g. 257 CER/CEA, 265 AAR/AAA)."""
         return self.header.code
 
     @property
     def is_request(self) -> bool:
+        """The header's R bit."""
         return self.header.is_request
 
     @property
     def name(self) -> str:
+        """Short command name with R/A, e.g. ``CER``, ``AAA``; ``CMD<code>`` when unknown."""
         short = C.COMMAND_NAMES.get(self.code, f"CMD{self.code}")
         return short + ("R" if self.is_request else "A")
 
     def find(self, code: int, vendor: int = 0) -> A.Avp | None:
+        """First top-level AVP with this code/vendor, or None."""
         return A.find(self.avps, code, vendor)
 
     def find_all(self, code: int, vendor: int = 0) -> list[A.Avp]:
+        """All top-level AVPs with this code/vendor, in wire order."""
         return A.find_all(self.avps, code, vendor)
 
     def text(self, code: int, vendor: int = 0) -> str | None:
+        """UTF8String value of the first such AVP, or None when absent.
+        Raises UnicodeDecodeError (a ValueError) when the octets are not UTF-8."""
         a = self.find(code, vendor)
         return None if a is None else A.as_text(a)
 
     def integer(self, code: int, vendor: int = 0) -> int | None:
+        """Unsigned32/64 or Enumerated value of the first such AVP, or None when absent.
+        Raises ValueError when its value is not 4 or 8 octets."""
         a = self.find(code, vendor)
         return None if a is None else A.as_int(a)
 

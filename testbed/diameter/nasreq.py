@@ -78,6 +78,14 @@ def build_aar(*, origin_host: str, origin_realm: str, destination_realm: str,
               nas_ip_address: str | None = None, nas_identifier: str | None = None,
               want_certificate: bool = False, destination_host: str | None = None,
               session_id: str | None = None) -> tuple[str, list[Any]]:
+    """AVPs of an AA-Request of the NASREQ application (RFC 7155 3.1) for a sink asking
+    the MSM about a mobile node (claims 41-43): Session-Id, Auth-Application-Id 1, Origin-*,
+    Destination-*, Auth-Request-Type, User-Name, and when given User-Password
+    (``authenticator``), State (``authenticated_data``), the node's address (Framed-IP-Address,
+    4 octets), NAS-IP-Address / NAS-Identifier and the testbed's certificate request AVP.
+
+    Returns ``(session_id, avps)``; the caller frames them with a header (code 265, R bit).
+    Raises ValueError for an address that is not IPv4 text."""
     sid = session_id or new_session_id(origin_host)
     out = [A.make(C.AVP_SESSION_ID, sid),
            A.make(C.AVP_AUTH_APPLICATION_ID, C.APP_NASREQ),
@@ -150,6 +158,9 @@ def parse_aar(msg: Message) -> AARequest:
 
 def build_aaa_avps(req: AARequest, *, routes: list[Route], filters: list[FilterRule],
                    reply_message: str | None, certificate_pem: str | None) -> list[Any]:
+    """AVPs of a successful AA-Answer (RFC 7155 3.2) besides Session-Id/Origin-*/Result-Code,
+    which the server's answer path adds: Framed-Route per ``routes`` (claim 43: home range and
+    default), NAS-Filter-Rule per ``filters``, optional Reply-Message and certificate. Never raises."""
     out = [A.make(C.AVP_AUTH_APPLICATION_ID, C.APP_NASREQ),
            A.make(C.AVP_AUTH_REQUEST_TYPE, req.auth_request_type),
            A.make(C.AVP_USER_NAME, req.identity),
@@ -192,6 +203,11 @@ def _lenient_text(msg: Message, code: int) -> str | None:
 
 
 def parse_aaa(msg: Message, latency_s: float) -> AAAnswer:
+    """What a sink takes from an AA-Answer ``msg`` (already strictly decoded) that arrived
+    ``latency_s`` seconds after its request: success only for Result-Code 2001 with every
+    Framed-Route / NAS-Filter-Rule readable (a partly readable rule set is refused, reason
+    names the rules). Experimental-Result answers are failures with the vendor/code in
+    ``reason``. Raises ValueError when Result-Code itself is malformed."""
     rc = msg.result_code
     ans = AAAnswer(ok=rc == C.RESULT_SUCCESS, result_code=rc, latency_s=latency_s,
                    session_id=_lenient_text(msg, C.AVP_SESSION_ID))

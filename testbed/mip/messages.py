@@ -150,6 +150,7 @@ class MIPExtension(Extension):
     fields_desc = [ByteField("type", 255)] + Extension.fields_desc[1:]
 
     def guess_payload_class(self, payload: bytes):
+        """Extensions follow one another until the payload ends (RFC 5944 1.9)."""
         return MIPExtension if payload else Raw
 
 
@@ -235,7 +236,18 @@ class RouterAddress(ListItem):
     fields_desc = [IPField("addr", "0.0.0.0"), IntField("preference", 0)]
 
 
-class ICMPRouterAdvert(Packet):
+class _ICMPChecksum(Packet):
+    """Fills the ICMP checksum (RFC 792) over the message and its extensions when unset."""
+
+    def post_build(self, p: bytes, pay: bytes) -> bytes:
+        """The built bytes with the 16-bit checksum at octets 2-3 when ``chksum`` is None."""
+        p += pay
+        if self.chksum is None:
+            p = p[:2] + struct.pack("!H", checksum(p)) + p[4:]
+        return p
+
+
+class ICMPRouterAdvert(_ICMPChecksum):
     """ICMP router advertisement (type 9); agent advertisement extensions follow it.
 
     Not bound under IP (scapy's ICMP owns protocol 1): build as IP(proto=1)/ICMPRouterAdvert()
@@ -247,28 +259,17 @@ class ICMPRouterAdvert(Packet):
                    ByteField("addr_entry_size", 2), ShortField("lifetime", 1800),
                    PacketListField("addrs", [], RouterAddress, count_from=lambda p: p.num_addrs)]
 
-    def post_build(self, p: bytes, pay: bytes) -> bytes:
-        p += pay
-        if self.chksum is None:
-            ck = checksum(p)
-            p = p[:2] + struct.pack("!H", ck) + p[4:]
-        return p
-
     def guess_payload_class(self, payload: bytes):
+        """After the router addresses come the Mobility Agent Advertisement and other
+        extensions (RFC 5944 2.1), else nothing."""
         return MIPExtension if payload else Raw
 
 
-class ICMPRouterSolicit(Packet):
+class ICMPRouterSolicit(_ICMPChecksum):
     """ICMP router solicitation (type 10) = agent solicitation when sent with TTL 1."""
     name = "ICMP Router Solicitation"
     fields_desc = [ByteField("type", 10), ByteField("code", 0), XShortField("chksum", None),
                    IntField("reserved", 0)]
-
-    def post_build(self, p: bytes, pay: bytes) -> bytes:
-        p += pay
-        if self.chksum is None:
-            p = p[:2] + struct.pack("!H", checksum(p)) + p[4:]
-        return p
 
 
 # ---- strict parsing and authentication ---------------------------------------------------
@@ -391,10 +392,12 @@ class AgentAdvertisement:
 
     @property
     def is_fa(self) -> bool:
+        """The F bit: the sender offers foreign agent service (RFC 5944 2.1.1)."""
         return bool(self.flags & A_F)
 
     @property
     def is_ha(self) -> bool:
+        """The H bit: the sender is a home agent on this link (RFC 5944 2.1.1)."""
         return bool(self.flags & A_H)
 
 
