@@ -19,7 +19,7 @@ from pyroute2 import IPRoute
 
 from . import netns as nsmod
 from .backend import Backend
-from .lab import STATE_DIR, state_path
+from .state import labs_up, state_path
 
 
 SYS_NET = Path("/sys/class/net")
@@ -76,8 +76,7 @@ def known_labs(backend: Backend) -> set[str]:
     """Every lab that left anything behind: containers, namespaces or state files."""
     labs = set(backend.list_nodes())
     labs |= nsmod.labs_with_entries()
-    if STATE_DIR.is_dir():
-        labs |= {p.stem for p in STATE_DIR.glob("*.json")}
+    labs |= set(labs_up())
     return labs
 
 

@@ -15,7 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .backend import BackendError
-from .lab import Lab, LabError, STATE_DIR
+from .lab import Lab, LabError
+from .state import labs_up
 from .topology import TopologyError, load_topology
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -62,7 +63,7 @@ def _checks_table(title: str, checks: list[dict]) -> Table:
 def _lab_name(lab: Optional[str]) -> str:
     if lab:
         return lab
-    names = sorted(p.stem for p in STATE_DIR.glob("*.json")) if STATE_DIR.is_dir() else []
+    names = labs_up()
     if len(names) == 1:
         return names[0]
     if not names:
@@ -109,7 +110,7 @@ def down(lab: Optional[str] = typer.Option(None, help="lab name")) -> None:
 def status(lab: Optional[str] = typer.Option(None, help="only this lab"),
            as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
     """List the labs that are up, their nodes and links."""
-    names = [lab] if lab else (sorted(p.stem for p in STATE_DIR.glob("*.json")) if STATE_DIR.is_dir() else [])
+    names = [lab] if lab else labs_up()
     out = []
     for n in names:
         try:

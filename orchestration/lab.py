@@ -20,13 +20,13 @@ from typing import Callable, Iterable
 
 from . import netns as nsmod
 from .backend import Backend, BackendError, ExecResult, NodeSpec, repo_root
+from .state import labs_up, state_path, write_state
 from .links import Port, Wiring, bridge_name, port_name
 from testbed.common.ready import unmet
 
 from .topology import (FORWARDING_ROLES, Ready, Role, Topology, Wire, check_lab_name, load_topology, parse_topology,
                        start_levels, wires)
 
-STATE_DIR = Path(os.environ.get("TESTBED_STATE_DIR", "/run/testbed/labs"))
 DEFAULT_WORK_ROOT = Path(os.environ.get("TESTBED_WORK_ROOT", "/var/lib/testbed"))
 
 BASE_CAPS = ["NET_ADMIN", "NET_RAW"]
@@ -54,10 +54,6 @@ def default_backend() -> Backend:
     from .docker_backend import DockerBackend
 
     return DockerBackend()
-
-
-def state_path(lab: str) -> Path:
-    return STATE_DIR / f"{lab}.json"
 
 
 class Lab:
@@ -90,7 +86,7 @@ class Lab:
         """The lab of that name that some process brought up."""
         p = state_path(name)
         if not p.is_file():
-            running = sorted(p.stem for p in STATE_DIR.glob("*.json")) if STATE_DIR.is_dir() else []
+            running = labs_up()
             raise LabError(f"no lab named {name!r} is up (labs up: {', '.join(running) or 'none'}); "
                            "start one with 'testbed up FILE'")
         st = json.loads(p.read_text())
@@ -102,13 +98,10 @@ class Lab:
         return lab
 
     def save(self) -> None:
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
         st = {"name": self.name, "workdir": str(self.workdir), "topology": self.topology.model_dump(mode="json"),
               "ports": {k: asdict(v) for k, v in self.ports.items()}, "images": self.images, "seq": self.seq,
               "pid": os.getpid(), "time": time.time()}
-        tmp = state_path(self.name).with_suffix(".tmp")
-        tmp.write_text(json.dumps(st, indent=1))
-        tmp.replace(state_path(self.name))
+        write_state(self.name, st)
 
     # --- life cycle -------------------------------------------------------------------
     @property
