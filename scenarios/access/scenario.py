@@ -6,15 +6,16 @@ import tempfile
 import time
 
 from testbed.access.dhcp import udhcpc_args
+from testbed.aodv.messages import AODV_PORT
 from testbed.mn.enroll import sign_local_key
 from testbed.msm.ca import CertificateAuthority
 
 SINK_STATUS = "/run/testbed/access-sink.json"
-# Hellos on 655, not AODV's 654: on 654 the MSR's AODV agent owns the port and drops every
-# hello on the radio (eth0 is not one of its AODV interfaces), so the sink heard none;
-# testbed.access.msr now refuses that configuration (hello_path_error).
-ACCESS_PORT = 655
-PLAIN_PORT = 656    # the plain baseline sink, on a port of its own
+# Hellos on AODV's own port (RFC 3561 section 10), so Wireshark decodes them as AODV: in msr1
+# the AODV agent owns 654 and the radio (eth0) is one of its AODV interfaces and an access
+# interface of the sink, so every hello there goes to the access plane (the agent's socket
+# drops hellos on any other interface, and testbed.access.msr refuses such a config).
+# The plain baseline runs before the real sink on the same port, never beside it.
 PLAIN_STATUS = "/run/testbed/access-plain-sink.json"
 # Stop the baseline sink by the pid in its own status file; fails (exit 3) unless it is gone.
 STOP_PLAIN = f"""pid=$(python3 -c 'import json; print(json.load(open("{PLAIN_STATUS}"))["pid"])') || exit 2
@@ -74,7 +75,7 @@ def issue(ctx, cn, kind, **extra):
 
 
 def node_cfg(ctx, node, path, **cfg):
-    base = {"role": "node", "interface": "eth0", "port": ACCESS_PORT, "hello_interval_ms": 500,
+    base = {"role": "node", "interface": "eth0", "port": AODV_PORT, "hello_interval_ms": 500,
             "status_file": f"/run/testbed/access-{path}.json", "log_level": "DEBUG"}
     base.update(cfg)
     ctx.lab.put_file(node, f"/etc/testbed/access-{path}.json", json.dumps(base))
@@ -112,17 +113,17 @@ def run(ctx) -> None:
 
     # ---------------------------------------------------------- plain AODV hello baseline
     # first, before the real sink starts: an open sink (no MSM, no filter) on msr1 answers plain
-    # hellos with the same routes, on UDP 656: the attach time an unauthenticated
+    # hellos with the same routes, on UDP 654 too: the attach time an unauthenticated
     # AODV hello costs in this very lab. Run before, not beside, the real sink, so the two never
-    # share a port or hear each other's hellos; then stopped by its pid.
+    # hold the port at once or hear each other's hellos; then stopped by its pid.
     lab.put_file("msr1", "/etc/testbed/plain-sink.json", json.dumps({
-        "role": "sink", "address": "10.10.0.1", "port": PLAIN_PORT, "shared_secret": False, "nft": False,
+        "role": "sink", "address": "10.10.0.1", "port": AODV_PORT, "shared_secret": False, "nft": False,
         "plain_hellos": "open", "open_routes": ["0.0.0.0/0 10.10.1.1 10", "10.10.0.0/16 0.0.0.0 1"],
         "status_file": PLAIN_STATUS}))
     lab.spawn("msr1", "python3 -m testbed.access --config /etc/testbed/plain-sink.json", log="plain-sink.log")
     wait_json(ctx, "msr1", PLAIN_STATUS, lambda d: bool(d.get("pid")), 15)
     cmd = node_cfg(ctx, "mn1", "mn1-plain", address="10.10.0.5", identity="mn1.mwg.test", method="plain",
-                   port=PLAIN_PORT, install_routes=False, max_hellos=5, exit_when_attached=True)
+                   install_routes=False, max_hellos=5, exit_when_attached=True)
     lab.exec("mn1", f"timeout 20 {cmd} 2>/var/log/testbed/access-plain.log; true", timeout=30)
     st = jexec(ctx, "mn1", "cat /run/testbed/access-mn1-plain.json") or {}
     if st.get("attached"):
@@ -135,10 +136,13 @@ def run(ctx) -> None:
               f"logged its stop: {gone}")
 
     # ---------------------------------------------------------- the MSR: AODV + sink + DHCP
+    # one socket on 654 (the agent's) for AODV towards d1 (eth2) and the hellos on the radio
+    # (eth0): eth0 is an AODV interface and an access interface, so the access plane judges
+    # every hello there, plain ones included, before the agent makes the sender a neighbour
     msr = {
-        "aodv": {"address": "10.10.30.1", "interfaces": ["eth2"], "managed_prefixes": ["10.10.30.0/23"],
+        "aodv": {"address": "10.10.30.1", "interfaces": ["eth2", "eth0"], "managed_prefixes": ["10.10.30.0/23"],
                  "timers": {"hello_interval_ms": 500}, "status_file": "/run/testbed/aodv.json"},
-        "access": {"address": "10.10.0.1", "port": ACCESS_PORT, "identity": "msr1.mwg.test",
+        "access": {"address": "10.10.0.1", "port": AODV_PORT, "interfaces": ["eth0"], "identity": "msr1.mwg.test",
                    "msm": {"address": "10.10.1.2", "port": 3868, "timeout": 3},
                    "certificate": True, "certs": sink_certs,
                    "visitors": {"enabled": True, "fa_address": "10.10.1.20"},
@@ -209,6 +213,14 @@ def run(ctx) -> None:
               " 0 received" in r.stdout and after >= before + 3, f"nft drops {before}->{after}")
     slog = lab.exec("msr1", "grep -c 'refused hello' /var/log/testbed/msr.log").stdout.strip()
     ctx.check("sink logs the refusals", slog.isdigit() and int(slog) >= 3, f"{slog} log lines")
+    agent = ((jexec(ctx, "msr1", f"cat {SINK_STATUS}") or {}).get("aodv") or {}).get("counters", {})
+    ctx.check("the hellos came in on UDP 654 through msr1's AODV socket and the access plane judged "
+              "them (mn1, mn2 and the wrong secret pending on the MSM, forged certificates refused, "
+              "none dropped as a foreign interface)",
+              agent.get("access_pending", 0) >= 3 and agent.get("access_refuse", 0) >= 1
+              and agent.get("foreign_iface_dropped", 0) == 0,
+              f"agent counters: access_pending {agent.get('access_pending')}, access_refuse "
+              f"{agent.get('access_refuse')}, foreign_iface_dropped {agent.get('foreign_iface_dropped')}")
 
     # ---------------------------------------------------------- visitor (claims 46-49)
     lab.spawn("v1", node_cfg(ctx, "v1", "v1", address="10.10.0.77", identity="guest.other.test",
