@@ -19,6 +19,11 @@ from pathlib import Path
 
 # tshark's name of each protocol (its filter name), as the scenarios list them.
 TSHARK_NAMES = {"aodv": "aodv", "mip": "mip", "diameter": "diameter", "dhcp": "dhcp", "isakmp": "isakmp"}
+# Each protocol's registered port(s), as a display filter (sources in the module docstring).
+REGISTERED_PORTS = {"aodv": "udp.port == 654", "mip": "udp.port == 434",
+                    "diameter": "tcp.port == 3868 || sctp.port == 3868",
+                    "dhcp": "udp.port == 67 || udp.port == 68",
+                    "isakmp": "udp.port == 500 || udp.port == 4500"}
 # Wireshark's expert severities (epan/proto.h): PI_CHAT 0x00200000, PI_NOTE 0x00400000,
 # PI_WARN 0x00600000, PI_ERROR 0x00800000.
 PI_ERROR = 0x00800000
@@ -102,3 +107,11 @@ def judge(decoded: list[Decoded], expected: list[str]) -> list[tuple[str, bool, 
                        f"{n} frames" + ("" if n else "; decoded: " + ", ".join(sorted(
                            {p for d in decoded for p in d.protocols} - {"eth", "ethertype", "ip", "frame"})))))
     return checks
+
+
+def port_census(pcaps: list[Path], name: str) -> tuple[int, int]:
+    """(frames decoded as protocol ``name``, those of them on its registered port) over
+    ``pcaps``; ``name`` is a key of TSHARK_NAMES. Raises EvidenceError like ``count``."""
+    proto = TSHARK_NAMES[name]
+    return (sum(count(p, proto) for p in pcaps),
+            sum(count(p, f"{proto} && ({REGISTERED_PORTS[name]})") for p in pcaps))

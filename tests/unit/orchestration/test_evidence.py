@@ -93,7 +93,7 @@ def test_access_hellos_are_aodv_only_on_654(tmp_path: Path, port: int) -> None:
     """The access scenario's hellos on AODV's port are decoded as AODV (RFC 3561 section 10), extensions
     and all, with no malformed or error mark; on 655, where they ran before, Wireshark sees bare UDP data
     and the evidence check fails."""
-    from orchestration.evidence import count
+    from orchestration.evidence import count, port_census
 
     msgs = access_hellos()
     assert max(map(len, msgs)) > 500  # the certificate hello is really in the pcap
@@ -102,8 +102,9 @@ def test_access_hellos_are_aodv_only_on_654(tmp_path: Path, port: int) -> None:
     assert not d.malformed and not d.errors
     res = {n: ok for n, ok, _ in judge([d], ["aodv"])}
     if port == 654:
-        assert d.protocols["aodv"] == 4 and count(path, "aodv && udp.port == 654") == 4
+        assert d.protocols["aodv"] == 4 and port_census([path], "aodv") == (4, 4)
         assert all(res.values()), res
     else:
-        assert d.protocols["aodv"] == 0 and d.protocols["data"] == 4 and count(path, "aodv") == 0
+        assert d.protocols["aodv"] == 0 and d.protocols["data"] == 4 and port_census([path], "aodv") == (0, 0)
+        assert count(path, "udp.port == 655 && data") == 4
         assert res["tshark's own dissector decodes aodv in the pcaps (registered port)"] is False
