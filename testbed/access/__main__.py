@@ -1,7 +1,8 @@
 """`python3 -m testbed.access --config FILE`: the sink (role: sink) or node (role: node) agent.
 
-Standalone runner: one UDP socket on the hello port (654 by default, the AODV port; use
-another port when an AODV agent on the same node owns 654), the sink's DIAMETER client
+Standalone runner: one UDP socket on the hello port (654 by default, the AODV port; where an
+AODV agent on the same node owns 654, run `testbed.access.msr` instead, whose agent socket
+serves both: another port is not AODV to Wireshark), the sink's DIAMETER client
 with a CompletionQueue in the same selector loop (never blocks on the MSM), the DHCP
 hello server when enabled, and a status file rewritten every 0.5 s.
 """

@@ -3,10 +3,11 @@
 Config: `{aodv: <testbed.aodv AgentConfig>, access: <SinkConfig>}`. The agent calls the
 access plane through the contract of testbed/aodv/access_hook.py (`Agent(cfg,
 access_hook=hook)`). Hellos: with `access.port` 654 the agent's own socket receives them,
-on `aodv.interfaces` only (a configuration with an access interface outside them is refused)
-(every hello with an access extension is judged by `hook.on_hello`, answers leave through
-the agent's socket); with another port the sink keeps a socket of its own on it (a node
-whose AODV port is taken by its own agent). DIAMETER answers and DHCP datagrams are
+on `aodv.interfaces` only (a configuration with an access interface outside them is
+refused); every hello with an access extension, and every hello on `access.interfaces`,
+is judged by `hook.on_hello`, and answers leave through the agent's socket. With another
+port the sink keeps a socket of its own on it (tests; on the air only 654 is AODV to
+Wireshark, so the access scenario uses 654). DIAMETER answers and DHCP datagrams are
 read in the agent's loop (`hook.readers()`).
 
 Routing proxy (claims 57-62): when a DHCP node attaches, the sink adds a host route to it
