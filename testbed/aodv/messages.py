@@ -145,13 +145,19 @@ class WeightExt(AODVExtension):
 
 
 class GratuitousExt(AODVExtension):
-    """Marks a gratuitous RREP sent by a route-reply source to keep a long session alive."""
+    """Marks a gratuitous RREP sent by a route-reply source to keep a long session alive.
+
+    One data byte, `reserved` (sent 0, ignored on receipt): RFC 3561 section 7 allows an
+    empty extension, but Wireshark's AODV dissector marks Length 0 as malformed ("Invalid
+    option length") and stops decoding there, so a pcap of a long session would not open
+    clean (issue 11 section 5; the long-session capture showed it on every such RREP)."""
 
     name = "AODV gratuitous-RREP extension"
-    data_len = 0
+    data_len = 1
     fields_desc = [
         ByteField("type", EXT_GRATUITOUS),
         ByteField("length", None),
+        ByteField("reserved", 0),
     ]
 
 

@@ -77,7 +77,7 @@ def test_extensions_tlv_layout():
     tail = raw[24:]
     assert tail == bytes([129, 4]) + struct.pack("!I", 300) + \
         bytes([128, 10, HandoverKind.LOCATE, 0]) + struct.pack("!I", 7) + ip("10.0.0.3") + \
-        bytes([130, 0])
+        bytes([130, 1, 0])  # one reserved byte: Wireshark takes Length 0 as malformed
     back = parse_message(raw)
     assert back.ext(WeightExt).weight == 300
     h = back.ext(HandoverExt)
