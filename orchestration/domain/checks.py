@@ -10,6 +10,7 @@ import ipaddress
 from typing import Callable
 
 from ..topology import PRIVATE_RANGES, PUBLIC_RANGES
+from . import internet
 from .compiler import cell, lan, sg_node
 from .model import LabFile
 
@@ -33,6 +34,7 @@ def check_lab(lab: LabFile) -> Problems:
     _mobility(lab, add)
     _names(lab, add)
     _schedule(lab, add)
+    out += internet.problems(lab)
     return out
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..topology import Topology, parse_topology
-from . import agents, napt
+from . import agents, internet, napt
 from .addressing import Pool, link_subnets
 from . import enrolment
 from .enrolment import TOKEN_FILE, Secrets, enrol_command, portal_url
@@ -173,6 +173,7 @@ class Compiler:
         given += [o.address for o in lab.operators.values() if o.address]
         if lab.msm and lab.msm.address:
             given.append(lab.msm.address)
+        given += list(lab.internet.hosts.values())
         inet = Pool(lab.internet.subnet, given)
         self.inet = inet
         if self.needs_internet():
@@ -191,10 +192,14 @@ class Compiler:
             self.access_router[n] = (a.router or (f"fa-{n}" if a.fa else f"rt-{n}"), inet.take())
 
     def inet_link(self, node: str, addr: ipaddress.IPv4Address, ifname: str = "inet") -> None:
+        if self.lab.internet.routers:  # a routed Internet: the SG's own /30 to its router
+            return internet.attach_sg(self, node, addr)
         self.nodes[node]["links"].append({"segment": INET, "address": str(self.inet.iface(addr)), "name": ifname})
 
     def inet_routes(self, node: str, default: bool = True) -> None:
         rt = self.nodes[node]["routes"]
+        if self.lab.internet.routers:  # internet.attach_sg routed it
+            return
         for net, (_, via) in self.access_router.items():
             rt.append({"to": str(self.lab.access_networks[net].subnet), "via": str(via)})
         if default:
@@ -203,11 +208,14 @@ class Compiler:
     def internet(self) -> None:
         if not self.needs_internet():
             return
+        if self.lab.internet.routers:
+            return internet.build_routers(self)
         self.segments[INET] = {"subnet": str(self.lab.internet.subnet), "description": "the emulated Internet"}
         bb = self.lab.internet.router
         self.node(bb, "router", description="backbone router of the emulated Internet", sysctls={"net.ipv4.ip_forward": 1})
         self.inet_link(bb, self.public[bb])
         self.inet_routes(bb, default=False)
+        internet.build_hosts(self)
 
     def mvpn(self, m: str) -> None:
         mv = self.lab.mvpns[m]
@@ -235,20 +243,24 @@ class Compiler:
                 for o in mvpns - {m}:
                     if lab.mvpns[o].sg:  # type: ignore[index]
                         peers[o] = str(lab.mvpns[o].sg.address)  # type: ignore[index, union-attr]
-        portal = portal_url(str(self.msm_address())) if lab.msm else "http://127.0.0.1:1"
+        if lab.msm is None:  # no portal to follow and no CA to enrol at: a plain gateway with its edge filter
+            self.sg_edge(name, m)
+            return
+        portal = portal_url(str(self.msm_address()))
         self.agent(name, "sg", agents.sg(m, str(mv.sg.address), str(mv.realm), portal, peers, "lan"))
-        nd["files"]["/etc/testbed/edge.nft"] = napt.sg_edge(m, "lan", "inet")
+        self.sg_edge(name, m)
+        self.token(name, m, "sg")
+        enrol = enrol_command(portal, f"sg-{m.lower()}.{lab.zone.rstrip('.')}", "sg", "/etc/testbed/sg",
+                              san_ip=str(mv.sg.address))
+        nd["files"]["/etc/testbed/start-sg.sh"] = f"set -e\n{enrol}\nexec python3 -m testbed.sg --config /etc/testbed/sg.yaml\n"
+        nd["start"].append("sh /etc/testbed/start-sg.sh")
+        self.wait_msm(name)
+
+    def sg_edge(self, name: str, m: str) -> None:
+        """The SG's edge filter (orchestration.domain.napt.sg_edge), loaded at setup."""
+        self.nodes[name]["files"]["/etc/testbed/edge.nft"] = napt.sg_edge(m, "lan", "inet")
         self.nft_files.append((name, "/etc/testbed/edge.nft"))
-        nd["setup"].append("nft -f /etc/testbed/edge.nft")
-        if lab.msm:
-            self.token(name, m, "sg")
-            enrol = enrol_command(portal, f"sg-{m.lower()}.{lab.zone.rstrip('.')}", "sg", "/etc/testbed/sg",
-                                  san_ip=str(mv.sg.address))
-            nd["files"]["/etc/testbed/start-sg.sh"] = f"set -e\n{enrol}\nexec python3 -m testbed.sg --config /etc/testbed/sg.yaml\n"
-            nd["start"].append("sh /etc/testbed/start-sg.sh")
-            self.wait_msm(name)
-        else:
-            nd["start"].append(agents.AGENTS["sg"][2].format(path="/etc/testbed/sg.yaml"))
+        self.nodes[name]["setup"].append("nft -f /etc/testbed/edge.nft")
 
     def _member_mvpn(self, member: str) -> str | None:
         if member in self.lab.mobile_nodes:

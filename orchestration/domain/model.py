@@ -172,6 +172,14 @@ class Check(DataCheck):
 class Internet(_Strict):
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("198.51.100.0/24")
     router: str = Field("bb", description="the backbone router of the emulated Internet")
+    routers: dict[str, list[str]] = Field({}, description="instead of one segment: routers in a chain, each with the "
+                                          "M-VPNs whose SGs it serves (orchestration.domain.internet)")
+    hosts: dict[str, ipaddress.IPv4Address] = Field({}, description="plain hosts on the Internet segment: name -> address")
+
+    @field_validator("routers", "hosts")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_item_names(v)
 
 
 class LabFile(_Strict):
