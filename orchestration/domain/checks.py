@@ -10,7 +10,7 @@ import ipaddress
 from typing import Callable
 
 from ..topology import PRIVATE_RANGES, PUBLIC_RANGES
-from . import internet
+from . import internet, testing
 from .compiler import cell, lan, sg_node
 from .model import LabFile
 
@@ -34,7 +34,7 @@ def check_lab(lab: LabFile) -> Problems:
     _mobility(lab, add)
     _names(lab, add)
     _schedule(lab, add)
-    out += internet.problems(lab)
+    out += internet.problems(lab) + testing.problems(lab)
     return out
 
 

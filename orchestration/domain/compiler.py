@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..topology import Topology, parse_topology
-from . import agents, internet, napt
+from . import agents, internet, napt, testing
 from .addressing import Pool, link_subnets
 from . import enrolment
 from .enrolment import TOKEN_FILE, Secrets, enrol_command, portal_url
@@ -100,10 +100,10 @@ class Compiler:
         self.nodes[node]["files"][f.path] = f.text()
         return f
 
-    def token(self, node: str, identity: str, kind: str) -> None:
+    def token(self, node: str, identity: str, kind: str, path: str = TOKEN_FILE) -> None:
         tok = self.secrets.token(identity, kind)
         self.tokens.append({"identity": identity, "kind": kind, "token": tok, "ttl_s": 3600})
-        self.nodes[node]["files"][TOKEN_FILE] = tok + "\n"
+        self.nodes[node]["files"][path] = tok + "\n"
 
     def needs_internet(self) -> bool:
         lab = self.lab
@@ -144,7 +144,9 @@ class Compiler:
             self.mobile_node(name)
         for name in self.lab.hosts:
             self.host(name)
+        testing.before_msm(self)
         self.msm()  # last: its seed lists every token handed out above
+        testing.after_msm(self)
         self.backbone()
         self.merge()
         topo: dict[str, Any] = {"name": self.lab.name, "description": self.lab.description,

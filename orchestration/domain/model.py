@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..scenario import Check as DataCheck
 from ..topology import LAB_NAME, check_item_names, check_lab_name
+from .testing import Testing
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
 
@@ -202,6 +203,7 @@ class LabFile(_Strict):
     checks: list[Check] = []
     nodes: dict[str, dict[str, Any]] = Field({}, description="low-level fields merged over generated nodes, or extra nodes")
     segments: dict[str, dict[str, Any]] = Field({}, description="extra low-level segments")
+    testing: Testing = Field(Testing(), description="what a test lab adds: peers, tokens, MSM options (domain.testing)")
 
     @field_validator("name")
     @classmethod

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import yaml
 
 from orchestration.scenario import load_module
+from orchestration.topology import Topology
 
 PORTAL = "https://198.51.100.10:8443"
 B_ADDR, A_ADDR, D_ADDR = "10.0.0.7", "10.0.0.5", "10.0.0.9"
@@ -157,13 +158,13 @@ def attempt(ctx, a: Attempt, creds: str) -> bool:
                      f"{after.get(reason, 0)}; {why}")
 
 
-def msm_config(topology: Path) -> dict:
-    """The MSM's config as the lab writes it (topology.yaml, node msm, /etc/testbed/msm.yaml)."""
-    topo = yaml.safe_load(topology.read_text())
-    return yaml.safe_load(topo["nodes"]["msm"]["files"]["/etc/testbed/msm.yaml"])
+def msm_config(topology: Topology) -> dict:
+    """The MSM's config as the lab runs it: node msm, /etc/testbed/msm.yaml of the (compiled)
+    topology, whose tokens are made anew at each compilation of the lab file."""
+    return yaml.safe_load(topology.nodes["msm"].files["/etc/testbed/msm.yaml"])
 
 
-def lab_tokens(topology: Path) -> dict[str, str]:
+def lab_tokens(topology: Topology) -> dict[str, str]:
     """identity -> token of every token the lab declares in the MSM seed."""
     return {t["identity"]: t["token"] for t in msm_config(topology)["seed"].get("tokens", [])}
 
@@ -171,7 +172,7 @@ def lab_tokens(topology: Path) -> dict[str, str]:
 # ---- the scenario ----------------------------------------------------------------------
 def run(ctx) -> None:
     lab = ctx.lab
-    tokens = lab_tokens(ctx.folder / "topology.yaml")
+    tokens = lab_tokens(ctx.lab.topology)
     d_token = tokens["d.mwg.test"]
 
     # ---- d enrols as itself, x fetches the CA; a signs on: all inside one capture -------

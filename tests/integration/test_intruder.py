@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 import orchestration.scenario as scenario_mod
 from orchestration.pytest_plugin import unique_lab_name
@@ -47,10 +48,10 @@ def test_intruder_checks_fail_without_authorisation(tmp_path: Path, monkeypatch)
     for name in ("intruder", "workgroup"):   # intruder's scenario.py reuses workgroup's helpers
         shutil.copytree(scenario_mod.SCENARIOS_DIR / name, root / name)
     topo = root / "intruder" / "topology.yaml"
-    text = topo.read_text()
-    assert "        https_port: 8443\n" in text
-    topo.write_text(text.replace("        https_port: 8443\n",
-                                 "        https_port: 8443\n        insecure_no_authz: true\n", 1))
+    data = yaml.safe_load(topo.read_text())
+    assert data["kind"] == "lab"
+    data.setdefault("testing", {}).setdefault("msm", {})["insecure_no_authz"] = True  # MSM config field
+    topo.write_text(yaml.safe_dump(data, sort_keys=False))
     monkeypatch.setattr(scenario_mod, "SCENARIOS_DIR", root)
     rep = run_scenario("intruder", lab_name=unique_lab_name("n"), say=print, results_root=tmp_path / "results")
     for needle in ("d adds itself to W", "d mints an enrolment token for user a", "d mints an SG token for M-VPN B",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from orchestration.scenario import SCENARIOS_DIR, load_module
+from orchestration.topology import load_topology
 from testbed.mn.enroll import enroll, make_csr
 from testbed.msm.ca import new_key
 from testbed.msm.client import MsmClient, MsmError
@@ -15,7 +16,8 @@ from testbed.msm.client import MsmClient, MsmError
 from .test_msm_contract import real_msm
 
 scenario = load_module(SCENARIOS_DIR / "intruder" / "scenario.py", "intruder_scenario")
-TOPOLOGY = SCENARIOS_DIR / "intruder" / "topology.yaml"
+# compiled once: the lab file's tokens are made anew at each compilation
+TOPOLOGY = load_topology(SCENARIOS_DIR / "intruder" / "topology.yaml")
 # refused only by authorisation (roles, self, membership, certificates), not by token checks
 NEEDS_AUTHZ = ("d adds itself to W", "d signs on as itself to W", "d signs on as member a",
                "d mints an enrolment token for user a", "d mints an SG token for M-VPN B",
