@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from orchestration.lab import Lab
 from orchestration.scenario import load_module
+from orchestration.topology import load_topology
 
 HERE = Path(__file__).resolve().parent
 SECONDS = 10
@@ -59,8 +58,9 @@ def _scenario():
 
 
 def topology() -> dict:
-    """The scenario's topology plus the plain router pr (a - pr - b)."""
-    data = yaml.safe_load((HERE / "topology.yaml").read_text())
+    """The scenario's topology (its lab file compiled to the low-level form) plus the plain
+    router pr (a - pr - b)."""
+    data = load_topology(HERE / "topology.yaml").model_dump(mode="json", exclude_defaults=True)
     data["nodes"]["pr"] = {"role": "router", "sysctls": {"net.ipv4.ip_forward": 1},
                            "description": "plain routed path a - pr - b for the baselines"}
     for n, net in (("a", 71), ("b", 72)):

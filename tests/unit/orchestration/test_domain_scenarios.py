@@ -182,3 +182,14 @@ def test_scenario_lab_files_are_a_quarter_and_make_the_nodes_their_checks_use(na
     assert set(c.topology.nodes) == nodes
     for ck in yaml.safe_load((SCEN / name / "scenario.yaml").read_text()).get("checks", []):
         assert ck["node"] in nodes, ck["name"]
+
+
+def test_workgroup_bench_adds_its_plain_path_to_the_compiled_lab() -> None:
+    from orchestration.scenario import load_module
+    from orchestration.topology import parse_topology
+
+    bench = load_module(SCEN / "workgroup" / "bench.py", "workgroup_bench_under_test")
+    t = parse_topology(bench.topology(), "bench")
+    assert {"pr", "sg-b", "d"} <= set(t.nodes)
+    assert [l.peer or l.segment for l in t.nodes["a"].links] == ["lan-a", "pr"]
+    assert [r.to for r in t.nodes["b"].routes] == ["default", "192.168.71.0/30"]
