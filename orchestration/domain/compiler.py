@@ -144,10 +144,9 @@ class Compiler:
             self.mobile_node(name)
         for name in self.lab.hosts:
             self.host(name)
-        testing.before_msm(self)
         self.msm()  # last: its seed lists every token handed out above
-        testing.after_msm(self)
         self.backbone()
+        testing.after_msm(self)
         self.merge()
         topo: dict[str, Any] = {"name": self.lab.name, "description": self.lab.description,
                                 "mvpns": {m: {"realm": str(v.realm), "description": v.description}
@@ -245,24 +244,21 @@ class Compiler:
                 for o in mvpns - {m}:
                     if lab.mvpns[o].sg:  # type: ignore[index]
                         peers[o] = str(lab.mvpns[o].sg.address)  # type: ignore[index, union-attr]
-        if lab.msm is None:  # no portal to follow and no CA to enrol at: a plain gateway with its edge filter
-            self.sg_edge(name, m)
-            return
-        portal = portal_url(str(self.msm_address()))
+        portal = portal_url(str(self.msm_address())) if lab.msm else "http://127.0.0.1:1"
         self.agent(name, "sg", agents.sg(m, str(mv.sg.address), str(mv.realm), portal, peers, "lan"))
-        self.sg_edge(name, m)
-        self.token(name, m, "sg")
-        enrol = enrol_command(portal, f"sg-{m.lower()}.{lab.zone.rstrip('.')}", "sg", "/etc/testbed/sg",
-                              san_ip=str(mv.sg.address))
-        nd["files"]["/etc/testbed/start-sg.sh"] = f"set -e\n{enrol}\nexec python3 -m testbed.sg --config /etc/testbed/sg.yaml\n"
-        nd["start"].append("sh /etc/testbed/start-sg.sh")
-        self.wait_msm(name)
-
-    def sg_edge(self, name: str, m: str) -> None:
-        """The SG's edge filter (orchestration.domain.napt.sg_edge), loaded at setup."""
-        self.nodes[name]["files"]["/etc/testbed/edge.nft"] = napt.sg_edge(m, "lan", "inet")
+        nd["files"]["/etc/testbed/edge.nft"] = napt.sg_edge(m, "lan", "inet")
         self.nft_files.append((name, "/etc/testbed/edge.nft"))
-        self.nodes[name]["setup"].append("nft -f /etc/testbed/edge.nft")
+        nd["setup"].append("nft -f /etc/testbed/edge.nft")
+        if lab.msm:
+            self.token(name, m, "sg")
+            enrol = enrol_command(portal, f"sg-{m.lower()}.{lab.zone.rstrip('.')}", "sg", "/etc/testbed/sg",
+                                  san_ip=str(mv.sg.address))
+            nd["files"]["/etc/testbed/start-sg.sh"] = f"set -e\n{enrol}\nexec python3 -m testbed.sg --config /etc/testbed/sg.yaml\n"
+            nd["start"].append("sh /etc/testbed/start-sg.sh")
+            self.wait_msm(name)
+        else:  # no portal to follow and no CA to enrol at: a plain gateway with its edge filter, no SG agent
+            self.agent_files = [f for f in self.agent_files if (f.node, f.agent) != (name, "sg")]
+            del nd["files"][agents.AGENTS["sg"][0]]
 
     def _member_mvpn(self, member: str) -> str | None:
         if member in self.lab.mobile_nodes:
@@ -335,6 +331,7 @@ class Compiler:
         lab = self.lab
         if lab.msm is None:
             return
+        testing.before_msm(self)  # tokens the seed must list, SG peers and tunnel mode of the testing: section
         addr = self.msm_address()
         assert addr is not None
         if lab.msm.operator:

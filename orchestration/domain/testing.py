@@ -19,7 +19,8 @@
   the compiler's default is userspace.
 
 The compiler calls :func:`before_msm` once the SGs and mobile nodes are made (the tokens
-must be in the MSM's seed) and :func:`after_msm` at the end.
+must be in the MSM's seed; a lab without MSM has no SG agents to change) and :func:`after_msm`
+before the low-level ``nodes:`` of the lab file are merged.
 """
 from __future__ import annotations
 
