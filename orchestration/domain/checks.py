@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..topology import PRIVATE_RANGES, PUBLIC_RANGES
 from .compiler import cell, lan, sg_node
+from .mesh import mesh_problems, node_names
 from .model import LabFile
 
 Problems = list[tuple[str, str]]
@@ -33,6 +34,7 @@ def check_lab(lab: LabFile) -> Problems:
     _mobility(lab, add)
     _names(lab, add)
     _schedule(lab, add)
+    out += mesh_problems(lab, _all_node_names(lab, mesh=False) - set(lab.nodes))
     return out
 
 
@@ -214,8 +216,9 @@ def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
             add(f"checks[{i}].node", f"unknown node {c.node!r} ({_known(_all_node_names(lab))})")
 
 
-def _all_node_names(lab: LabFile) -> set[str]:
+def _all_node_names(lab: LabFile, mesh: bool = True) -> set[str]:
     names = set(lab.operators) | set(lab.mobile_nodes) | set(lab.hosts) | set(lab.nodes)
+    names |= node_names(lab.aodv) if mesh else set()
     for m, mv in lab.mvpns.items():
         names |= set(mv.msrs)
         if mv.sg:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..topology import Topology, parse_topology
-from . import agents, napt
+from . import agents, mesh, napt
 from .addressing import Pool, link_subnets
 from . import enrolment
 from .enrolment import TOKEN_FILE, Secrets, enrol_command, portal_url
@@ -136,6 +136,7 @@ class Compiler:
         self.internet()
         for name in self.lab.mvpns:
             self.mvpn(name)
+        mesh.build(self)
         for name in self.lab.operators:
             self.operator(name)
         for name in self.lab.access_networks:

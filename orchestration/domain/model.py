@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..scenario import Check as DataCheck
 from ..topology import LAB_NAME, check_item_names, check_lab_name
+from .mesh import Mesh
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
 
@@ -184,7 +185,8 @@ class LabFile(_Strict):
     internet: Internet = Internet()
     msm: Msm | None = None
     operators: dict[str, Operator] = {}
-    mvpns: dict[str, Mvpn]
+    mvpns: dict[str, Mvpn] = {}
+    aodv: Mesh | None = Field(None, description="an AODV mesh of MSRs by its links (orchestration.domain.mesh)")
     users: dict[str, User] = {}
     workgroups: dict[str, list[str]] = {}
     mobile_nodes: dict[str, MobileNode] = {}
