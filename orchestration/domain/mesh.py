@@ -191,11 +191,12 @@ def mesh_problems(lab: "LabFile", others: set[str]) -> Problems:
     return out
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` merged into a copy of ``base``; nested dicts merge, anything else replaces."""
+def merge_options(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base`` (AODV AgentConfig dicts): nested dicts
+    merge key by key, anything else replaces."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_options(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -258,9 +259,9 @@ def build(c: "Compiler") -> None:
         if m.weights and not mobile:
             d["weighted_search"] = {"enabled": True, "fanout": 1,
                                     "weights": {str(addr[p]): m.weights.get(p, 1) for p in m.neighbours(n)}}
-        d = _merge(_merge(d, m.options), m.node_options.get(n, {}))
+        d = merge_options(merge_options(d, m.options), m.node_options.get(n, {}))
         if mobile:
-            d = _merge(d, m.mobile_nodes[n].options)
+            d = merge_options(d, m.mobile_nodes[n].options)
         c.agent(n, "aodv", d)
         if m.start:
             c.nodes[n]["start"].append(agents.AGENTS["aodv"][2].format(path=AGENT_FILE))
