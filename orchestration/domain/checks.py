@@ -187,7 +187,7 @@ def _names(lab: LabFile, add: Callable[[str, str], None]) -> None:
 
 
 def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
-    movable = set(lab.mobile_nodes) | set(lab.hosts)
+    movable = set(lab.mobile_nodes) | set(lab.hosts) | set(lab.aodv.mobile_nodes if lab.aodv else {})
     for i, ev in enumerate(lab.schedule):
         p = f"schedule[{i}]"
         if (ev.move is None) == (ev.link is None):
@@ -197,8 +197,8 @@ def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
             if ev.move not in movable:
                 add(f"{p}.move", f"{ev.move!r} is no mobile node or host ({_known(movable)})")
                 continue
-            x = lab.mobile_nodes.get(ev.move) or lab.hosts[ev.move]
-            places = {"home"} | set(lab.mvpns[x.mvpn].msrs) | set(lab.access_networks)
+            x = lab.mobile_nodes.get(ev.move) or lab.hosts.get(ev.move)
+            places = ({"home"} | set(lab.mvpns[x.mvpn].msrs) | set(lab.access_networks)) if x else set(lab.aodv.cells)  # type: ignore[union-attr]
             if ev.to is None:
                 add(f"{p}.to", f"a move needs 'to:' ({', '.join(sorted(places))})")
             elif ev.to not in places:

@@ -182,3 +182,15 @@ def test_cli_validate_json_names_the_file_and_the_path(tmp_path: Path) -> None:
     out = json.loads(r.stdout)
     assert r.returncode == 2 and out["valid"] is False and out["file"] == str(p)
     assert [x["path"] for x in out["problems"]] == ["aodv.chain[2]"]
+
+
+def test_a_mesh_mobile_node_moves_between_radio_cells_on_the_schedule() -> None:
+    from orchestration.domain.schedule import target_segment
+
+    data = copy.deepcopy(GOOD)
+    data["aodv"]["cells"] = ["b", "c"]
+    data["schedule"] = [{"at": "2s", "move": "mn", "to": "b"}, {"at": "3s", "link": "mn", "up": False}]
+    c = compiled(data)
+    assert target_segment(c, "mn", "b") == "cell-b" and c.ports["mn"] == "cell-c:mn"
+    data["schedule"][0]["to"] = "a"  # a has no radio cell
+    assert ("schedule[0].to", "no network 'a' that mn can move to; use one of b, c") in faults(data)
