@@ -11,8 +11,8 @@ from typing import Callable
 
 from ..topology import PRIVATE_RANGES, PUBLIC_RANGES
 from .compiler import cell, lan, sg_node
-from .mesh import mesh_problems, node_names
 from .model import LabFile
+from .mesh import mesh_problems, node_names
 
 Problems = list[tuple[str, str]]
 
@@ -31,10 +31,10 @@ def check_lab(lab: LabFile) -> Problems:
         return out  # the checks below assume the references resolve
     _addresses(lab, add)
     _workgroups(lab, add)
+    out += mesh_problems(lab, _all_node_names(lab, mesh=False) - set(lab.nodes))
     _mobility(lab, add)
     _names(lab, add)
     _schedule(lab, add)
-    out += mesh_problems(lab, _all_node_names(lab, mesh=False) - set(lab.nodes))
     return out
 
 
@@ -218,7 +218,6 @@ def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
 
 def _all_node_names(lab: LabFile, mesh: bool = True) -> set[str]:
     names = set(lab.operators) | set(lab.mobile_nodes) | set(lab.hosts) | set(lab.nodes)
-    names |= node_names(lab.aodv) if mesh else set()
     for m, mv in lab.mvpns.items():
         names |= set(mv.msrs)
         if mv.sg:
@@ -227,4 +226,5 @@ def _all_node_names(lab: LabFile, mesh: bool = True) -> set[str]:
         names.add(lab.msm.node)
     names.add(lab.internet.router)
     names |= {a.router or (f"fa-{n}" if a.fa else f"rt-{n}") for n, a in lab.access_networks.items()}
+    names |= node_names(lab.aodv) if mesh else set()
     return names

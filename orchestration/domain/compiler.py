@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..topology import Topology, parse_topology
-from . import agents, mesh, napt
+from . import agents, napt
 from .addressing import Pool, link_subnets
 from . import enrolment
 from .enrolment import TOKEN_FILE, Secrets, enrol_command, portal_url
 from .model import LabFile
+from . import mesh
 
 AODV_SYSCTLS = {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0,
                 "net.ipv4.conf.all.send_redirects": 0, "net.ipv4.conf.default.send_redirects": 0}

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..scenario import Check as DataCheck
 from ..topology import LAB_NAME, check_item_names, check_lab_name
-from .mesh import Mesh
+
+from .mesh import Mesh  # noqa: E402 - the aodv: mesh (own line, apart from the other domain imports)
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
 

@@ -2,8 +2,6 @@
 start/stop the AODV agents in a lab's nodes with a given config, read their status files,
 and run a numbered UDP stream whose receiver log tells loss, gaps and delays per datagram.
 
-The agents' configs come from the lab (``lab_configs``: topology.yaml's ``aodv:`` mesh, with
-``start: false``); each scenario changes only what its variants differ in.
 Why agents are spawned here and not in the topology's `start:`: each scenario compares the
 extension with plain AODV *in the same lab and run*, so the agents are stopped (SIGTERM: they
 remove their kernel routes) and started again with the other config. The pid file is how we
@@ -63,17 +61,6 @@ else:
 '''
 
 
-def lab_configs(lab, nodes: list[str], **over: dict) -> dict[str, dict]:
-    """Each node's AODV agent config as the lab file's ``aodv:`` mesh derived it
-    (orchestration.domain.mesh: address, interfaces, prefixes, options), with ``over``
-    (AgentConfig fields, nested dicts merged) changed: one variant of a comparison."""
-    import yaml
-
-    from orchestration.domain.mesh import AGENT_FILE, merge_options
-
-    return {n: merge_options(yaml.safe_load(lab.topology.nodes[n].files[AGENT_FILE]), over) for n in nodes}
-
-
 def wait(pred: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -122,6 +109,18 @@ def start_agents(lab, configs: dict[str, dict], tag: str) -> None:
 
 def agents_ready(lab, nodes: list[str], timeout: float = 40) -> bool:
     return bool(wait(lambda: all(s.get("counters") is not None for s in statuses(lab, nodes).values()), timeout, 0.5))
+
+
+def lab_configs(lab, nodes: list[str], **over: dict) -> dict[str, dict]:
+    """Each node's AODV agent config as the lab file's ``aodv:`` mesh derived it
+    (orchestration.domain.mesh: address, interfaces, prefixes, options), with ``over``
+    (AgentConfig fields, nested dicts merged) changed: one variant of a comparison. The lab
+    says ``start: false``, so the agents run only as start_agents starts them."""
+    import yaml
+
+    from orchestration.domain.mesh import AGENT_FILE, merge_options
+
+    return {n: merge_options(yaml.safe_load(lab.topology.nodes[n].files[AGENT_FILE]), over) for n in nodes}
 
 
 STOP = r"""
