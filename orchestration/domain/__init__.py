@@ -4,7 +4,7 @@ the low-level topology (orchestration.topology) that the engine runs.
 
 Modules, one job each: ``model`` (the file format), ``checks`` (domain checks),
 ``addressing`` (derived addresses), ``agents`` (agent configs through their own models),
-``napt`` (backbone NAPT, SG edge, policy routes), ``enrolment`` (tokens, keys),
+``mesh`` (an AODV mesh by its links), ``napt`` (backbone NAPT, SG edge, policy routes), ``enrolment`` (tokens, keys),
 ``compiler`` (the whole derivation), ``nftcheck`` (``nft -c``), ``schedule`` (moves and
 link events at run time), ``generate`` (N M-VPNs x M mobile nodes).
 """

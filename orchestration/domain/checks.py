@@ -13,6 +13,7 @@ from ..topology import PRIVATE_RANGES, PUBLIC_RANGES
 from . import internet, testing
 from .compiler import cell, lan, sg_node
 from .model import LabFile
+from .mesh import mesh_problems, node_names
 
 Problems = list[tuple[str, str]]
 
@@ -31,6 +32,7 @@ def check_lab(lab: LabFile) -> Problems:
         return out  # the checks below assume the references resolve
     _addresses(lab, add)
     _workgroups(lab, add)
+    out += mesh_problems(lab, _all_node_names(lab, mesh=False) - set(lab.nodes))
     _mobility(lab, add)
     _names(lab, add)
     _schedule(lab, add)
@@ -187,7 +189,7 @@ def _names(lab: LabFile, add: Callable[[str, str], None]) -> None:
 
 
 def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
-    movable = set(lab.mobile_nodes) | set(lab.hosts)
+    movable = set(lab.mobile_nodes) | set(lab.hosts) | set(lab.aodv.mobile_nodes if lab.aodv else {})
     for i, ev in enumerate(lab.schedule):
         p = f"schedule[{i}]"
         if (ev.move is None) == (ev.link is None):
@@ -197,8 +199,8 @@ def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
             if ev.move not in movable:
                 add(f"{p}.move", f"{ev.move!r} is no mobile node or host ({_known(movable)})")
                 continue
-            x = lab.mobile_nodes.get(ev.move) or lab.hosts[ev.move]
-            places = {"home"} | set(lab.mvpns[x.mvpn].msrs) | set(lab.access_networks)
+            x = lab.mobile_nodes.get(ev.move) or lab.hosts.get(ev.move)
+            places = ({"home"} | set(lab.mvpns[x.mvpn].msrs) | set(lab.access_networks)) if x else set(lab.aodv.cells)  # type: ignore[union-attr]
             if ev.to is None:
                 add(f"{p}.to", f"a move needs 'to:' ({', '.join(sorted(places))})")
             elif ev.to not in places:
@@ -216,7 +218,7 @@ def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
             add(f"checks[{i}].node", f"unknown node {c.node!r} ({_known(_all_node_names(lab))})")
 
 
-def _all_node_names(lab: LabFile) -> set[str]:
+def _all_node_names(lab: LabFile, mesh: bool = True) -> set[str]:
     names = set(lab.operators) | set(lab.mobile_nodes) | set(lab.hosts) | set(lab.nodes)
     for m, mv in lab.mvpns.items():
         names |= set(mv.msrs)
@@ -226,4 +228,5 @@ def _all_node_names(lab: LabFile) -> set[str]:
         names.add(lab.msm.node)
     names.add(lab.internet.router)
     names |= {a.router or (f"fa-{n}" if a.fa else f"rt-{n}") for n, a in lab.access_networks.items()}
+    names |= node_names(lab.aodv) if mesh else set()
     return names

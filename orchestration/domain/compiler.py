@@ -28,6 +28,7 @@ from .addressing import Pool, link_subnets
 from . import enrolment
 from .enrolment import TOKEN_FILE, Secrets, enrol_command, portal_url
 from .model import LabFile
+from . import mesh
 
 AODV_SYSCTLS = {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0,
                 "net.ipv4.conf.all.send_redirects": 0, "net.ipv4.conf.default.send_redirects": 0}
@@ -136,6 +137,7 @@ class Compiler:
         self.internet()
         for name in self.lab.mvpns:
             self.mvpn(name)
+        mesh.build(self)
         for name in self.lab.operators:
             self.operator(name)
         for name in self.lab.access_networks:

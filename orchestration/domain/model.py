@@ -29,6 +29,8 @@ from ..scenario import Check as DataCheck
 from ..topology import LAB_NAME, check_item_names, check_lab_name
 from .testing import Testing
 
+from .mesh import Mesh  # noqa: E402 - the aodv: mesh (own line, apart from the other domain imports)
+
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
 
 
@@ -193,7 +195,8 @@ class LabFile(_Strict):
     internet: Internet = Internet()
     msm: Msm | None = None
     operators: dict[str, Operator] = {}
-    mvpns: dict[str, Mvpn]
+    mvpns: dict[str, Mvpn] = {}
+    aodv: Mesh | None = Field(None, description="an AODV mesh of MSRs by its links (orchestration.domain.mesh)")
     users: dict[str, User] = {}
     workgroups: dict[str, list[str]] = {}
     mobile_nodes: dict[str, MobileNode] = {}

@@ -3,7 +3,8 @@ timeline that starts when the lab is up.
 
 ``{at: 2.5, move: a, to: visited}`` re-attaches a's movable interface (the one the
 compiler attached where a starts, ``Compiled.ports``) to segment ``visited`` (Lab.move);
-``to: home`` is the M-VPN's home LAN, ``to: <msr>`` that MSR's radio cell.
+``to: home`` is the M-VPN's home LAN, ``to: <msr>`` that MSR's radio cell (also for a
+mobile node of the ``aodv:`` mesh).
 ``{at: 4, link: a, up: false}`` takes that interface's carrier away (Lab.set_link).
 A check with ``at`` runs at that time; checks without run after the last event.
 """
@@ -21,6 +22,8 @@ from .model import Event
 def target_segment(compiled: Compiled, node: str, to: str) -> str:
     """The segment a move of ``node`` to ``to`` (home, an MSR, an access network) means."""
     lab = compiled.lab
+    if lab.aodv and node in lab.aodv.mobile_nodes:  # a mesh MN moves between radio cells
+        return cell(to)
     x = lab.mobile_nodes.get(node) or lab.hosts[node]
     if to == "home":
         return lan(x.mvpn)

@@ -16,9 +16,7 @@ ho = load_module(HERE.parent / "handover" / "scenario.py", "handover_scenario")
 OFFPATH = ho.Layout(
     msrs=("m1", "m2", "m3", "m4", "m5", "m6"),
     addr={**{f"m{i}": f"10.20.0.{i}" for i in range(1, 7)}, "mn": "10.20.1.5"},
-    ifs={"m1": ["c12"], "m2": ["c12", "c23"], "m3": ["c23", "c34", "c35"], "m4": ["c34", "acc"],
-         "m5": ["c35", "c56"], "m6": ["c56", "acc"], "mn": ["wlan"]},
-    gateway="m1", first_sink="m4", start_segment="acc4", moves=(("acc6", 2.5),), seconds=7.5)
+    first_sink="m4", start_segment="cell-m4", moves=(("cell-m6", 2.5),), seconds=7.5)
 VARIANTS = ("ext", "plain")           # plain = plain AODV with the same carrier detection
 STREAMS = {"both": ("up", "down"), "down": ("down",)}
 # Downlink only, what the extension buys: measured (run checks5) the extension's interruption

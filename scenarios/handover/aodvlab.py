@@ -111,6 +111,18 @@ def agents_ready(lab, nodes: list[str], timeout: float = 40) -> bool:
     return bool(wait(lambda: all(s.get("counters") is not None for s in statuses(lab, nodes).values()), timeout, 0.5))
 
 
+def lab_configs(lab, nodes: list[str], **over: dict) -> dict[str, dict]:
+    """Each node's AODV agent config as the lab file's ``aodv:`` mesh derived it
+    (orchestration.domain.mesh: address, interfaces, prefixes, options), with ``over``
+    (AgentConfig fields, nested dicts merged) changed: one variant of a comparison. The lab
+    says ``start: false``, so the agents run only as start_agents starts them."""
+    import yaml
+
+    from orchestration.domain.mesh import AGENT_FILE, merge_options
+
+    return {n: merge_options(yaml.safe_load(lab.topology.nodes[n].files[AGENT_FILE]), over) for n in nodes}
+
+
 STOP = r"""
 pid=$(cat {pf} 2>/dev/null) || {{ echo "no pid file {pf}"; exit 2; }}
 kill "$pid"

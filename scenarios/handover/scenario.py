@@ -1,5 +1,5 @@
 """Handover: the MN streams UDP at 100/s to h behind the far end m1 (and h to the MN) and
-moves twice (acc4 -> acc3 -> acc2, lab.move with carrier flap). The same lab runs three
+moves twice (cell-m4 -> cell-m3 -> cell-m2, lab.move with carrier flap). The same lab runs three
 variants one after another (extension; plain AODV with carrier detection; plain AODV with
 hello-loss detection only) and the checks compare them per move (description.md).
 """
@@ -31,16 +31,17 @@ HOST = "198.51.100.10"
 SIGNAL_BUDGET_S = 0.1
 
 
+MN_PORT = "mn:eth0"  # the MN's interface in its sink's radio cell (topology.yaml's mesh)
+
+
 @dataclass(frozen=True)
 class Layout:
-    """Where the MN moves: MSRs with their AODV address and interfaces, the gateway that
-    announces the correspondent's prefix, the MN's first sink, and the moves
-    (segment, seconds after the streams start); ``seconds`` is the stream's length."""
+    """Where the MN moves: MSRs with their AODV address (as topology.yaml's mesh derives
+    them), the MN's first sink, and the moves (radio cell segment, seconds after the streams
+    start); ``seconds`` is the stream's length. Interfaces and prefixes come from the lab."""
 
     msrs: tuple[str, ...]
     addr: dict[str, str]
-    ifs: dict[str, list[str]]
-    gateway: str
     first_sink: str
     start_segment: str
     moves: tuple[tuple[str, float], ...]
@@ -50,18 +51,17 @@ class Layout:
     def nodes(self) -> list[str]:
         return list(self.msrs) + ["mn"]
 
-    def degree(self, m: str) -> int:
-        """Neighbours an MSR hears: one per backbone interface (its access segment is the MN's)."""
-        return len([i for i in self.ifs[m] if i != "acc"])
+
+def degree(cfg: dict) -> int:
+    """Neighbours an MSR hears: one per backbone interface (its radio cell is the MN's)."""
+    return len([i for i in cfg["interfaces"] if i != "cell"])
 
 
 CHAIN = Layout(msrs=("m1", "m2", "m3", "m4"),
                addr={"m1": "10.20.0.1", "m2": "10.20.0.2", "m3": "10.20.0.3", "m4": "10.20.0.4", "mn": "10.20.1.5"},
-               ifs={"m1": ["c12"], "m2": ["c12", "c23", "acc"], "m3": ["c23", "c34", "acc"], "m4": ["c34", "acc"],
-                    "mn": ["wlan"]},
-               gateway="m1", first_sink="m4", start_segment="acc4",
-               moves=(("acc3", 2.5), ("acc2", 6.0)), seconds=9.5)
-MSRS, NODES, ADDR, IFS = list(CHAIN.msrs), CHAIN.nodes, CHAIN.addr, CHAIN.ifs
+               first_sink="m4", start_segment="cell-m4",
+               moves=(("cell-m3", 2.5), ("cell-m2", 6.0)), seconds=9.5)
+MSRS, NODES, ADDR = list(CHAIN.msrs), CHAIN.nodes, CHAIN.addr
 MOVES, SECONDS = list(CHAIN.moves), CHAIN.seconds
 # the extension; plain AODV with the same link-layer (carrier) detection; plain AODV that
 # learns of a lost neighbour only from missed hellos (RFC 3561 6.9, the classic baseline)
@@ -70,18 +70,10 @@ VARIANTS = {"ext": {"handover": True, "lld": True},
             "hello": {"handover": False, "lld": False}}
 
 
-def configs(handover: bool, lld: bool = True, layout: Layout = CHAIN) -> dict[str, dict]:
-    out = {}
-    for n in layout.nodes:
-        c = {"address": layout.addr[n], "interfaces": layout.ifs[n], "managed_prefixes": ["10.20.0.0/16"],
-             "handover": {"enabled": handover}, "link_layer_detection": lld}
-        if n == layout.gateway:
-            c["announced_prefixes"] = ["198.51.100.0/24"]
-        if n == "mn":
-            c["role"] = "mn"
-            c["managed_prefixes"] = ["10.20.0.0/16", "198.51.100.0/24"]
-        out[n] = c
-    return out
+def configs(lab, handover: bool, lld: bool = True, layout: Layout = CHAIN) -> dict[str, dict]:
+    """topology.yaml's configs (the gateway m1 announces h's 198.51.100.0/24, the MN manages
+    it too) with the extension and carrier detection switched as the variant says."""
+    return lib.lab_configs(lab, layout.nodes, handover={"enabled": handover}, link_layer_detection=lld)
 
 
 def phase(lab, tag: str, say, layout: Layout = CHAIN, streams: tuple[str, ...] = ("up", "down"),
@@ -91,11 +83,12 @@ def phase(lab, tag: str, say, layout: Layout = CHAIN, streams: tuple[str, ...] =
     the agents' config. Returns per direction and move: sent, lost, interruption_ms,
     in_flight_bound."""
     v = VARIANTS[variant or tag]
-    lib.start_agents(lab, configs(v["handover"], v["lld"], layout), tag)
+    cfgs = configs(lab, v["handover"], v["lld"], layout)
+    lib.start_agents(lab, cfgs, tag)
     if not lib.agents_ready(lab, layout.nodes):
         raise RuntimeError(f"{tag}: agents did not write their status")
     msrs = list(layout.msrs)
-    lib.wait(lambda: all(len(s.get("neighbours", [])) >= layout.degree(m) for m, s in lib.statuses(lab, msrs).items()),
+    lib.wait(lambda: all(len(s.get("neighbours", [])) >= degree(cfgs[m]) for m, s in lib.statuses(lab, msrs).items()),
              15, 0.5)
     sink = layout.addr[layout.first_sink]
     if v["handover"]:
@@ -117,7 +110,7 @@ def phase(lab, tag: str, say, layout: Layout = CHAIN, streams: tuple[str, ...] =
     for seg, at in layout.moves:
         time.sleep(max(0.0, t_start + at - time.time()))
         t = time.time()
-        took = lab.move("mn:wlan", seg, flap=True)
+        took = lab.move(MN_PORT, seg, flap=True)
         moves.append({"to": seg, "at": t, "move_s": took})
     res = {}
     if "up" in streams:
@@ -156,9 +149,9 @@ def run_comparison(lab, say, variants=tuple(VARIANTS), layout: Layout = CHAIN,
     out = {}
     for tag in variants:
         # back to the start: the MN on the first sink's segment, agents started with this config
-        port = lab.port("mn:wlan")
+        port = lab.port(MN_PORT)
         if port.segment != layout.start_segment:
-            lab.move("mn:wlan", layout.start_segment, flap=True)
+            lab.move(MN_PORT, layout.start_segment, flap=True)
             time.sleep(0.3)
         out[tag] = phase(lab, tag + suffix, say, layout, streams, variant=tag)
     return out

@@ -15,7 +15,6 @@ lib = load_module(HERE.parent / "handover" / "aodvlab.py", "aodvlab")
 
 NODES = ["a", "b", "c", "d"]
 ADDR = {n: f"10.40.0.{i}" for i, n in enumerate(NODES, start=1)}
-IFS = {"a": ["to-b"], "b": ["to-a", "to-c"], "c": ["to-b", "to-d"], "d": ["to-c"]}
 ART_MS = 1000                  # ACTIVE_ROUTE_TIMEOUT; a RREP's lifetime is MY_ROUTE_TIMEOUT = 2 x ART
 SECONDS = 8 * ART_MS / 1000    # >= 3 x ACTIVE_ROUTE_TIMEOUT
 RATE = 100.0
@@ -31,19 +30,20 @@ VARIANTS = {"none": {"gratuitous": False, "refresh_ms": 0},
             "with": {"gratuitous": True, "refresh_ms": 500}}
 
 
-def configs(gratuitous: bool, refresh_ms: int = 500) -> dict[str, dict]:
-    return {n: {"address": ADDR[n], "interfaces": IFS[n], "managed_prefixes": ["10.40.0.0/16"],
-                "refresh_on_use": False, "route_refresh_threshold_ms": refresh_ms,
-                "timers": {"active_route_timeout_ms": ART_MS},
-                "gratuitous": {"enabled": gratuitous, "threshold_ms": 1300}} for n in NODES}
+def configs(lab, gratuitous: bool, refresh_ms: int = 500) -> dict[str, dict]:
+    """topology.yaml's chain with short, unrefreshed routes and one variant's settings."""
+    return lib.lab_configs(lab, NODES, refresh_on_use=False, route_refresh_threshold_ms=refresh_ms,
+                           timers={"active_route_timeout_ms": ART_MS},
+                           gratuitous={"enabled": gratuitous, "threshold_ms": 1300})
 
 
 def phase(lab, tag: str, say) -> dict:
-    lib.start_agents(lab, configs(VARIANTS[tag]["gratuitous"], VARIANTS[tag]["refresh_ms"]), tag)
+    cfgs = configs(lab, VARIANTS[tag]["gratuitous"], VARIANTS[tag]["refresh_ms"])
+    lib.start_agents(lab, cfgs, tag)
     if not lib.agents_ready(lab, NODES):
         raise RuntimeError(f"{tag}: agents did not write their status")
-    deg = {"a": 1, "b": 2, "c": 2, "d": 1}
-    lib.wait(lambda: all(len(s.get("neighbours", [])) >= deg[n] for n, s in lib.statuses(lab, NODES).items()), 15, 0.5)
+    lib.wait(lambda: all(len(s.get("neighbours", [])) >= len(cfgs[n]["interfaces"])
+                         for n, s in lib.statuses(lab, NODES).items()), 15, 0.5)
     expired_before = lib.counters(lab, "a").get("routes_expired", 0)
     lib.start_stream(lab, "a", "d", ADDR["d"], PORT, RATE, SECONDS, tag)
     t_stream = time.time()

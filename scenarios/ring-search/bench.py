@@ -19,8 +19,10 @@ HERE = Path(__file__).resolve().parent
 CHAIN = [f"p{i}" for i in range(1, 8)]
 HOPS = {1: "p2", 3: "p4", 6: "p7"}
 REPEAT = 3
-SYS = {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0,
-       "net.ipv4.conf.all.send_redirects": 0}
+# hellos off: with them a neighbour's route exists before anyone asks, and a 1-hop
+# "discovery" would never happen
+CHAIN_LAB = {"kind": "lab", "name": "chain", "aodv": {"prefix": "10.50.0.0/24", "chain": CHAIN, "start": False,
+                                                      "hello_enabled": False, "options": {"intermediate_reply": False}}}
 
 
 def _load(name: str, path: Path):
@@ -28,32 +30,19 @@ def _load(name: str, path: Path):
     return mod
 
 
-def chain_topology() -> dict:
-    nodes: dict[str, Any] = {n: {"role": "msr", "sysctls": SYS, "links": [], "setup": []} for n in CHAIN}
-    for a, b in zip(CHAIN, CHAIN[1:]):
-        nodes[a]["links"].append({"peer": b, "name": f"to-{b}", "peer_name": f"to-{a}"})
-    for i, n in enumerate(CHAIN, start=1):
-        ifs = [f"to-{m}" for m in (CHAIN[i - 2] if i > 1 else None, CHAIN[i] if i < len(CHAIN) else None) if m]
-        nodes[n]["setup"] = [f"ip addr add 10.50.0.{i}/32 dev {x} && ip link set {x} up" for x in ifs]
-        nodes[n]["_ifs"] = ifs
-    ifs = {n: nodes[n].pop("_ifs") for n in CHAIN}
-    return {"name": "chain", "segments": {}, "nodes": nodes}, ifs
-
-
 def discovery_times(say, lab_name: str) -> dict[str, Any]:
     lib = _load("aodvlab", HERE.parent / "handover" / "aodvlab.py")
-    topo, ifs = chain_topology()
-    addr = {n: f"10.50.0.{i}" for i, n in enumerate(CHAIN, start=1)}
-    lab = Lab.from_dict(topo, name=lab_name, workdir=f"/var/lib/testbed/bench-{lab_name}")
+    from orchestration.domain import compile_lab
+
+    lab = Lab(compile_lab(CHAIN_LAB, "ring-search bench chain").topology, name=lab_name,
+              workdir=f"/var/lib/testbed/bench-{lab_name}")
+    cfgs = lib.lab_configs(lab, CHAIN)
+    addr = {n: cfgs[n]["address"] for n in CHAIN}
     lab.up(say=say)
     out: dict[str, Any] = {}
     try:
         samples: dict[int, list[dict]] = {h: [] for h in HOPS}
         for rep in range(REPEAT):
-            # hellos off: with them a neighbour's route exists before anyone asks, and a
-            # 1-hop "discovery" would never happen
-            cfgs = {n: {"address": addr[n], "interfaces": ifs[n], "managed_prefixes": ["10.50.0.0/16"],
-                        "intermediate_reply": False, "hello_enabled": False} for n in CHAIN}
             lib.start_agents(lab, cfgs, f"chain{rep}")
             if not lib.agents_ready(lab, CHAIN, 60):
                 raise RuntimeError("chain agents did not start")

@@ -14,28 +14,18 @@ HERE = Path(__file__).resolve().parent
 lib = load_module(HERE.parent / "handover" / "aodvlab.py", "aodvlab")
 
 NODES = [f"n{i}" for i in range(1, 11)]
-EDGES = [(1, 2), (2, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9), (9, 10), (1, 6), (2, 7), (3, 8), (4, 9), (5, 10), (1, 7), (3, 9)]
 DISCOVERIES = [("n1", "n5"), ("n6", "n10"), ("n2", "n9"), ("n10", "n1")]
 
 
 def addr(n: str) -> str:
+    """n<i>'s node address: topology.yaml's mesh derives 10.30.0.<i> in link order."""
     return f"10.30.0.{n[1:]}"
 
 
-def neighbours(n: str) -> list[str]:
-    i = int(n[1:])
-    return [f"n{b}" for a, b in EDGES if a == i] + [f"n{a}" for a, b in EDGES if b == i]
-
-
-def configs(weighted: bool) -> dict[str, dict]:
-    """A hop towards a bottom-row MSR (n6..n10) costs 5, towards a top-row one 1."""
-    out = {}
-    for n in NODES:
-        ws = {addr(m): (5 if int(m[1:]) > 5 else 1) for m in neighbours(n)}
-        out[n] = {"address": addr(n), "interfaces": [f"to-{m}" for m in neighbours(n)],
-                  "managed_prefixes": ["10.30.0.0/16"], "intermediate_reply": False,
-                  "weighted_search": {"enabled": weighted, "weights": ws, "fanout": 1}}
-    return out
+def configs(lab, weighted: bool) -> dict[str, dict]:
+    """topology.yaml's configs (a hop towards a bottom-row MSR n6..n10 costs 5, towards a
+    top-row one 1) with weighted search switched on or off."""
+    return lib.lab_configs(lab, NODES, weighted_search={"enabled": weighted})
 
 
 def total_tx(lab) -> int:
@@ -44,11 +34,12 @@ def total_tx(lab) -> int:
 
 def phase(lab, weighted: bool, say) -> dict:
     tag = "weighted" if weighted else "plain"
-    lib.start_agents(lab, configs(weighted), tag)
+    cfgs = configs(lab, weighted)
+    lib.start_agents(lab, cfgs, tag)
     if not lib.agents_ready(lab, NODES, 60):
         raise RuntimeError(f"{tag}: agents did not write their status")
     # every agent knows all its neighbours (hellos) before the first discovery
-    if not lib.wait(lambda: all(len(s.get("neighbours", [])) >= len(neighbours(n))
+    if not lib.wait(lambda: all(len(s.get("neighbours", [])) >= len(cfgs[n]["interfaces"])
                                 for n, s in lib.statuses(lab, NODES).items()), 20, 0.5):
         raise RuntimeError(f"{tag}: not every MSR heard all its neighbours")
     time.sleep(0.6)
