@@ -25,24 +25,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..scenario import Check as DataCheck
+from ..checks.model import AnyCheck
+from ..checks.model import seconds as seconds
 from ..topology import LAB_NAME, check_item_names, check_lab_name
-
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def seconds(v: Any) -> float:
-    """``2.5``, ``"2.5s"`` or ``"2500ms"`` as seconds; ValueError otherwise."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    m = DURATION.match(str(v).strip())
-    if not m:
-        raise ValueError(f"{v!r} is not a duration such as 2.5s, 2500ms or 2.5")
-    return float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
 
 
 class Aodv(_Strict):
@@ -141,9 +129,11 @@ class AccessNetwork(_Strict):
 
 
 class Event(_Strict):
-    """One entry of the schedule: at ``at``, move a node or set a link up/down."""
+    """One entry of the schedule: at ``at``, move a node or set a link up/down. A ``name``
+    makes it a point counter checks can count from or to (``from: before NAME``)."""
 
     at: float
+    name: str | None = None
     move: str | None = None
     to: str | None = None
     link: str | None = None
@@ -155,18 +145,7 @@ class Event(_Strict):
         return seconds(v)
 
 
-class Check(DataCheck):
-    """A data check of the scenario engine (orchestration.scenario.Check: node, run, expect,
-    match, no_match, retry, timeout), run at ``at`` or after the schedule, naming the
-    claims it exercises."""
-
-    at: float | None = None
-    claims: list[int] = []
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _at(cls, v: Any) -> float | None:
-        return None if v is None else seconds(v)
+Check = AnyCheck  # a lab's checks are the checks of the scenario engine, every kind (orchestration.checks)
 
 
 class Internet(_Strict):
@@ -191,7 +170,8 @@ class LabFile(_Strict):
     hosts: dict[str, Host] = {}
     access_networks: dict[str, AccessNetwork] = {}
     schedule: list[Event] = []
-    checks: list[Check] = []
+    checks: list[AnyCheck] = Field([], description="checks of every kind (orchestration.checks.model): command, "
+                                   "status, pcap, counter, reach, continuity")
     nodes: dict[str, dict[str, Any]] = Field({}, description="low-level fields merged over generated nodes, or extra nodes")
     segments: dict[str, dict[str, Any]] = Field({}, description="extra low-level segments")
 

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable
 
 from ..lab import Lab
-from ..scenario import CheckResult, run_check
+from ..checks.session import CheckResult, CheckSession
 from .compiler import Compiled, cell, lan
 from .model import Event
 
@@ -42,23 +42,33 @@ def apply_event(lab: Lab, compiled: Compiled, ev: Event) -> str:
 
 
 def run_timeline(lab: Lab, compiled: Compiled, say: Callable[[str], None] = print) -> list[CheckResult]:
-    """Apply the schedule and run the checks in time order from now; returns check results."""
+    """Apply the schedule and run the checks in time order from now; returns check results.
+    The checks share one orchestration.checks.CheckSession: started now (captures for pcap
+    checks, streams for continuity checks, counters at 'start'), marked before and after
+    each named schedule entry, closed at the end."""
     items: list[tuple[float, int, Any]] = [(ev.at, 0, ev) for ev in compiled.lab.schedule]
     last = max([ev.at for ev in compiled.lab.schedule], default=0.0)
     items += [(c.at if c.at is not None else last, 1, c) for c in compiled.lab.checks]
     items.sort(key=lambda t: (t[0], t[1]))
+    session = CheckSession(lab, list(compiled.lab.checks), lab.workdir)
+    session.start()
     t0 = time.monotonic()
     results = []
-    for at, _, item in items:
-        delay = t0 + at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        if isinstance(item, Event):
-            say(f"t={time.monotonic() - t0:.1f}s {apply_event(lab, compiled, item)}")
-        else:
-            res = run_check(lab, item)  # a lab check is a scenario check (model.Check)
-            say(f"{'PASS' if res.passed else 'FAIL'} {res.name} ({res.detail})")
-            results.append(res)
+    try:
+        for at, _, item in items:
+            delay = t0 + at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if isinstance(item, Event):
+                session.mark("before", item.name)
+                say(f"t={time.monotonic() - t0:.1f}s {apply_event(lab, compiled, item)}")
+                session.mark("after", item.name)
+            else:
+                res = session.run(item)
+                say(f"{'PASS' if res.passed else 'FAIL'} {res.name} ({res.detail})")
+                results.append(res)
+    finally:
+        session.close()
     return results
 
 
@@ -85,4 +95,4 @@ def run_lab(compiled: Compiled, lab_name: str | None = None, keep: bool = False,
                 pass
             lab.down(say=say)
     return {"lab": lab.name, "passed": bool(results) and all(r.passed for r in results), "bringup_s": round(bringup, 3),
-            "checks": [{"name": r.name, "passed": r.passed, "detail": r.detail} for r in results]}
+            "checks": [{"name": r.name, "passed": r.passed, "detail": r.detail, "claims": r.claims} for r in results]}
