@@ -36,12 +36,14 @@ def _number(v: Any) -> float | None:
 
 
 def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b  # true is not 1 in a status file
     if a == b:
         return True
     na, nb = _number(a), _number(b)
     if na is not None and nb is not None:
         return na == nb
-    return isinstance(a, str) != isinstance(b, str) and str(a) == str(b) and not isinstance(a, bool) and not isinstance(b, bool)
+    return isinstance(a, str) != isinstance(b, str) and str(a) == str(b)
 
 
 def compare(actual: Any, op: str, expected: Any = None) -> tuple[bool, str]:

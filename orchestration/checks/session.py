@@ -32,6 +32,7 @@ from .model import (CheckBase, CommandCheck, ContinuityCheck, CounterCheck, Pcap
 from .pcap import count_frames
 from .reach import probe, resolve
 from .status import read_json
+from . import stream as stream_mod
 from .stream import install_stream, session as stream_session, start_stream, stop_stream, stream_result
 
 
@@ -148,7 +149,8 @@ class CheckSession:
 
     def _start_stream(self, i: int, c: ContinuityCheck) -> None:
         dst = resolve(getattr(self.lab, "topology", None), c.to)
-        tag, stop = f"cont{i}", f"/tmp/tb-cont{i}.stop"
+        tag = f"cont{i}"
+        stop = f"{stream_mod.RUN_DIR}/tb-{tag}.stop"
         dst_node = c.to.partition("@")[0]
         install_stream(self.lab, [c.continuity, dst_node])
         start_stream(self.lab, c.continuity, dst_node, dst, c.port, c.rate, 600, tag, stop_file=stop)

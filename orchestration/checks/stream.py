@@ -17,6 +17,7 @@ from typing import Any
 from .status import Execs, read_json, wait_until
 
 STREAM = "/usr/local/bin/tb_stream.py"
+RUN_DIR = "/tmp"  # where the stream's results and stop files are, in the nodes
 
 STREAM_PY = r'''
 import json, os, socket, struct, sys, time
@@ -66,29 +67,39 @@ def install_stream(lab: Any, nodes: list[str]) -> None:
 def start_stream(lab: Any, src: str, dst_node: str, dst: str, port: int, rate: float, seconds: float, tag: str,
                  stop_file: str | None = None) -> None:
     """Start the receiver on ``dst_node`` (port ``port``) and, 0.5 s later, the sender on
-    ``src`` to ``dst`` at ``rate`` datagrams/s for ``seconds`` (or until ``stop_file``
-    exists in both nodes). Results: /tmp/send-<tag>.json, /tmp/recv-<tag>.json."""
-    stop = f" {shlex.quote(stop_file)}" if stop_file else ""
-    lab.exec(dst_node, f"rm -f /tmp/recv-{tag}.json {stop}")
-    lab.exec(src, f"rm -f /tmp/send-{tag}.json {stop}")
-    lab.spawn(dst_node, f"python3 {STREAM} recv {port} {seconds + 3} /tmp/recv-{tag}.json{stop}", log=f"stream-{tag}.log")
+    ``src`` to ``dst`` at ``rate`` datagrams/s for ``seconds``, or until stop_stream
+    (``stop_file``.send in the sender, ``stop_file``.recv in the receiver: two names, so
+    nodes that share a file system stop one after the other too).
+    Results: RUN_DIR/send-<tag>.json, RUN_DIR/recv-<tag>.json."""
+    send_stop = f" {shlex.quote(stop_file + '.send')}" if stop_file else ""
+    recv_stop = f" {shlex.quote(stop_file + '.recv')}" if stop_file else ""
+    lab.exec(dst_node, f"rm -f {RUN_DIR}/recv-{tag}.json {recv_stop}")
+    lab.exec(src, f"rm -f {RUN_DIR}/send-{tag}.json {send_stop}")
+    lab.spawn(dst_node, f"python3 {STREAM} recv {port} {seconds + 3} {RUN_DIR}/recv-{tag}.json{recv_stop}",
+              log=f"stream-{tag}.log")
     time.sleep(0.5)
-    lab.spawn(src, f"python3 {STREAM} send {dst} {port} {rate} {seconds} /tmp/send-{tag}.json{stop}", log=f"stream-{tag}.log")
+    lab.spawn(src, f"python3 {STREAM} send {dst} {port} {rate} {seconds} {RUN_DIR}/send-{tag}.json{send_stop}",
+              log=f"stream-{tag}.log")
 
 
 def stop_stream(lab: Execs, src: str, dst_node: str, stop_file: str, drain_s: float = 1.0) -> None:
-    """End an open-ended stream: the sender first, the receiver ``drain_s`` later (datagrams
-    in flight still count)."""
-    lab.exec(src, f"touch {shlex.quote(stop_file)}")
+    """End a stream started with ``stop_file``: the sender first, the receiver ``drain_s``
+    later (datagrams in flight still count)."""
+    lab.exec(src, f"touch {shlex.quote(stop_file + '.send')}")
     time.sleep(drain_s)
-    lab.exec(dst_node, f"touch {shlex.quote(stop_file)}")
+    lab.exec(dst_node, f"touch {shlex.quote(stop_file + '.recv')}")
 
 
 def stream_result(lab: Execs, src: str, dst_node: str, tag: str, timeout: float = 30) -> tuple[dict, list[list[float]]]:
     """(sender summary, receiver records) once both have written them. Raises RuntimeError
     naming which side wrote nothing within ``timeout`` s."""
-    sent = wait_until(lambda: read_json(lab, src, f"/tmp/send-{tag}.json"), timeout, 0.5)
-    recs = wait_until(lambda: read_json(lab, dst_node, f"/tmp/recv-{tag}.json"), timeout, 0.5)
+    def written(node: str, path: str) -> list[Any]:  # [] (no arrival) is a result; [doc] so it is true
+        doc = read_json(lab, node, path)
+        return [] if doc is None else [doc]
+
+    got_sent = wait_until(lambda: written(src, f"{RUN_DIR}/send-{tag}.json"), timeout, 0.5)
+    got_recs = wait_until(lambda: written(dst_node, f"{RUN_DIR}/recv-{tag}.json"), timeout, 0.5)
+    sent, recs = (got_sent or [None])[0], (got_recs or [None])[0]
     if sent is None or recs is None:
         raise RuntimeError(f"stream {tag}: no result (sender {sent is not None}, receiver {recs is not None})")
     return sent, recs

@@ -5,6 +5,7 @@ import json
 import tempfile
 import time
 
+from orchestration.checks.status import read_json, wait_until
 from testbed.access.dhcp import udhcpc_args
 from testbed.aodv.messages import AODV_PORT
 from testbed.mn.enroll import sign_local_key
@@ -35,14 +36,14 @@ def jexec(ctx, node, cmd):
 
 
 def wait_json(ctx, node, path, pred, timeout=15.0):
-    end = time.monotonic() + timeout
-    doc = None
-    while time.monotonic() < end:
-        doc = jexec(ctx, node, f"cat {path}")
-        if doc is not None and pred(doc):
-            return doc
-        time.sleep(0.3)
-    return doc
+    """The JSON document in ``path`` once ``pred`` holds for it, else the last one read (or None)."""
+    last = [None]
+
+    def ready():
+        last[0] = read_json(ctx.lab, node, path)
+        return last[0] is not None and pred(last[0])
+    wait_until(ready, timeout, 0.3)
+    return last[0]
 
 
 def put_pki(ctx, node, prefix, ca, cert, key):

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 
+from orchestration.checks.counter import snmp_counter
+
 COUNT = 5
 
 
 def in_echos(ctx, node: str) -> int:
-    out = ctx.lab.exec(node, "cat /proc/net/snmp", check=True).stdout
-    head, vals = [l.split() for l in out.splitlines() if l.startswith("Icmp:")][:2]
-    return int(vals[head.index("InEchos")])
+    n = snmp_counter(ctx.lab, node, "Icmp.InEchos")
+    if n is None:
+        raise RuntimeError(f"{node}: no Icmp InEchos in /proc/net/snmp")
+    return n
 
 
 def run(ctx) -> None:

@@ -11,6 +11,9 @@ import re
 import time
 from pathlib import Path
 
+from orchestration.checks.counter import snmp_counter
+from orchestration.checks.status import read_status, wait_until
+
 MN_STATUS = "/run/testbed/mip-mn.json"
 FA_STATUS = "/run/testbed/mip-fa.json"
 HA_STATUS = "/run/testbed/mip-ha.json"
@@ -24,27 +27,16 @@ AODV_STATUS = "/run/testbed/aodv.json"          # a's AODV agent (home domain A,
 
 
 def read(ctx, node: str, path: str) -> dict:
-    r = ctx.lab.exec(node, f"cat {path}")
-    try:
-        return json.loads(r.stdout)
-    except ValueError:
-        return {}
+    return read_status(ctx.lab, node, path)
 
 
 def wait(pred, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(interval)
-    return None
+    """What ``pred`` returned once it was true, or None after ``timeout`` s."""
+    return wait_until(pred, timeout, interval) or None
 
 
-def in_echos(ctx, node: str) -> int:
-    out = ctx.lab.exec(node, "cat /proc/net/snmp").stdout
-    head, vals = [line.split() for line in out.splitlines() if line.startswith("Icmp:")][:2]
-    return int(vals[head.index("InEchos")])
+def in_echos(ctx, node: str) -> int | None:
+    return snmp_counter(ctx.lab, node, "Icmp.InEchos")
 
 
 def pings(ctx, node: str, dst: str, n: int) -> int:

@@ -8,6 +8,8 @@ import json
 import re
 import time
 
+from orchestration.checks.status import read_status, wait_until as wait
+
 PUB = {"A": "198.51.100.1", "B": "198.51.100.2", "C": "198.51.100.3", "D": "198.51.100.4"}
 B_ADDR, AC_ADDR = "10.0.0.7", "10.0.0.5"
 MARKER = "WG-SECRET-MARKER-7f3a"
@@ -45,11 +47,7 @@ def ike_setup_ms(lab, node: str, netns: str | None, workdir: str, ike: str, chil
 
 
 def status(ctx, node: str, path: str) -> dict:
-    r = ctx.lab.exec(node, f"cat {path}")
-    try:
-        return json.loads(r.stdout)
-    except ValueError:
-        return {}
+    return read_status(ctx.lab, node, path)
 
 
 def sg(ctx, node: str) -> dict:
@@ -58,15 +56,6 @@ def sg(ctx, node: str) -> dict:
 
 def mn(ctx, node: str) -> dict:
     return status(ctx, node, "/run/testbed/mn.json")
-
-
-def wait(pred, timeout: float, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(interval)
 
 
 def installed(tunnel: dict) -> list[dict]:
