@@ -83,11 +83,15 @@ class CheckSession:
 
     ``lab``: an orchestration.lab.Lab (exec, spawn, put_file, capture, topology);
     ``workdir``: where pcaps go (``pcaps/check-<link>.pcap``); ``captures``: links the
-    engine already captures, key -> pcap path (reused instead of a second tcpdump)."""
+    engine already captures, key -> pcap path (reused instead of a second tcpdump);
+    ``addresses``: node -> address for reach/continuity targets named by node (a lab
+    file's derived addresses), before the topology's link addresses."""
 
     def __init__(self, lab: Any, checks: list[CheckBase], workdir: Path | None = None,
-                 captures: dict[str, Path] | None = None, interval_s: float = 0.5) -> None:
+                 captures: dict[str, Path] | None = None, interval_s: float = 0.5,
+                 addresses: dict[str, str] | None = None) -> None:
         self.lab, self.checks, self.interval_s = lab, list(checks), interval_s
+        self.addresses = dict(addresses or {})
         self.workdir = Path(workdir) if workdir else Path(getattr(lab, "workdir", "."))
         self.pcaps: dict[str, Path] = dict(captures or {})
         self._procs: dict[str, Any] = {}
@@ -148,7 +152,7 @@ class CheckSession:
             return None
 
     def _start_stream(self, i: int, c: ContinuityCheck) -> None:
-        dst = resolve(getattr(self.lab, "topology", None), c.to)
+        dst = self._resolve(c.to)
         tag = f"cont{i}"
         stop = f"{stream_mod.RUN_DIR}/tb-{tag}.stop"
         dst_node = c.to.partition("@")[0]
@@ -182,6 +186,11 @@ class CheckSession:
             return CheckResult(c.name, *self._continuity(c), list(c.claims))
         raise TypeError(f"no runner for {type(c).__name__}")
 
+    def _resolve(self, target: str) -> str:
+        if target in self.addresses:
+            return self.addresses[target]
+        return resolve(getattr(self.lab, "topology", None), target)
+
     def _index(self, c: CheckBase) -> int:
         return next((i for i, x in enumerate(self.checks) if x is c), -1)
 
@@ -193,8 +202,7 @@ class CheckSession:
         return ok, f"{c.status}:{c.status_file()} {c.path}: {detail}"
 
     def _reach(self, c: ReachCheck) -> tuple[bool, str]:
-        topo = getattr(self.lab, "topology", None)
-        pairs = [(s, t, resolve(topo, t)) for s in c.reach for t in c.to]
+        pairs = [(s, t, self._resolve(t)) for s in c.reach for t in c.to]
         with ThreadPoolExecutor(max_workers=min(8, len(pairs))) as ex:
             got = list(ex.map(lambda p: probe(self.lab, p[0], p[2], c.how, c.port, c.count, c.timeout), pairs))
         bad = [f"{s}->{t} ({a}): {res}, {why}" for (s, t, a), (res, why) in zip(pairs, got) if res != c.expect]
