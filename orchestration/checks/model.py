@@ -28,17 +28,6 @@ from .jsonpath import parse_path
 CLAIMS = 70  # claims of the patent text (../shared/claims.txt, docs/claims.txt)
 Op = Literal["==", "!=", ">=", "<=", ">", "<", "in", "not in", "contains", "exists", "absent"]
 KINDS = ("status", "counter", "pcap", "reach", "continuity")
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
-
-
-def seconds(v: Any) -> float:
-    """``2.5``, ``"2.5s"`` or ``"2500ms"`` as seconds; ValueError otherwise."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    m = DURATION.match(str(v).strip())
-    if not m:
-        raise ValueError(f"{v!r} is not a duration such as 2.5s, 2500ms or 2.5")
-    return float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
 
 
 class CheckBase(BaseModel):
@@ -62,6 +51,8 @@ class CheckBase(BaseModel):
     @field_validator("at", mode="before")
     @classmethod
     def _at(cls, v: Any) -> float | None:
+        from ..domain.model import seconds  # the lab format's durations (imported here: domain imports this module)
+
         return None if v is None else seconds(v)
 
 
@@ -324,4 +315,4 @@ def check_points(checks: list[Any]) -> list[tuple[int, str, str]]:
 
 
 __all__ = ["AnyCheck", "CheckBase", "CommandCheck", "StatusCheck", "PcapCheck", "CounterCheck", "ReachCheck",
-           "ContinuityCheck", "Op", "CLAIMS", "TAGS", "seconds", "parse_point", "check_nodes", "check_points"]
+           "ContinuityCheck", "Op", "CLAIMS", "TAGS", "parse_point", "check_nodes", "check_points"]

@@ -26,11 +26,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..checks.model import AnyCheck
-from ..checks.model import seconds as seconds
+from ..scenario import Check as DataCheck
 from ..topology import LAB_NAME, check_item_names, check_lab_name
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def seconds(v: Any) -> float:
+    """``2.5``, ``"2.5s"`` or ``"2500ms"`` as seconds; ValueError otherwise."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    m = DURATION.match(str(v).strip())
+    if not m:
+        raise ValueError(f"{v!r} is not a duration such as 2.5s, 2500ms or 2.5")
+    return float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
 
 
 class Aodv(_Strict):
@@ -145,7 +158,9 @@ class Event(_Strict):
         return seconds(v)
 
 
-Check = AnyCheck  # a lab's checks are the checks of the scenario engine, every kind (orchestration.checks)
+# A lab's checks: every kind of the scenario engine (orchestration.checks.model: command --
+# DataCheck --, status, pcap, counter, reach, continuity), each with ``at`` and ``claims``.
+Check = AnyCheck
 
 
 class Internet(_Strict):
@@ -170,8 +185,7 @@ class LabFile(_Strict):
     hosts: dict[str, Host] = {}
     access_networks: dict[str, AccessNetwork] = {}
     schedule: list[Event] = []
-    checks: list[AnyCheck] = Field([], description="checks of every kind (orchestration.checks.model): command, "
-                                   "status, pcap, counter, reach, continuity")
+    checks: list[Check] = []
     nodes: dict[str, dict[str, Any]] = Field({}, description="low-level fields merged over generated nodes, or extra nodes")
     segments: dict[str, dict[str, Any]] = Field({}, description="extra low-level segments")
 

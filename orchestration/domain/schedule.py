@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..checks.session import CheckSession
 from ..lab import Lab
-from ..checks.session import CheckResult, CheckSession
+from ..scenario import CheckResult, run_check
 from .compiler import Compiled, cell, lan
 from .model import Event
 
