@@ -97,6 +97,7 @@ class CheckSession:
         self._procs: dict[str, Any] = {}
         self.samples: dict[tuple[int, str], int | None] = {}
         self.streams: dict[int, dict[str, str]] = {}
+        self.errors: dict[str, str] = {}  # what start() could not begin: pcap link or stream<i> -> why
         self.started = False
 
     # --- the run around the checks ------------------------------------------------------
@@ -105,13 +106,19 @@ class CheckSession:
         captured, a stream per continuity check, and read the counters taken at 'start'."""
         self.started = True
         for c in self.checks:
-            if isinstance(c, PcapCheck) and c.pcap not in self.pcaps:
+            if isinstance(c, PcapCheck) and c.pcap not in self.pcaps and c.pcap not in self.errors:
                 path = self.workdir / "pcaps" / f"check-{c.pcap.replace(':', '_')}.pcap"
-                self._procs[c.pcap] = self.lab.capture(c.pcap, path)
-                self.pcaps[c.pcap] = path
+                try:
+                    self._procs[c.pcap] = self.lab.capture(c.pcap, path)
+                    self.pcaps[c.pcap] = path
+                except Exception as e:  # noqa: BLE001 - the pcap checks of this link fail with it
+                    self.errors[c.pcap] = f"capture of {c.pcap} did not start: {type(e).__name__}: {e}"
         for i, c in enumerate(self.checks):
             if isinstance(c, ContinuityCheck):
-                self._start_stream(i, c)
+                try:
+                    self._start_stream(i, c)
+                except Exception as e:  # noqa: BLE001 - this continuity check fails with it
+                    self.errors[f"stream{i}"] = f"stream did not start: {type(e).__name__}: {e}"
         self._sample("start", None)
 
     def mark(self, where: str, name: str | None) -> None:
@@ -213,6 +220,8 @@ class CheckSession:
 
     def _pcap(self, c: PcapCheck) -> tuple[bool, str]:
         path = self.pcaps.get(c.pcap)
+        if c.pcap in self.errors:
+            return False, self.errors[c.pcap]
         if path is None:
             return False, f"no capture of {c.pcap} (the session was not started before the run)"
         time.sleep(0.2)  # tcpdump -U writes each packet at once; let the last ones land
@@ -240,7 +249,10 @@ class CheckSession:
         return ok, f"{c.counter}: {what}: {a or 0} -> {b}, delta {d}{note}; {detail.split(', ', 1)[-1]}"
 
     def _continuity(self, c: ContinuityCheck) -> tuple[bool, str]:
-        s = self.streams.pop(self._index(c), None)
+        i = self._index(c)
+        s = self.streams.pop(i, None)
+        if f"stream{i}" in self.errors:
+            return False, self.errors[f"stream{i}"]
         if s is None:
             return False, "no stream ran for this check (the session was not started before the run)"
         stop_stream(self.lab, s["src"], s["dst"], s["stop"])

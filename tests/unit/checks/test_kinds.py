@@ -364,3 +364,23 @@ def test_stream_session_arithmetic() -> None:
     r = stream_mod.session(sent, late)
     assert r["lost"] == 0 and r["first_arrival_s"] == pytest.approx(0.31)
     assert stream_mod.session(sent, [])["received"] == 0
+
+
+def test_what_cannot_start_fails_its_own_check_only(tmp_path: Path) -> None:
+    """A continuity target that names no address and a link that cannot be captured fail
+    their checks with the reason; the session starts, the other checks run."""
+    class NoCapture(HostLab):
+        def capture(self, key: str, path: Path) -> None:
+            raise RuntimeError(f"lab has no link {key!r}")
+
+    cont = mk(continuity="a", to="ghost", max_gap_ms=100, max_lost=0)
+    pc = mk(pcap="nolink", filter="ip", count=1)
+    ok = mk(status="a", file=str(tmp_path / "s.json"), path="x", op="absent")
+    (tmp_path / "s.json").write_text("{}")
+    s = CheckSession(NoCapture(tmp_path), [cont, pc, ok])
+    s.start()
+    r = s.run(cont)
+    assert not r.passed and "stream did not start" in r.detail and "no node 'ghost'" in r.detail
+    r = s.run(pc)
+    assert not r.passed and "capture of nolink did not start" in r.detail
+    assert s.run(ok).passed
