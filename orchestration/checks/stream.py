@@ -139,17 +139,23 @@ def gaps(sent: dict, recs: list, threshold: float) -> list[dict]:
 
 
 def session(sent: dict, recs: list) -> dict:
-    """The stream as one session, from its first arrival (set-up time is not a gap) to the
-    end of the sender's schedule: ``{sent, received, lost, max_gap_ms, first_arrival_s}``;
-    lost counts datagrams sent after the first one that arrived and never arrived
+    """The stream as one session, from its first arrival (set-up time, e.g. a route
+    discovery with the first datagrams buffered, is not a gap) to the end of the sender's
+    schedule: ``{sent, received, lost, max_gap_ms, first_arrival_s}``. max_gap_ms is the
+    longest silence at the receiver between arrivals (or from the last arrival to the last
+    send); lost counts datagrams sent after the first one that arrived and never arrived
     themselves. No arrival at all: received 0 and max_gap_ms the whole stream."""
     if not recs:
         return {"sent": sent["sent"], "received": 0, "lost": sent["sent"],
                 "max_gap_ms": round(sent["sent"] / sent["rate"] * 1000, 1), "first_arrival_s": None}
+    t0, rate, n = sent["t0"], sent["rate"], sent["sent"]
     first_seq = min(r[0] for r in recs)
-    w = window(sent, recs, sent["t0"] + first_seq / sent["rate"], sent["t0"] + sent["sent"] / sent["rate"])
-    return {"sent": w["sent"], "received": len({r[0] for r in recs}), "lost": w["lost"], "max_gap_ms": w["interruption_ms"],
-            "first_arrival_s": round(min(r[2] for r in recs) - sent["t0"], 3)}
+    w = window(sent, recs, t0 + first_seq / rate, t0 + n / rate)
+    arrivals = sorted(r[2] for r in recs)
+    times = arrivals + [max(arrivals[-1], t0 + (n - 1) / rate)]  # a silent tail up to the last send is a gap
+    gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
+    return {"sent": w["sent"], "received": len({r[0] for r in recs}), "lost": w["lost"], "max_gap_ms": round(gap * 1000, 1),
+            "first_arrival_s": round(arrivals[0] - t0, 3)}
 
 
 __all__ = ["STREAM", "STREAM_PY", "install_stream", "start_stream", "stop_stream", "stream_result", "window", "gaps",

@@ -362,7 +362,15 @@ def test_stream_session_arithmetic() -> None:
     assert r["lost"] == 4 and r["received"] == 16 and r["max_gap_ms"] == pytest.approx(500, abs=1)
     late = [[i, 100.0 + i / 10, 100.0 + i / 10 + 0.01] for i in range(3, 20)]  # set-up: first 3 before the path
     r = stream_mod.session(sent, late)
-    assert r["lost"] == 0 and r["first_arrival_s"] == pytest.approx(0.31)
+    assert r["lost"] == 0 and r["first_arrival_s"] == pytest.approx(0.31) and r["max_gap_ms"] == pytest.approx(100, abs=1)
+    # the first datagrams buffered during a discovery and delivered together: set-up, not a gap
+    buffered = [[i, 100.0 + i / 10, 100.65] for i in range(7)] + [[i, 100.0 + i / 10, 100.0 + i / 10 + 0.01]
+                                                                     for i in range(7, 20)]
+    r = stream_mod.session(sent, buffered)
+    assert r["lost"] == 0 and r["first_arrival_s"] == pytest.approx(0.65) and r["max_gap_ms"] == pytest.approx(100, abs=1)
+    tail = [[i, 100.0 + i / 10, 100.0 + i / 10 + 0.01] for i in range(12)]  # nothing after seq 11: a silent tail
+    r = stream_mod.session(sent, tail)
+    assert r["lost"] == 8 and r["max_gap_ms"] == pytest.approx(790, abs=1)
     assert stream_mod.session(sent, [])["received"] == 0
 
 
