@@ -39,6 +39,7 @@ class CheckRef:
     claims: list[int]
     status: str = "not run"  # pass | fail | not run
     detail: str = ""
+    written: bool = False    # the name is an expression in scenario.py (f-string, loop variable), not the name run
 
 
 @dataclass
@@ -92,12 +93,20 @@ def _refs(source: str, checks: list[dict]) -> list[CheckRef]:
 
 
 def _py_checks(source: str, path: Path) -> list[CheckRef]:
-    """``*.check(NAME, ..., claims=[1, 2])`` calls with literal claim lists in a scenario.py."""
+    """``*.check(NAME, ..., claims=[1, 2])`` calls in a scenario.py, the claims a literal
+    list or a module-level name bound to one (``CLAIMS = [63, 64]``)."""
     try:
         tree = ast.parse(path.read_text())
     except (OSError, SyntaxError):
         return []
     text = path.read_text()
+    consts: dict[str, Any] = {}
+    for st in tree.body:
+        if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name):
+            try:
+                consts[st.targets[0].id] = ast.literal_eval(st.value)
+            except (ValueError, TypeError, SyntaxError):
+                pass
     out = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "check"):
@@ -106,12 +115,14 @@ def _py_checks(source: str, path: Path) -> list[CheckRef]:
         if kw is None or not node.args:
             continue
         try:
-            claims = [int(x) for x in ast.literal_eval(kw.value)]
-        except (ValueError, TypeError, SyntaxError):
+            value = consts[kw.value.id] if isinstance(kw.value, ast.Name) else ast.literal_eval(kw.value)
+            claims = [int(x) for x in value]
+        except (KeyError, ValueError, TypeError, SyntaxError):
             continue
         a = node.args[0]
-        name = a.value if isinstance(a, ast.Constant) else (ast.get_source_segment(text, a) or "?")
-        out.append(CheckRef(source, str(name), claims))
+        literal = isinstance(a, ast.Constant)
+        name = a.value if literal else (ast.get_source_segment(text, a) or "?")
+        out.append(CheckRef(source, str(name), claims, written=not literal))
     return out
 
 
@@ -153,6 +164,9 @@ def build(root: Path, results: Path, claims_file: Path) -> Matrix:
         kind, _, name = r.source.partition(":")
         if r.source not in reports:
             reports[r.source] = _report(results / ("examples/" + name if kind == "example" else name) / "report.json")
+    # a check whose name is an expression in scenario.py ran under other names: where the
+    # scenario has a report, its entries stand for it
+    refs = [r for r in refs if not (r.written and reports.get(r.source))]
     # checks a report names claims for but no file declares literally (scenario.py f-string names)
     known = {(r.source, r.name) for r in refs}
     for src, checks in reports.items():

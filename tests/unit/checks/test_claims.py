@@ -29,6 +29,10 @@ def tree(tmp: Path) -> Path:
     (tmp / "examples").mkdir()
     (tmp / "examples" / "ex.yaml").write_text("kind: lab\nname: ex\nmvpns: {A: {realm: 10.0.0.0/24}}\n"
                                               "checks:\n  - {name: example check, reach: [a], to: [b], claims: [1]}\n")
+    o = tmp / "scenarios" / "other"
+    o.mkdir()
+    (o / "scenario.yaml").write_text("checks: []\n")
+    (o / "scenario.py").write_text("CLAIMS = [4]\n\ndef run(ctx):\n    for n, ok in judge():\n        ctx.check(n, ok, claims=CLAIMS)\n")
     r = tmp / "results" / "wg"
     r.mkdir(parents=True)
     (r / "report.json").write_text(json.dumps({"checks": [
@@ -44,16 +48,17 @@ def test_matrix_joins_declarations_and_reports(tmp_path: Path) -> None:
     by = {n: {(r.source, r.name): r.status for r in refs} for n, refs in m.checks.items()}
     assert by[1] == {("scenario:wg", "yaml check"): "pass", ("example:ex", "example check"): "not run"}
     assert by[2] == {("scenario:wg", "lab check"): "fail", ("scenario:wg", "py check"): "not run"}
-    # the f-string check as written, never run under that name; the report's two runs of it by name
-    assert by[3] == {("scenario:wg", "py check"): "not run", ("scenario:wg", "f'py {n}'"): "not run",
-                     ("scenario:wg", "py 1"): "pass", ("scenario:wg", "py 2"): "fail"}
-    assert m.uncovered == [4]
-    assert m.counts(3) == {"pass": 1, "fail": 1, "not run": 2}
+    # the f-string check is replaced by the report's two runs of it, by name
+    assert by[3] == {("scenario:wg", "py check"): "not run", ("scenario:wg", "py 1"): "pass", ("scenario:wg", "py 2"): "fail"}
+    assert m.uncovered == []
+    assert m.counts(3) == {"pass": 1, "fail": 1, "not run": 1}
+    assert by[4] == {("scenario:other", "n"): "not run"}  # no report: the expression as written, "not run"
     j = m.to_json()
-    assert j["covered"] == 3 and j["total"] == 4 and j["uncovered"] == [4]
+    assert j["covered"] == 4 and j["total"] == 4 and j["uncovered"] == []
+    m.titles[5] = "fifth claim"
     md = markdown(m)
-    assert "| 4 | fourth claim | 0 | 0 | 0 | 0 | **no check** |" in md
-    assert "3 of 4 claims have a check; no check names claims 4." in md
+    assert "| 5 | fifth claim | 0 | 0 | 0 | 0 | **no check** |" in md
+    assert "4 of 5 claims have a check; no check names claims 5." in md
 
 
 def test_claims_file_errors(tmp_path: Path) -> None:
