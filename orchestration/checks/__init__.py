@@ -4,7 +4,7 @@ share (status files, waiting, streams, A/B comparisons).
 Modules, one job each: ``model`` (the kinds as pydantic models: command, status, pcap,
 counter, reach, continuity), ``jsonpath`` (paths into status JSON), ``compare`` (the
 operators), ``status`` (reading status files, wait_until), ``counter`` (status, nft and
-SNMP counters), ``pcap`` (tshark display-filter counts), ``reach`` (ping/TCP probes),
+SNMP counters; pcap counts are orchestration.evidence.count), ``reach`` (ping/TCP probes),
 ``stream`` (numbered UDP streams: loss and gaps), ``session`` (the runner),
 ``claims`` (the claim coverage matrix of ``testbed claims``).
 """

@@ -29,7 +29,7 @@ from .counter import nft_counter, snmp_counter, status_counter
 from .jsonpath import MISSING, lookup
 from .model import (CheckBase, CommandCheck, ContinuityCheck, CounterCheck, PcapCheck, ReachCheck, StatusCheck,
                     parse_point)
-from .pcap import count_frames
+from ..evidence import count as count_frames
 from .reach import probe, resolve
 from .status import read_json
 from . import stream as stream_mod
@@ -225,7 +225,9 @@ class CheckSession:
         if path is None:
             return False, f"no capture of {c.pcap} (the session was not started before the run)"
         time.sleep(0.2)  # tcpdump -U writes each packet at once; let the last ones land
-        n = count_frames(path, c.filter)
+        if not Path(path).is_file():
+            return False, f"no capture file {path}"
+        n = count_frames(path, c.filter)  # EvidenceError (bad filter, no tshark): this attempt fails with it
         ok, detail = compare(n, c.op, c.count)
         return ok, f"{c.pcap}: {n} frame(s) match {c.filter!r}; {detail.replace('found ', '', 1)}"
 
