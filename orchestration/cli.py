@@ -260,17 +260,63 @@ def render(file: Path = typer.Argument(..., help="lab YAML (kind: lab)"),
 def run_(file: Path = typer.Argument(..., help="lab YAML (kind: lab)"),
          lab: Optional[str] = typer.Option(None, help="lab name (default: the file's)"),
          keep: bool = typer.Option(False, help="leave the lab up afterwards")) -> None:
-    """Bring a lab file up, run its schedule and checks, take it down; exit 1 if a check fails."""
+    """Bring a lab file up, run its schedule and checks, take it down; exit 1 if a check fails.
+    The report goes to results/examples/<name>/report.json (a file in examples/) or
+    results/<name>/report.json, where ``testbed claims`` reads it."""
     from .domain import load_lab
-    from .domain.schedule import run_lab
+    from .domain.schedule import report_path, run_lab
 
     try:
-        report = run_lab(load_lab(file), lab_name=lab, keep=keep, say=_say)
+        report = run_lab(load_lab(file), lab_name=lab, keep=keep, say=_say, report=report_path(file))
     except EXPECTED as e:
         _fail(e)
         return
     out_console.print(_checks_table(f"lab {report['lab']}: {'PASSED' if report['passed'] else 'FAILED'}", report["checks"]))
     raise typer.Exit(0 if report["passed"] else 1)
+
+
+@app.command()
+def claims(as_json: bool = typer.Option(False, "--json", help="the matrix as one JSON object"),
+           as_markdown: bool = typer.Option(False, "--markdown", help="the matrix as a Markdown table (README)"),
+           claims_file: Path = typer.Option(Path("docs/claims.txt"), "--claims", help="NUMBER<TAB>text lines"),
+           results: Optional[Path] = typer.Option(None, help="reports folder (default: results/)"),
+           verbose: bool = typer.Option(False, "-v", help="list every check under its claim"),
+           readme: Optional[Path] = typer.Option(None, help="write the Markdown matrix into this file between its markers")) -> None:
+    """The coverage matrix of the claims: which checks of the scenarios and examples name each
+    claim and how they fared in their last reports (pass / fail / not run), and which claims
+    no check covers."""
+    from .backend import repo_root
+    from .checks.claims import ClaimsError, build, markdown, update_readme
+
+    root = repo_root()
+    try:
+        m = build(root, results or root / "results", claims_file)
+        if readme is not None:
+            update_readme(readme, markdown(m))
+            _say(f"{readme}: claims matrix written ({len(m.titles) - len(m.uncovered)} of {len(m.titles)} claims have a check)")
+            return
+    except ClaimsError as e:
+        _fail(e)
+        return
+    if as_json:
+        print(json.dumps(m.to_json(), indent=1))
+        return
+    if as_markdown:
+        print(markdown(m))
+        return
+    t = Table(title=Text(f"claims: {len(m.titles) - len(m.uncovered)} of {len(m.titles)} have a check"))
+    for col in ("claim", "what it claims", "checks", "pass", "fail", "not run"):
+        t.add_column(col, overflow="fold")
+    for n, title in m.titles.items():
+        c = m.counts(n)
+        t.add_row(str(n), Text(title[:90]), str(len(m.checks.get(n, []))), Text(str(c["pass"]), style="green" if c["pass"] else ""),
+                  Text(str(c["fail"]), style="red" if c["fail"] else ""), str(c["not run"]))
+        if verbose:
+            for r in m.checks.get(n, []):
+                t.add_row("", Text(f"  {r.source}: {r.name}"), "", *(("x", "", "") if r.status == "pass" else
+                                                                     ("", "x", "") if r.status == "fail" else ("", "", "x")))
+    out_console.print(t)
+    out_console.print(Text("no check names claims: " + (", ".join(map(str, m.uncovered)) or "(none)")))
 
 
 @app.command()

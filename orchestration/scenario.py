@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -26,59 +25,27 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .backend import repo_root
+from .checks.model import AnyCheck, CommandCheck, check_points
+from .checks.session import CheckResult, CheckSession, judge, run_check
 from .lab import Lab
 from .topology import TopologyError, _loc, read_yaml_file
 
+Check = CommandCheck  # the command check, by its old name (orchestration.checks.model has every kind)
 SCENARIOS_DIR = repo_root() / "scenarios"
 RESULTS_DIR = repo_root() / "results"
 
 
 class Step(BaseModel):
-    """Something done before the checks: a command that must succeed, or one started in the background."""
+    """Something done before the checks: a command that must succeed, or one started in the
+    background. A ``name`` makes it a point counter checks can count from or to
+    (``from: before NAME``, ``to: after NAME``)."""
 
     model_config = ConfigDict(extra="forbid")
+    name: str | None = None
     node: str
     run: str | None = None
     spawn: str | None = None
     wait: float = 0.0
-
-
-class Check(BaseModel):
-    """One line of evaluation: run ``run`` on ``node``; pass if the exit status is as
-    ``expect`` says and stdout matches ``match`` (and not ``no_match``). ``retry`` seconds
-    allow a protocol time to converge before the check fails.
-
-    A check that expects failure must say why it fails: ``reason`` is a regular expression
-    searched in stdout and stderr together (``0 received``, ``Network is unreachable``,
-    ``AUTHENTICATION_FAILED``), so that a typo in the command, which fails too, does not
-    pass the check."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    node: str
-    run: str
-    expect: Literal["ok", "fail"] = "ok"
-    match: str | None = None
-    no_match: str | None = None
-    reason: str | None = Field(None, description="why an 'expect: fail' check fails: regex over stdout + stderr")
-    retry: float = 0.0
-    timeout: float = 30.0
-
-    @model_validator(mode="after")
-    def _fail_says_why(self) -> "Check":
-        if self.expect == "fail" and not self.reason:
-            raise ValueError("a check with 'expect: fail' needs 'reason': a regex over stdout+stderr "
-                             "that says why the command fails (e.g. reason: '2 packets transmitted, 0 received')")
-        if self.expect == "ok" and self.reason:
-            raise ValueError("'reason' is for 'expect: fail' checks; use 'match' for output of a command that succeeds")
-        for k in ("match", "no_match", "reason"):
-            v = getattr(self, k)
-            if v is not None:
-                try:
-                    re.compile(v)
-                except re.error as e:
-                    raise ValueError(f"{k}: {v!r} is not a regular expression ({e})") from None
-        return self
 
 
 class ScenarioFile(BaseModel):
@@ -86,18 +53,24 @@ class ScenarioFile(BaseModel):
     topology: str = "topology.yaml"
     capture: list[str] = Field([], description="links or segments captured for the whole run")
     steps: list[Step] = []
-    checks: list[Check] = []
+    checks: list[AnyCheck] = Field([], description="checks of every kind (orchestration.checks.model)")
     settle: float = Field(0.0, description="seconds to wait after bring-up before steps")
     evidence: list[Literal["aodv", "mip", "diameter", "dhcp", "isakmp"]] = Field(
         [], description="protocols tshark must decode in the captures (on their registered ports); "
                         "every scenario with captures is also checked for malformed frames")
 
-
-@dataclass
-class CheckResult:
-    name: str
-    passed: bool
-    detail: str = ""
+    @model_validator(mode="after")
+    def _points_and_times(self) -> "ScenarioFile":
+        steps = {st.name for st in self.steps if st.name}
+        for i, c in enumerate(self.checks):
+            if c.at is not None:
+                raise ValueError(f"checks[{i}] ({c.name!r}): 'at' is for lab files (a schedule's timeline); "
+                                 "scenario.yaml checks run after the steps, in order")
+        for i, where, name in check_points(self.checks):
+            if name not in steps:
+                raise ValueError(f"checks[{i}]: no step named {name!r} to count {where}; name a step "
+                                 f"('name: {name}' under steps) or use start/end (named steps: {sorted(steps) or 'none'})")
+        return self
 
 
 @dataclass
@@ -112,8 +85,9 @@ class ScenarioContext:
     checks: list[CheckResult] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
-    def check(self, name: str, passed: bool, detail: str = "") -> bool:
-        self.checks.append(CheckResult(name, bool(passed), detail))
+    def check(self, name: str, passed: bool, detail: str = "", claims: list[int] | tuple[int, ...] = ()) -> bool:
+        """Record a check decided in scenario.py; ``claims`` it exercises show in ``testbed claims``."""
+        self.checks.append(CheckResult(name, bool(passed), detail, list(claims)))
         self.say(f"{'PASS' if passed else 'FAIL'} {name}" + (f" ({detail})" if detail else ""))
         return bool(passed)
 
@@ -149,40 +123,6 @@ def load_scenario(folder: Path) -> ScenarioFile:
         return ScenarioFile.model_validate(read_yaml_file(path) or {})
     except ValidationError as e:
         raise TopologyError(str(path), [(_loc(err["loc"]), err["msg"]) for err in e.errors()]) from None
-
-
-def judge(c: Check, exit_code: int, stdout: str, stderr: str) -> tuple[bool, str]:
-    """Decide one attempt of a check from the command's exit status and output.
-
-    Returns (passed, detail); the detail names what was missing or present."""
-    ok = (exit_code == 0) == (c.expect == "ok")
-    detail = f"exit {exit_code}"
-    if ok and c.reason and not re.search(c.reason, stdout + "\n" + stderr):
-        ok, detail = False, f"{detail}; failed, but not because /{c.reason}/"
-    if ok and c.match and not re.search(c.match, stdout):
-        ok, detail = False, f"{detail}; output lacks /{c.match}/"
-    if ok and c.no_match and re.search(c.no_match, stdout):
-        ok, detail = False, f"{detail}; output has /{c.no_match}/"
-    if not ok:
-        tail = (stdout + stderr).strip().splitlines()[-3:]
-        detail += ("; " + " | ".join(tail)) if tail else ""
-    return ok, detail
-
-
-def run_check(lab: Lab, c: Check, interval_s: float = 0.5) -> CheckResult:
-    """Run one check on a lab, again every ``interval_s`` until it passes or ``c.retry``
-    seconds are over. A command that cannot be run (the node is gone, the exec times out)
-    fails this check with the exception in its detail; the other checks still run."""
-    deadline = time.monotonic() + c.retry
-    while True:
-        try:
-            r = lab.exec(c.node, c.run, timeout=c.timeout)
-            ok, detail = judge(c, r.exit_code, r.stdout, r.stderr)
-        except Exception as e:  # noqa: BLE001 - any failure to run is this check's failure
-            ok, detail = False, f"could not run: {type(e).__name__}: {e}"
-        if ok or time.monotonic() >= deadline:
-            return CheckResult(c.name, ok, detail)
-        time.sleep(interval_s)
 
 
 def evidence_checks(ctx: ScenarioContext, pcaps: list[Path], expected: list[str]) -> None:
@@ -226,23 +166,29 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
     else:
         lab = Lab.from_file(folder / spec.topology, name=lab_name, workdir=results)
     ctx = ScenarioContext(name, lab, folder, results, say)
+    captures = {key: results / "pcaps" / f"{key.replace(':', '_')}.pcap" for key in spec.capture}
+    session = CheckSession(lab, spec.checks, results, captures=captures)
     t0 = time.monotonic()
     error = None
     try:
         lab.up(say=say)
         ctx.metric("bringup_s", round(lab.timings["up"] - lab.timings.get("images", 0), 3))
-        for key in spec.capture:
-            lab.capture(key, results / "pcaps" / f"{key.replace(':', '_')}.pcap")
+        for key, path in captures.items():
+            lab.capture(key, path)
         time.sleep(spec.settle)
+        session.start()
         for st in spec.steps:
+            session.mark("before", st.name)
             if st.run:
                 lab.exec(st.node, st.run, check=True, timeout=120)
             if st.spawn:
                 lab.spawn(st.node, st.spawn)
             time.sleep(st.wait)
+            session.mark("after", st.name)
         for c in spec.checks:
-            ctx.checks.append(res := run_check(lab, c))
+            ctx.checks.append(res := session.run(c))
             say(f"{'PASS' if res.passed else 'FAIL'} {res.name} ({res.detail})")
+        session.close()
         if compiled is not None:
             from .domain.schedule import run_timeline
 
@@ -257,6 +203,7 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
         ctx.check("scenario ran to the end", False, error)
         (results / "error.txt").write_text(traceback.format_exc())
     finally:
+        session.close()
         try:
             lab.collect_logs()
         except Exception:
@@ -273,7 +220,7 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
         "scenario": name,
         "passed": bool(ctx.checks) and all(c.passed for c in ctx.checks),
         "duration_s": round(time.monotonic() - t0, 3),
-        "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in ctx.checks],
+        "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail, "claims": c.claims} for c in ctx.checks],
         "metrics": ctx.metrics,
     }
     (results / "report.json").write_text(json.dumps(report, indent=2))

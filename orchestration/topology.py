@@ -337,6 +337,8 @@ def _dup_pair(done: list[Wire], a: str, b: str) -> bool:
 def _loc(loc: Iterable[Any]) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str) and part.startswith("kind:"):
+            continue  # a tag of a union (orchestration.checks.model.AnyCheck), not a field
         if isinstance(part, int):
             out += f"[{part}]"
         else:

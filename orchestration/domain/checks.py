@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable
 
+from ..checks.model import check_nodes, check_points
 from ..topology import PRIVATE_RANGES, PUBLIC_RANGES
 from . import internet, testing
 from .compiler import cell, lan, sg_node
@@ -213,9 +214,16 @@ def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
     ats = [ev.at for ev in lab.schedule]
     if ats != sorted(ats):
         add("schedule", "entries must be in time order ('at' never decreasing)")
+    known = _all_node_names(lab)
     for i, c in enumerate(lab.checks):
-        if c.node not in _all_node_names(lab):
-            add(f"checks[{i}].node", f"unknown node {c.node!r} ({_known(_all_node_names(lab))})")
+        for n in check_nodes(c):
+            if n not in known:
+                add(f"checks[{i}]", f"unknown node {n!r} in check {c.name!r} ({_known(known)})")
+    events = {ev.name for ev in lab.schedule if ev.name}
+    for i, where, name in check_points(lab.checks):
+        if name not in events:
+            add(f"checks[{i}]", f"no schedule entry named {name!r} to count {where}; add 'name: {name}' to it, "
+                f"or count from start / to end (named entries: {_known(events)})")
 
 
 def _all_node_names(lab: LabFile, mesh: bool = True) -> set[str]:

@@ -67,6 +67,7 @@ class Compiled:
     tokens: list[dict[str, Any]]
     ports: dict[str, str] = field(default_factory=dict)  # node -> port key "<segment>:<node>"
     nft_files: list[tuple[str, str]] = field(default_factory=list)  # (node, path)
+    addresses: dict[str, str] = field(default_factory=dict)  # node -> its realm address (checks name nodes)
 
 
 class Compiler:
@@ -492,4 +493,4 @@ def compile_model(lab: LabFile, source: str, secrets: Secrets | None = None) -> 
     c = Compiler(lab, secrets or Secrets())
     topo = c.run()
     return Compiled(lab, source, parse_topology(topo, f"{source} (compiled)"), c.agent_files, c.tokens, c.ports,
-                    c.nft_files)
+                    c.nft_files, {n: str(a) for n, a in c.addr.items()})

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..checks.model import AnyCheck
 from ..scenario import Check as DataCheck
 from ..topology import LAB_NAME, check_item_names, check_lab_name
 from .testing import Testing
@@ -144,9 +145,11 @@ class AccessNetwork(_Strict):
 
 
 class Event(_Strict):
-    """One entry of the schedule: at ``at``, move a node or set a link up/down."""
+    """One entry of the schedule: at ``at``, move a node or set a link up/down. A ``name``
+    makes it a point counter checks can count from or to (``from: before NAME``)."""
 
     at: float
+    name: str | None = None
     move: str | None = None
     to: str | None = None
     link: str | None = None
@@ -158,18 +161,9 @@ class Event(_Strict):
         return seconds(v)
 
 
-class Check(DataCheck):
-    """A data check of the scenario engine (orchestration.scenario.Check: node, run, expect,
-    match, no_match, retry, timeout), run at ``at`` or after the schedule, naming the
-    claims it exercises."""
-
-    at: float | None = None
-    claims: list[int] = []
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _at(cls, v: Any) -> float | None:
-        return None if v is None else seconds(v)
+# A lab's checks: every kind of the scenario engine (orchestration.checks.model: command --
+# DataCheck --, status, pcap, counter, reach, continuity), each with ``at`` and ``claims``.
+Check = AnyCheck
 
 
 class Internet(_Strict):

@@ -5,6 +5,7 @@ import json
 import tempfile
 import time
 
+from orchestration.checks.status import read_json, wait_until
 from testbed.access.dhcp import udhcpc_args
 from testbed.aodv.messages import AODV_PORT
 from testbed.mn.enroll import sign_local_key
@@ -35,14 +36,14 @@ def jexec(ctx, node, cmd):
 
 
 def wait_json(ctx, node, path, pred, timeout=15.0):
-    end = time.monotonic() + timeout
-    doc = None
-    while time.monotonic() < end:
-        doc = jexec(ctx, node, f"cat {path}")
-        if doc is not None and pred(doc):
-            return doc
-        time.sleep(0.3)
-    return doc
+    """The JSON document in ``path`` once ``pred`` holds for it, else the last one read (or None)."""
+    last = [None]
+
+    def ready():
+        last[0] = read_json(ctx.lab, node, path)
+        return last[0] is not None and pred(last[0])
+    wait_until(ready, timeout, 0.3)
+    return last[0]
 
 
 def put_pki(ctx, node, prefix, ca, cert, key):
@@ -97,7 +98,8 @@ def nft_drops(ctx, addr):
 def run(ctx) -> None:
     lab = ctx.lab
     if not wait_json(ctx, "msm", "/run/testbed/msm.json", lambda d: d.get("diameter"), 30):
-        ctx.check("MSM with DIAMETER running", False, lab.exec("msm", "cat /var/log/testbed/*.log").stdout[-500:])
+        ctx.check("MSM with DIAMETER running", False, lab.exec("msm", "cat /var/log/testbed/*.log").stdout[-500:],
+                  claims=[41])
         return
     # ---------------------------------------------------------- PKI from the MSM (claim 55)
     ca_pem = lab.exec("msm", "cat /var/lib/msm/ca/ca.pem").stdout
@@ -155,7 +157,7 @@ def run(ctx) -> None:
                    lambda d: (d.get("diameter") or {}).get("peer", {}).get("state") == "open"
                    if isinstance((d.get("diameter") or {}).get("peer"), dict) else bool(d.get("diameter")), 20)
     ctx.check("sink running with a DIAMETER connection to the MSM", bool(up),
-              json.dumps((up or {}).get("diameter"))[:300])
+              json.dumps((up or {}).get("diameter"))[:300], claims=[41])
 
     # ---------------------------------------------------------- shared secret (claims 40-45)
     lab.spawn("mn1", node_cfg(ctx, "mn1", "mn1", address="10.10.0.5", identity="mn1.mwg.test",
@@ -164,29 +166,29 @@ def run(ctx) -> None:
     routes = (st or {}).get("routes", [])
     ctx.check("mn1 (shared secret) attaches with default + cheaper home route",
               bool(st) and st["verdict"] == "member" and ["0.0.0.0/0", "10.10.1.1", 10] in routes
-              and ["10.10.0.0/16", "0.0.0.0", 1] in routes, json.dumps(st)[:400])
+              and ["10.10.0.0/16", "0.0.0.0", 1] in routes, json.dumps(st)[:400], claims=[40, 43, 44])
     if st:
         ctx.metric("attach_ms_secret", st["attach_ms"])
     r = lab.exec("mn1", "ping -c3 -i0.2 -W1 10.10.1.10")
-    ctx.check("mn1 reaches home host h1", "3 received" in r.stdout, r.stdout.strip()[-120:])
+    ctx.check("mn1 reaches home host h1", "3 received" in r.stdout, r.stdout.strip()[-120:], claims=[45])
     rt = lab.exec("mn1", "ip route").stdout
     ctx.check("mn1 kernel: default metric 10, home range metric 1 via the sink",
               "default via 10.10.0.1 dev eth0 proto static metric 10" in rt
-              and "10.10.0.0/16 via 10.10.0.1 dev eth0 proto static metric 1" in rt, rt.strip())
+              and "10.10.0.0/16 via 10.10.0.1 dev eth0 proto static metric 1" in rt, rt.strip(), claims=[43, 45])
     log = lab.exec("msm", "grep '\"event\": \"auth\"' /var/log/testbed/msm-diameter.jsonl").stdout
     ctx.check("MSM DIAMETER log shows mn1's AA exchange",
-              '"identity": "mn1.mwg.test"' in log and '"result_code": 2001' in log, log.strip()[-300:])
+              '"identity": "mn1.mwg.test"' in log and '"result_code": 2001' in log, log.strip()[-300:], claims=[41])
 
     # ---------------------------------------------------------- certificate (claims 50-54)
     lab.spawn("mn2", node_cfg(ctx, "mn2", "mn2", address="10.10.0.6", identity="mn2.mwg.test",
                                 method="certificate", certs=mn2_certs), log="access-node.log")
     st = wait_json(ctx, "mn2", "/run/testbed/access-mn2.json", lambda d: d.get("attached"))
     ctx.check("mn2 (certificate) attaches, after checking the sink's certificate",
-              bool(st) and st["verdict"] == "member", json.dumps(st)[:400])
+              bool(st) and st["verdict"] == "member", json.dumps(st)[:400], claims=[50, 51, 52, 53, 54])
     if st:
         ctx.metric("attach_ms_certificate", st["attach_ms"])
     r = lab.exec("mn2", "ping -c3 -i0.2 -W1 10.10.1.10")
-    ctx.check("mn2 reaches home host h1", "3 received" in r.stdout, r.stdout.strip()[-120:])
+    ctx.check("mn2 reaches home host h1", "3 received" in r.stdout, r.stdout.strip()[-120:], claims=[50])
 
     # ---------------------------------------------------------- forged hellos
     attempts = [("wrong secret", dict(method="secret", secret="guessed"), "refused_rejected_by_msm"),
@@ -202,17 +204,18 @@ def run(ctx) -> None:
         after = sink_counter(ctx, counter)
         ctx.check(f"forged hello ({what}) gets no route; sink counts {counter}",
                   st.get("attached") is False and st.get("hellos_sent", 0) >= 1 and after > before,
-                  f"attached={st.get('attached')} hellos={st.get('hellos_sent')} {counter} {before}->{after}")
+                  f"attached={st.get('attached')} hellos={st.get('hellos_sent')} {counter} {before}->{after}",
+                  claims=[40, 52])
     rt = lab.exec("forger", "ip route").stdout
-    ctx.check("forger has no route from the sink", "via 10.10.0.1" not in rt, rt.strip())
+    ctx.check("forger has no route from the sink", "via 10.10.0.1" not in rt, rt.strip(), claims=[40])
     lab.exec("forger", "ip route add 10.10.1.0/24 via 10.10.0.1")
     before = nft_drops(ctx, "10.10.0.7")
     r = lab.exec("forger", "ping -c3 -i0.2 -W1 10.10.1.10")
     after = nft_drops(ctx, "10.10.0.7")
     ctx.check("forger's packets (hand-made route) are dropped at the sink",
-              " 0 received" in r.stdout and after >= before + 3, f"nft drops {before}->{after}")
+              " 0 received" in r.stdout and after >= before + 3, f"nft drops {before}->{after}", claims=[41])
     slog = lab.exec("msr1", "grep -c 'refused hello' /var/log/testbed/msr.log").stdout.strip()
-    ctx.check("sink logs the refusals", slog.isdigit() and int(slog) >= 3, f"{slog} log lines")
+    ctx.check("sink logs the refusals", slog.isdigit() and int(slog) >= 3, f"{slog} log lines", claims=[40])
     agent = ((jexec(ctx, "msr1", f"cat {SINK_STATUS}") or {}).get("aodv") or {}).get("counters", {})
     ctx.check("the hellos came in on UDP 654 through msr1's AODV socket and the access plane judged "
               "them (mn1, mn2 and the wrong secret pending on the MSM, forged certificates refused, "
@@ -220,7 +223,8 @@ def run(ctx) -> None:
               agent.get("access_pending", 0) >= 3 and agent.get("access_refuse", 0) >= 1
               and agent.get("foreign_iface_dropped", 0) == 0,
               f"agent counters: access_pending {agent.get('access_pending')}, access_refuse "
-              f"{agent.get('access_refuse')}, foreign_iface_dropped {agent.get('foreign_iface_dropped')}")
+              f"{agent.get('access_refuse')}, foreign_iface_dropped {agent.get('foreign_iface_dropped')}",
+              claims=[40, 57])
 
     # ---------------------------------------------------------- visitor (claims 46-49)
     lab.spawn("v1", node_cfg(ctx, "v1", "v1", address="10.10.0.77", identity="guest.other.test",
@@ -228,7 +232,7 @@ def run(ctx) -> None:
     st = wait_json(ctx, "v1", "/run/testbed/access-v1.json", lambda d: d.get("attached"))
     ctx.check("visitor v1 gets only a default route via the FA",
               bool(st) and st["verdict"] == "visitor" and st["routes"] == [["0.0.0.0/0", "10.10.1.20", 1]],
-              json.dumps(st)[:300])
+              json.dumps(st)[:300], claims=[46])
     if st:
         ctx.metric("attach_ms_visitor", st["attach_ms"])
     lab.put_file("v1", "/etc/testbed/tunnel.json", json.dumps({
@@ -238,12 +242,12 @@ def run(ctx) -> None:
     time.sleep(1.5)
     r = lab.exec("v1", "ping -c3 -i0.2 -W1 -I 10.20.0.9 10.20.0.1")
     ctx.check("visitor reaches its home host hb through the IP-IP tunnel to the FA (inner 10.20.0.9)",
-              "3 received" in r.stdout, r.stdout.strip()[-150:])
+              "3 received" in r.stdout, r.stdout.strip()[-150:], claims=[47, 48])
     before = nft_drops(ctx, "10.10.0.77")
     r = lab.exec("v1", "ping -c3 -i0.2 -W1 10.10.1.10")
     after = nft_drops(ctx, "10.10.0.77")
     ctx.check("visitor's untunnelled packets are dropped at the sink",
-              " 0 received" in r.stdout and after >= before + 3, f"nft drops {before}->{after}")
+              " 0 received" in r.stdout and after >= before + 3, f"nft drops {before}->{after}", claims=[49])
 
     # ---------------------------------------------------------- DHCP routing proxy (57-62)
     args = udhcpc_args("p1.mwg.test", "10.10.0.8", "secret-p1", "eth0",
@@ -255,7 +259,7 @@ def run(ctx) -> None:
     env = lab.exec("p1", "cat /run/testbed/udhcpc.env").stdout
     ctx.check("p1 attaches with udhcpc (options 50/61/43): ACK with option 121 routes",
               r.ok and "event=bound" in env and "ip=10.10.0.8" in env and "0.0.0.0/0 10.10.0.1" in env,
-              (env or r.stdout + r.stderr).strip()[-300:])
+              (env or r.stdout + r.stderr).strip()[-300:], claims=[58, 59, 60])
     # the sink writes its status file periodically: wait for the attach udhcpc just made
     end = time.monotonic() + 5
     while True:
@@ -287,11 +291,12 @@ def run(ctx) -> None:
               not had_route and sorted(got) == sorted(want)
               and aodv.get("counters", {}).get("rreq_sent", 0) > before_rreq and aodv.get("buffered", 0) >= 1,
               f"route before: {had_route!r}; received {len(got)}/20 (order {[g[4:] for g in got]}); rreq_sent "
-              f"{before_rreq}->{aodv.get('counters', {}).get('rreq_sent')}; buffered {aodv.get('buffered')}")
+              f"{before_rreq}->{aodv.get('counters', {}).get('rreq_sent')}; buffered {aodv.get('buffered')}",
+              claims=[61, 62])
     r = lab.exec("d1", "ping -c3 -i0.2 -W1 10.10.0.8")
     ctx.check("d1 reaches p1: the sink answers route requests for it (proxy)", "3 received" in r.stdout,
-              r.stdout.strip()[-120:])
+              r.stdout.strip()[-120:], claims=[57])
     log = lab.exec("msm", "grep '\"event\": \"auth\"' /var/log/testbed/msm-diameter.jsonl").stdout
     ctx.check("MSM DIAMETER log shows the DHCP hello mapped to an AA-Request",
-              '"identity": "p1.mwg.test"' in log, log.strip()[-200:])
+              '"identity": "p1.mwg.test"' in log, log.strip()[-200:], claims=[60])
     ctx.metric("sink_refused", sink.get("counters", {}).get("refused", 0))

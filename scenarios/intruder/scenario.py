@@ -182,7 +182,7 @@ def run(ctx) -> None:
     r = lab.exec("d", f"python3 -m testbed.mn.enroll --portal {PORTAL} --token {d_token} --kind mn --out {D_PKI} "
                       "--wait 60", timeout=90)
     ctx.check("d enrols as itself with its one-time token (key made on d, CSR sent)", r.ok,
-              (r.stdout + r.stderr).strip()[-200:])
+              (r.stdout + r.stderr).strip()[-200:], claims=[55])
     # x takes the CA certificate anonymously (GET /api/ca, public) without checking it, so its
     # TLS connections work: what it lacks is a client certificate
     r = lab.exec("x", f"curl -sk -m 10 {PORTAL}/api/ca -o /root/ca.pem && grep -c 'BEGIN CERTIFICATE' /root/ca.pem")
@@ -196,7 +196,7 @@ def run(ctx) -> None:
     t_a_end = time.time()
     ctx.check("control: a (member) signs on as itself over mutual TLS and gets W's members",
               code_a == 200 and any(m.get("fqdn") == "b.mwg.test" for m in view_a.get("members", [])),
-              f"HTTP {code_a}, members {[m.get('fqdn') for m in view_a.get('members', [])]}")
+              f"HTTP {code_a}, members {[m.get('fqdn') for m in view_a.get('members', [])]}", claims=[5])
     # control for the capture search: a token-shaped secret sent in clear IS found
     canary = "ctl000." + secrets.token_hex(12)
     lab.exec("x", f"echo {canary} | socat -u - UDP:198.51.100.10:9")
@@ -304,7 +304,7 @@ def removal_across_sigkill(ctx) -> None:
     lab.exec("msm", f"kill -9 {pid}")
     dead = wait(lambda: not lab.exec("msm", f"kill -0 {pid}").ok, 5)
     ctx.check("the operator removed a from W and the MSM was SIGKILLed right after the acknowledgement",
-              code == 200 and bool(pid) and bool(dead), f"HTTP {code}, pid {pid}, dead {bool(dead)}")
+              code == 200 and bool(pid) and bool(dead), f"HTTP {code}, pid {pid}, dead {bool(dead)}", claims=[5, 13])
     lab.spawn("msm", "python3 -m testbed.msm --config /etc/testbed/msm.yaml", log="msm-restart.log")
     back = wait(lambda: operator(ctx, "GET", "/api/workgroups/W")[0] == 200, 30, 0.5)
     code, wg = operator(ctx, "GET", "/api/workgroups/W")
@@ -314,7 +314,7 @@ def removal_across_sigkill(ctx) -> None:
     ctx.metric("msm_version_after_restart", v1)
     ctx.check("after SIGKILL and restart a is still removed from W (the seed is not re-applied), version monotonic",
               bool(back) and "a.mwg.test" not in members and "b.mwg.test" in members and v1 > v0,
-              f"members {members}; version {v0} -> {v1}")
+              f"members {members}; version {v0} -> {v1}", claims=[5, 13])
     row_gone = wait(lambda: not any(r.get("initiator_private") == A_ADDR for r in
                                     jstatus(ctx, "sg-b", "/run/testbed/sg.json").get("filter", {}).get("rows", [{}])), 15)
     a_out = wait(lambda: jstatus(ctx, "a", "/run/testbed/mn.json").get("member") is False, 20)
@@ -322,7 +322,7 @@ def removal_across_sigkill(ctx) -> None:
     ctx.check("the removed a can no longer reach b (no row at SG-B, sign-on refused, ping fails)",
               bool(row_gone) and bool(a_out) and " 0 received" in r.stdout,
               f"row gone {bool(row_gone)}, a member={jstatus(ctx, 'a', '/run/testbed/mn.json').get('member')}, "
-              f"{_last(r.stdout)}")
+              f"{_last(r.stdout)}", claims=[2, 6])
     before = refusals(ctx)
     code, doc = http(ctx, "a", "--cacert /var/lib/testbed/mn/pki/ca.pem --cert /var/lib/testbed/mn/pki/cert.pem "
                                "--key /var/lib/testbed/mn/pki/key.pem", "POST", "/api/signon", {"workgroup": "W"})
@@ -330,7 +330,8 @@ def removal_across_sigkill(ctx) -> None:
     ctx.check("a's next sign-on is refused as not_member and counted",
               code == 403 and doc.get("reason") == "not_member"
               and after.get("not_member", 0) > before.get("not_member", 0),
-              f"HTTP {code} {doc.get('reason')}; not_member {before.get('not_member', 0)} -> {after.get('not_member', 0)}")
+              f"HTTP {code} {doc.get('reason')}; not_member {before.get('not_member', 0)} -> {after.get('not_member', 0)}",
+              claims=[5])
 
 
 def d_sas_at_sgb(ctx) -> list[dict]:
@@ -361,14 +362,15 @@ def d_tunnel(ctx) -> None:
     lab.exec("d", "for i in $(seq 40); do swanctl --load-all --noprompt && exit 0; sleep 0.25; done; exit 1", timeout=30)
     up = d_initiate(ctx)
     ctx.check("control: d (valid certificate, M-VPN D) establishes an SA with SG-B", bool(up),
-              lab.exec("d", "swanctl --list-sas").stdout.strip()[-200:])
+              lab.exec("d", "swanctl --list-sas").stdout.strip()[-200:], claims=[8, 9])
     drops = lambda: jstatus(ctx, "sg-b", "/run/testbed/sg.json").get("filter", {}).get("drops", {}).get(  # noqa: E731
         PUB["D"], {}).get("packets", 0)
     d0 = drops()
     r = lab.exec("d", f"ping -c3 -i0.3 -W1 {B_ADDR}", timeout=15)
     d1 = wait(lambda: (lambda v: v if v >= d0 + 3 else None)(drops()), 5) or drops()
     ctx.check("control: d's packets to b enter SG-B over that SA and die at the workgroup filter (counted)",
-              " 0 received" in r.stdout and d1 - d0 >= 3, f"{_last(r.stdout)}; SG-B drops for D {d0} -> {d1}")
+              " 0 received" in r.stdout and d1 - d0 >= 3, f"{_last(r.stdout)}; SG-B drops for D {d0} -> {d1}",
+              claims=[2, 6])
 
 
 def revocation(ctx) -> None:
@@ -388,12 +390,12 @@ def revocation(ctx) -> None:
               code == 200 and bool(gone) and st1.get("loaded", 0) > st0.get("loaded", 0)
               and st1.get("sas_terminated", 0) > st0.get("sas_terminated", 0),
               f"HTTP {code}; SA gone after {t_gone:.1f} s; CRL loads {st0.get('loaded')} -> {st1.get('loaded')}, "
-              f"revoked serials {st1.get('revoked_serials')}, SAs terminated {st1.get('sas_terminated')}")
+              f"revoked serials {st1.get('revoked_serials')}, SAs terminated {st1.get('sas_terminated')}", claims=[9])
     r = lab.exec("d", "swanctl --initiate --child net --ike handmade --timeout 8", timeout=20)
     log = lab.exec("sg-b", "grep -iE 'revoked|AUTHENTICATION_FAILED|constraint' /var/lib/testbed/sg/D/charon.log | tail -3").stdout
     ctx.check("d's next IKE authentication at SG-B is refused: its certificate is revoked (CRL in charon)",
               not r.ok and not d_sas_at_sgb(ctx) and "revoked" in log.lower(),
-              f"initiate exit {r.exit_code}; SG-B realm-D log: {log.strip()[-200:]}")
+              f"initiate exit {r.exit_code}; SG-B realm-D log: {log.strip()[-200:]}", claims=[9, 10])
     before = refusals(ctx)
     code, doc = http(ctx, "d", D_CURL, "GET", "/api/changes")
     after = refusals(ctx)

@@ -11,6 +11,9 @@ import re
 import time
 from pathlib import Path
 
+from orchestration.checks.counter import snmp_counter
+from orchestration.checks.status import read_status, wait_until
+
 MN_STATUS = "/run/testbed/mip-mn.json"
 FA_STATUS = "/run/testbed/mip-fa.json"
 HA_STATUS = "/run/testbed/mip-ha.json"
@@ -24,27 +27,16 @@ AODV_STATUS = "/run/testbed/aodv.json"          # a's AODV agent (home domain A,
 
 
 def read(ctx, node: str, path: str) -> dict:
-    r = ctx.lab.exec(node, f"cat {path}")
-    try:
-        return json.loads(r.stdout)
-    except ValueError:
-        return {}
+    return read_status(ctx.lab, node, path)
 
 
 def wait(pred, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(interval)
-    return None
+    """What ``pred`` returned once it was true, or None after ``timeout`` s."""
+    return wait_until(pred, timeout, interval) or None
 
 
-def in_echos(ctx, node: str) -> int:
-    out = ctx.lab.exec(node, "cat /proc/net/snmp").stdout
-    head, vals = [line.split() for line in out.splitlines() if line.startswith("Icmp:")][:2]
-    return int(vals[head.index("InEchos")])
+def in_echos(ctx, node: str) -> int | None:
+    return snmp_counter(ctx.lab, node, "Icmp.InEchos")
 
 
 def pings(ctx, node: str, dst: str, n: int) -> int:
@@ -76,7 +68,7 @@ def roam(ctx, name: str, segment: str, mode: str, before: str | None = None, aft
     reg = wait(lambda: registered(ctx, "a", mode, t_move), 25)
     ok = ctx.check(f"{name}: a registered ({mode})", reg is not None,
                    f"latency {reg['latency_ms']} ms after {reg['tries']} request(s)" if reg else
-                   f"status: {read(ctx, 'a', MN_STATUS).get('mode')}")
+                   f"status: {read(ctx, 'a', MN_STATUS).get('mode')}", claims=[14])
     out = {"t_move": t_move}
     if not ok:
         return out
@@ -93,14 +85,14 @@ def recovered(ctx, name: str, t_move: float, t_done: float, out: dict) -> None:
                                            ("the workgroup TCP session to b", WG_PROBE, WG_PROBE_UDP, "wg_")):
         probe = wait(lambda: (p := read(ctx, "a", tcp_path)) and (p.get("last_echo") or 0) > t_done + 1.0 and p, 30)
         ctx.check(f"{name}: {label} carries data again", bool(probe) and not probe.get("error"),
-                  (probe or {}).get("error") or "echoes after the registration")
+                  (probe or {}).get("error") or "echoes after the registration", claims=[14])
         if probe:
             out[f"{key}tcp_stall_ms"] = interruption_ms(probe, t_move)
         udp = read(ctx, "a", udp_path)
         if udp:
             out[f"{key}interruption_ms"] = interruption_ms(udp, t_move)
     lo = lab.exec("a", "ip -4 -o addr show dev lo").stdout
-    ctx.check(f"{name}: a keeps its home address", "10.0.0.5/32" in lo, lo.strip().replace("\n", " | "))
+    ctx.check(f"{name}: a keeps its home address", "10.0.0.5/32" in lo, lo.strip().replace("\n", " | "), claims=[14])
 
 
 def sink_move(ctx, name: str, segment: str, old_sink: str, new_sink: str) -> dict:
@@ -113,7 +105,8 @@ def sink_move(ctx, name: str, segment: str, old_sink: str, new_sink: str) -> dic
                               if e.get("kind") == "handover_done" and e.get("t", 0) >= t_move), None), 15)
     ok = ctx.check(f"{name}: a's AODV agent handed over from sink {old_sink} to {new_sink}",
                    bool(done) and done.get("new_sink") == new_sink and done.get("old_sink") == old_sink,
-                   json.dumps(done) if done else json.dumps(read(ctx, "a", AODV_STATUS).get("handover")))
+                   json.dumps(done) if done else json.dumps(read(ctx, "a", AODV_STATUS).get("handover")),
+                   claims=[14, 25, 26])
     out = {"t_move": t_move}
     if not ok:
         return out
@@ -124,10 +117,10 @@ def sink_move(ctx, name: str, segment: str, old_sink: str, new_sink: str) -> dic
               mn.get("mode") == "home" and mn.get("aodv_sink") == new_sink
               and len(mn.get("registrations", [])) == regs_before,
               f"mode {mn.get('mode')}, sink {mn.get('aodv_sink')}, registrations {regs_before} -> "
-              f"{len(mn.get('registrations', []))}")
+              f"{len(mn.get('registrations', []))}", claims=[14])
     route = lab.exec("s2" if new_sink.endswith(".3") else "s1", "ip route get 10.0.0.5").stdout.strip()
     ctx.check(f"{name}: the new sink routes to a over its cell (proxy ARP for a on the home LAN)",
-              "dev cell" in route, route)
+              "dev cell" in route, route, claims=[14, 25])
     return out
 
 
@@ -258,13 +251,14 @@ def run(ctx) -> None:
     t = time.time()
     lab.move("c:eth0", "visited", flap=True)
     c_reg = wait(lambda: registered(ctx, "c", "fa", t), 20)
-    ctx.check("c (M-VPN C, 10.0.0.5) registered via the shared FA", c_reg is not None)
+    ctx.check("c (M-VPN C, 10.0.0.5) registered via the shared FA", c_reg is not None, claims=[18])
     with Sampler(ctx, "c") as c_samples:
         steps(ctx, c_reg)
     c_status = read(ctx, "c", MN_STATUS)
     ok, detail = judge_stayed_registered(c_samples.samples, c_status.get("registrations", []),
                                          (c_reg or {}).get("time", time.time()), time.time())
-    ctx.check("c stayed registered via the FA over the whole run (sampled every second, no lapse)", ok, detail)
+    ctx.check("c stayed registered via the FA over the whole run (sampled every second, no lapse)", ok, detail,
+              claims=[18])
 
 
 def steps(ctx, c_reg: dict | None) -> None:
@@ -277,11 +271,11 @@ def steps(ctx, c_reg: dict | None) -> None:
     ctx.check("claim 15: the SG of M-VPN A runs in virtual HA a (namespace vha-a, address 198.51.100.11) "
               "and holds b's IPsec SA (realm B)",
               bool(sga) and sga.get("public_address") == "198.51.100.11" and "rl-B" in ha_ns and "198.51.100.11/32" in ha_ns,
-              ha_ns.strip().replace("\n", " | "))
+              ha_ns.strip().replace("\n", " | "), claims=[15, 16])
     mn = wait(lambda: (st := read(ctx, "a", WG_MN_STATUS)) and any(
         sa.get("state") == "ESTABLISHED" for t in st.get("tunnels", {}).values() for sa in t.get("sas", [])) and st, 40)
     ctx.check("a signed on to workgroup W and has its IPsec SA to SG-B", bool(mn),
-              json.dumps({k: v.get("setup_ms") for k, v in (mn or {}).get("tunnels", {}).items()}))
+              json.dumps({k: v.get("setup_ms") for k, v in (mn or {}).get("tunnels", {}).items()}), claims=[5, 7])
     # the long sessions from a's home address: to h at home, to b in M-VPN B (workgroup)
     lab.spawn("a", f"python3 -m testbed.mip.probe client --dst 10.0.0.10 --port 5001 --bind 10.0.0.5 --out {PROBE}",
               log="probe.log")
@@ -293,11 +287,12 @@ def steps(ctx, c_reg: dict | None) -> None:
               f"--bind 10.0.0.5 --out {WG_PROBE_UDP}", log="probe-wg-udp.log")
     first = wait(lambda: (p := read(ctx, "a", PROBE)) and p.get("echoed", 0) > 20 and p, 15)
     ctx.check("TCP session a -> h established from the home address", bool(first),
-              (first or {}).get("local") or "no echoes")
+              (first or {}).get("local") or "no echoes", claims=[14])
     local = (first or {}).get("local")
     wg_first = wait(lambda: (p := read(ctx, "a", WG_PROBE)) and p.get("echoed", 0) > 20 and p, 15)
     ctx.check("workgroup TCP session a -> b (M-VPN B, through SG-B and SG-A = virtual HA a) established",
-              bool(wg_first), (wg_first or {}).get("local") or (wg_first or {}).get("error") or "no echoes")
+              bool(wg_first), (wg_first or {}).get("local") or (wg_first or {}).get("error") or "no echoes",
+              claims=[15, 16])
     wg_local = (wg_first or {}).get("local")
     marks: list[tuple[str, float]] = []
 
@@ -315,14 +310,15 @@ def steps(ctx, c_reg: dict | None) -> None:
     vis = {(v["ha"], v["home"]): v["mac"] for v in fa.get("visitors", [])}
     ctx.check("the FA keeps two visitors 10.0.0.5 apart by home agent and MAC",
               len(vis) == 2 and {h for h, _ in vis} == {"198.51.100.11", "198.51.100.12"} and len(set(vis.values())) == 2,
-              json.dumps({f"{k[0]}/{k[1]}": v for k, v in vis.items()}))
+              json.dumps({f"{k[0]}/{k[1]}": v for k, v in vis.items()}), claims=[18])
     before = {n: in_echos(ctx, n) for n in ("a", "c")}
     got_a = pings(ctx, "h", "10.0.0.5", 3)
     got_c = pings(ctx, "hc", "10.0.0.5", 5)
     delta = {n: in_echos(ctx, n) - before[n] for n in ("a", "c")}
     ctx.check("same-address visitors never receive each other's packets",
               got_a == 3 and got_c == 5 and delta == {"a": 3, "c": 5},
-              f"h->10.0.0.5 {got_a}/3, hc->10.0.0.5 {got_c}/5; echo requests seen: a {delta['a']}, c {delta['c']}")
+              f"h->10.0.0.5 {got_a}/3, hc->10.0.0.5 {got_c}/5; echo requests seen: a {delta['a']}, c {delta['c']}",
+              claims=[1, 18])
     for k in METRIC_KEYS:
         if k in step:
             ctx.metric(f"fa_{k}", step[k])
@@ -333,26 +329,28 @@ def steps(ctx, c_reg: dict | None) -> None:
     marks.append(("CCoA", step["t_move"]))
     ha = read(ctx, "opha", HA_STATUS).get("home_agents", {})
     b = ha.get("a", {}).get("bindings", {}).get("10.0.0.5", {})
-    ctx.check("virtual HA a binds 10.0.0.5 to the co-located care-of address", b.get("coa") == "192.0.2.50", str(b))
+    ctx.check("virtual HA a binds 10.0.0.5 to the co-located care-of address", b.get("coa") == "192.0.2.50", str(b),
+              claims=[23])
     ipsec = wait(lambda: (st := read(ctx, "a", MN_STATUS).get("ipsec") or {}).get("state") == "up" and st, 15)
     kids = [c for sa in (ipsec or {}).get("sas", []) for c in sa.get("children", [])]
     ctx.check("claim 24: a has an IPsec SA to its HA inside the CCoA tunnel",
               bool(kids) and kids[0].get("local-ts") == ["10.0.0.5/32"] and kids[0].get("encap") == "yes",
-              json.dumps(kids[0] if kids else (ipsec or {}).get("error")))
+              json.dumps(kids[0] if kids else (ipsec or {}).get("error")), claims=[24])
 
     hk = [c for sa in (ipsec or {}).get("sas", []) for c in sa.get("children", [])]
     ctx.check("claim 24: the SA to the HA carries everything from the home address (0.0.0.0/0), "
               "so the workgroup tunnel to SG-B runs inside it",
-              bool(hk) and hk[0].get("remote-ts") == ["0.0.0.0/0"], json.dumps(hk[0].get("remote-ts") if hk else None))
+              bool(hk) and hk[0].get("remote-ts") == ["0.0.0.0/0"], json.dumps(hk[0].get("remote-ts") if hk else None),
+              claims=[24])
 
     def esp_bytes() -> int:
         st = read(ctx, "opha", HA_STATUS).get("home_agents", {}).get("a", {}).get("ipsec") or {}
         return sum(int(c.get("bytes-in") or 0) for sa in st.get("sas", []) for c in sa.get("children", []))
     before = esp_bytes()
-    ctx.check("h reaches a through the CCoA tunnel", pings(ctx, "h", "10.0.0.5", 3) == 3)
+    ctx.check("h reaches a through the CCoA tunnel", pings(ctx, "h", "10.0.0.5", 3) == 3, claims=[23])
     grown = wait(lambda: esp_bytes() > before, 5)
     ctx.check("claim 24: a's traffic home arrives through ESP at virtual HA a", bool(grown),
-              f"ESP bytes in at the HA: {before} -> {esp_bytes()}")
+              f"ESP bytes in at the HA: {before} -> {esp_bytes()}", claims=[24])
 
     def sgb_bytes() -> int:
         st = read(ctx, "sg-b", "/run/testbed/sg.json")
@@ -365,7 +363,7 @@ def steps(ctx, c_reg: dict | None) -> None:
     ctx.check("claim 24: on the CCoA the workgroup ESP (a -> SG-B) is routed into the HA's SA; both SAs count",
               w1 > w0 and h1 - h0 > w1 - w0 and "dev ipsec0" in route,
               f"route to SG-B: {route.splitlines()[0] if route else '?'}; SG-B workgroup SA bytes in "
-              f"+{w1 - w0}, virtual HA a's SA bytes in +{h1 - h0} in 1.5 s")
+              f"+{w1 - w0}, virtual HA a's SA bytes in +{h1 - h0} in 1.5 s", claims=[24])
     for k in METRIC_KEYS:
         if k in step:
             ctx.metric(f"ccoa_{k}", step[k])
@@ -374,7 +372,7 @@ def steps(ctx, c_reg: dict | None) -> None:
     step = roam(ctx, "return home (sink s1)", "sink1", "home", before="ip addr del 192.0.2.50/24 dev eth0")
     marks.append(("home", step["t_move"]))
     gone = wait(lambda: "10.0.0.5" not in read(ctx, "opha", HA_STATUS).get("home_agents", {}).get("a", {}).get("bindings", {"10.0.0.5": 1}), 10)
-    ctx.check("virtual HA a removed the binding on return home", bool(gone))
+    ctx.check("virtual HA a removed the binding on return home", bool(gone), claims=[14])
     for k in METRIC_KEYS:
         if k in step:
             ctx.metric(f"home_{k}", step[k])
@@ -383,21 +381,24 @@ def steps(ctx, c_reg: dict | None) -> None:
     probe = read(ctx, "a", PROBE)
     ctx.check("one TCP connection survived every step (no reset, same socket)",
               not probe.get("error") and probe.get("local") == local and probe.get("echoed", 0) > 100,
-              f"local {probe.get('local')}, sent {probe.get('sent')}, echoed {probe.get('echoed')}, error {probe.get('error')}")
+              f"local {probe.get('local')}, sent {probe.get('sent')}, echoed {probe.get('echoed')}, error {probe.get('error')}",
+              claims=[14])
     wg = read(ctx, "a", WG_PROBE)
     ctx.check("the workgroup TCP connection a -> b survived every step (no reset, same socket)",
               not wg.get("error") and wg.get("local") == wg_local and wg.get("echoed", 0) > 100,
-              f"local {wg.get('local')}, sent {wg.get('sent')}, echoed {wg.get('echoed')}, error {wg.get('error')}")
+              f"local {wg.get('local')}, sent {wg.get('sent')}, echoed {wg.get('echoed')}, error {wg.get('error')}",
+              claims=[14, 15])
     rows = [r for r in read(ctx, "opha", SG_A_STATUS).get("filter", {}).get("rows", [])
             if r.get("peer_sg_public") == "198.51.100.40" and r.get("initiator_private") == "10.0.0.7"]
     ctx.check("b's answers entered M-VPN A through SG-A's workgroup filter in virtual HA a (claims 6, 15)",
-              bool(rows) and rows[0].get("packets", 0) > 100, json.dumps(rows[0] if rows else None))
+              bool(rows) and rows[0].get("packets", 0) > 100, json.dumps(rows[0] if rows else None), claims=[6, 15])
     # c (the other 10.0.0.5) has no sessions of its own: any packet to or from a session port
     # that arrived at c over the whole run was one of a's
     ok, detail = judge_isolation({n: count_session_packets(ctx, n) for n in ("a", "c")})
-    ctx.check("over the whole run c received none of a's session packets (counted on the session ports)", ok, detail)
+    ctx.check("over the whole run c received none of a's session packets (counted on the session ports)", ok, detail,
+              claims=[1, 18])
     ok, detail = judge_denied(read(ctx, "opha", HA_STATUS).get("home_agents", {}))
-    ctx.check("no registration was denied (virtual HAs a and c report their counters)", ok, detail)
+    ctx.check("no registration was denied (virtual HAs a and c report their counters)", ok, detail, claims=[17])
     try:
         timeline(ctx, {"TCP session a -> h (echoes / 100 ms)": probe,
                        "UDP stream a -> h, 10 ms (echoes / 100 ms)": read(ctx, "a", PROBE_UDP),

@@ -8,6 +8,8 @@ import json
 import re
 import time
 
+from orchestration.checks.status import read_status, wait_until as wait
+
 PUB = {"A": "198.51.100.1", "B": "198.51.100.2", "C": "198.51.100.3", "D": "198.51.100.4"}
 B_ADDR, AC_ADDR = "10.0.0.7", "10.0.0.5"
 MARKER = "WG-SECRET-MARKER-7f3a"
@@ -45,11 +47,7 @@ def ike_setup_ms(lab, node: str, netns: str | None, workdir: str, ike: str, chil
 
 
 def status(ctx, node: str, path: str) -> dict:
-    r = ctx.lab.exec(node, f"cat {path}")
-    try:
-        return json.loads(r.stdout)
-    except ValueError:
-        return {}
+    return read_status(ctx.lab, node, path)
 
 
 def sg(ctx, node: str) -> dict:
@@ -58,15 +56,6 @@ def sg(ctx, node: str) -> dict:
 
 def mn(ctx, node: str) -> dict:
     return status(ctx, node, "/run/testbed/mn.json")
-
-
-def wait(pred, timeout: float, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(interval)
 
 
 def installed(tunnel: dict) -> list[dict]:
@@ -110,22 +99,24 @@ def iperf_bps(text: str) -> float:
 
 def run(ctx) -> None:
     lab = ctx.lab
-    ctx.check("every MN tunnel is up (a->SG-B, b->SG-A and b->SG-C, c->SG-B)", wait(lambda: mn_tunnels_up(ctx), 40))
+    ctx.check("every MN tunnel is up (a->SG-B, b->SG-A and b->SG-C, c->SG-B)", wait(lambda: mn_tunnels_up(ctx), 40),
+              claims=[7, 8])
     # tunnel.mode auto: a node with SYS_ADMIN on a kernel without ipip runs tc BPF; falling
     # back to userspace here would be a silent loss of the fast path (issue 14)
     modes = {n: sg(ctx, n).get("tunnel", {}) for n in ("sg-a", "sg-b", "sg-c", "sg-d")}
     ctx.check("every SG runs an in-kernel IP-IP data plane (kernel ipip or tc BPF)",
               all(m.get("mode") in ("kernel", "bpf") for m in modes.values()),
               "; ".join(f"{n}: {m.get('mode')} (not available: {m.get('modes_unavailable')})"
-                        for n, m in modes.items()))
+                        for n, m in modes.items()), claims=[4])
     # one fresh IKE_SA + CHILD_SA a -> SG-B through SG-A, IP-IP and SG-B's realm-A charon
     ms = ike_setup_ms(lab, "a", "via-B", "/var/lib/testbed/mn/B", "to-B", "wg")
     ctx.metric("ike_setup_ms_a_to_sgb", ms)
-    ctx.check("a fresh IKE_SA + CHILD_SA a -> SG-B sets up within 2 s", ms < 2000, f"{ms:.0f} ms")
+    ctx.check("a fresh IKE_SA + CHILD_SA a -> SG-B sets up within 2 s", ms < 2000, f"{ms:.0f} ms", claims=[8, 9])
     a_st = mn(ctx, "a")
     ctx.check("a learnt c (same address 10.0.0.5) at sign-on and reports it unreachable, no tunnel",
               a_st.get("unreachable_same_address") == ["c.mwg.test"] and PUB["C"] not in a_st.get("tunnels", {}),
-              f"unreachable {a_st.get('unreachable_same_address')}, tunnels {sorted(a_st.get('tunnels', {}))}")
+              f"unreachable {a_st.get('unreachable_same_address')}, tunnels {sorted(a_st.get('tunnels', {}))}",
+              claims=[5])
 
     # ---- two SAs at SG-B for the two 10.0.0.5 -------------------------------------------
     sas = wait(lambda: (lambda v: v if v["A"] and v["C"] else None)(sgb_realm_sas(ctx)), 6) or sgb_realm_sas(ctx)
@@ -136,12 +127,13 @@ def run(ctx) -> None:
               and sa_a.get("remote_id") == PUB["A"] and sa_c.get("remote_id") == PUB["C"]
               and ch_a.get("spi-in") and ch_c.get("spi-in") and ch_a["spi-in"] != ch_c["spi-in"],
               f"A: id {sa_a.get('remote_id')} @ {sa_a.get('remote_host')} spi {ch_a.get('spi-in')}; "
-              f"C: id {sa_c.get('remote_id')} @ {sa_c.get('remote_host')} spi {ch_c.get('spi-in')}")
+              f"C: id {sa_c.get('remote_id')} @ {sa_c.get('remote_host')} spi {ch_c.get('spi-in')}", claims=[6, 11])
     listed = lab.exec("sg-b", "for r in A C; do ip netns exec realm-$r swanctl --list-sas "
                               "--uri unix:///var/lib/testbed/sg/$r/charon.vici; done").stdout
     ctx.check("SG-B's swanctl --list-sas: from-A and from-C both ESTABLISHED with remote 10.0.0.5",
               len(re.findall(r"remote '198\.51\.100\.[13]' @ 10\.0\.0\.5\[", listed)) == 2
-              and listed.count("INSTALLED") >= 2, listed.strip().splitlines()[0] if listed.strip() else "no output")
+              and listed.count("INSTALLED") >= 2, listed.strip().splitlines()[0] if listed.strip() else "no output",
+              claims=[8, 11])
 
     # ---- a and c talk to b at the same time: TCP both ways over four SAs ----------------
     before_in = {n: int(((s or [{}])[0].get("children") or [{}])[0].get("packets-in") or 0) for n, s in sgb_realm_sas(ctx).items()}
@@ -161,18 +153,18 @@ def run(ctx) -> None:
     after_in = {n: int(((s or [{}])[0].get("children") or [{}])[0].get("packets-in") or 0) for n, s in sgb_realm_sas(ctx).items()}
     d_out = {s: after_out[s] - before_out[s] for s in after_out}
     ctx.check("a->b and c->b TCP streams (iperf3) run concurrently and both deliver",
-              bps_a > 1e6 and bps_c > 1e6, f"a {bps_a / 1e6:.1f} Mbit/s, c {bps_c / 1e6:.1f} Mbit/s")
+              bps_a > 1e6 and bps_c > 1e6, f"a {bps_a / 1e6:.1f} Mbit/s, c {bps_c / 1e6:.1f} Mbit/s", claims=[1, 2])
     ctx.check("the streams entered SG-B over its two SAs (packets-in rose on realm A and realm C)",
               after_in["A"] - before_in["A"] > 100 and after_in["C"] - before_in["C"] > 100,
-              f"realm A +{after_in['A'] - before_in['A']}, realm C +{after_in['C'] - before_in['C']}")
+              f"realm A +{after_in['A'] - before_in['A']}, realm C +{after_in['C'] - before_in['C']}", claims=[7, 11])
     ctx.check("b answered both over its own tunnels: ACKs out on b's SA to SG-A and on its SA to SG-C",
               d_out[PUB["A"]] > 100 and d_out[PUB["C"]] > 100,
-              f"to SG-A +{d_out[PUB['A']]} packets, to SG-C +{d_out[PUB['C']]} packets")
+              f"to SG-A +{d_out[PUB['A']]} packets, to SG-C +{d_out[PUB['C']]} packets", claims=[12])
     sga, sgc = sg(ctx, "sg-a"), sg(ctx, "sg-c")
     ra, rc_ = row(sga, PUB["B"], B_ADDR), row(sgc, PUB["B"], B_ADDR)
     ctx.check("SG-A's and SG-C's filters admitted b's answers on their (SG-B, 10.0.0.7) rows (claim 12)",
               bool(ra and rc_ and ra["packets"] > 100 and rc_["packets"] > 100),
-              f"SG-A row {ra and ra['packets']} packets, SG-C row {rc_ and rc_['packets']} packets")
+              f"SG-A row {ra and ra['packets']} packets, SG-C row {rc_ and rc_['packets']} packets", claims=[12])
 
     # ---- marker: plain text on the LANs, never on the Internet --------------------------
     pcap = ctx.pcap("inet-window.pcap")
@@ -194,7 +186,7 @@ def run(ctx) -> None:
     lab.stop_capture(cap)
     lab.stop_capture(cap_b)
     ctx.check(f"socat TCP streams with a marker arrived whole at b from a and from c ({STREAM_BYTES} bytes each)",
-              bool(sizes), f"sizes {lab.exec('b', 'stat -c %s /tmp/rx-a /tmp/rx-c').stdout.split()}")
+              bool(sizes), f"sizes {lab.exec('b', 'stat -c %s /tmp/rx-a /tmp/rx-c').stdout.split()}", claims=[2])
     inspect_capture(ctx, pcap, pcap_b)
 
     # ---- d is not in W: its decrypted packets die at SG-B's filter ----------------------
@@ -203,7 +195,8 @@ def run(ctx) -> None:
     r = lab.exec("d", "ping -c5 -i0.2 -W1 10.0.0.7")
     d1 = wait(lambda: (lambda v: v if v >= d0 + 5 else None)(drops()), 5) or drops()
     ctx.check("d -> b is dropped at SG-B by the workgroup filter and D's drop counter rises",
-              " 0 received" in r.stdout and d1 - d0 >= 5, f"ping: {r.stdout.strip().splitlines()[-2] if r.stdout.strip() else r.stderr}; drop counter {d0} -> {d1}")
+              " 0 received" in r.stdout and d1 - d0 >= 5, f"ping: {r.stdout.strip().splitlines()[-2] if r.stdout.strip() else r.stderr}; drop counter {d0} -> {d1}",
+              claims=[2, 6])
 
     # ---- removal of a at the portal -----------------------------------------------------
     removal(ctx)
@@ -215,7 +208,7 @@ def inspect_capture(ctx, pcap, pcap_b) -> None:
     ctx.check("control: the marker is visible in plain text on b's LAN (delivered after decryption)",
               MARKER.encode() in raw_b, f"{raw_b.count(MARKER.encode())} occurrences in lan-b pcap")
     ctx.check("the marker appears nowhere in the capture on the Internet segment", MARKER.encode() not in raw,
-              f"{len(raw)} bytes captured")
+              f"{len(raw)} bytes captured", claims=[7])
     pubs = set(PUB.values())
     between = [p for p in rdpcap(str(pcap)) if IP in p and p[IP].src in pubs and p[IP].dst in pubs]
     kinds: dict[str, int] = {}
@@ -237,7 +230,7 @@ def inspect_capture(ctx, pcap, pcap_b) -> None:
     ctx.check("between SG public addresses the Internet segment carried only IP-IP with ESP-in-UDP inside",
               kinds.get("IP-IP/ESP-in-UDP", 0) >= 50
               and set(kinds) <= {"IP-IP/ESP-in-UDP", "IP-IP/ESP-in-UDP NAT-keepalive"},
-              ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) or "nothing captured")
+              ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) or "nothing captured", claims=[4, 7])
 
 
 # a's MN agent, found by its exact command line (the topology's start line) so that only it
@@ -317,16 +310,16 @@ def removal(ctx) -> None:
     m = {"row_gone": bool(row_gone), "row_gone_s": t_row, "a_replies": ra, "c_replies": rc,
          "sent_after_row": int((t_end - t_row) / PING_INTERVAL_S), "drops_before": d_t0 - d_pre,
          "drops_after": d_end - d_row}
-    ctx.check("the portal removed a from W", r.stdout.strip() == "200", f"HTTP {r.stdout.strip()}")
+    ctx.check("the portal removed a from W", r.stdout.strip() == "200", f"HTTP {r.stdout.strip()}", claims=[5])
     for name, ok, detail in judge_removal(m):
-        ctx.check(name, ok, detail)
+        ctx.check(name, ok, detail, claims=[2, 5])
     b_learnt = wait(lambda: (lambda st: st.get("members") is not None
                              and all(m["fqdn"] != "a.mwg.test" for m in st["members"])
                              and PUB["A"] not in st.get("tunnels", {}))(mn(ctx, "b")), 5)
     a_out = wait(lambda: mn(ctx, "a").get("member") is False and not mn(ctx, "a").get("tunnels"), 15)
     ctx.check("b learnt the removal (a gone from its member list, its tunnel to SG-A closed) "
               "and a's own agent, resumed, was refused at sign-on and closed its tunnel",
-              bool(b_learnt) and bool(a_out), f"b {bool(b_learnt)}, a {bool(a_out)}")
+              bool(b_learnt) and bool(a_out), f"b {bool(b_learnt)}, a {bool(a_out)}", claims=[5, 13])
     ctx.metric("removal_row_gone_at_sgb_s", round(t_row, 3))
     ctx.metric("removal_a_last_reply_s", round(max(ra, default=-1.0), 3))
     ctx.metric("removal_a_requests_after_row", m["sent_after_row"])

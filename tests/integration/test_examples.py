@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.domain import compile_lab, load_lab
-from orchestration.domain.schedule import run_lab
+from orchestration.domain.schedule import report_path, run_lab
 from orchestration.pytest_plugin import unique_lab_name
 from orchestration.yamlfile import load_yaml
 
@@ -21,20 +21,26 @@ def failed(report: dict) -> list[dict]:
 @pytest.mark.parametrize("name", ["workgroup", "roaming", "handover", "otherplan"])
 def test_example_runs_and_passes(name: str) -> None:
     compiled = load_lab(EXAMPLES / f"{name}.yaml")
-    report = run_lab(compiled, lab_name=unique_lab_name("x"), say=lambda m: None)
+    # the report under results/examples/<name>/ is what `testbed claims` reads
+    report = run_lab(compiled, lab_name=unique_lab_name("x"), say=lambda m: None, report=report_path(EXAMPLES / f"{name}.yaml"))
     assert len(report["checks"]) == len(compiled.lab.checks) >= 3
     assert report["passed"] and not failed(report), failed(report)
 
 
 def test_workgroup_check_fails_when_b_is_no_member() -> None:
-    """The same lab with b signed on to its own workgroup V instead of W: a -> b must fail
-    (the check is not true by construction)."""
+    """The same lab with b signed on to its own workgroup V instead of W: a -> b must fail,
+    and so must the status and counter checks of SG-B's filter row for a (the checks are
+    not true by construction); the row for c stays absent."""
     data = load_yaml(EXAMPLES / "workgroup.yaml")
     data["workgroups"] = {"W": ["a"], "V": ["b"]}
     data["mobile_nodes"]["b"]["workgroup"] = "V"
-    data["checks"] = [dict(data["checks"][0], retry=15)]
+    kinds = {c.get("name", ""): c for c in data["checks"]}
+    row_a, no_c, count_a = (next(c for n, c in kinds.items() if n.startswith(p)) for p in
+                            ("SG-B's workgroup filter has a row for a", "and no row for c", "SG-B's row for a counted"))
+    data["checks"] = [dict(data["checks"][0], retry=15), dict(row_a, retry=5), count_a, no_c]
     report = run_lab(compile_lab(data, "workgroup-without-b"), lab_name=unique_lab_name("x"), say=lambda m: None)
-    assert not report["passed"] and len(failed(report)) == 1, report
+    assert not report["passed"] and len(failed(report)) == 3, report
+    assert [c["name"] for c in failed(report)] == [c["name"] for c in data["checks"][:3]]
     assert failed(report)[0]["name"].startswith("a reaches b")
 
 

@@ -19,7 +19,7 @@ def assert_report(report: dict, name: str, results: Path) -> None:
     assert on_disk == report
     assert set(report) == {"scenario", "passed", "duration_s", "checks", "metrics"}
     assert report["scenario"] == name and isinstance(report["duration_s"], float)
-    assert all(set(c) == {"name", "passed", "detail"} for c in report["checks"])
+    assert all(set(c) == {"name", "passed", "detail", "claims"} for c in report["checks"])
     failed = [c for c in report["checks"] if not c["passed"]]
     assert report["passed"] and not failed, failed
 

@@ -253,3 +253,36 @@ def test_captures_are_judged_by_tshark_after_the_run(shell_engine: Path, monkeyp
     bad = scenario_with(655)  # AODV on another port: Wireshark sees plain UDP
     assert not bad["passed"]
     assert not {c["name"]: c["passed"] for c in bad["checks"]}["tshark's own dissector decodes aodv in the pcaps (registered port)"]
+
+
+def test_named_steps_are_counter_points_and_reports_carry_claims(shell_engine: Path) -> None:
+    """scenario.yaml with steps and check kinds (orchestration.checks): the engine samples the
+    counter before and after the named step, runs a status check, and every report entry
+    names its claims (scenario.py's ctx.check(claims=) too)."""
+    st = shell_engine / "st.json"
+    st.write_text('{"rows": [{"peer": "198.51.100.1", "packets": 1}]}')
+    bump = (f"python3 -c \"import json; p='{st}'; d=json.load(open(p)); d['rows'][0]['packets'] += 4; "
+            "json.dump(d, open(p, 'w'))\"")
+    folder = shell_engine / "scenarios" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "topology.yaml").write_text("name: demo\n")
+    (folder / "scenario.yaml").write_text(json.dumps({
+        "steps": [{"name": "traffic", "node": "n", "run": bump}, {"name": "idle", "node": "n", "run": "true"}],
+        "checks": [
+            {"name": "row counted the traffic", "counter": "n", "file": str(st), "path": "rows[peer=198.51.100.1].packets",
+             "from": "before traffic", "to": "after traffic", "op": "==", "delta": 4, "claims": [6]},
+            {"name": "nothing after it", "counter": "n", "file": str(st), "path": "rows[0].packets",
+             "from": "idle", "op": "==", "delta": 0},
+            {"name": "wrong: it grew by 5", "counter": "n", "file": str(st), "path": "rows[0].packets", "delta": 5,
+             "op": "=="},
+            {"name": "row is there", "status": "n", "file": str(st), "path": "rows[0].peer", "value": "198.51.100.1",
+             "claims": [2]}]}))
+    (folder / "scenario.py").write_text("def run(ctx):\n    ctx.check('from code', True, 'x', claims=[12, 13])\n")
+    rep = engine.run_scenario("demo", say=lambda m: None)
+    res = {c["name"]: (c["passed"], c["claims"]) for c in rep["checks"]}
+    assert res["row counted the traffic"] == (True, [6])
+    assert res["nothing after it"] == (True, [])
+    assert res["wrong: it grew by 5"][0] is False
+    assert res["row is there"] == (True, [2]) and res["from code"] == (True, [12, 13])
+    detail = next(c["detail"] for c in rep["checks"] if c["name"] == "wrong: it grew by 5")
+    assert "1 -> 5, delta 4" in detail
