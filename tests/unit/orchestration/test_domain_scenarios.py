@@ -181,7 +181,11 @@ def test_scenario_lab_files_are_a_quarter_and_make_the_nodes_their_checks_use(na
     c = compile_lab(yaml.safe_load(text), str(path), Secrets("unit"), check_nft=False)
     assert set(c.topology.nodes) == nodes
     for ck in yaml.safe_load((SCEN / name / "scenario.yaml").read_text()).get("checks", []):
-        assert ck["node"] in nodes, ck["name"]
+        # the node a check runs on: `node` (command), or the subject of a data kind
+        subject = [ck[k] for k in ("node", "status", "counter", "continuity") if k in ck]
+        if "reach" in ck:
+            subject += ck["reach"] + [t for t in ck["to"] if "." not in str(t)]
+        assert subject and set(subject) <= nodes, ck["name"]
 
 
 def test_workgroup_bench_adds_its_plain_path_to_the_compiled_lab() -> None:
