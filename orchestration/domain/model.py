@@ -79,6 +79,9 @@ class Mvpn(_Strict):
     home_agent: HomeAgent | None = None
     msrs: list[str] = Field([], description="mobile service routers (AODV), joined in a chain in this order")
     aodv: Aodv = Aodv()
+    home_sinks: bool = Field(False, description="the MSRs also sit on the home LAN as its sinks: proxy ARP for "
+                             "their MNs, the home LAN's gateway as theirs (claim 14; orchestration.domain.homedomain)")
+    cells: dict[str, str] = Field({}, description="segment name of an MSR's radio cell (default cell-<msr>)")
     description: str = ""
 
     @field_validator("sg", mode="before")
@@ -124,6 +127,9 @@ class MobileNode(_Strict):
     mip: bool | None = Field(None, description="run Mobile IP (default: when the M-VPN has a home agent)")
     aodv: Aodv | None = Field(None, description="run AODV (default: when it starts at an MSR)")
     fqdn: str | None = None
+    ipsec_to_ha: bool = Field(False, description="on a co-located care-of address, an IPsec SA to its virtual HA "
+                              "inside the Mobile IP tunnel (claim 24)")
+    serve: int | None = Field(None, ge=1, le=65535, description="run testbed.mip.probe's TCP echo server on this port")
 
 
 class Host(_Strict):

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from ..lab import Lab
 from ..scenario import CheckResult, run_check
 from .compiler import Compiled, cell, lan
+from .homedomain import cell_name
 from .model import Event
 
 
@@ -28,7 +29,7 @@ def target_segment(compiled: Compiled, node: str, to: str) -> str:
     if to == "home":
         return lan(x.mvpn)
     if to in lab.mvpns[x.mvpn].msrs:
-        return cell(to)
+        return cell_name(lab.mvpns[x.mvpn], to)
     return to
 
 
