@@ -10,7 +10,7 @@ import ipaddress
 from typing import Callable
 
 from ..topology import PRIVATE_RANGES, PUBLIC_RANGES
-from . import homedomain, internet, testing
+from . import access, homedomain, internet, testing
 from .compiler import lan, sg_node
 from .model import LabFile
 from .mesh import mesh_problems, node_names
@@ -28,6 +28,7 @@ def check_lab(lab: LabFile) -> Problems:
     out: Problems = []
     add: Callable[[str, str], None] = lambda p, m: out.append((p, m))  # noqa: E731
     _references(lab, add)
+    out += access.problems(lab)
     if out:
         return out  # the checks below assume the references resolve
     _addresses(lab, add)
@@ -215,6 +216,7 @@ def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
 
 def _all_node_names(lab: LabFile, mesh: bool = True) -> set[str]:
     names = set(lab.operators) | set(lab.mobile_nodes) | set(lab.hosts) | set(lab.nodes)
+    names |= {n for n, _ in access.names(lab.access)} if lab.access else set()
     for m, mv in lab.mvpns.items():
         names |= set(mv.msrs)
         if mv.sg:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..topology import Topology, parse_topology
-from . import agents, homedomain, internet, napt, testing
+from . import access, agents, homedomain, internet, napt, testing
 from .addressing import Pool, link_subnets
 from . import enrolment
 from .enrolment import TOKEN_FILE, Secrets, enrol_command, portal_url
@@ -150,6 +150,8 @@ class Compiler:
             self.mobile_node(name)
         for name in self.lab.hosts:
             self.host(name)
+        if self.lab.access:
+            access.compile_plane(self)
         self.msm()  # last: its seed lists every token handed out above
         for node, cmd in self.after_msm:  # SGs in virtual HAs enrol at an MSM on their node (claim 15)
             self.nodes[node]["start"].append(cmd)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..scenario import Check as DataCheck
+from .accessmodel import AccessPlane
 from ..topology import LAB_NAME, check_item_names, check_lab_name
 from .testing import Testing
 
@@ -208,6 +209,7 @@ class LabFile(_Strict):
     mobile_nodes: dict[str, MobileNode] = {}
     hosts: dict[str, Host] = {}
     access_networks: dict[str, AccessNetwork] = {}
+    access: AccessPlane | None = Field(None, description="who may attach at a sink (claims 40-62, orchestration.domain.access)")
     schedule: list[Event] = []
     checks: list[Check] = []
     nodes: dict[str, dict[str, Any]] = Field({}, description="low-level fields merged over generated nodes, or extra nodes")
