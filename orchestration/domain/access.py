@@ -6,7 +6,7 @@ hands out for the M-VPN); the MSM on the core LAN with its DIAMETER server (user
 secrets from the cell's nodes), no DNS; the AODV neighbour on a point-to-point link with
 /32 addresses only (discovery, not a connected route, finds what it announces); the FA of
 the visitors' M-VPN with one IP-IP tunnel peer per visitor and the route to the visitors'
-home addresses on its LAN; hosts with routes to the cell through the sink.
+home addresses on its LAN, the sink's route to that M-VPN through it; hosts with routes to the cell through the sink.
 
 The sink's own agents (AODV + access sink + DHCP hello server, testbed.access.msr) are not
 started here: their certificates come from the running MSM, so the scenario starts them.
@@ -98,6 +98,7 @@ def compile_plane(c: "Compiler") -> None:
         nd = c.node(f.name, "fa", mvpn=fm, description=f"FA of M-VPN {fm}: visitors' IP-IP tunnels end here (claims 46-49)")
         nd["links"] += [on(core_seg, core, fa_core), on(lan(fm), lan_pool, fa_lan)]
         nd["routes"].append(to_cell)
+        c.nodes[a.sink]["routes"].append({"to": str(lab.mvpns[fm].realm), "via": str(fa_core)})
         tunnel = {"local": str(fa_core), "mode": "userspace", "status_file": "/run/testbed/tunnel.json",
                   "peers": {v: {"addr": str(x.address), "routes": [f"{x.home}/32"]} for v, x in f.visitors.items()}}
         TunnelConfig.model_validate(tunnel)

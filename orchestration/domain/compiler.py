@@ -371,8 +371,10 @@ class Compiler:
                  for m, mv in lab.mvpns.items() if mv.sg or mv.home_agent]
         seed_users = [{"fqdn": f, "mvpn": mv, "private_address": str(a)} for mv, a, f in users.values()]
         wgs = {w: [users[x][2] if x in users else x for x in members] for w, members in lab.workgroups.items()}
-        self.agent(name, "msm", agents.msm(str(addr), lab.zone, mvpns, seed_users, wgs,
-                                           self.tokens if enrolment.TOKENS else [], bind))
+        data = agents.msm(str(addr), lab.zone, mvpns, seed_users, wgs, self.tokens if enrolment.TOKENS else [], bind)
+        if lab.msm.log_level != "INFO":
+            data["log_level"] = lab.msm.log_level
+        self.agent(name, "msm", data)
         nd["start"].append(agents.AGENTS["msm"][2].format(path=agents.AGENTS["msm"][0]))
 
     def access(self, n: str) -> None:

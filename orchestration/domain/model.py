@@ -108,6 +108,8 @@ class Msm(_Strict):
     address: ipaddress.IPv4Address | None = Field(None, description="public address (derived if unset)")
     operator: str | None = Field(None, description="host it on this operator HA's backbone (claim 20)")
     node: str = "msm"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG logs every portal request with its source address (what the NAPT shows, claim 22)")
 
 
 class User(_Strict):
