@@ -6,13 +6,11 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import pytest
 import yaml
+from test_domain import compiled, faults  # the same compile and fault helpers (this folder)
 
-from orchestration.domain import Secrets, compile_lab
 from orchestration.domain import agents as agent_mod
 from orchestration.domain.enrolment import TOKEN_FILE, TOKENS
-from orchestration.topology import TopologyError
 
 REPO = Path(__file__).resolve().parents[3]
 SC = REPO / "scenarios"
@@ -20,17 +18,6 @@ SC = REPO / "scenarios"
 
 def lab(name: str) -> dict:
     return yaml.safe_load((SC / name / "topology.yaml").read_text())
-
-
-def compiled(data: dict):  # type: ignore[no-untyped-def]
-    return compile_lab(data, "lab.yaml", Secrets("unit"), check_nft=False)
-
-
-def faults(data: dict) -> list[tuple[str, str]]:
-    with pytest.raises(TopologyError) as e:
-        compiled(data)
-    assert e.value.source == "lab.yaml"
-    return e.value.problems
 
 
 def conf(c, node: str, path: str) -> dict:  # type: ignore[no-untyped-def]
