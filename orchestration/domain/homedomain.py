@@ -26,12 +26,14 @@ if TYPE_CHECKING:
     from .compiler import Compiler
 
 LEAVE_SOCKET = "/run/testbed/aodv-leave.sock"
-AODV_SYSCTLS_OFF = "net.ipv4.conf.{i}.rp_filter=0"
+RP_FILTER_OFF = "net.ipv4.conf.{i}.rp_filter=0"
 
 
 def cell_name(mv: Mvpn, msr: str) -> str:
     """Segment name of an MSR's radio cell: ``mvpns.X.cells`` or ``cell-<msr>``."""
-    return mv.cells.get(msr, f"cell-{msr}")
+    from .compiler import cell
+
+    return mv.cells.get(msr) or cell(msr)
 
 
 def sg_in_ha(lab: LabFile, m: str) -> bool:
@@ -84,7 +86,7 @@ def home_sink(c: "Compiler", m: str, msr: str, ifs: list[str]) -> tuple[list[str
     nd = c.nodes[msr]
     nd["links"].insert(0, {"segment": lan(m), "address": f"{c.addr[msr]}/{mv.realm.prefixlen}", "name": "home"})
     nd["routes"].append({"to": "default", "via": str(c.gateway[m])})
-    off = " ".join(AODV_SYSCTLS_OFF.format(i=i) for i in ifs)
+    off = " ".join(RP_FILTER_OFF.format(i=i) for i in ifs)
     nd["setup"].append("unshare -m sh -c 'mount -o remount,rw /proc/sys && "
                        f"sysctl -qw net.ipv4.conf.home.proxy_arp=1 {off}'")
     hosts = [f"{c.addr[h]}/32" for h, x in lab.hosts.items() if x.mvpn == m and x.at in (None, "home")]
