@@ -42,10 +42,11 @@ class AgentFile:
     agent: str
     node: str
     data: dict[str, Any]
+    file: str | None = None  # another path than the agent's default (two of a kind on one node)
 
     @property
     def path(self) -> str:
-        return AGENTS[self.agent][0]
+        return self.file or AGENTS[self.agent][0]
 
     @property
     def command(self) -> str:

@@ -11,8 +11,8 @@ from typing import Callable
 
 from ..checks.model import check_nodes, check_points
 from ..topology import PRIVATE_RANGES, PUBLIC_RANGES
-from . import internet, testing
-from .compiler import cell, lan, sg_node
+from . import access, homedomain, internet, testing
+from .compiler import lan, sg_node
 from .model import LabFile
 from .mesh import mesh_problems, node_names
 
@@ -29,6 +29,7 @@ def check_lab(lab: LabFile) -> Problems:
     out: Problems = []
     add: Callable[[str, str], None] = lambda p, m: out.append((p, m))  # noqa: E731
     _references(lab, add)
+    out += access.problems(lab)
     if out:
         return out  # the checks below assume the references resolve
     _addresses(lab, add)
@@ -85,7 +86,7 @@ def _addresses(lab: LabFile, add: Callable[[str, str], None]) -> None:
                 continue
             if a not in inet:
                 add(where, f"{a} is not on the emulated Internet {inet}; use an address in {inet}")
-            if a in sg_owner:
+            if a in sg_owner and sg_owner[a] != f"mvpns.{m}.sg":  # an SG in its virtual HA shares its address
                 add(where, f"{a} is already the public address of {sg_owner[a]}; every SG and HA needs its own "
                     "(the SG address is the realm index, claims 3, 6)")
             sg_owner[a] = where.rsplit(".", 1)[0]
@@ -116,9 +117,9 @@ def _workgroups(lab: LabFile, add: Callable[[str, str], None]) -> None:
             if name is None:
                 add(f"workgroups.{w}[{i}]", f"member {mem!r} is no user; declare it under 'mobile_nodes' or 'users' "
                     f"({_known(users)})")
-            elif lab.mvpns[users[name]].sg is None:
+            elif lab.mvpns[users[name]].sg is None and lab.mvpns[users[name]].home_agent is None:
                 add(f"workgroups.{w}[{i}]", f"member {mem!r} is in M-VPN {users[name]}, which has no SG; "
-                    f"give mvpns.{users[name]}.sg a public address (claim 3)")
+                    f"give mvpns.{users[name]}.sg a public address (claim 3) or a home_agent (claim 15)")
         if members and lab.msm is None:
             add(f"workgroups.{w}", "workgroups are kept by the MSM; add 'msm: {}' (address derived) or 'msm: {address: ...}'")
     for n, x in lab.mobile_nodes.items():
@@ -133,10 +134,8 @@ def _workgroups(lab: LabFile, add: Callable[[str, str], None]) -> None:
 
 
 def _mobility(lab: LabFile, add: Callable[[str, str], None]) -> None:
-    for m, mv in lab.mvpns.items():
-        if mv.sg and mv.home_agent:
-            add(f"mvpns.{m}.home_agent", "an SG inside a virtual HA (claims 15-16 together) is not derived yet; "
-                "use the low-level 'nodes:' escape hatch, or drop one of sg/home_agent")
+    for p, msg in homedomain.problems(lab):
+        add(p, msg)
     for n, x in lab.mobile_nodes.items():
         mv = lab.mvpns[x.mvpn]
         places = {"home"} | set(mv.msrs) | set(lab.access_networks)
@@ -144,9 +143,6 @@ def _mobility(lab: LabFile, add: Callable[[str, str], None]) -> None:
             add(f"mobile_nodes.{n}.at", f"no network {x.at!r} for M-VPN {x.mvpn}; use one of {', '.join(sorted(places))}")
         if x.mip and mv.home_agent is None:
             add(f"mobile_nodes.{n}.mip", f"Mobile IP needs a home agent; give mvpns.{x.mvpn}.home_agent an operator HA")
-        if x.at in mv.msrs and (x.workgroup or (x.mip if x.mip is not None else mv.home_agent)):
-            add(f"mobile_nodes.{n}.at", "an MN at an MSR that also signs on or runs Mobile IP needs the MSR chain "
-                "joined to the home LAN, which is not derived yet; start it at 'home' or use 'nodes:'")
     for n, h in lab.hosts.items():
         mv = lab.mvpns[h.mvpn]
         places = {"home"} | set(mv.msrs)
@@ -169,7 +165,7 @@ def _names(lab: LabFile, add: Callable[[str, str], None]) -> None:
     if lab.msm and not lab.msm.operator:
         claim(lab.msm.node, "msm.node")
     for m, mv in lab.mvpns.items():
-        if mv.sg:
+        if mv.sg and not mv.home_agent:  # an SG in a virtual HA runs on the operator HA node
             claim(sg_node(lab, m), f"mvpns.{m}.sg")
         for i, r in enumerate(mv.msrs):
             claim(r, f"mvpns.{m}.msrs[{i}]")
@@ -182,7 +178,7 @@ def _names(lab: LabFile, add: Callable[[str, str], None]) -> None:
     for m, mv in lab.mvpns.items():
         segs[lan(m)] = f"mvpns.{m}"
         for r in mv.msrs:
-            segs[cell(r)] = f"mvpns.{m}.msrs"
+            segs[homedomain.cell_name(mv, r)] = f"mvpns.{m}.msrs"
     for n in lab.access_networks:
         if n in segs:
             add(f"access_networks.{n}", f"segment name {n!r} is also {segs[n]}; rename the access network")
@@ -228,6 +224,7 @@ def _schedule(lab: LabFile, add: Callable[[str, str], None]) -> None:
 
 def _all_node_names(lab: LabFile, mesh: bool = True) -> set[str]:
     names = set(lab.operators) | set(lab.mobile_nodes) | set(lab.hosts) | set(lab.nodes)
+    names |= {n for n, _ in access.names(lab.access)} if lab.access else set()
     for m, mv in lab.mvpns.items():
         names |= set(mv.msrs)
         if mv.sg:

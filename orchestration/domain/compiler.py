@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..topology import Topology, parse_topology
-from . import agents, internet, napt, testing
+from . import access, agents, homedomain, internet, napt, testing
 from .addressing import Pool, link_subnets
 from . import enrolment
 from .enrolment import TOKEN_FILE, Secrets, enrol_command, portal_url
@@ -46,7 +46,10 @@ def cell(msr: str) -> str:
 
 
 def sg_node(lab: LabFile, mvpn: str) -> str:
-    sg = lab.mvpns[mvpn].sg
+    """Node of an M-VPN's SG: the operator HA when it runs in a virtual HA (claim 15)."""
+    sg, ha = lab.mvpns[mvpn].sg, lab.mvpns[mvpn].home_agent
+    if sg and ha:
+        return ha.operator
     return (sg.node if sg and sg.node else f"sg-{mvpn.lower()}")
 
 
@@ -87,6 +90,7 @@ class Compiler:
         self.gateway: dict[str, ipaddress.IPv4Address] = {}  # mvpn -> home LAN gateway
         self.public: dict[str, ipaddress.IPv4Address] = {}  # node or vha name -> Internet address
         self.access_router: dict[str, tuple[str, ipaddress.IPv4Address]] = {}  # net -> (node, inet address)
+        self.after_msm: list[tuple[str, str]] = []  # (node, start command) that enrol at the MSM on its node
 
     # --- helpers ------------------------------------------------------------------------
     def node(self, name: str, role: str, **kw: Any) -> dict[str, Any]:
@@ -96,8 +100,8 @@ class Compiler:
             nd[k] = v
         return nd
 
-    def agent(self, node: str, kind: str, data: dict[str, Any]) -> agents.AgentFile:
-        f = agents.AgentFile(kind, node, data)
+    def agent(self, node: str, kind: str, data: dict[str, Any], path: str | None = None) -> agents.AgentFile:
+        f = agents.AgentFile(kind, node, data, path)
         self.agent_files.append(f)
         self.nodes[node]["files"][f.path] = f.text()
         return f
@@ -117,7 +121,7 @@ class Compiler:
         SG, and the declared users."""
         out = {}
         for n, m in self.lab.mobile_nodes.items():
-            if self.lab.mvpns[m.mvpn].sg is not None:
+            if self.lab.mvpns[m.mvpn].sg is not None or self.lab.mvpns[m.mvpn].home_agent is not None:
                 out[n] = (m.mvpn, self.addr[n], m.fqdn or f"{n}.{self.lab.zone.rstrip('.')}")
         for n, u in self.lab.users.items():
             out[n] = (u.mvpn, u.address, u.fqdn or f"{n}.{self.lab.zone.rstrip('.')}")
@@ -147,7 +151,11 @@ class Compiler:
             self.mobile_node(name)
         for name in self.lab.hosts:
             self.host(name)
+        if self.lab.access:
+            access.compile_plane(self)
         self.msm()  # last: its seed lists every token handed out above
+        for node, cmd in self.after_msm:  # SGs in virtual HAs enrol at an MSM on their node (claim 15)
+            self.nodes[node]["start"].append(cmd)
         self.backbone()
         testing.after_msm(self)
         self.merge()
@@ -189,7 +197,7 @@ class Compiler:
             self.public[o] = op.address or inet.take()
         for m, mv in lab.mvpns.items():
             if mv.home_agent:
-                self.public[f"@vha-{m}"] = mv.home_agent.address or inet.take()
+                self.public[f"@vha-{m}"] = mv.home_agent.address or (mv.sg.address if mv.sg else None) or inet.take()
         if lab.msm is not None:
             self.public["@msm"] = lab.msm.address or inet.take()
         for n, a in lab.access_networks.items():
@@ -227,7 +235,9 @@ class Compiler:
             x.mvpn == m and x.at in (None, "home") for x in list(self.lab.mobile_nodes.values()) + list(self.lab.hosts.values()))
         if home_needed:
             self.segments[lan(m)] = {"mvpn": m, "subnet": str(mv.realm), "description": f"home LAN of M-VPN {m}"}
-        if mv.sg:
+        if mv.sg and mv.home_agent:
+            self.after_msm.append((mv.home_agent.operator, homedomain.sg_in_virtual_ha(self, m, self.sg_peers(m))))
+        elif mv.sg:
             self.sg(m)
         self.msrs(m)
 
@@ -240,13 +250,7 @@ class Compiler:
         nd["links"].append({"segment": lan(m), "address": f"{self.gateway[m]}/{mv.realm.prefixlen}", "name": "lan"})
         self.inet_link(name, mv.sg.address)
         self.inet_routes(name)
-        peers: dict[str, str] = {}
-        for members in lab.workgroups.values():
-            mvpns = {self._member_mvpn(x) for x in members} - {None}
-            if m in mvpns:
-                for o in mvpns - {m}:
-                    if lab.mvpns[o].sg:  # type: ignore[index]
-                        peers[o] = str(lab.mvpns[o].sg.address)  # type: ignore[index, union-attr]
+        peers = self.sg_peers(m)
         portal = portal_url(str(self.msm_address())) if lab.msm else "http://127.0.0.1:1"
         self.agent(name, "sg", agents.sg(m, str(mv.sg.address), str(mv.realm), portal, peers, "lan"))
         nd["files"]["/etc/testbed/edge.nft"] = napt.sg_edge(m, "lan", "inet")
@@ -262,6 +266,17 @@ class Compiler:
         else:  # no portal to follow and no CA to enrol at: a plain gateway with its edge filter, no SG agent
             self.agent_files = [f for f in self.agent_files if (f.node, f.agent) != (name, "sg")]
             del nd["files"][agents.AGENTS["sg"][0]]
+
+    def sg_peers(self, m: str) -> dict[str, str]:
+        """M-VPN -> public SG address of every M-VPN sharing a workgroup with ``m`` (claim 4)."""
+        lab, peers = self.lab, {}
+        for members in lab.workgroups.values():
+            mvpns = {self._member_mvpn(x) for x in members} - {None}
+            if m in mvpns:
+                for o in mvpns - {m}:
+                    if lab.mvpns[o].sg:  # type: ignore[index]
+                        peers[o] = str(lab.mvpns[o].sg.address)  # type: ignore[index, union-attr]
+        return peers
 
     def _member_mvpn(self, member: str) -> str | None:
         if member in self.lab.mobile_nodes:
@@ -282,11 +297,11 @@ class Compiler:
     def msrs(self, m: str) -> None:
         mv = self.lab.mvpns[m]
         for i, r in enumerate(mv.msrs):
-            self.segments[cell(r)] = {"description": f"radio cell of MSR {r} (M-VPN {m})"}
+            self.segments[homedomain.cell_name(mv, r)] = {"description": f"radio cell of MSR {r} (M-VPN {m})"}
             nd = self.node(r, "msr", mvpn=m, description=f"mobile service router of M-VPN {m} (AODV, claim 25)",
                            sysctls=dict(AODV_SYSCTLS))
             ifs = ["cell"]
-            nd["links"].append({"segment": cell(r), "name": "cell"})
+            nd["links"].append({"segment": homedomain.cell_name(mv, r), "name": "cell"})
             if i > 0:
                 ifs.append("pv")  # the link to the previous MSR is created by that MSR (peer_name)
             if i + 1 < len(mv.msrs):
@@ -294,7 +309,8 @@ class Compiler:
                 ifs.append("nx")
             nd["setup"].append(" && ".join(f"ip addr add {self.addr[r]}/32 dev {i_}" for i_ in ifs))
             a = mv.aodv
-            self.agent(r, "aodv", agents.aodv(str(self.addr[r]), "msr", ifs, [str(mv.realm)], a.handover, a.hello_enabled, a.extra))
+            managed, extra = homedomain.home_sink(self, m, r, ifs) if mv.home_sinks else ([str(mv.realm)], a.extra)
+            self.agent(r, "aodv", agents.aodv(str(self.addr[r]), "msr", ifs, managed, a.handover, a.hello_enabled, extra))
             nd["start"].append(agents.AGENTS["aodv"][2].format(path=agents.AGENTS["aodv"][0]))
 
     def operator(self, o: str) -> None:
@@ -316,7 +332,7 @@ class Compiler:
                    for n, x in lab.mobile_nodes.items() if x.mvpn == m and self.runs_mip(n)}
             has.append({"name": ha_name(m), "address": str(self.public[f"@vha-{m}"]), "netns": f"vha-{ha_name(m)}",
                         "home_prefix": str(mv.realm), "interfaces": {ifname: gw}, "home_interfaces": [ifname],
-                        "mobile_nodes": mns})
+                        "mobile_nodes": mns, **homedomain.ha_ipsec(self, m)})
         services = [str(self.msm_address())] if lab.msm and lab.msm.operator == o else []
         self.agent(o, "mip-ha", agents.mip_ha(has, "inet", services))
         nd["start"].append(agents.AGENTS["mip-ha"][2].format(path=agents.AGENTS["mip-ha"][0]))
@@ -350,12 +366,16 @@ class Compiler:
             bind = None
         nd.setdefault("volumes", []).append("/var/lib/msm")
         users = self.users()
-        mvpns = [{"name": m, "realm": str(mv.realm), "sg_public": str(mv.sg.address)}
-                 for m, mv in lab.mvpns.items() if mv.sg]
+        # an M-VPN without SG is known by its virtual HA's address, its gateway to the Internet
+        mvpns = [{"name": m, "realm": str(mv.realm),
+                  "sg_public": str(mv.sg.address if mv.sg else self.public[f"@vha-{m}"])}
+                 for m, mv in lab.mvpns.items() if mv.sg or mv.home_agent]
         seed_users = [{"fqdn": f, "mvpn": mv, "private_address": str(a)} for mv, a, f in users.values()]
         wgs = {w: [users[x][2] if x in users else x for x in members] for w, members in lab.workgroups.items()}
-        self.agent(name, "msm", agents.msm(str(addr), lab.zone, mvpns, seed_users, wgs,
-                                           self.tokens if enrolment.TOKENS else [], bind))
+        data = agents.msm(str(addr), lab.zone, mvpns, seed_users, wgs, self.tokens if enrolment.TOKENS else [], bind)
+        if lab.msm.log_level != "INFO":
+            data["log_level"] = lab.msm.log_level
+        self.agent(name, "msm", data)
         nd["start"].append(agents.AGENTS["msm"][2].format(path=agents.AGENTS["msm"][0]))
 
     def access(self, n: str) -> None:
@@ -378,7 +398,8 @@ class Compiler:
 
     def attach(self, name: str, at: str | None, mvpn: str, ifname: str = "eth0") -> str:
         """Link a node where it starts; returns the segment."""
-        seg = cell(at) if at in self.lab.mvpns[mvpn].msrs else (at if at in self.lab.access_networks else lan(mvpn))
+        mv = self.lab.mvpns[mvpn]
+        seg = homedomain.cell_name(mv, at) if at in mv.msrs else (at if at in self.lab.access_networks else lan(mvpn))
         self.nodes[name]["links"].append({"segment": seg, "name": ifname})
         self.ports[name] = f"{seg}:{name}"
         return seg
@@ -391,12 +412,14 @@ class Compiler:
         nd = self.node(n, "mn", mvpn=x.mvpn, description=f"mobile node of M-VPN {x.mvpn}")
         seg = self.attach(n, x.at, x.mvpn)
         link = nd["links"][-1]
+        mip = self.runs_mip(n)
         if runs_aodv:
             nd["sysctls"] = dict(AODV_SYSCTLS)
             nd["setup"].append(f"ip addr add {self.addr[n]}/32 dev eth0")
             a = x.aodv or mv.aodv
+            extra = {**homedomain.roaming_aodv(self, n), **a.extra} if mip else a.extra
             self.agent(n, "aodv", agents.aodv(str(self.addr[n]), "mn", ["eth0"], [str(mv.realm)], a.handover,
-                                              a.hello_enabled, a.extra))
+                                              a.hello_enabled, extra))
             nd["start"].append(agents.AGENTS["aodv"][2].format(path=agents.AGENTS["aodv"][0]))
             if at_msr:
                 assert x.at is not None
@@ -406,12 +429,12 @@ class Compiler:
             link["address"] = f"{self.addr[n]}/{mv.realm.prefixlen}"
             if x.mvpn in self.gateway:
                 nd["routes"].append({"to": "default", "via": str(self.gateway[x.mvpn])})
-        mip = self.runs_mip(n)
         if mip:
             assert mv.home_agent is not None
-            self.agent(n, "mip-mn", agents.mip_mn(str(self.addr[n]), str(mv.realm), str(self.gateway[x.mvpn]),
-                                                  str(self.public[f"@vha-{x.mvpn}"]), self.spi(n),
-                                                  self.secrets.key(f"mip:{x.mvpn}:{n}")))
+            self.agent(n, "mip-mn", {**agents.mip_mn(str(self.addr[n]), str(mv.realm), str(self.gateway[x.mvpn]),
+                                                     str(self.public[f"@vha-{x.mvpn}"]), self.spi(n),
+                                                     self.secrets.key(f"mip:{x.mvpn}:{n}")),
+                                     **homedomain.roaming_mip(self, n, runs_aodv)})
             nd["start"].append(agents.AGENTS["mip-mn"][2].format(path=agents.AGENTS["mip-mn"][0]))
         if x.workgroup:
             users = self.users()
@@ -427,8 +450,15 @@ class Compiler:
                        f"--timeout 90 --what 'Mobile IP at home' -- {cmd}")
             nd["start"].append(cmd)
             sgn = sg_node(lab, x.mvpn)
-            nd["start_after"].append({"node": sgn, "file": agents.STATUS["sg"], "what": f"the SG of M-VPN {x.mvpn}",
-                                      "timeout_s": 180})
+            nd["start_after"].append({"node": sgn, "file": homedomain.sg_status(lab, x.mvpn),
+                                      "what": f"the SG of M-VPN {x.mvpn}", "timeout_s": 180})
+            if mip:
+                homedomain.roam_nft(self, n)
+        elif lab.msm and enrolment.TOKENS and n in self.users() and any(
+                n in ms or self.users()[n][2] in ms for ms in lab.workgroups.values()):
+            self.token(n, self.users()[n][2], "mn")  # a member without sign-on agent may enrol by hand
+        if x.serve:
+            nd["start"].append(f"python3 -m testbed.mip.probe server --port {x.serve}")
 
     def host(self, n: str) -> None:
         x = self.lab.hosts[n]
@@ -449,7 +479,7 @@ class Compiler:
         lab = self.lab
         if lab.msm is None:
             return
-        sgs = [m for m, mv in lab.mvpns.items() if mv.sg]
+        sgs = [m for m, mv in lab.mvpns.items() if mv.sg and not mv.home_agent]  # virtual HAs: the operator's NAPT
         if not sgs:
             return
         bb = lab.internet.router

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..checks.model import AnyCheck
 from ..scenario import Check as DataCheck
+from .accessmodel import AccessPlane
 from ..topology import LAB_NAME, check_item_names, check_lab_name
 from .testing import Testing
 
@@ -80,6 +81,9 @@ class Mvpn(_Strict):
     home_agent: HomeAgent | None = None
     msrs: list[str] = Field([], description="mobile service routers (AODV), joined in a chain in this order")
     aodv: Aodv = Aodv()
+    home_sinks: bool = Field(False, description="the MSRs also sit on the home LAN as its sinks: proxy ARP for "
+                             "their MNs, the home LAN's gateway as theirs (claim 14; orchestration.domain.homedomain)")
+    cells: dict[str, str] = Field({}, description="segment name of an MSR's radio cell (default cell-<msr>)")
     description: str = ""
 
     @field_validator("sg", mode="before")
@@ -105,6 +109,8 @@ class Msm(_Strict):
     address: ipaddress.IPv4Address | None = Field(None, description="public address (derived if unset)")
     operator: str | None = Field(None, description="host it on this operator HA's backbone (claim 20)")
     node: str = "msm"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG logs every portal request with its source address (what the NAPT shows, claim 22)")
 
 
 class User(_Strict):
@@ -125,6 +131,9 @@ class MobileNode(_Strict):
     mip: bool | None = Field(None, description="run Mobile IP (default: when the M-VPN has a home agent)")
     aodv: Aodv | None = Field(None, description="run AODV (default: when it starts at an MSR)")
     fqdn: str | None = None
+    ipsec_to_ha: bool = Field(False, description="on a co-located care-of address, an IPsec SA to its virtual HA "
+                              "inside the Mobile IP tunnel (claim 24)")
+    serve: int | None = Field(None, ge=1, le=65535, description="run testbed.mip.probe's TCP echo server on this port")
 
 
 class Host(_Strict):
@@ -196,6 +205,7 @@ class LabFile(_Strict):
     mobile_nodes: dict[str, MobileNode] = {}
     hosts: dict[str, Host] = {}
     access_networks: dict[str, AccessNetwork] = {}
+    access: AccessPlane | None = Field(None, description="who may attach at a sink (claims 40-62, orchestration.domain.access)")
     schedule: list[Event] = []
     checks: list[Check] = []
     nodes: dict[str, dict[str, Any]] = Field({}, description="low-level fields merged over generated nodes, or extra nodes")

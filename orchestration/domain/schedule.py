@@ -19,6 +19,7 @@ from ..checks.session import CheckSession
 from ..lab import Lab
 from ..scenario import CheckResult, run_check
 from .compiler import Compiled, cell, lan
+from .homedomain import cell_name
 from .model import Event
 
 
@@ -31,7 +32,7 @@ def target_segment(compiled: Compiled, node: str, to: str) -> str:
     if to == "home":
         return lan(x.mvpn)
     if to in lab.mvpns[x.mvpn].msrs:
-        return cell(to)
+        return cell_name(lab.mvpns[x.mvpn], to)
     return to
 
 
