@@ -8,10 +8,16 @@ from the same run:
 - registration: the bare round-trip time (ping) between the MN and its home agent over the
   same path right after the registration; a registration cannot be faster than one round
   trip plus the agents' processing (`*_registration_vs_rtt` = ratio of the medians);
-- interruption: the longest gap of the same UDP streams (a -> h every 10 ms, the workgroup
-  stream a -> b every 20 ms) in a quiet window of 2 s without a move, once per round. The
-  probe records gaps longer than 5 intervals only, so a quiet baseline of 0 means "below
-  50 ms (h) / 100 ms (b)".
+- interruption: the longest gap of the same UDP streams (a -> h every 5 ms, gaps over
+  10 ms recorded; the workgroup stream a -> b every 20 ms, gaps over 100 ms) in a quiet
+  window of 2 s without a move, once per round. A quiet baseline of 0 means "below 10 ms
+  (h) / 100 ms (b)".
+
+Each move is broken down into phases (`breakdown`, ms after the lab cut the carrier): the
+lab's carrier window, the MN's own marks (`registrations[].phases` of its status: carrier
+seen, solicitation, advertisement, address, AODV sink, request, reply, routes, leave
+notice, gratuitous ARP), the AODV agent's events of the move (interface up, attach,
+registered with or handover to a sink, catch-alls) and the UDP gap's first and last echo.
 """
 from __future__ import annotations
 
@@ -27,6 +33,12 @@ from orchestration.scenario import load_module
 
 HERE = Path(__file__).resolve().parent
 REPEAT = 5
+#: the UDP stream a -> h: one datagram every 5 ms, gaps between echoes over 10 ms recorded
+STREAM_INTERVAL_S = 0.005
+STREAM_GAP_MS = 10
+#: AODV events of a's agent that belong to a move's breakdown
+AODV_PHASES = ("interface_down", "interface_up", "attach_hello", "registered_with_sink", "handover_done",
+               "catchalls", "left_home_domain")
 
 
 def _steps():
@@ -44,12 +56,14 @@ def bench_roaming(say: Callable[[str], None] = print, repeat: int = REPEAT, lab_
     s = _steps()
     lab = Lab.from_file(HERE / "topology.yaml", name=lab_name, workdir=f"/var/lib/testbed/bench-{lab_name}")
     samples: dict[str, list[float]] = {}
+    breakdowns: dict[str, list[dict[str, float]]] = {}
     lab.up(say=say)
     try:
         ctx = SimpleNamespace(lab=lab)
         if not s.wait(lambda: s.read(ctx, "a", s.MN_STATUS).get("mode") == "home", 20):
             raise RuntimeError("a never registered at home")
-        lab.spawn("a", f"python3 -m testbed.mip.probe client --udp --interval 0.01 --dst 10.0.0.10 --port 5001 "
+        lab.spawn("a", f"python3 -m testbed.mip.probe client --udp --interval {STREAM_INTERVAL_S} "
+                  f"--gap-ms {STREAM_GAP_MS} --dst 10.0.0.10 --port 5001 "
                   f"--bind 10.0.0.5 --out {s.PROBE_UDP}", log="probe-udp.log")
         if not s.wait(lambda: s.read(ctx, "a", s.PROBE_UDP).get("echoed", 0) > 50, 15):
             raise RuntimeError("UDP probe from a to h gets no echoes at home")
@@ -77,8 +91,10 @@ def bench_roaming(say: Callable[[str], None] = print, repeat: int = REPEAT, lab_
                 if before:
                     lab.exec("a", before)
                 t_move = time.time()
+                lab.move("a:eth0", seg, flap=True)
                 # the port's carrier-down, re-attach, carrier-up: a floor no agent can cut
-                samples.setdefault(f"{mode}_move_ms", []).append(round(lab.move("a:eth0", seg, flap=True) * 1000, 1))
+                cut = lab.last_move
+                samples.setdefault(f"{mode}_move_ms", []).append(round((cut["up"] - cut["down"]) * 1000, 2))
                 if after:   # the address a DHCP server would hand out, through docker exec
                     t_after = time.monotonic()
                     lab.exec("a", after)
@@ -88,7 +104,7 @@ def bench_roaming(say: Callable[[str], None] = print, repeat: int = REPEAT, lab_
                                                 if e.get("kind") == "handover_done" and e.get("t", 0) >= t_move), None), 15)
                     if done is None:
                         raise RuntimeError(f"round {i + 1}: no AODV handover to sink s2")
-                    reg = {"time": done["t"], "latency_ms": None}
+                    reg = {"time": done["t"], "latency_ms": None, "phases": {}}
                 else:
                     reg = s.wait(lambda: s.registered(ctx, "a", mode, t_move), 25)
                 if reg is None:
@@ -98,7 +114,9 @@ def bench_roaming(say: Callable[[str], None] = print, repeat: int = REPEAT, lab_
                     samples.setdefault(f"{mode}_registration_ms", []).append(reg["latency_ms"])
                 samples.setdefault(f"{mode}_handover_ms", []).append(round((reg["time"] - t_move) * 1000, 1))
                 if udp:
-                    samples.setdefault(f"{mode}_interruption_ms", []).append(s.interruption_ms(udp, t_move))
+                    samples.setdefault(f"{mode}_interruption_ms", []).append(s.interruption_ms(udp, cut["down"]))
+                aodv_events = s.read(ctx, "a", s.AODV_STATUS).get("events", [])
+                breakdowns.setdefault(mode, []).append(move_breakdown(cut, reg, aodv_events, udp or {}))
                 if wg:
                     wgp = s.wait(lambda: (p := s.read(ctx, "a", s.WG_PROBE_UDP)) and (p.get("last_echo") or 0) > reg["time"] + 0.5 and p, 15)
                     if wgp:
@@ -119,7 +137,8 @@ def bench_roaming(say: Callable[[str], None] = print, repeat: int = REPEAT, lab_
         if reg and rtt:
             out[f"{mode}_registration_vs_rtt"] = round(reg / rtt, 2)
     out["samples"] = samples
-    out["sections"] = {"moves": moves_section(samples, repeat)}
+    out["breakdowns"] = breakdowns
+    out["sections"] = {"moves": moves_section(samples, repeat, breakdowns)}
     return out
 
 
@@ -127,15 +146,47 @@ def bench_roaming(say: Callable[[str], None] = print, repeat: int = REPEAT, lab_
 MOVE_AIMS_MS = {"sink": 40, "fa": 60, "ccoa": 100, "home": 60}
 
 
-def moves_section(samples: dict[str, list[float]], repeat: int) -> dict[str, Any]:
+def move_breakdown(cut: dict[str, float], reg: dict[str, Any], aodv_events: list[dict[str, Any]],
+                   probe: dict[str, Any]) -> dict[str, float]:
+    """One move's phases in ms after the lab cut the carrier (`cut["down"]`, wall clock s).
+
+    Keys: `carrier_restored` (the lab's port up again), `mn_<phase>` from the MN's
+    registration record (`phases`, see testbed.mip.mn), `aodv_<event>` for the first of
+    each AODV_PHASES event after the cut, `last_echo_before` / `first_echo_after` for
+    the UDP gap that spans the move (the largest gap ending after the cut). Missing
+    phases are left out. Source of the times: one kernel, one wall clock for all nodes.
+    """
+    t0 = cut["down"]
+
+    def ms(t: float) -> float:
+        return round((t - t0) * 1000, 1)
+    out = {"carrier_restored": ms(cut["up"])}
+    for name, t in sorted((reg.get("phases") or {}).items(), key=lambda kv: kv[1]):
+        if t >= t0 - 0.5:   # a phase from before the cut belongs to an earlier move
+            out[f"mn_{name}"] = ms(t)
+    for e in aodv_events:
+        kind, t = e.get("kind"), e.get("t", 0)
+        if kind in AODV_PHASES and t >= t0 and f"aodv_{kind}" not in out:
+            out[f"aodv_{kind}"] = ms(t)
+    gaps = [(a, b) for a, b in probe.get("gaps", []) if b >= t0]
+    if gaps:
+        a, b = max(gaps, key=lambda g: g[1] - g[0])
+        out["last_echo_before"], out["first_echo_after"] = ms(a), ms(b)
+    return dict(sorted(out.items(), key=lambda kv: kv[1]))
+
+
+def moves_section(samples: dict[str, list[float]], repeat: int,
+                  breakdowns: dict[str, list[dict[str, float]]] | None = None) -> dict[str, Any]:
     """The `moves` section of bench.json (issue 14): per move kind the median UDP gap of the
     10 ms stream a -> h (`gap_ms`), beside the same run's registration round trip
     (`registration_ms`, MN request -> reply; none for a sink move, which is AODV's), the
     MN-HA ping (`rtt_ms`), the port flap itself (`carrier_flap_ms`), for the CCoA the time the
     bench's `docker exec` took to add the address (`address_added_after_ms`, in the gap: a
-    stand-in for DHCP), the aim and whether the median meets it."""
+    stand-in for DHCP), the aim and whether the median meets it; `phases_ms`: per phase of
+    `move_breakdown` its median over the rounds (ms after the carrier was cut)."""
     med = statistics.median
-    out: dict[str, Any] = {"repeat": repeat, "stream_interval_ms": 10}
+    out: dict[str, Any] = {"repeat": repeat, "stream_interval_ms": STREAM_INTERVAL_S * 1000,
+                           "gaps_recorded_over_ms": STREAM_GAP_MS}
     for kind, aim in MOVE_AIMS_MS.items():
         gaps = samples.get(f"{kind}_interruption_ms", [])
         row: dict[str, Any] = {"gap_ms": round(med(gaps), 1) if gaps else None, "aim_ms": aim,
@@ -149,6 +200,10 @@ def moves_section(samples: dict[str, list[float]], repeat: int) -> dict[str, Any
         row["met"] = row["gap_ms"] is not None and row["gap_ms"] <= aim
         if row.get("registration_ms") and row["gap_ms"] is not None:
             row["gap_over_registration"] = round(row["gap_ms"] / row["registration_ms"], 2)
+        rounds = (breakdowns or {}).get(kind, [])
+        names = sorted({k for b in rounds for k in b}, key=lambda k: med([b[k] for b in rounds if k in b]))
+        if names:
+            row["phases_ms"] = {k: round(med([b[k] for b in rounds if k in b]), 1) for k in names}
         out[kind] = row
     return out
 

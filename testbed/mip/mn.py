@@ -111,6 +111,10 @@ class MobileNode:
         self._carrier_wall = 0.0     # wall clock of the last carrier change
         self._sink_cache: tuple[float, str | None] = (0.0, None)
         self._sink_mtime = 0.0
+        #: wall-clock times (s) of the phases of the move in progress: carrier_down,
+        #: carrier_up, solicit, advertisement, address, aodv_sink, request, reply, routes,
+        #: leave, garp (first of each); kept with the registration that ends the move
+        self.phases: dict[str, float] = {}
 
     # ---- setup ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -159,6 +163,8 @@ class MobileNode:
                     self._on_carrier(self.watch.changes())
                     if self.watch.addresses_changed:   # a CCoA came or went: look again now
                         self.watch.addresses_changed = False
+                        if "carrier_up" in self.phases:
+                            self._phase("address")
                         self._ccoa_cache = (0.0, None)
                 if self.link in r:
                     self._drain_link()
@@ -169,9 +175,16 @@ class MobileNode:
                 self.counters["internal_errors"] += 1
                 log.exception("MN loop")
 
+    def _phase(self, name: str) -> None:
+        """Note the first time `name` happens in the move in progress (wall clock, s)."""
+        self.phases.setdefault(name, time.time())
+
     def _on_carrier(self, changes: list[bool]) -> None:
         for up in changes:
             self.counters["carrier_up" if up else "carrier_down"] += 1
+            if not up or "carrier_up" in self.phases:   # a new move (a folded down-up: its up)
+                self.phases = {}
+            self._phase("carrier_up" if up else "carrier_down")
             self._carrier_wall = time.time()   # an AODV status written before says nothing
             self._sink_cache = (0.0, None)
             self._sink_mtime = 0.0
@@ -198,6 +211,8 @@ class MobileNode:
             if adv is None:
                 continue
             self.counters["advertisements_heard"] += 1
+            if "carrier_up" in self.phases:
+                self._phase("advertisement")
             now = time.monotonic()
             if adv.source not in self.agents:
                 if len(self.agents) >= self.cfg.max_agents:
@@ -246,7 +261,8 @@ class MobileNode:
             pass
         if sink != self._sink_cache[1]:
             log.info("AODV home sink: %s", sink)
-            if sink:   # AODV's routes now lead via this sink: free what waits for the old one
+            if sink:
+                self._phase("aodv_sink")   # AODV's routes now lead via this sink: free what waits for the old one
                 self._flush_unresolved()
         self._sink_cache = (now, sink)
         return sink
@@ -349,6 +365,7 @@ class MobileNode:
         try:
             self.link.send_ip(ip_packet("0.0.0.0", "255.255.255.255", 1, icmp, ttl=1))
             self.counters["solicitations_sent"] += 1
+            self._phase("solicit")
             log.debug("no agent heard: agent solicitation sent")
         except OSError as exc:
             log.debug("solicitation: %s", exc)
@@ -378,6 +395,7 @@ class MobileNode:
         try:
             self.sock.sendmsg([raw], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, (dst, m.MIP_PORT))
             self.counters["requests_sent"] += 1
+            self._phase("request")
         except OSError as exc:
             self.counters["request_send_errors"] += 1
             log.debug("request to %s from %s: %s", dst, src, exc)
@@ -433,12 +451,16 @@ class MobileNode:
         self.current = t
         self.attempt = None
         self.pending_ids.clear()
+        self._phase("reply")
         self._apply_routes(t)
-        self._tell_aodv_left(previous, t)
+        self._phase("routes")
+        if self._tell_aodv_left(previous, t):
+            self._phase("leave")
         if t.mode == "home":
             assert self.link
             for _ in range(2):
                 self.link.gratuitous_arp(self.home)
+            self._phase("garp")
         if self.ipsec is not None:   # claim 24: IPsec to the HA only while on a CCoA
             if t.mode == "ccoa" and (previous != t or self.ipsec.state in ("down", "failed")):
                 self.ipsec.up()
@@ -449,7 +471,9 @@ class MobileNode:
         self.history.append({"time": time.time(), "mode": t.mode, "coa": t.coa, "agent": t.agent,
                              "lifetime": self.granted, "latency_ms": round(latency, 2),
                              "tries": self.tries, "renewal": previous == t,
-                             "since_detection_ms": round(handover, 2)})
+                             "since_detection_ms": round(handover, 2),
+                             "phases": {k: round(v, 4) for k, v in self.phases.items()} if previous != t else {}})
+        self.phases = {}
         self.history = self.history[-50:]
         log.info("registered %s coa %s via %s: lifetime %ds, %.1f ms", t.mode, t.coa, src, self.granted, latency)
 
