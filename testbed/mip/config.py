@@ -149,6 +149,10 @@ class MnAgentConfig(_Base):
     solicit_wait: float = Field(default=0.0, ge=0)
     retransmit: float = Field(default=1.0, gt=0)
     use_ccoa: bool = True                 # claim 23: no FA -> co-located care-of address
+    #: ask the visited network for the co-located care-of address by DHCP at every
+    #: carrier-up, in parallel with the agent solicitation (testbed.mip.dhcp); the lease
+    #: is dropped when the carrier goes. False: a CCoA is whatever address appears on the link
+    ccoa_dhcp: bool = False
     ipsec_to_ha: IpsecConfig | None = None  # claim 24: IPsec to the HA while on a CCoA
     aodv_home: AodvHomeConfig | None = None  # claim 14: home = attached to a home sink (AODV)
     tunnel_mode: Literal["auto", "kernel", "userspace"] = "auto"

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from testbed.mip import messages as m
 from testbed.mip.config import MnAgentConfig
+from testbed.mip.dhcp import DhcpClient, Lease
 from testbed.aodv.leave import send_leave_notice
 from testbed.mip.ha import CONTROL_MARK
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
@@ -103,6 +104,8 @@ class MobileNode:
         self.watch: LinkWatch | None = None
         self.nl: Netlink | None = None
         self.ipsec = None
+        self.dhcp: DhcpClient | None = None
+        self.dhcp_addr: tuple[str, int] | None = None   # the CCoA we configured from a lease
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
         self._next_check = 0.0
@@ -127,6 +130,8 @@ class MobileNode:
         self.link = PacketSocket(self.ifname)
         self.link.only_icmp_type(9)   # agent advertisements only
         self.watch = LinkWatch(self.ifname)
+        if self.cfg.ccoa_dhcp:
+            self.dhcp = DhcpClient(self.ifname)
         if self.cfg.ipsec_to_ha is not None:
             from testbed.mip.ipsec import MnIpsec
             self.ipsec = MnIpsec(self.cfg.ipsec_to_ha.workdir, self.home, self.ha,
@@ -146,7 +151,7 @@ class MobileNode:
         if self.ipsec is not None:
             self.ipsec.stop()
         self._close_tunnel()
-        for s in (self.link, self.sock, self.watch, self.nl):
+        for s in (self.link, self.sock, self.watch, self.dhcp, self.nl):
             if s is not None:
                 s.close()
 
@@ -157,7 +162,8 @@ class MobileNode:
             # shortly after a carrier change, look at the AODV agent's status often: the
             # home sink it names ends the move home (claim 14)
             busy = self.cfg.aodv_home is not None and time.time() - self._carrier_wall < 3.0
-            r, _, _ = select.select([self.link, self.sock, self.watch], [], [], 0.02 if busy else 0.1)
+            fds = [self.link, self.sock, self.watch] + ([self.dhcp] if self.dhcp else [])
+            r, _, _ = select.select(fds, [], [], 0.02 if busy else 0.1)
             try:
                 if self.watch in r:
                     self._on_carrier(self.watch.changes())
@@ -170,6 +176,10 @@ class MobileNode:
                     self._drain_link()
                 if self.sock in r:
                     self._on_reply()
+                if self.dhcp is not None and self.dhcp in r:
+                    lease = self.dhcp.readable(time.monotonic())
+                    if lease is not None:
+                        self._on_lease(lease)
                 self._tick(time.monotonic())
             except Exception:
                 self.counters["internal_errors"] += 1
@@ -189,6 +199,9 @@ class MobileNode:
             self._sink_cache = (0.0, None)
             self._sink_mtime = 0.0
             log.info("carrier %s on %s", "up" if up else "down", self.ifname)
+            self._drop_lease()   # a leased CCoA belongs to the link we left
+            if up and self.dhcp is not None:
+                self.dhcp.start(time.monotonic())   # in parallel with the solicitation
             if up:
                 # a new link may mean a new network: forget agents, solicit at once
                 self.agents.clear()
@@ -307,6 +320,8 @@ class MobileNode:
         return cur
 
     def _tick(self, now: float) -> None:
+        if self.dhcp is not None:
+            self.dhcp.tick(now)
         want = self._desired(now)
         if want and self._fresh(now):
             self.lost_since = None
@@ -347,9 +362,30 @@ class MobileNode:
         self._ccoa_cache = (now, found)
         return found
 
+    def _on_lease(self, lease: Lease) -> None:
+        """DHCPACK: put the co-located care-of address on the link; the address event
+        (LinkWatch) makes the movement logic look at it at once."""
+        assert self.nl
+        self._phase("dhcp_ack")
+        if self.nl.addr_replace(lease.address, lease.prefixlen, self.ifname):
+            self.dhcp_addr = (lease.address, lease.prefixlen)
+            self._ccoa_cache = (0.0, None)
+            log.info("DHCP lease %s/%d router %s from %s", lease.address, lease.prefixlen, lease.router, lease.server)
+
+    def _drop_lease(self) -> None:
+        if self.dhcp is not None:
+            self.dhcp.stop()
+        if self.dhcp_addr is not None and self.nl is not None:
+            self.nl.addr_del(*self.dhcp_addr, self.ifname)
+            self.dhcp_addr = None
+            self._ccoa_cache = (0.0, None)
+
     def _gateway_for(self, addr: str, plen: int) -> str:
         if self.current and self.current.mode == "ccoa" and self.current.coa == addr:
             return self.current.agent
+        lease = self.dhcp.lease if self.dhcp else None
+        if lease and lease.address == addr and lease.router:
+            return lease.router
         # the visited network's router (e.g. from DHCP); ours (FA) is off that subnet
         net = ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
         assert self.nl
@@ -587,4 +623,5 @@ class MobileNode:
                 "registrations": self.history[-10:],
                 "counters": dict(self.counters),
                 "tunnel": self.endpoint.status() if self.endpoint else None,
-                "ipsec": self.ipsec.status() if self.ipsec else None}
+                "ipsec": self.ipsec.status() if self.ipsec else None,
+                "dhcp": self.dhcp.status() if self.dhcp else None}

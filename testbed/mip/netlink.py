@@ -121,6 +121,22 @@ class Netlink:
         return [(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                 for a in self.ipr.get_addr(family=socket.AF_INET, index=idx) if a["index"] == idx]
 
+    def addr_replace(self, addr: str, prefixlen: int, dev: str) -> bool:
+        """`ip addr replace ADDR/PREFIXLEN dev DEV` (e.g. a care-of address from DHCP)."""
+        idx = self.index(dev)
+        if idx is None:
+            return False
+        return self._call(f"addr {addr}/{prefixlen} on {dev}", self.ipr.addr, "replace", index=idx,
+                          address=addr, prefixlen=prefixlen)
+
+    def addr_del(self, addr: str, prefixlen: int, dev: str) -> bool:
+        """`ip addr del ADDR/PREFIXLEN dev DEV`."""
+        idx = self.index(dev)
+        if idx is None:
+            return False
+        return self._call(f"del addr {addr}/{prefixlen} on {dev}", self.ipr.addr, "del", index=idx,
+                          address=addr, prefixlen=prefixlen)
+
     def proxy_replace(self, addr: str, dev: str) -> bool:
         """`ip neigh replace proxy ADDR dev DEV` (answer ARP for ADDR on DEV)."""
         idx = self.index(dev)
