@@ -69,6 +69,9 @@ class HomeAgent:
         self.counters: Counter[str] = self.proc.counters
         self.endpoint: IpipEndpoint | None = None
         self.links: dict[str, PacketSocket] = {}
+        #: care-of addresses whose bindings went in this request: their tunnels are
+        #: deleted after the reply (`_remove_unused_peers`)
+        self._unused_peers: list[str] = []
         self.link_addrs: dict[str, str | None] = {}
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
@@ -142,6 +145,7 @@ class HomeAgent:
                         log.info("binding %s -> %s expired", b.home, b.coa)
                         self.counters["bindings_expired"] += 1
                         self._unroute(b.home, b.coa)
+                    self._remove_unused_peers()
                     next_expire = now + 1.0
                 r, _, _ = select.select([self.sock, *self.links.values()], [], [], 0.2)
                 for s in r:
@@ -156,6 +160,7 @@ class HomeAgent:
     def _close(self) -> None:
         for b in list(self.proc.bindings.bindings.values()):
             self._unroute(b.home, b.coa)
+        self._unused_peers = []   # the endpoint closes them all
         if self.endpoint:
             self.endpoint.close()
         if self.ipsec:
@@ -189,14 +194,27 @@ class HomeAgent:
                 self.counters["reply_send_errors"] += 1
                 log.debug("reply to %s:%d: %s", src, sport, exc)
         self.last_latency_ms = (time.perf_counter() - t0) * 1000
+        self._remove_unused_peers()
+
+    def _remove_unused_peers(self) -> None:
+        """Delete the tunnel interfaces of care-of addresses no binding uses any more.
+
+        Why after the reply (issue 14): deleting a TUN device waits for RCU grace periods
+        in the kernel (tens of ms on a busy machine); the routes have already left it, so
+        the MN's reply and its traffic need not wait for that.
+        """
+        for coa in self._unused_peers:
+            if self.endpoint and not self.proc.bindings.users_of(coa):
+                self.endpoint.remove_peer(socket.inet_aton(coa).hex())
+        self._unused_peers = []
 
     def _apply(self, d: Decision) -> None:
         if d.action == "bind":
             renewal = d.previous is not None and d.previous.coa == d.coa
-            if d.previous is not None and not renewal:
-                self._unroute(d.home, d.previous.coa)
             if not renewal:   # a renewal changes nothing on the data path
-                self._route(d.home, d.coa, new=True)
+                self._route(d.home, d.coa, new=True)   # replaces the /32 of the old binding
+            if d.previous is not None and not renewal:
+                self._unroute(d.home, d.previous.coa, route=False)
         elif d.action == "deregister" and d.previous is not None:
             self._unroute(d.home, d.previous.coa)
 
@@ -229,13 +247,16 @@ class HomeAgent:
                 link.gratuitous_arp(home)
         log.debug("intercepting %s: route via %s, proxy ARP on %s", home, ifname, list(self.links))
 
-    def _unroute(self, home: str, coa: str) -> None:
+    def _unroute(self, home: str, coa: str, route: bool = True) -> None:
+        """Stop intercepting `home` for `coa` (route: also its /32 route, which a new
+        binding's route_replace otherwise takes over); the tunnel to `coa` goes after the
+        reply (`_remove_unused_peers`)."""
         assert self.nl
-        self.nl.route_del(f"{home}/32")
-        for hif in self.links:
-            self.nl.proxy_del(home, hif)
-        if self.endpoint and not self.proc.bindings.users_of(coa):
-            self.endpoint.remove_peer(socket.inet_aton(coa).hex())
+        if route:
+            self.nl.route_del(f"{home}/32")
+            for hif in self.links:
+                self.nl.proxy_del(home, hif)
+        self._unused_peers.append(coa)
 
     def _solicited(self, link: PacketSocket) -> bool:
         got = False

@@ -110,6 +110,7 @@ class MobileNode:
         self._stop = threading.Event()
         self._next_check = 0.0
         self._arp_ignore_value: str | None = None
+        self._retire_tunnel = False   # the CCoA tunnel is unused: close it off the move's path
         self._ccoa_cache: tuple[float, tuple[str, int, str] | None] = (0.0, None)
         self._carrier_wall = 0.0     # wall clock of the last carrier change
         self._sink_cache: tuple[float, str | None] = (0.0, None)
@@ -163,7 +164,7 @@ class MobileNode:
             # home sink it names ends the move home (claim 14)
             busy = self.cfg.aodv_home is not None and time.time() - self._carrier_wall < 3.0
             fds = [self.link, self.sock, self.watch] + ([self.dhcp] if self.dhcp else [])
-            r, _, _ = select.select(fds, [], [], 0.02 if busy else 0.1)
+            r, _, _ = select.select(fds, [], [], 0.005 if busy else 0.1)
             try:
                 if self.watch in r:
                     self._on_carrier(self.watch.changes())
@@ -413,6 +414,7 @@ class MobileNode:
         self._prepare_routes(t)
         self.attempt_started = time.monotonic()   # latency: first request sent -> reply
         self._send_request(t, self.attempt_started)
+        self._retire_unused_tunnel()
 
     def _send_request(self, t: Target, now: float) -> None:
         assert self.sock
@@ -512,6 +514,7 @@ class MobileNode:
         self.phases = {}
         self.history = self.history[-50:]
         log.info("registered %s coa %s via %s: lifetime %ds, %.1f ms", t.mode, t.coa, src, self.granted, latency)
+        self._retire_unused_tunnel()
 
     def _tell_aodv_left(self, previous: Target | None, t: Target) -> bool:
         """Registered away from the sinks (a new FA, CCoA or plain-home registration): tell our
@@ -542,19 +545,19 @@ class MobileNode:
         home_prefix = str(self.cfg.home_prefix)
         if t.mode == "home" and t.agent == AODV:
             # AODV's routes only: ours (home prefix on-link, default, HA via CoA) go
-            self._close_tunnel()
+            self._retire_tunnel = True
             self._arp_ignore("0")
             nl.route_del(f"{self.ha}/32")
             nl.route_del(home_prefix, ifn)
             nl.flush_default()
         elif t.mode == "home":
-            self._close_tunnel()
+            self._retire_tunnel = True
             self._arp_ignore("0")
             nl.route_del(f"{self.ha}/32")
             nl.route_replace(home_prefix, ifn, src=self.home)
             nl.route_replace("default", ifn, via=t.agent, src=self.home)
         elif t.mode == "fa":
-            self._close_tunnel()
+            self._retire_tunnel = True
             self._arp_ignore("1")
             nl.route_del(home_prefix, ifn)
             nl.route_del(f"{self.ha}/32")
@@ -564,6 +567,7 @@ class MobileNode:
             self._arp_ignore("1")
             nl.route_del(home_prefix, ifn)
             nl.route_replace(f"{self.ha}/32", ifn, via=t.agent, src=t.coa)
+            self._retire_tunnel = False
             if self.endpoint is None or self.endpoint.local != t.coa:
                 self._close_tunnel()
                 self.endpoint = IpipEndpoint(t.coa, mode=self.cfg.tunnel_mode, ifname_prefix="mip",
@@ -601,6 +605,17 @@ class MobileNode:
         if self._arp_ignore_value != value:
             write_proc_sys(f"net.ipv4.conf.{self.ifname}.arp_ignore", value)
             self._arp_ignore_value = value
+
+    def _retire_unused_tunnel(self) -> None:
+        """Close the CCoA tunnel that the routes no longer use.
+
+        Why not in `_apply_routes` (issue 14): deleting the TUN device waits for RCU grace
+        periods in the kernel (tens of ms on a busy machine); done after the registration
+        request (and the reply's route changes), that wait is off the move's path.
+        """
+        if self._retire_tunnel:
+            self._retire_tunnel = False
+            self._close_tunnel()
 
     def _close_tunnel(self) -> None:
         if self.endpoint is not None:
