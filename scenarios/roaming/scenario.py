@@ -328,7 +328,10 @@ def steps(ctx, c_reg: dict | None) -> None:
     marks.append(("CCoA", step["t_move"]))
     ha = read(ctx, "opha", HA_STATUS).get("home_agents", {})
     b = ha.get("a", {}).get("bindings", {}).get("10.0.0.5", {})
-    ctx.check("virtual HA a binds 10.0.0.5 to the co-located care-of address", b.get("coa") == "192.0.2.50", str(b))
+    lease = (read(ctx, "a", MN_STATUS).get("dhcp") or {}).get("lease") or {}
+    ctx.check("virtual HA a binds 10.0.0.5 to the co-located care-of address the hotspot's DHCP server gave a",
+              b.get("coa") == lease.get("address") and str(b.get("coa", "")).startswith("192.0.2."),
+              f"binding {b}, lease {lease}")
     ipsec = wait(lambda: (st := read(ctx, "a", MN_STATUS).get("ipsec") or {}).get("state") == "up" and st, 15)
     kids = [c for sa in (ipsec or {}).get("sas", []) for c in sa.get("children", [])]
     ctx.check("claim 24: a has an IPsec SA to its HA inside the CCoA tunnel",
