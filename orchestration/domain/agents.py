@@ -126,10 +126,11 @@ def mip_fa(address: str, interface: str, prefix_len: int) -> dict[str, Any]:
 
 def mip_mn(home: str, prefix: str, gateway: str, ha: str, spi: int, key: str) -> dict[str, Any]:
     """Mobile IP mobile node (claims 14, 23; RFC 5944 3.6). A hotspot's DHCP server gives its
-    co-located care-of address (`ccoa_dhcp`, asked at every carrier-up; issue 14)."""
+    co-located care-of address (`ccoa_dhcp`, asked at every carrier-up; issue 14); its
+    tunnel to the HA from there runs in tc-BPF where the node may load it (`auto`)."""
     return {"home_address": home, "home_prefix": prefix, "home_gateway": gateway, "home_agent": ha,
             "security": {"spi": spi, "key": key}, "lifetime": 30, "agent_timeout": 1.5, "solicit_wait": 0.5,
-            "retransmit": 0.5, "ccoa_dhcp": True, "tunnel_mode": "userspace", "status_file": STATUS["mip-mn"]}
+            "retransmit": 0.5, "ccoa_dhcp": True, "tunnel_mode": "auto", "status_file": STATUS["mip-mn"]}
 
 
 #: the DHCP server of a hotspot (busybox udhcpd; `-a 0`: no 2 s ARP probe before an offer)

@@ -221,6 +221,8 @@ class HomeAgent:
     def _setup_peer(self, peer: Peer) -> None:
         assert self.nl
         self.nl.link_up(peer.ifname, mtu=1480)
+        if self.endpoint is not None and self.endpoint.mode != "userspace":
+            self.nl.tx_checksum_off(peer.ifname)   # the FA decapsulates in userspace
         # RFC 3024 5.2: what comes out of a reverse tunnel must be from a mobile node
         # bound to that care-of address. Strict reverse-path filtering on the tunnel
         # interface is exactly that check: only the home addresses routed into it pass.

@@ -571,7 +571,7 @@ class MobileNode:
             if self.endpoint is None or self.endpoint.local != t.coa:
                 self._close_tunnel()
                 self.endpoint = IpipEndpoint(t.coa, mode=self.cfg.tunnel_mode, ifname_prefix="mip",
-                                             on_new_peer=lambda p: nl.link_up(p.ifname, mtu=1480))
+                                             on_new_peer=self._setup_peer)
                 self.endpoint.add_peer("ha", self.ha, ifname=TUN_IF)
                 self.endpoint.start()
             nl.route_replace("default", TUN_IF, src=self.home)
@@ -605,6 +605,15 @@ class MobileNode:
         if self._arp_ignore_value != value:
             write_proc_sys(f"net.ipv4.conf.{self.ifname}.arp_ignore", value)
             self._arp_ignore_value = value
+
+    def _setup_peer(self, peer) -> None:
+        """The new tunnel device to the HA: up, MTU 1480 (20 bytes for the outer header);
+        outside userspace mode, checksums completed before encapsulation, since the HA may
+        decapsulate in userspace (Netlink.tx_checksum_off)."""
+        assert self.nl
+        self.nl.link_up(peer.ifname, mtu=1480)
+        if self.endpoint is not None and self.endpoint.mode != "userspace":
+            self.nl.tx_checksum_off(peer.ifname)
 
     def _retire_unused_tunnel(self) -> None:
         """Close the CCoA tunnel that the routes no longer use.

@@ -121,6 +121,31 @@ class Netlink:
         return [(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                 for a in self.ipr.get_addr(family=socket.AF_INET, index=idx) if a["index"] == idx]
 
+    def tx_checksum_off(self, dev: str) -> bool:
+        """`ethtool -K DEV tx-checksum-ip-generic off`: the kernel completes the TCP/UDP
+        checksum of every packet sent out of DEV instead of leaving it to an offload.
+
+        Why (issue 14 §3): a kernel or tc-BPF tunnel keeps a packet's partial checksum (a
+        veth offload) inside the outer IP-IP header; a userspace endpoint on the other side
+        (the FA's raw socket, a userspace HA) forwards the inner packet as it is, and the
+        mobile node drops it (UdpInCsumErrors). Completed before encapsulation, the inner
+        packet is valid wherever it is decapsulated. Returns False (logged) on failure.
+        """
+        from pyroute2.ethtool import Ethtool
+        try:
+            et = Ethtool()
+            try:
+                feats = et.get_features(dev)
+                feats.features["tx-checksum-ip-generic"].enable = False
+                et.set_features(dev, feats)
+            finally:
+                et.close()
+            return True
+        except Exception as exc:   # pyroute2 raises several kinds for a missing device or feature
+            self.errors += 1
+            log.warning("tx checksum offload off on %s: %s", dev, exc)
+            return False
+
     def addr_replace(self, addr: str, prefixlen: int, dev: str) -> bool:
         """`ip addr replace ADDR/PREFIXLEN dev DEV` (e.g. a care-of address from DHCP)."""
         idx = self.index(dev)

@@ -225,10 +225,19 @@ class IpipEndpoint:
         self._ep: select.epoll | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._bpf: tcbpf.BpfDataPlane | None = None
+        if self.mode == "bpf":
+            try:
+                self._bpf = tcbpf.BpfDataPlane(self.local)
+            except tcbpf.BpfError as exc:
+                # another endpoint of this process took the bpf plane since the probe (e.g.
+                # two virtual HAs starting at once): "auto" goes on to userspace
+                if mode != "auto":
+                    raise
+                self.mode_choice.unavailable["bpf"] = str(exc)
+                self.mode = self.mode_choice.mode = "userspace"
+                log.info("IP-IP mode userspace (bpf taken meanwhile: %s)", exc)
         if self.mode == "userspace":
             self._open_socket()
-        elif self.mode == "bpf":
-            self._bpf = tcbpf.BpfDataPlane(self.local)
         for name, addr in (peers or {}).items():
             self.add_peer(name, addr, ifname=(ifnames or {}).get(name))
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -102,6 +103,7 @@ def load() -> BpfObject:
 
 
 _active_local: str | None = None  # the local address of this process's BpfDataPlane
+_claim = threading.Lock()         # check and set of _active_local (virtual HAs start in parallel)
 
 
 def bpf_unavailable(local: str | None = None) -> str | None:
@@ -154,11 +156,12 @@ class BpfDataPlane:
     def __init__(self, local: str) -> None:
         global _active_local
         self.local = str(IPv4Address(local))
-        why = bpf_unavailable(self.local)
-        if why:
-            raise BpfError(why)
-        self.obj = load()
-        _active_local = self.local
+        with _claim:   # two endpoints probing at once: only one may take the process's maps
+            why = bpf_unavailable(self.local)
+            if why:
+                raise BpfError(why)
+            self.obj = load()
+            _active_local = self.local
         self.obj.update("local_addr", ctypes.c_uint32(0), Addr4(*IPv4Address(self.local).packed))
         self.decap_devices: dict[str, int] = {}
         self.out_devices: dict[str, str] = {}   # peer address -> device of our route to it
