@@ -31,12 +31,11 @@ from testbed.mip.bindings import Pending, VisitorList
 from testbed.mip.config import FaAgentConfig
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
 from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4, udp_packet
+from testbed.tunnel.ipip import TUNNEL_MTU
 
 log = logging.getLogger(__name__)
 
 BROADCASTS = {"255.255.255.255", "224.0.0.11", "224.0.0.1", "224.0.0.2"}
-#: the reverse tunnel's MTU: a 1500-byte link less the outer IPv4 header (RFC 2003 3.1)
-TUNNEL_MTU = 1480
 
 
 class ForeignAgent:

@@ -33,7 +33,7 @@ from testbed.mip.registration import Decision, RegistrationProcessor
 from testbed.mip.netlink import Netlink
 from testbed.mip.netns import thread_in_netns
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
-from testbed.tunnel.ipip import IpipEndpoint, Peer
+from testbed.tunnel.ipip import TUNNEL_MTU, IpipEndpoint, Peer
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +218,19 @@ class HomeAgent:
         elif d.action == "deregister" and d.previous is not None:
             self._unroute(d.home, d.previous.coa)
 
+    def _tunnel_mtus(self) -> tuple[int, int | None]:
+        """(device MTU, route MTU) of a tunnel to a care-of address. The tunnel MTU is 1480
+        (20 bytes of outer header, RFC 2003 3.1). In bpf mode the device is a veth, which
+        refuses to receive a packet above its own MTU: a reverse-tunnelled 1500-byte packet
+        (reassembled from outer fragments, tcbpf.BpfDataPlane.inject) needs 1500 there, so
+        the tunnel MTU goes on the routes instead."""
+        if self.endpoint is not None and self.endpoint.mode == "bpf":
+            return 1500, TUNNEL_MTU
+        return TUNNEL_MTU, None
+
     def _setup_peer(self, peer: Peer) -> None:
         assert self.nl
-        self.nl.link_up(peer.ifname, mtu=1480)
+        self.nl.link_up(peer.ifname, mtu=self._tunnel_mtus()[0])
         if self.endpoint is not None and self.endpoint.mode != "userspace":
             self.nl.tx_checksum_off(peer.ifname)   # the FA decapsulates in userspace
         # RFC 3024 5.2: what comes out of a reverse tunnel must be from a mobile node
@@ -241,7 +251,7 @@ class HomeAgent:
             self.endpoint.add_peer(name, coa)
         ifname = self.endpoint.peers[name].ifname
         assert self.nl
-        if not self.nl.route_replace(f"{home}/32", ifname):
+        if not self.nl.route_replace(f"{home}/32", ifname, mtu=self._tunnel_mtus()[1]):
             raise RuntimeError(f"route {home}/32 dev {ifname} failed")
         for hif, link in self.links.items():
             self.nl.proxy_replace(home, hif)

@@ -48,7 +48,7 @@ from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4
 from testbed.mip.linkwatch import LinkWatch
 from testbed.mip.netlink import Netlink
 from testbed.mip.security import ClockOffset
-from testbed.tunnel.ipip import IpipEndpoint
+from testbed.tunnel.ipip import TUNNEL_MTU, IpipEndpoint
 from testbed.tunnel.tun import run_ip
 
 log = logging.getLogger(__name__)
@@ -574,7 +574,8 @@ class MobileNode:
                                              on_new_peer=self._setup_peer)
                 self.endpoint.add_peer("ha", self.ha, ifname=TUN_IF)
                 self.endpoint.start()
-            nl.route_replace("default", TUN_IF, src=self.home)
+            bpf = self.endpoint is not None and self.endpoint.mode == "bpf"
+            nl.route_replace("default", TUN_IF, src=self.home, mtu=TUNNEL_MTU if bpf else None)
         self._flush_unresolved()   # after the new routes: nothing can queue on the old ones
 
     def _flush_unresolved(self) -> None:
@@ -611,7 +612,8 @@ class MobileNode:
         outside userspace mode, checksums completed before encapsulation, since the HA may
         decapsulate in userspace (Netlink.tx_checksum_off)."""
         assert self.nl
-        self.nl.link_up(peer.ifname, mtu=1480)
+        bpf = self.endpoint is not None and self.endpoint.mode == "bpf"
+        self.nl.link_up(peer.ifname, mtu=1500 if bpf else TUNNEL_MTU)   # bpf: see HomeAgent._tunnel_mtus
         if self.endpoint is not None and self.endpoint.mode != "userspace":
             self.nl.tx_checksum_off(peer.ifname)
 

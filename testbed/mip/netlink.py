@@ -60,8 +60,9 @@ class Netlink:
         return self._call(f"link {dev} up", self.ipr.link, "set", **kw)
 
     def route_replace(self, dst: str, dev: str, via: str | None = None, src: str | None = None,
-                      onlink: bool = False) -> bool:
-        """`ip route replace DST [via VIA] dev DEV [onlink] [src SRC]`; DST "a.b.c.d/len" or "default"."""
+                      onlink: bool = False, mtu: int | None = None) -> bool:
+        """`ip route replace DST [via VIA] dev DEV [onlink] [src SRC] [mtu MTU]`; DST
+        "a.b.c.d/len" or "default"; MTU in bytes (the route's, below the device's)."""
         oif = self.index(dev)
         if oif is None:
             log.debug("route %s: no interface %s", dst, dev)
@@ -75,6 +76,8 @@ class Netlink:
             kw["scope"] = 253   # link
         if src:
             kw["prefsrc"] = src
+        if mtu:
+            kw["metrics"] = {"mtu": mtu}
         return self._call(f"route replace {dst} dev {dev}", self.ipr.route, "replace", **kw)
 
     def route_del(self, dst: str, dev: str | None = None) -> bool:

@@ -165,6 +165,8 @@ class BpfDataPlane:
         self.obj.update("local_addr", ctypes.c_uint32(0), Addr4(*IPv4Address(self.local).packed))
         self.decap_devices: dict[str, int] = {}
         self.out_devices: dict[str, str] = {}   # peer address -> device of our route to it
+        self.frames: dict[str, bytes] = {}      # peer ifname -> Ethernet header twin -> ifname
+        self._inject: socket.socket | None = None
         self._routes_checked = 0.0
         for dev in address_devices(self.local):
             self._attach_decap(dev)
@@ -197,8 +199,10 @@ class BpfDataPlane:
         run_ip(["link", "set", twin, "up"])
         tw_idx = _ifindex(twin)
         peer_key = Addr4(*IPv4Address(addr).packed)
+        dev_mac, twin_mac = _mac(ifname), _mac(twin)
+        self.frames[ifname] = dev_mac + twin_mac + b"\x08\x00"
         self.obj.update("rx_peers", peer_key,
-                        RxPeer(twin_ifindex=tw_idx, dev_mac=Mac(*_mac(ifname)), twin_mac=Mac(*_mac(twin))))
+                        RxPeer(twin_ifindex=tw_idx, dev_mac=Mac(*dev_mac), twin_mac=Mac(*twin_mac)))
         self._set_route(ifname, addr, route_device(addr, self.local))
         self.obj.tc_attach("ipip_encap", tw_idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
 
@@ -240,8 +244,29 @@ class BpfDataPlane:
         except OSError:
             return None
 
+    def inject(self, ifname: str, inner: bytes | memoryview) -> bool:
+        """Hand an inner packet to the peer's device `ifname` as the decap program would
+        (sent into the twin, so it arrives on `ifname`): the slow path for IP-IP that came
+        in outer fragments, which the program passes to the stack before reassembly and the
+        endpoint reads back reassembled from a raw socket. Returns False if not sent.
+
+        The packet socket is unbound (protocol 0): binding one would wait for an RCU grace
+        period, and each frame names its device in sendto."""
+        head = self.frames.get(ifname)
+        if head is None:
+            return False
+        if self._inject is None:
+            self._inject = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            self._inject.sendto(head + bytes(inner), (self.twin_name(ifname), 0))
+            return True
+        except OSError as exc:
+            log.debug("inject into %s: %s", ifname, exc)
+            return False
+
     def remove_peer(self, ifname: str, addr: str) -> None:
         twin = self.twin_name(ifname)
+        self.frames.pop(ifname, None)
         self.obj.delete("rx_peers", Addr4(*IPv4Address(addr).packed))
         self.out_devices.pop(addr, None)
         try:
@@ -270,6 +295,9 @@ class BpfDataPlane:
         """Detach decap from the devices we attached it to (peers are removed by the caller)."""
         global _active_local
         _active_local = None
+        if self._inject is not None:
+            self._inject.close()
+            self._inject = None
         for dev, idx in self.decap_devices.items():
             try:
                 self.obj.tc_detach(idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
