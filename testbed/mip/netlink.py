@@ -151,18 +151,17 @@ class Netlink:
 
     def addr_replace(self, addr: str, prefixlen: int, dev: str) -> bool:
         """`ip addr replace ADDR/PREFIXLEN dev DEV` (e.g. a care-of address from DHCP)."""
-        idx = self.index(dev)
-        if idx is None:
-            return False
-        return self._call(f"addr {addr}/{prefixlen} on {dev}", self.ipr.addr, "replace", index=idx,
-                          address=addr, prefixlen=prefixlen)
+        return self._addr("replace", addr, prefixlen, dev)
 
     def addr_del(self, addr: str, prefixlen: int, dev: str) -> bool:
         """`ip addr del ADDR/PREFIXLEN dev DEV`."""
+        return self._addr("del", addr, prefixlen, dev)
+
+    def _addr(self, verb: str, addr: str, prefixlen: int, dev: str) -> bool:
         idx = self.index(dev)
         if idx is None:
             return False
-        return self._call(f"del addr {addr}/{prefixlen} on {dev}", self.ipr.addr, "del", index=idx,
+        return self._call(f"addr {verb} {addr}/{prefixlen} on {dev}", self.ipr.addr, verb, index=idx,
                           address=addr, prefixlen=prefixlen)
 
     def proxy_replace(self, addr: str, dev: str) -> bool:
