@@ -55,7 +55,7 @@ def test_netlink_verbs_touch_only_what_they_name():
         assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
         routes = subprocess.run(["ip", "-n", ns, "route"], capture_output=True, text=True).stdout
         assert "198.51.100.0/24 via 192.0.2.1" in routes   # not a default: left alone
-        assert "198.51.100.64/26 dev v0 scope link src 10.9.0.5 mtu 1480" in routes, routes
+        assert "198.51.100.64/26 dev v0 proto static scope link src 10.9.0.5 mtu 1480" in routes, routes
         neigh = subprocess.run(["ip", "-n", ns, "neigh"], capture_output=True, text=True).stdout
         assert "192.0.2.78" in neigh and "192.0.2.77" not in neigh
     finally:
