@@ -96,9 +96,18 @@ class Peer:
     icmp_window: tuple[int, int] = (0, 0)  # userspace: (second, ICMP answers sent in it)
 
 
+_kernel_ipip: dict[str, str | None] = {}   # the probe's answer, per process: the kernel keeps it
+
+
 def kernel_ipip_unavailable(local: str) -> str | None:
     """None if this kernel can create an `ipip` device (probe: create and delete one), else
-    `ip`'s reason."""
+    `ip`'s reason. Probed once per process (a mobile node makes an endpoint per move)."""
+    if "answer" not in _kernel_ipip:
+        _kernel_ipip["answer"] = _probe_kernel_ipip(local)
+    return _kernel_ipip["answer"]
+
+
+def _probe_kernel_ipip(local: str) -> str | None:
     probe = f"tbtipp{os.getpid() % 100000}"
     proc = subprocess.run(["ip", "link", "add", "name", probe, "type", "ipip", "local", local,
                            "remote", "192.0.2.254"], capture_output=True, text=True)
