@@ -13,6 +13,7 @@ is compiled here from the source with clang (hosts running the netns tests).
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import logging
 import os
@@ -123,33 +124,26 @@ def bpf_unavailable(local: str | None = None) -> str | None:
     return None
 
 
-def _ifindex(ifname: str) -> int:
-    """ifindex in our network namespace (an ioctl: /sys may belong to another namespace)."""
-    return socket.if_nametoindex(ifname)
-
-
 def _mac(ipr: IPRoute, index: int) -> bytes:
     return bytes.fromhex(ipr.get_links(index)[0].get_attr("IFLA_ADDRESS").replace(":", ""))
 
 
-def route_device(dst: str, src: str) -> str:
-    """Name of the device of our route to `dst` from `src` (`ip route get`, through rtnetlink
-    in the calling thread's namespace). Raises BpfError."""
-    with IPRoute() as ipr:
-        try:
-            oif = ipr.route("get", dst=dst, src=src)[0].get_attr("RTA_OIF")
-            return ipr.get_links(oif)[0].get_attr("IFLA_IFNAME")
-        except (NetlinkError, LookupError, TypeError) as exc:
-            raise BpfError(f"no route to peer {dst} from {src}: {exc}") from None
+def route_device(ipr: IPRoute, dst: str, src: str) -> str:
+    """Name of the device of our route to `dst` from `src` (`ip route get` through `ipr`, in
+    the namespace `ipr` was opened in). Raises BpfError."""
+    try:
+        oif = ipr.route("get", dst=dst, src=src)[0].get_attr("RTA_OIF")
+        return ipr.get_links(oif)[0].get_attr("IFLA_IFNAME")
+    except (NetlinkError, LookupError, TypeError) as exc:
+        raise BpfError(f"no route to peer {dst} from {src}: {exc}") from None
 
 
-def address_devices(addr: str) -> list[str]:
+def address_devices(ipr: IPRoute, addr: str) -> list[str]:
     """Devices holding `addr` (where IP-IP for us may arrive)."""
-    with IPRoute() as ipr:
-        idx = {a["index"] for a in ipr.get_addr(family=socket.AF_INET, address=addr)
-               if (a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")) == addr}
-        return [ln.get_attr("IFLA_IFNAME") for ln in ipr.get_links() if ln["index"] in idx
-                and ln.get_attr("IFLA_IFNAME") != "lo"]
+    idx = {a["index"] for a in ipr.get_addr(family=socket.AF_INET, address=addr)
+           if (a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")) == addr}
+    return [ln.get_attr("IFLA_IFNAME") for ln in ipr.get_links() if ln["index"] in idx
+            and ln.get_attr("IFLA_IFNAME") != "lo"]
 
 
 class BpfDataPlane:
@@ -169,14 +163,30 @@ class BpfDataPlane:
         self.out_devices: dict[str, str] = {}   # peer address -> device of our route to it
         self.frames: dict[str, bytes] = {}      # peer ifname -> Ethernet header twin -> ifname
         self._inject: socket.socket | None = None
+        # one rtnetlink socket for the plane's life, opened in the endpoint's namespace: the
+        # status thread (another namespace for a virtual HA) refreshes routes through it, and
+        # a new IPRoute per call costs the mobile node's loop tens of ms of Python
+        self._ipr = IPRoute()
+        self._nl = threading.Lock()
         self._routes_checked = 0.0
-        for dev in address_devices(self.local):
+        with self._nl:
+            devs = address_devices(self._ipr, self.local)
+        for dev in devs:
             self._attach_decap(dev)
+
+    def _index(self, ifname: str) -> int:
+        """ifindex of `ifname` in the plane's namespace. Raises OSError (ENODEV), as
+        socket.if_nametoindex would."""
+        with self._nl:
+            found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise OSError(errno.ENODEV, f"no interface {ifname}")
+        return found[0]
 
     def _attach_decap(self, dev: str) -> None:
         if dev in self.decap_devices:
             return
-        idx = _ifindex(dev)
+        idx = self._index(dev)
         self.obj.tc_attach("ipip_decap", idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
         self.decap_devices[dev] = idx
         log.info("tc-BPF decap on %s", dev)
@@ -194,7 +204,8 @@ class BpfDataPlane:
         twin = self.twin_name(ifname)
         # rtnetlink, not `ip` (issue 14: a peer is added on a mobile node's move, where
         # seven `ip` processes cost ~20 ms)
-        with IPRoute() as ipr:
+        with self._nl:
+            ipr = self._ipr
             for stale in ipr.link_lookup(ifname=twin):   # a stale pair of ours (names are ours)
                 ipr.link("del", index=stale)
             try:
@@ -212,15 +223,17 @@ class BpfDataPlane:
         self.frames[ifname] = dev_mac + twin_mac + b"\x08\x00"
         self.obj.update("rx_peers", peer_key,
                         RxPeer(twin_ifindex=tw_idx, dev_mac=Mac(*dev_mac), twin_mac=Mac(*twin_mac)))
-        self._set_route(ifname, addr, route_device(addr, self.local))
+        with self._nl:
+            out_dev = route_device(self._ipr, addr, self.local)
+        self._set_route(ifname, addr, out_dev)
         self.obj.tc_attach("ipip_encap", tw_idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
 
     def _set_route(self, ifname: str, addr: str, out_dev: str) -> None:
         """Point the peer's encapsulated packets at `out_dev`; decap listens there too."""
         self._attach_decap(out_dev)
-        self.obj.update("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))),
+        self.obj.update("tx_peers", ctypes.c_uint32(self._index(self.twin_name(ifname))),
                         TxPeer(local=Addr4(*IPv4Address(self.local).packed),
-                               remote=Addr4(*IPv4Address(addr).packed), out_ifindex=_ifindex(out_dev)))
+                               remote=Addr4(*IPv4Address(addr).packed), out_ifindex=self._index(out_dev)))
         self.out_devices[addr] = out_dev
 
     def refresh_routes(self, peers: dict[str, str], every_s: float = 5.0) -> None:
@@ -233,7 +246,8 @@ class BpfDataPlane:
         self._routes_checked = now
         for addr, ifname in peers.items():
             try:
-                dev = route_device(addr, self.local)
+                with self._nl:
+                    dev = route_device(self._ipr, addr, self.local)
             except BpfError as exc:
                 log.warning("peer %s: %s", addr, exc)
                 continue
@@ -244,12 +258,12 @@ class BpfDataPlane:
                     new = self.lookup_tx(ifname)
                     for f in ("packets", "bytes", "non_ipv4", "errors"):
                         setattr(new, f, getattr(old, f))
-                    self.obj.update("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))), new)
+                    self.obj.update("tx_peers", ctypes.c_uint32(self._index(self.twin_name(ifname))), new)
                 log.info("peer %s now via %s", addr, dev)
 
     def lookup_tx(self, ifname: str) -> TxPeer | None:
         try:
-            return self.obj.lookup("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))), TxPeer)
+            return self.obj.lookup("tx_peers", ctypes.c_uint32(self._index(self.twin_name(ifname))), TxPeer)
         except OSError:
             return None
 
@@ -279,13 +293,13 @@ class BpfDataPlane:
         self.obj.delete("rx_peers", Addr4(*IPv4Address(addr).packed))
         self.out_devices.pop(addr, None)
         try:
-            self.obj.delete("tx_peers", ctypes.c_uint32(_ifindex(twin)))
+            self.obj.delete("tx_peers", ctypes.c_uint32(self._index(twin)))
         except OSError:
             pass
-        with IPRoute() as ipr:   # deleting the twin takes ifname along, wherever it lives
-            for idx in ipr.link_lookup(ifname=twin):
+        with self._nl:   # deleting the twin takes ifname along, wherever it lives
+            for idx in self._ipr.link_lookup(ifname=twin):
                 try:
-                    ipr.link("del", index=idx)
+                    self._ipr.link("del", index=idx)
                 except NetlinkError as exc:
                     log.debug("delete %s: %s", twin, exc)
 
@@ -312,6 +326,8 @@ class BpfDataPlane:
         if self._inject is not None:
             self._inject.close()
             self._inject = None
+        with self._nl:
+            self._ipr.close()
         for dev, idx in self.decap_devices.items():
             try:
                 self.obj.tc_detach(idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
