@@ -70,6 +70,8 @@ class Lab:
         self.images: dict[str, str] = {}
         self.seq = 0
         self.timings: dict[str, float] = {}
+        #: wall-clock times (s) of the last move's carrier down and up (see move)
+        self.last_move: dict[str, float] = {}
         self._captures: list[subprocess.Popen[bytes]] = []
 
     # --- construction -----------------------------------------------------------------
@@ -356,7 +358,9 @@ class Lab:
 
     def move(self, key: str, segment: str, flap: bool = False) -> float:
         """Re-attach a node's segment interface to another segment (a radio handover).
-        With ``flap`` the port loses carrier for the move. Returns the seconds it took."""
+        With ``flap`` the port loses carrier for the move. Returns the seconds the whole call
+        took; ``last_move`` keeps the wall-clock times (s) the carrier went down and came
+        back (or the re-attach, without ``flap``), the window the node is really cut off."""
         if segment not in self.topology.segments:
             raise LabError(f"lab {self.name} has no segment {segment!r} (segments: {', '.join(self.topology.segments)})")
         p = self.port(key)
@@ -366,11 +370,15 @@ class Lab:
         t = time.monotonic()
         with Wiring(self.name) as wr:
             sw = nsmod.switch_ns(self.name)
+            # socket and indexes first: the carrier is down only for the three changes
+            wr.index(sw, p.switch_if), wr.index(sw, bridges[segment])
+            down = time.time()
             if flap:
                 wr.set_up(sw, p.switch_if, False)
             wr.set_master(p.switch_if, bridges[segment])
             if flap:
                 wr.set_up(sw, p.switch_if, True)
+            self.last_move = {"down": down, "up": time.time()}
         p.segment = segment
         self.save()
         return time.monotonic() - t

@@ -126,7 +126,22 @@ def mip_fa(address: str, interface: str, prefix_len: int) -> dict[str, Any]:
 
 
 def mip_mn(home: str, prefix: str, gateway: str, ha: str, spi: int, key: str) -> dict[str, Any]:
-    """Mobile IP mobile node (claims 14, 23; RFC 5944 3.6)."""
+    """Mobile IP mobile node (claims 14, 23; RFC 5944 3.6). A hotspot's DHCP server gives its
+    co-located care-of address (`ccoa_dhcp`, asked at every carrier-up; issue 14); its
+    tunnel to the HA from there runs in tc-BPF where the node may load it (`auto`)."""
     return {"home_address": home, "home_prefix": prefix, "home_gateway": gateway, "home_agent": ha,
             "security": {"spi": spi, "key": key}, "lifetime": 30, "agent_timeout": 1.5, "solicit_wait": 0.5,
-            "retransmit": 0.5, "tunnel_mode": "userspace", "status_file": STATUS["mip-mn"]}
+            "retransmit": 0.5, "ccoa_dhcp": True, "tunnel_mode": "auto", "status_file": STATUS["mip-mn"]}
+
+
+#: the DHCP server of a hotspot (busybox udhcpd; `-a 0`: no 2 s ARP probe before an offer)
+UDHCPD_CONF = "/etc/testbed/udhcpd.conf"
+UDHCPD_START = f"busybox udhcpd -f -a 0 {UDHCPD_CONF}"
+
+
+def udhcpd_conf(interface: str, first: str, last: str, mask: str, router: str, lease_s: int = 600) -> str:
+    """busybox udhcpd's config for one access network (claim 23: the visited network gives
+    the co-located care-of address): addresses `first`..`last`, option 1 `mask`, option 3
+    `router`, option 51 `lease_s` seconds."""
+    return (f"start {first}\nend {last}\ninterface {interface}\noption subnet {mask}\noption router {router}\n"
+            f"option lease {lease_s}\nlease_file /var/lib/testbed/udhcpd.leases\npidfile /run/udhcpd.pid\n")

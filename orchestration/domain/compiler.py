@@ -395,6 +395,12 @@ class Compiler:
         if a.fa:
             self.agent(rname, "mip-fa", agents.mip_fa(str(own), "acc", a.subnet.prefixlen))
             nd["start"].append(agents.AGENTS["mip-fa"][2].format(path=agents.AGENTS["mip-fa"][0]))
+        else:   # a hotspot: its DHCP server gives visitors their co-located care-of address (claim 23)
+            first = pool.take()
+            nd["files"][agents.UDHCPD_CONF] = agents.udhcpd_conf("acc", str(first), str(pool.last()),
+                                                                 str(a.subnet.netmask), str(own))
+            nd["setup"].append("touch /var/lib/testbed/udhcpd.leases")
+            nd["start"].append(agents.UDHCPD_START)
 
     def attach(self, name: str, at: str | None, mvpn: str, ifname: str = "eth0") -> str:
         """Link a node where it starts; returns the segment."""

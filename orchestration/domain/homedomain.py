@@ -87,8 +87,10 @@ def home_sink(c: "Compiler", m: str, msr: str, ifs: list[str]) -> tuple[list[str
     nd["links"].insert(0, {"segment": lan(m), "address": f"{c.addr[msr]}/{mv.realm.prefixlen}", "name": "home"})
     nd["routes"].append({"to": "default", "via": str(c.gateway[m])})
     off = " ".join(RP_FILTER_OFF.format(i=i) for i in ifs)
+    # proxy ARP answered at once (proxy_delay 0; the kernel's default waits up to 0.8 s,
+    # which the HA's first packets after a return home would wait for: issue 14 moves)
     nd["setup"].append("unshare -m sh -c 'mount -o remount,rw /proc/sys && "
-                       f"sysctl -qw net.ipv4.conf.home.proxy_arp=1 {off}'")
+                       f"sysctl -qw net.ipv4.conf.home.proxy_arp=1 net.ipv4.neigh.home.proxy_delay=0 {off}'")
     hosts = [f"{c.addr[h]}/32" for h, x in lab.hosts.items() if x.mvpn == m and x.at in (None, "home")]
     announced = hosts + ([str(lab.internet.subnet)] if c.needs_internet() else [])
     return [], {"announced_prefixes": announced, **mv.aodv.extra}

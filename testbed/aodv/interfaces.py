@@ -95,14 +95,17 @@ class LinkEvents:
                 if mtype in (RTM_NEWLINK, RTM_DELLINK) and length >= _NLMSG.size + _IFINFO.size:
                     _fam, _t, idx, flags, _c = _IFINFO.unpack_from(data, off + _NLMSG.size)
                     usable = mtype == RTM_NEWLINK and bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
-                    out.append((idx, usable, _carrier_attr(data, off + _NLMSG.size + _IFINFO.size, off + length)))
+                    out.append((idx, usable, carrier_changes_attr(data, off + _NLMSG.size + _IFINFO.size, off + length)))
                 off += (length + 3) & ~3
 
     def close(self) -> None:
         self.sock.close()
 
 
-def _carrier_attr(data: bytes, off: int, end: int) -> int | None:
+def carrier_changes_attr(data: bytes, off: int, end: int) -> int | None:
+    """IFLA_CARRIER_CHANGES of the RTM_NEWLINK whose attributes are data[off:end], or None
+    (the kernel's count of carrier changes: it moves on even when linkwatch folds a quick
+    down-up into one notification)."""
     while off + _RTA.size <= end:
         alen, atype = _RTA.unpack_from(data, off)
         if alen < _RTA.size or off + alen > end:

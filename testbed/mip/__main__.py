@@ -52,7 +52,7 @@ def run_ha(cfg: HaAgentConfig, stop: threading.Event) -> int:
     if cfg.operator is not None:
         dispatcher = Dispatcher(cfg.operator, cfg.home_agents)
         dispatcher.setup()
-    has = [HomeAgent(h, cfg.tunnel_mode, cfg.adv_interval).start() for h in cfg.home_agents]
+    has = [HomeAgent(h, h.tunnel_mode or cfg.tunnel_mode, cfg.adv_interval).start() for h in cfg.home_agents]
     for h in has:
         h.ready.wait(10)
 

@@ -59,6 +59,11 @@ class HomeAgentConfig(_Base):
     replay_tolerance: float = Field(default=7.0, gt=0)
     advertise: bool = True
     ipsec_ccoa: IpsecConfig | None = None  # claim 24: accept IPsec from MNs using a CCoA
+    #: this HA's IP-IP data plane; None: the agent's tunnel_mode. "userspace" where another
+    #: IP-IP endpoint shares the HA's address and namespace (the SG of its M-VPN, claim 15):
+    #: the tc-BPF decap drops IP-IP from every peer not in its own map, so the SG would no
+    #: longer hear its peers; userspace endpoints each take only their own peers' packets
+    tunnel_mode: Literal["auto", "kernel", "bpf", "userspace"] | None = None
     mobile_nodes: dict[IPv4Address, MnSecurity]
 
     @model_validator(mode="after")
@@ -81,7 +86,7 @@ class OperatorConfig(_Base):
 class HaAgentConfig(_Base):
     home_agents: list[HomeAgentConfig] = Field(min_length=1)
     operator: OperatorConfig | None = None
-    tunnel_mode: Literal["auto", "kernel", "userspace"] = "auto"
+    tunnel_mode: Literal["auto", "kernel", "bpf", "userspace"] = "auto"
     adv_interval: float = Field(default=1.0, gt=0)
     status_file: str = "/run/testbed/mip-ha.json"
     status_interval: float = Field(default=1.0, gt=0, le=1.0)
@@ -149,9 +154,13 @@ class MnAgentConfig(_Base):
     solicit_wait: float = Field(default=0.0, ge=0)
     retransmit: float = Field(default=1.0, gt=0)
     use_ccoa: bool = True                 # claim 23: no FA -> co-located care-of address
+    #: ask the visited network for the co-located care-of address by DHCP at every
+    #: carrier-up, in parallel with the agent solicitation (testbed.mip.dhcp); the lease
+    #: is dropped when the carrier goes. False: a CCoA is whatever address appears on the link
+    ccoa_dhcp: bool = False
     ipsec_to_ha: IpsecConfig | None = None  # claim 24: IPsec to the HA while on a CCoA
     aodv_home: AodvHomeConfig | None = None  # claim 14: home = attached to a home sink (AODV)
-    tunnel_mode: Literal["auto", "kernel", "userspace"] = "auto"
+    tunnel_mode: Literal["auto", "kernel", "bpf", "userspace"] = "auto"
     status_file: str = "/run/testbed/mip-mn.json"
     status_interval: float = Field(default=1.0, gt=0, le=1.0)
     log_level: str = "INFO"

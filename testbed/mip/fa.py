@@ -31,6 +31,7 @@ from testbed.mip.bindings import Pending, VisitorList
 from testbed.mip.config import FaAgentConfig
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
 from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4, udp_packet
+from testbed.tunnel.ipip import TUNNEL_MTU
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +159,26 @@ class ForeignAgent:
                 continue
             try:
                 assert self.raw
-                self.raw.sendto(pkt[:struct.unpack_from("!H", pkt, 2)[0]], (v.ha, 0))
+                for part in self._fit_tunnel(pkt[:struct.unpack_from("!H", pkt, 2)[0]]):
+                    self.raw.sendto(part, (v.ha, 0))
                 v.packets_reverse_tunnelled += 1
                 self.counters["reverse_tunnelled"] += 1
             except OSError as exc:
                 self.counters["reverse_send_errors"] += 1
                 log.debug("reverse tunnel to %s: %s", v.ha, exc)
+
+    def _fit_tunnel(self, inner: bytes) -> list[bytes]:
+        """The visitor's packet as it enters the reverse tunnel: itself if it fits the tunnel
+        MTU, else its fragments (inner DF clear; RFC 4459 3: fragment before encapsulation,
+        so that no outer packet is fragmented and the HA needs no reassembly - a tc-BPF
+        decapsulator sees outer fragments before the kernel reassembles them and cannot take
+        them). With DF set the kernel's outer DF applies as before."""
+        if len(inner) <= TUNNEL_MTU or inner[6] & 0x40:
+            return [inner]
+        from scapy.layers.inet import IP, fragment
+        self.counters["reverse_fragmented"] += 1
+        ihl = (inner[0] & 0x0F) * 4
+        return [bytes(f) for f in fragment(IP(inner), fragsize=(TUNNEL_MTU - ihl) & ~7)]
 
     def _deny(self, raw_req: bytes, code: int, src: str, sport: int, mac: str, why: str) -> None:
         req = m.MobileIPRRQ(raw_req[1:24])

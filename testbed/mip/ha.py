@@ -33,7 +33,7 @@ from testbed.mip.registration import Decision, RegistrationProcessor
 from testbed.mip.netlink import Netlink
 from testbed.mip.netns import thread_in_netns
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
-from testbed.tunnel.ipip import IpipEndpoint, Peer
+from testbed.tunnel.ipip import TUNNEL_MTU, IpipEndpoint, Peer
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ class HomeAgent:
         self.counters: Counter[str] = self.proc.counters
         self.endpoint: IpipEndpoint | None = None
         self.links: dict[str, PacketSocket] = {}
+        #: care-of addresses whose bindings went in this request: their tunnels are
+        #: deleted after the reply (`_remove_unused_peers`)
+        self._unused_peers: list[str] = []
         self.link_addrs: dict[str, str | None] = {}
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
@@ -142,6 +145,7 @@ class HomeAgent:
                         log.info("binding %s -> %s expired", b.home, b.coa)
                         self.counters["bindings_expired"] += 1
                         self._unroute(b.home, b.coa)
+                    self._remove_unused_peers()
                     next_expire = now + 1.0
                 r, _, _ = select.select([self.sock, *self.links.values()], [], [], 0.2)
                 for s in r:
@@ -156,6 +160,7 @@ class HomeAgent:
     def _close(self) -> None:
         for b in list(self.proc.bindings.bindings.values()):
             self._unroute(b.home, b.coa)
+        self._unused_peers = []   # the endpoint closes them all
         if self.endpoint:
             self.endpoint.close()
         if self.ipsec:
@@ -189,20 +194,45 @@ class HomeAgent:
                 self.counters["reply_send_errors"] += 1
                 log.debug("reply to %s:%d: %s", src, sport, exc)
         self.last_latency_ms = (time.perf_counter() - t0) * 1000
+        self._remove_unused_peers()
+
+    def _remove_unused_peers(self) -> None:
+        """Delete the tunnel interfaces of care-of addresses no binding uses any more.
+
+        Why after the reply (issue 14): deleting a TUN device waits for RCU grace periods
+        in the kernel (tens of ms on a busy machine); the routes have already left it, so
+        the MN's reply and its traffic need not wait for that.
+        """
+        for coa in self._unused_peers:
+            if self.endpoint and not self.proc.bindings.users_of(coa):
+                self.endpoint.remove_peer(socket.inet_aton(coa).hex())
+        self._unused_peers = []
 
     def _apply(self, d: Decision) -> None:
         if d.action == "bind":
             renewal = d.previous is not None and d.previous.coa == d.coa
-            if d.previous is not None and not renewal:
-                self._unroute(d.home, d.previous.coa)
             if not renewal:   # a renewal changes nothing on the data path
-                self._route(d.home, d.coa, new=True)
+                self._route(d.home, d.coa, new=True)   # replaces the /32 of the old binding
+            if d.previous is not None and not renewal:
+                self._unroute(d.home, d.previous.coa, route=False)
         elif d.action == "deregister" and d.previous is not None:
             self._unroute(d.home, d.previous.coa)
 
+    def _tunnel_mtus(self) -> tuple[int, int | None]:
+        """(device MTU, route MTU) of a tunnel to a care-of address. The tunnel MTU is 1480
+        (20 bytes of outer header, RFC 2003 3.1). In bpf mode the device is a veth, which
+        refuses to receive a packet above its own MTU: a reverse-tunnelled 1500-byte packet
+        (reassembled from outer fragments, tcbpf.BpfDataPlane.inject) needs 1500 there, so
+        the tunnel MTU goes on the routes instead."""
+        if self.endpoint is not None and self.endpoint.mode == "bpf":
+            return 1500, TUNNEL_MTU
+        return TUNNEL_MTU, None
+
     def _setup_peer(self, peer: Peer) -> None:
         assert self.nl
-        self.nl.link_up(peer.ifname, mtu=1480)
+        self.nl.link_up(peer.ifname, mtu=self._tunnel_mtus()[0])
+        if self.endpoint is not None and self.endpoint.mode != "userspace":
+            self.nl.tx_checksum_off(peer.ifname)   # the FA decapsulates in userspace
         # RFC 3024 5.2: what comes out of a reverse tunnel must be from a mobile node
         # bound to that care-of address. Strict reverse-path filtering on the tunnel
         # interface is exactly that check: only the home addresses routed into it pass.
@@ -221,7 +251,7 @@ class HomeAgent:
             self.endpoint.add_peer(name, coa)
         ifname = self.endpoint.peers[name].ifname
         assert self.nl
-        if not self.nl.route_replace(f"{home}/32", ifname):
+        if not self.nl.route_replace(f"{home}/32", ifname, mtu=self._tunnel_mtus()[1]):
             raise RuntimeError(f"route {home}/32 dev {ifname} failed")
         for hif, link in self.links.items():
             self.nl.proxy_replace(home, hif)
@@ -229,13 +259,16 @@ class HomeAgent:
                 link.gratuitous_arp(home)
         log.debug("intercepting %s: route via %s, proxy ARP on %s", home, ifname, list(self.links))
 
-    def _unroute(self, home: str, coa: str) -> None:
+    def _unroute(self, home: str, coa: str, route: bool = True) -> None:
+        """Stop intercepting `home` for `coa` (route: also its /32 route, which a new
+        binding's route_replace otherwise takes over); the tunnel to `coa` goes after the
+        reply (`_remove_unused_peers`)."""
         assert self.nl
-        self.nl.route_del(f"{home}/32")
-        for hif in self.links:
-            self.nl.proxy_del(home, hif)
-        if self.endpoint and not self.proc.bindings.users_of(coa):
-            self.endpoint.remove_peer(socket.inet_aton(coa).hex())
+        if route:
+            self.nl.route_del(f"{home}/32")
+            for hif in self.links:
+                self.nl.proxy_del(home, hif)
+        self._unused_peers.append(coa)
 
     def _solicited(self, link: PacketSocket) -> bool:
         got = False

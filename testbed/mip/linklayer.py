@@ -105,11 +105,21 @@ class PacketSocket:
         Why: an agent that only needs advertisements or solicitations must not copy
         every data packet of a busy link into Python.
         """
+        self._filter(1, (0x50, 0, 0, 14), icmp_type)            # A = ICMP type
+
+    def only_udp_port(self, port: int) -> None:
+        """Let the kernel pass only IPv4 UDP datagrams to destination `port` (classic BPF),
+        e.g. DHCP replies to the client port 68 (testbed.mip.dhcp)."""
+        self._filter(17, (0x48, 0, 0, 16), port)                # A = UDP destination port
+
+    def _filter(self, proto: int, load: tuple[int, int, int, int], value: int) -> None:
+        """IPv4, protocol `proto`, first fragment, then `load` (relative to x = IHL)
+        must equal `value`; everything else is dropped in the kernel."""
         prog = [(0x28, 0, 0, 12), (0x15, 0, 8, ETH_P_IP),      # ethertype == IPv4
-                (0x30, 0, 0, 23), (0x15, 0, 6, 1),               # protocol == ICMP
+                (0x30, 0, 0, 23), (0x15, 0, 6, proto),           # IP protocol
                 (0x28, 0, 0, 20), (0x45, 4, 0, 0x1FFF),          # not a later fragment
-                (0xB1, 0, 0, 14), (0x50, 0, 0, 14),              # x = IHL; A = ICMP type
-                (0x15, 0, 1, icmp_type), (0x6, 0, 0, 0x40000), (0x6, 0, 0, 0)]
+                (0xB1, 0, 0, 14), load,                          # x = IHL; A = the field
+                (0x15, 0, 1, value), (0x6, 0, 0, 0x40000), (0x6, 0, 0, 0)]
         buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
         self._bpf = buf  # keep alive while attached
         fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))

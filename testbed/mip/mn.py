@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from testbed.mip import messages as m
 from testbed.mip.config import MnAgentConfig
+from testbed.mip.dhcp import DhcpClient, Lease
 from testbed.aodv.leave import send_leave_notice
 from testbed.mip.ha import CONTROL_MARK
 from testbed.mip.sysctl import set_sysctl as write_proc_sys
@@ -47,7 +48,7 @@ from testbed.mip.linklayer import PacketSocket, ip_packet, parse_ipv4
 from testbed.mip.linkwatch import LinkWatch
 from testbed.mip.netlink import Netlink
 from testbed.mip.security import ClockOffset
-from testbed.tunnel.ipip import IpipEndpoint
+from testbed.tunnel.ipip import TUNNEL_MTU, IpipEndpoint
 from testbed.tunnel.tun import run_ip
 
 log = logging.getLogger(__name__)
@@ -103,14 +104,21 @@ class MobileNode:
         self.watch: LinkWatch | None = None
         self.nl: Netlink | None = None
         self.ipsec = None
+        self.dhcp: DhcpClient | None = None
+        self.dhcp_addr: tuple[str, int] | None = None   # the CCoA we configured from a lease
         self.sock: socket.socket | None = None
         self._stop = threading.Event()
         self._next_check = 0.0
         self._arp_ignore_value: str | None = None
+        self._retire_tunnel = False   # the CCoA tunnel is unused: close it off the move's path
         self._ccoa_cache: tuple[float, tuple[str, int, str] | None] = (0.0, None)
         self._carrier_wall = 0.0     # wall clock of the last carrier change
         self._sink_cache: tuple[float, str | None] = (0.0, None)
         self._sink_mtime = 0.0
+        #: wall-clock times (s) of the phases of the move in progress: carrier_down,
+        #: carrier_up, solicit, advertisement, address, aodv_sink, request, reply, routes,
+        #: leave, garp (first of each); kept with the registration that ends the move
+        self.phases: dict[str, float] = {}
 
     # ---- setup ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -123,6 +131,8 @@ class MobileNode:
         self.link = PacketSocket(self.ifname)
         self.link.only_icmp_type(9)   # agent advertisements only
         self.watch = LinkWatch(self.ifname)
+        if self.cfg.ccoa_dhcp:
+            self.dhcp = DhcpClient(self.ifname)
         if self.cfg.ipsec_to_ha is not None:
             from testbed.mip.ipsec import MnIpsec
             self.ipsec = MnIpsec(self.cfg.ipsec_to_ha.workdir, self.home, self.ha,
@@ -142,7 +152,7 @@ class MobileNode:
         if self.ipsec is not None:
             self.ipsec.stop()
         self._close_tunnel()
-        for s in (self.link, self.sock, self.watch, self.nl):
+        for s in (self.link, self.sock, self.watch, self.dhcp, self.nl):
             if s is not None:
                 s.close()
 
@@ -153,29 +163,46 @@ class MobileNode:
             # shortly after a carrier change, look at the AODV agent's status often: the
             # home sink it names ends the move home (claim 14)
             busy = self.cfg.aodv_home is not None and time.time() - self._carrier_wall < 3.0
-            r, _, _ = select.select([self.link, self.sock, self.watch], [], [], 0.02 if busy else 0.1)
+            fds = [self.link, self.sock, self.watch] + ([self.dhcp] if self.dhcp else [])
+            r, _, _ = select.select(fds, [], [], 0.005 if busy else 0.1)
             try:
                 if self.watch in r:
                     self._on_carrier(self.watch.changes())
                     if self.watch.addresses_changed:   # a CCoA came or went: look again now
                         self.watch.addresses_changed = False
+                        if "carrier_up" in self.phases:
+                            self._phase("address")
                         self._ccoa_cache = (0.0, None)
                 if self.link in r:
                     self._drain_link()
                 if self.sock in r:
                     self._on_reply()
+                if self.dhcp is not None and self.dhcp in r:
+                    lease = self.dhcp.readable(time.monotonic())
+                    if lease is not None:
+                        self._on_lease(lease)
                 self._tick(time.monotonic())
             except Exception:
                 self.counters["internal_errors"] += 1
                 log.exception("MN loop")
 
+    def _phase(self, name: str) -> None:
+        """Note the first time `name` happens in the move in progress (wall clock, s)."""
+        self.phases.setdefault(name, time.time())
+
     def _on_carrier(self, changes: list[bool]) -> None:
         for up in changes:
             self.counters["carrier_up" if up else "carrier_down"] += 1
+            if not up or "carrier_up" in self.phases:   # a new move (a folded down-up: its up)
+                self.phases = {}
+            self._phase("carrier_up" if up else "carrier_down")
             self._carrier_wall = time.time()   # an AODV status written before says nothing
             self._sink_cache = (0.0, None)
             self._sink_mtime = 0.0
             log.info("carrier %s on %s", "up" if up else "down", self.ifname)
+            self._drop_lease()   # a leased CCoA belongs to the link we left
+            if up and self.dhcp is not None:
+                self.dhcp.start(time.monotonic())   # in parallel with the solicitation
             if up:
                 # a new link may mean a new network: forget agents, solicit at once
                 self.agents.clear()
@@ -198,6 +225,8 @@ class MobileNode:
             if adv is None:
                 continue
             self.counters["advertisements_heard"] += 1
+            if "carrier_up" in self.phases:
+                self._phase("advertisement")
             now = time.monotonic()
             if adv.source not in self.agents:
                 if len(self.agents) >= self.cfg.max_agents:
@@ -246,7 +275,8 @@ class MobileNode:
             pass
         if sink != self._sink_cache[1]:
             log.info("AODV home sink: %s", sink)
-            if sink:   # AODV's routes now lead via this sink: free what waits for the old one
+            if sink:
+                self._phase("aodv_sink")   # AODV's routes now lead via this sink: free what waits for the old one
                 self._flush_unresolved()
         self._sink_cache = (now, sink)
         return sink
@@ -291,6 +321,8 @@ class MobileNode:
         return cur
 
     def _tick(self, now: float) -> None:
+        if self.dhcp is not None:
+            self.dhcp.tick(now)
         want = self._desired(now)
         if want and self._fresh(now):
             self.lost_since = None
@@ -331,9 +363,30 @@ class MobileNode:
         self._ccoa_cache = (now, found)
         return found
 
+    def _on_lease(self, lease: Lease) -> None:
+        """DHCPACK: put the co-located care-of address on the link; the address event
+        (LinkWatch) makes the movement logic look at it at once."""
+        assert self.nl
+        self._phase("dhcp_ack")
+        if self.nl.addr_replace(lease.address, lease.prefixlen, self.ifname):
+            self.dhcp_addr = (lease.address, lease.prefixlen)
+            self._ccoa_cache = (0.0, None)
+            log.info("DHCP lease %s/%d router %s from %s", lease.address, lease.prefixlen, lease.router, lease.server)
+
+    def _drop_lease(self) -> None:
+        if self.dhcp is not None:
+            self.dhcp.stop()
+        if self.dhcp_addr is not None and self.nl is not None:
+            self.nl.addr_del(*self.dhcp_addr, self.ifname)
+            self.dhcp_addr = None
+            self._ccoa_cache = (0.0, None)
+
     def _gateway_for(self, addr: str, plen: int) -> str:
         if self.current and self.current.mode == "ccoa" and self.current.coa == addr:
             return self.current.agent
+        lease = self.dhcp.lease if self.dhcp else None
+        if lease and lease.address == addr and lease.router:
+            return lease.router
         # the visited network's router (e.g. from DHCP); ours (FA) is off that subnet
         net = ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
         assert self.nl
@@ -349,6 +402,7 @@ class MobileNode:
         try:
             self.link.send_ip(ip_packet("0.0.0.0", "255.255.255.255", 1, icmp, ttl=1))
             self.counters["solicitations_sent"] += 1
+            self._phase("solicit")
             log.debug("no agent heard: agent solicitation sent")
         except OSError as exc:
             log.debug("solicitation: %s", exc)
@@ -360,6 +414,7 @@ class MobileNode:
         self._prepare_routes(t)
         self.attempt_started = time.monotonic()   # latency: first request sent -> reply
         self._send_request(t, self.attempt_started)
+        self._retire_unused_tunnel()
 
     def _send_request(self, t: Target, now: float) -> None:
         assert self.sock
@@ -378,6 +433,7 @@ class MobileNode:
         try:
             self.sock.sendmsg([raw], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, (dst, m.MIP_PORT))
             self.counters["requests_sent"] += 1
+            self._phase("request")
         except OSError as exc:
             self.counters["request_send_errors"] += 1
             log.debug("request to %s from %s: %s", dst, src, exc)
@@ -433,12 +489,16 @@ class MobileNode:
         self.current = t
         self.attempt = None
         self.pending_ids.clear()
+        self._phase("reply")
         self._apply_routes(t)
-        self._tell_aodv_left(previous, t)
+        self._phase("routes")
+        if self._tell_aodv_left(previous, t):
+            self._phase("leave")
         if t.mode == "home":
             assert self.link
             for _ in range(2):
                 self.link.gratuitous_arp(self.home)
+            self._phase("garp")
         if self.ipsec is not None:   # claim 24: IPsec to the HA only while on a CCoA
             if t.mode == "ccoa" and (previous != t or self.ipsec.state in ("down", "failed")):
                 self.ipsec.up()
@@ -449,9 +509,12 @@ class MobileNode:
         self.history.append({"time": time.time(), "mode": t.mode, "coa": t.coa, "agent": t.agent,
                              "lifetime": self.granted, "latency_ms": round(latency, 2),
                              "tries": self.tries, "renewal": previous == t,
-                             "since_detection_ms": round(handover, 2)})
+                             "since_detection_ms": round(handover, 2),
+                             "phases": {k: round(v, 4) for k, v in self.phases.items()} if previous != t else {}})
+        self.phases = {}
         self.history = self.history[-50:]
         log.info("registered %s coa %s via %s: lifetime %ds, %.1f ms", t.mode, t.coa, src, self.granted, latency)
+        self._retire_unused_tunnel()
 
     def _tell_aodv_left(self, previous: Target | None, t: Target) -> bool:
         """Registered away from the sinks (a new FA, CCoA or plain-home registration): tell our
@@ -482,19 +545,19 @@ class MobileNode:
         home_prefix = str(self.cfg.home_prefix)
         if t.mode == "home" and t.agent == AODV:
             # AODV's routes only: ours (home prefix on-link, default, HA via CoA) go
-            self._close_tunnel()
+            self._retire_tunnel = True
             self._arp_ignore("0")
             nl.route_del(f"{self.ha}/32")
             nl.route_del(home_prefix, ifn)
             nl.flush_default()
         elif t.mode == "home":
-            self._close_tunnel()
+            self._retire_tunnel = True
             self._arp_ignore("0")
             nl.route_del(f"{self.ha}/32")
             nl.route_replace(home_prefix, ifn, src=self.home)
             nl.route_replace("default", ifn, via=t.agent, src=self.home)
         elif t.mode == "fa":
-            self._close_tunnel()
+            self._retire_tunnel = True
             self._arp_ignore("1")
             nl.route_del(home_prefix, ifn)
             nl.route_del(f"{self.ha}/32")
@@ -504,13 +567,15 @@ class MobileNode:
             self._arp_ignore("1")
             nl.route_del(home_prefix, ifn)
             nl.route_replace(f"{self.ha}/32", ifn, via=t.agent, src=t.coa)
+            self._retire_tunnel = False
             if self.endpoint is None or self.endpoint.local != t.coa:
                 self._close_tunnel()
                 self.endpoint = IpipEndpoint(t.coa, mode=self.cfg.tunnel_mode, ifname_prefix="mip",
-                                             on_new_peer=lambda p: nl.link_up(p.ifname, mtu=1480))
+                                             on_new_peer=self._setup_peer)
                 self.endpoint.add_peer("ha", self.ha, ifname=TUN_IF)
                 self.endpoint.start()
-            nl.route_replace("default", TUN_IF, src=self.home)
+            bpf = self.endpoint is not None and self.endpoint.mode == "bpf"
+            nl.route_replace("default", TUN_IF, src=self.home, mtu=TUNNEL_MTU if bpf else None)
         self._flush_unresolved()   # after the new routes: nothing can queue on the old ones
 
     def _flush_unresolved(self) -> None:
@@ -542,6 +607,27 @@ class MobileNode:
             write_proc_sys(f"net.ipv4.conf.{self.ifname}.arp_ignore", value)
             self._arp_ignore_value = value
 
+    def _setup_peer(self, peer) -> None:
+        """The new tunnel device to the HA: up, MTU 1480 (20 bytes for the outer header);
+        outside userspace mode, checksums completed before encapsulation, since the HA may
+        decapsulate in userspace (Netlink.tx_checksum_off)."""
+        assert self.nl
+        bpf = self.endpoint is not None and self.endpoint.mode == "bpf"
+        self.nl.link_up(peer.ifname, mtu=1500 if bpf else TUNNEL_MTU)   # bpf: see HomeAgent._tunnel_mtus
+        if self.endpoint is not None and self.endpoint.mode != "userspace":
+            self.nl.tx_checksum_off(peer.ifname)
+
+    def _retire_unused_tunnel(self) -> None:
+        """Close the CCoA tunnel that the routes no longer use.
+
+        Why not in `_apply_routes` (issue 14): deleting the TUN device waits for RCU grace
+        periods in the kernel (tens of ms on a busy machine); done after the registration
+        request (and the reply's route changes), that wait is off the move's path.
+        """
+        if self._retire_tunnel:
+            self._retire_tunnel = False
+            self._close_tunnel()
+
     def _close_tunnel(self) -> None:
         if self.endpoint is not None:
             self.endpoint.close()
@@ -563,4 +649,5 @@ class MobileNode:
                 "registrations": self.history[-10:],
                 "counters": dict(self.counters),
                 "tunnel": self.endpoint.status() if self.endpoint else None,
-                "ipsec": self.ipsec.status() if self.ipsec else None}
+                "ipsec": self.ipsec.status() if self.ipsec else None,
+                "dhcp": self.dhcp.status() if self.dhcp else None}

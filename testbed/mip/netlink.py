@@ -60,8 +60,9 @@ class Netlink:
         return self._call(f"link {dev} up", self.ipr.link, "set", **kw)
 
     def route_replace(self, dst: str, dev: str, via: str | None = None, src: str | None = None,
-                      onlink: bool = False) -> bool:
-        """`ip route replace DST [via VIA] dev DEV [onlink] [src SRC]`; DST "a.b.c.d/len" or "default"."""
+                      onlink: bool = False, mtu: int | None = None) -> bool:
+        """`ip route replace DST [via VIA] dev DEV [onlink] [src SRC] [mtu MTU]`; DST
+        "a.b.c.d/len" or "default"; MTU in bytes (the route's, below the device's)."""
         oif = self.index(dev)
         if oif is None:
             log.debug("route %s: no interface %s", dst, dev)
@@ -75,6 +76,8 @@ class Netlink:
             kw["scope"] = 253   # link
         if src:
             kw["prefsrc"] = src
+        if mtu:
+            kw["metrics"] = {"mtu": mtu}
         return self._call(f"route replace {dst} dev {dev}", self.ipr.route, "replace", **kw)
 
     def route_del(self, dst: str, dev: str | None = None) -> bool:
@@ -120,6 +123,46 @@ class Netlink:
         # filtered here too, so that only this interface's addresses can ever count as a CCoA
         return [(a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                 for a in self.ipr.get_addr(family=socket.AF_INET, index=idx) if a["index"] == idx]
+
+    def tx_checksum_off(self, dev: str) -> bool:
+        """`ethtool -K DEV tx-checksum-ip-generic off`: the kernel completes the TCP/UDP
+        checksum of every packet sent out of DEV instead of leaving it to an offload.
+
+        Why (issue 14 §3): a kernel or tc-BPF tunnel keeps a packet's partial checksum (a
+        veth offload) inside the outer IP-IP header; a userspace endpoint on the other side
+        (the FA's raw socket, a userspace HA) forwards the inner packet as it is, and the
+        mobile node drops it (UdpInCsumErrors). Completed before encapsulation, the inner
+        packet is valid wherever it is decapsulated. Returns False (logged) on failure.
+        """
+        from pyroute2.ethtool import Ethtool
+        try:
+            et = Ethtool()
+            try:
+                feats = et.get_features(dev)
+                feats.features["tx-checksum-ip-generic"].enable = False
+                et.set_features(dev, feats)
+            finally:
+                et.close()
+            return True
+        except Exception as exc:   # pyroute2 raises several kinds for a missing device or feature
+            self.errors += 1
+            log.warning("tx checksum offload off on %s: %s", dev, exc)
+            return False
+
+    def addr_replace(self, addr: str, prefixlen: int, dev: str) -> bool:
+        """`ip addr replace ADDR/PREFIXLEN dev DEV` (e.g. a care-of address from DHCP)."""
+        return self._addr("replace", addr, prefixlen, dev)
+
+    def addr_del(self, addr: str, prefixlen: int, dev: str) -> bool:
+        """`ip addr del ADDR/PREFIXLEN dev DEV`."""
+        return self._addr("del", addr, prefixlen, dev)
+
+    def _addr(self, verb: str, addr: str, prefixlen: int, dev: str) -> bool:
+        idx = self.index(dev)
+        if idx is None:
+            return False
+        return self._call(f"addr {verb} {addr}/{prefixlen} on {dev}", self.ipr.addr, verb, index=idx,
+                          address=addr, prefixlen=prefixlen)
 
     def proxy_replace(self, addr: str, dev: str) -> bool:
         """`ip neigh replace proxy ADDR dev DEV` (answer ARP for ADDR on DEV)."""

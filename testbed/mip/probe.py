@@ -9,6 +9,13 @@ each echo comes back. Its status file has the echo receipt times bucketed per 10
 the error that ended the session, if any - what a scenario needs for "interruption (ms)"
 and the timeline picture. With `--udp` the client sends datagrams instead: their gaps
 measure the data path's own outage, without TCP's retransmission back-off.
+
+Resolution (issue 14: moves shorter than 50 ms must be measurable): the stream keeps its
+schedule (send times are start + n * interval, not a sleep after each send, so Python's
+jitter does not add up), and every gap between two echoes longer than `--gap-ms` is
+recorded (default 5 intervals). With `--interval 0.005 --gap-ms 10` an outage of X ms
+shows as a gap in [X, X + 5] ms. A UDP gap also names the sequence numbers around it
+(`gap_detail`: how many datagrams of the stream were lost in it).
 """
 from __future__ import annotations
 
@@ -49,8 +56,12 @@ def serve(port: int) -> None:
 
 
 class Client:
-    def __init__(self, dst: str, port: int, bind: str | None, interval: float, udp: bool = False) -> None:
+    def __init__(self, dst: str, port: int, bind: str | None, interval: float, udp: bool = False,
+                 gap_s: float | None = None) -> None:
+        """`interval` and `gap_s` in seconds; a gap between echoes longer than `gap_s`
+        (default 5 intervals) is recorded."""
         self.dst, self.port, self.bind, self.interval, self.udp = dst, port, bind, interval, udp
+        self.gap_s = gap_s if gap_s is not None else 5 * interval
         self.sent = 0
         self.echoed = 0
         self.error: str | None = None
@@ -60,7 +71,9 @@ class Client:
         self.bins: dict[int, int] = {}
         self.last_echo: float | None = None
         self.max_gap = 0.0
-        self.gaps: list[tuple[float, float]] = []   # (start, end) of gaps > 5 intervals
+        self.gaps: list[tuple[float, float]] = []   # (start, end) of gaps > gap_s
+        self.gap_detail: list[dict] = []            # UDP: the sequence numbers around each gap
+        self._last_seq: int | None = None
 
     def run(self) -> None:
         if self.udp:
@@ -93,13 +106,18 @@ class Client:
             s.bind((self.bind, 0))
         self.local = "%s:%d" % s.getsockname()
         threading.Thread(target=self._reader, args=(s,), daemon=True).start()
+        due = time.monotonic()
         while True:
             try:
                 s.sendto(REC.pack(self.sent, time.time()), (self.dst, self.port))
-                self.sent += 1
             except OSError:
                 self.send_errors += 1   # e.g. no route for a moment during a move
-            time.sleep(self.interval)
+            self.sent += 1   # the sequence number counts datagrams due, sent or not
+            due += self.interval
+            now = time.monotonic()
+            if due < now - 10 * self.interval:   # starved (e.g. a paused container): resync
+                due = now
+            time.sleep(max(due - now, 0.0))
 
     def _reader(self, s: socket.socket) -> None:
         buf = b""
@@ -114,24 +132,34 @@ class Client:
                 return
             buf += data
             now = time.time()
+            seq = None
             while len(buf) >= REC.size:
+                seq = REC.unpack_from(buf)[0]
                 buf = buf[REC.size:]
                 self.echoed += 1
                 self.bins[int(now * 10)] = self.bins.get(int(now * 10), 0) + 1
             if self.last_echo is not None:
                 gap = now - self.last_echo
                 self.max_gap = max(self.max_gap, gap)
-                if gap > 5 * self.interval:
-                    self.gaps.append((round(self.last_echo, 3), round(now, 3)))
+                if gap > self.gap_s:
+                    self.gaps.append((round(self.last_echo, 4), round(now, 4)))
                     self.gaps = self.gaps[-100:]
+                    if self.udp and seq is not None and self._last_seq is not None:
+                        self.gap_detail.append({"start": round(self.last_echo, 4), "end": round(now, 4),
+                                                "seq_before": self._last_seq, "seq_after": seq,
+                                                "lost": max(seq - self._last_seq - 1, 0)})
+                        self.gap_detail = self.gap_detail[-100:]
             self.last_echo = now
+            if self.udp and seq is not None:
+                self._last_seq = seq
 
     def status(self) -> dict:
         return {"proto": "udp" if self.udp else "tcp", "send_errors": self.send_errors,
                 "dst": f"{self.dst}:{self.port}", "local": self.local, "started": self.started,
                 "sent": self.sent, "echoed": self.echoed, "error": self.error,
                 "last_echo": self.last_echo, "max_gap_ms": round(self.max_gap * 1000, 1),
-                "gaps": self.gaps, "bins_100ms": {str(k): v for k, v in sorted(self.bins.items())}}
+                "gaps": self.gaps, "gap_ms": round(self.gap_s * 1000, 1),
+                "gap_detail": self.gap_detail, "interval_ms": round(self.interval * 1000, 1), "bins_100ms": {str(k): v for k, v in sorted(self.bins.items())}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.02)
     ap.add_argument("--out", default="/run/testbed/probe.json")
     ap.add_argument("--udp", action="store_true", help="datagram stream instead of one TCP connection")
+    ap.add_argument("--gap-ms", type=float, help="record gaps between echoes longer than this (default 5 intervals)")
     args = ap.parse_args(argv)
     if args.role == "server":
         serve(args.port)
@@ -150,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dst:
         print("client needs --dst", file=sys.stderr)
         return 2
-    c = Client(args.dst, args.port, args.bind, args.interval, udp=args.udp)
+    c = Client(args.dst, args.port, args.bind, args.interval, udp=args.udp,
+               gap_s=args.gap_ms / 1000 if args.gap_ms else None)
     threading.Thread(target=c.run, daemon=True).start()
     while True:
         write_status(args.out, c.status())

@@ -57,6 +57,8 @@ IP_MTU = 14
 SO_ATTACH_FILTER = 26
 IP_DF = 0x40          # in the high byte of the flags/fragment offset field
 OUTER_LEN = 20
+#: the tunnel MTU over a 1500-byte Ethernet path: less the outer IPv4 header (RFC 2003 3.1)
+TUNNEL_MTU = 1500 - OUTER_LEN
 ICMP_RATE = 50        # "fragmentation needed" answers per peer and second (RFC 1812 4.3.2.8)
 MIN_MTU = 68          # RFC 791: every IPv4 module must forward 68 bytes unfragmented
 BUF_SIZE = 65536
@@ -94,9 +96,18 @@ class Peer:
     icmp_window: tuple[int, int] = (0, 0)  # userspace: (second, ICMP answers sent in it)
 
 
+_kernel_ipip: dict[str, str | None] = {}   # the probe's answer, per process: the kernel keeps it
+
+
 def kernel_ipip_unavailable(local: str) -> str | None:
     """None if this kernel can create an `ipip` device (probe: create and delete one), else
-    `ip`'s reason."""
+    `ip`'s reason. Probed once per process (a mobile node makes an endpoint per move)."""
+    if "answer" not in _kernel_ipip:
+        _kernel_ipip["answer"] = _probe_kernel_ipip(local)
+    return _kernel_ipip["answer"]
+
+
+def _probe_kernel_ipip(local: str) -> str | None:
     probe = f"tbtipp{os.getpid() % 100000}"
     proc = subprocess.run(["ip", "link", "add", "name", probe, "type", "ipip", "local", local,
                            "remote", "192.0.2.254"], capture_output=True, text=True)
@@ -225,10 +236,26 @@ class IpipEndpoint:
         self._ep: select.epoll | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._bpf: tcbpf.BpfDataPlane | None = None
+        if self.mode == "bpf":
+            try:
+                self._bpf = tcbpf.BpfDataPlane(self.local)
+            except tcbpf.BpfError as exc:
+                # another endpoint of this process took the bpf plane since the probe (e.g.
+                # two virtual HAs starting at once): "auto" goes on to userspace
+                if mode != "auto":
+                    raise
+                self.mode_choice.unavailable["bpf"] = str(exc)
+                self.mode = self.mode_choice.mode = "userspace"
+                log.info("IP-IP mode userspace (bpf taken meanwhile: %s)", exc)
         if self.mode == "userspace":
             self._open_socket()
-        elif self.mode == "bpf":
-            self._bpf = tcbpf.BpfDataPlane(self.local)
+        self.reassembled_in = 0   # bpf: packets that came in outer fragments (slow path)
+        if self.mode == "bpf":
+            # outer fragments pass the decap program to the stack, which reassembles them
+            # and hands them to raw sockets (no ipip module): read them back here
+            self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_IPIP)
+            self._sock.bind((self.local, 0))
+            self._sock.setblocking(False)
         for name, addr in (peers or {}).items():
             self.add_peer(name, addr, ifname=(ifnames or {}).get(name))
 
@@ -442,6 +469,9 @@ class IpipEndpoint:
         encapsulating one (TUN -> raw socket) run in two threads with their own epoll:
         the read/write system calls release the GIL, so the two directions overlap.
         """
+        if self.mode == "bpf":
+            self._bpf_slow_path()
+            return
         if self.mode != "userspace":
             while not self._stop:
                 time.sleep(0.2)
@@ -463,6 +493,40 @@ class IpipEndpoint:
             rx.join(timeout=3)
             rx_ep.close()
             self._ep.register(self._sock.fileno(), select.EPOLLIN)
+
+    def _bpf_slow_path(self) -> None:
+        """bpf mode: IP-IP that arrived in outer fragments, reassembled by the kernel, goes
+        to its peer's device through the twin (tcbpf.BpfDataPlane.inject); the decap program
+        handles every unfragmented packet itself. Unknown sources are dropped and counted
+        as in userspace mode."""
+        sock, bpf = self._sock, self._bpf
+        assert sock is not None and bpf is not None
+        buf = bytearray(BUF_SIZE)
+        mv = memoryview(buf)
+        while not self._stop:
+            r, _, _ = select.select([sock, self._wake_r], [], [], 1.0)
+            if sock not in r:
+                continue
+            for _ in range(BURST):
+                try:
+                    n = sock.recv_into(buf)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    log.debug("raw socket recv: %s", exc)
+                    break
+                ihl = (buf[0] & 0x0F) * 4
+                if n < 20 or buf[0] >> 4 != 4 or ihl < 20 or ihl > n:
+                    self.malformed_outer_dropped += 1
+                    continue
+                peer = self._by_key.get(bytes(mv[12:16]))
+                total = _valid_inner(buf, ihl, n) if peer is not None else 0
+                if peer is None:
+                    self.unknown_peer_dropped += 1
+                elif not total:
+                    self.malformed_outer_dropped += 1
+                elif bpf.inject(peer.ifname, mv[ihl:ihl + total]):
+                    self.reassembled_in += 1
 
     def start(self) -> "IpipEndpoint":
         """Run the data plane in a daemon thread."""
@@ -529,8 +593,9 @@ class IpipEndpoint:
         if self._bpf is not None:
             st.update(self._bpf.stats())
             st["bpf_decap_devices"] = sorted(self._bpf.decap_devices)
+            st["reassembled_in"] = self.reassembled_in
         return st
 
 
-__all__ = ["IpipEndpoint", "Peer", "PeerCounters", "kernel_ipip_available", "choose_mode",
+__all__ = ["IpipEndpoint", "Peer", "PeerCounters", "TUNNEL_MTU", "kernel_ipip_available", "choose_mode",
            "frag_needed", "MODES", "TunError"]

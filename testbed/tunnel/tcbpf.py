@@ -13,19 +13,23 @@ is compiled here from the source with clang (hosts running the netns tests).
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
-import json
 import logging
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
 from testbed.tunnel.libbpf import BPF_TC_INGRESS, BpfError, BpfObject
-from testbed.tunnel.tun import run_ip, set_sysctl
+from testbed.tunnel.tun import set_sysctl
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ CACHE_DIR = Path(os.environ.get("TESTBED_BPF_CACHE", "/var/cache/testbed-bpf"))
 TC_HANDLE = 0x1b1   # our filters' handle and priority on every device we attach to
 TC_PRIORITY = 7
 TWIN_PREFIX = "bt"
+IFF_NOARP = 0x80
 TWIN_MTU = 65535    # adjust_room checks the growing packet against the twin's MTU
 STATS = ("unknown_peer_dropped", "malformed_outer_dropped", "outer_fragments_passed")
 
@@ -102,6 +107,7 @@ def load() -> BpfObject:
 
 
 _active_local: str | None = None  # the local address of this process's BpfDataPlane
+_claim = threading.Lock()         # check and set of _active_local (virtual HAs start in parallel)
 
 
 def bpf_unavailable(local: str | None = None) -> str | None:
@@ -118,34 +124,26 @@ def bpf_unavailable(local: str | None = None) -> str | None:
     return None
 
 
-def _ifindex(ifname: str) -> int:
-    """ifindex in our network namespace (an ioctl: /sys may belong to another namespace)."""
-    return socket.if_nametoindex(ifname)
+def _mac(ipr: IPRoute, index: int) -> bytes:
+    return bytes.fromhex(ipr.get_links(index)[0].get_attr("IFLA_ADDRESS").replace(":", ""))
 
 
-def _mac(ifname: str) -> bytes:
-    proc = run_ip(["-j", "link", "show", "dev", ifname])
-    return bytes.fromhex(json.loads(proc.stdout)[0]["address"].replace(":", ""))
-
-
-def route_device(dst: str, src: str) -> str:
-    """Name of the device of our route to `dst` from `src` (`ip route get`). Raises BpfError."""
-    proc = run_ip(["-j", "route", "get", dst, "from", src], check=False)
+def route_device(ipr: IPRoute, dst: str, src: str) -> str:
+    """Name of the device of our route to `dst` from `src` (`ip route get` through `ipr`, in
+    the namespace `ipr` was opened in). Raises BpfError."""
     try:
-        return json.loads(proc.stdout)[0]["dev"]
-    except (ValueError, LookupError):
-        raise BpfError(f"no route to peer {dst} from {src}: {proc.stderr.strip()}") from None
+        oif = ipr.route("get", dst=dst, src=src)[0].get_attr("RTA_OIF")
+        return ipr.get_links(oif)[0].get_attr("IFLA_IFNAME")
+    except (NetlinkError, LookupError, TypeError) as exc:
+        raise BpfError(f"no route to peer {dst} from {src}: {exc}") from None
 
 
-def address_devices(addr: str) -> list[str]:
+def address_devices(ipr: IPRoute, addr: str) -> list[str]:
     """Devices holding `addr` (where IP-IP for us may arrive)."""
-    proc = run_ip(["-j", "-4", "addr", "show"], check=False)
-    try:
-        links = json.loads(proc.stdout)
-    except ValueError:
-        return []
-    return [ln["ifname"] for ln in links
-            if any(a.get("local") == addr for a in ln.get("addr_info", [])) and ln["ifname"] != "lo"]
+    idx = {a["index"] for a in ipr.get_addr(family=socket.AF_INET, address=addr)
+           if (a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")) == addr}
+    return [ln.get_attr("IFLA_IFNAME") for ln in ipr.get_links() if ln["index"] in idx
+            and ln.get_attr("IFLA_IFNAME") != "lo"]
 
 
 class BpfDataPlane:
@@ -154,22 +152,41 @@ class BpfDataPlane:
     def __init__(self, local: str) -> None:
         global _active_local
         self.local = str(IPv4Address(local))
-        why = bpf_unavailable(self.local)
-        if why:
-            raise BpfError(why)
-        self.obj = load()
-        _active_local = self.local
+        with _claim:   # two endpoints probing at once: only one may take the process's maps
+            why = bpf_unavailable(self.local)
+            if why:
+                raise BpfError(why)
+            self.obj = load()
+            _active_local = self.local
         self.obj.update("local_addr", ctypes.c_uint32(0), Addr4(*IPv4Address(self.local).packed))
         self.decap_devices: dict[str, int] = {}
         self.out_devices: dict[str, str] = {}   # peer address -> device of our route to it
+        self.frames: dict[str, bytes] = {}      # peer ifname -> Ethernet header twin -> ifname
+        self._inject: socket.socket | None = None
+        # one rtnetlink socket for the plane's life, opened in the endpoint's namespace: the
+        # status thread (another namespace for a virtual HA) refreshes routes through it, and
+        # a new IPRoute per call costs the mobile node's loop tens of ms of Python
+        self._ipr = IPRoute()
+        self._nl = threading.Lock()
         self._routes_checked = 0.0
-        for dev in address_devices(self.local):
+        with self._nl:
+            devs = address_devices(self._ipr, self.local)
+        for dev in devs:
             self._attach_decap(dev)
+
+    def _index(self, ifname: str) -> int:
+        """ifindex of `ifname` in the plane's namespace. Raises OSError (ENODEV), as
+        socket.if_nametoindex would."""
+        with self._nl:
+            found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise OSError(errno.ENODEV, f"no interface {ifname}")
+        return found[0]
 
     def _attach_decap(self, dev: str) -> None:
         if dev in self.decap_devices:
             return
-        idx = _ifindex(dev)
+        idx = self._index(dev)
         self.obj.tc_attach("ipip_decap", idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
         self.decap_devices[dev] = idx
         log.info("tc-BPF decap on %s", dev)
@@ -185,26 +202,38 @@ class BpfDataPlane:
     def add_peer(self, ifname: str, addr: str) -> None:
         """Create `ifname` + twin, fill both maps, attach encap. Raises BpfError, TunError."""
         twin = self.twin_name(ifname)
-        run_ip(["link", "del", twin], check=False)  # a stale pair of ours (names are ours)
-        run_ip(["link", "add", ifname, "type", "veth", "peer", "name", twin])
-        run_ip(["link", "set", ifname, "arp", "off"])  # routes "dev ifname": no neighbour to resolve
-        run_ip(["link", "set", twin, "mtu", str(TWIN_MTU)])
-        for dev in (ifname, twin):
-            set_sysctl(dev, "ipv6/conf/IF/disable_ipv6", "1")
-        run_ip(["link", "set", twin, "up"])
-        tw_idx = _ifindex(twin)
+        # rtnetlink, not `ip` (issue 14: a peer is added on a mobile node's move, where
+        # seven `ip` processes cost ~20 ms)
+        with self._nl:
+            ipr = self._ipr
+            for stale in ipr.link_lookup(ifname=twin):   # a stale pair of ours (names are ours)
+                ipr.link("del", index=stale)
+            try:
+                ipr.link("add", ifname=ifname, kind="veth", peer={"ifname": twin})
+            except NetlinkError as exc:
+                raise BpfError(f"peer {addr}: cannot create {ifname}/{twin}: {exc}") from None
+            dev_idx, tw_idx = ipr.link_lookup(ifname=ifname)[0], ipr.link_lookup(ifname=twin)[0]
+            # routes "dev ifname": no neighbour to resolve
+            ipr.link("set", index=dev_idx, flags=IFF_NOARP, mask=IFF_NOARP)
+            for dev in (ifname, twin):
+                set_sysctl(dev, "ipv6/conf/IF/disable_ipv6", "1")
+            ipr.link("set", index=tw_idx, mtu=TWIN_MTU, state="up")
+            dev_mac, twin_mac = _mac(ipr, dev_idx), _mac(ipr, tw_idx)
         peer_key = Addr4(*IPv4Address(addr).packed)
+        self.frames[ifname] = dev_mac + twin_mac + b"\x08\x00"
         self.obj.update("rx_peers", peer_key,
-                        RxPeer(twin_ifindex=tw_idx, dev_mac=Mac(*_mac(ifname)), twin_mac=Mac(*_mac(twin))))
-        self._set_route(ifname, addr, route_device(addr, self.local))
+                        RxPeer(twin_ifindex=tw_idx, dev_mac=Mac(*dev_mac), twin_mac=Mac(*twin_mac)))
+        with self._nl:
+            out_dev = route_device(self._ipr, addr, self.local)
+        self._set_route(ifname, addr, out_dev)
         self.obj.tc_attach("ipip_encap", tw_idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)
 
     def _set_route(self, ifname: str, addr: str, out_dev: str) -> None:
         """Point the peer's encapsulated packets at `out_dev`; decap listens there too."""
         self._attach_decap(out_dev)
-        self.obj.update("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))),
+        self.obj.update("tx_peers", ctypes.c_uint32(self._index(self.twin_name(ifname))),
                         TxPeer(local=Addr4(*IPv4Address(self.local).packed),
-                               remote=Addr4(*IPv4Address(addr).packed), out_ifindex=_ifindex(out_dev)))
+                               remote=Addr4(*IPv4Address(addr).packed), out_ifindex=self._index(out_dev)))
         self.out_devices[addr] = out_dev
 
     def refresh_routes(self, peers: dict[str, str], every_s: float = 5.0) -> None:
@@ -217,7 +246,8 @@ class BpfDataPlane:
         self._routes_checked = now
         for addr, ifname in peers.items():
             try:
-                dev = route_device(addr, self.local)
+                with self._nl:
+                    dev = route_device(self._ipr, addr, self.local)
             except BpfError as exc:
                 log.warning("peer %s: %s", addr, exc)
                 continue
@@ -228,24 +258,50 @@ class BpfDataPlane:
                     new = self.lookup_tx(ifname)
                     for f in ("packets", "bytes", "non_ipv4", "errors"):
                         setattr(new, f, getattr(old, f))
-                    self.obj.update("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))), new)
+                    self.obj.update("tx_peers", ctypes.c_uint32(self._index(self.twin_name(ifname))), new)
                 log.info("peer %s now via %s", addr, dev)
 
     def lookup_tx(self, ifname: str) -> TxPeer | None:
         try:
-            return self.obj.lookup("tx_peers", ctypes.c_uint32(_ifindex(self.twin_name(ifname))), TxPeer)
+            return self.obj.lookup("tx_peers", ctypes.c_uint32(self._index(self.twin_name(ifname))), TxPeer)
         except OSError:
             return None
 
+    def inject(self, ifname: str, inner: bytes | memoryview) -> bool:
+        """Hand an inner packet to the peer's device `ifname` as the decap program would
+        (sent into the twin, so it arrives on `ifname`): the slow path for IP-IP that came
+        in outer fragments, which the program passes to the stack before reassembly and the
+        endpoint reads back reassembled from a raw socket. Returns False if not sent.
+
+        The packet socket is unbound (protocol 0): binding one would wait for an RCU grace
+        period, and each frame names its device in sendto."""
+        head = self.frames.get(ifname)
+        if head is None:
+            return False
+        if self._inject is None:
+            self._inject = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            self._inject.sendto(head + bytes(inner), (self.twin_name(ifname), 0))
+            return True
+        except OSError as exc:
+            log.debug("inject into %s: %s", ifname, exc)
+            return False
+
     def remove_peer(self, ifname: str, addr: str) -> None:
         twin = self.twin_name(ifname)
+        self.frames.pop(ifname, None)
         self.obj.delete("rx_peers", Addr4(*IPv4Address(addr).packed))
         self.out_devices.pop(addr, None)
         try:
-            self.obj.delete("tx_peers", ctypes.c_uint32(_ifindex(twin)))
+            self.obj.delete("tx_peers", ctypes.c_uint32(self._index(twin)))
         except OSError:
             pass
-        run_ip(["link", "del", twin], check=False)  # takes ifname along, wherever it lives
+        with self._nl:   # deleting the twin takes ifname along, wherever it lives
+            for idx in self._ipr.link_lookup(ifname=twin):
+                try:
+                    self._ipr.link("del", index=idx)
+                except NetlinkError as exc:
+                    log.debug("delete %s: %s", twin, exc)
 
     def counters(self, ifname: str, addr: str) -> dict[str, int]:
         """Per-peer counters in PeerCounters' names (zeros if the peer's entries are gone)."""
@@ -267,6 +323,11 @@ class BpfDataPlane:
         """Detach decap from the devices we attached it to (peers are removed by the caller)."""
         global _active_local
         _active_local = None
+        if self._inject is not None:
+            self._inject.close()
+            self._inject = None
+        with self._nl:
+            self._ipr.close()
         for dev, idx in self.decap_devices.items():
             try:
                 self.obj.tc_detach(idx, BPF_TC_INGRESS, handle=TC_HANDLE, priority=TC_PRIORITY)

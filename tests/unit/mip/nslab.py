@@ -43,7 +43,9 @@ class NsLab:
         self.switch = ""
 
     def ns(self, suffix: str, forward: bool = True) -> str:
-        name = f"tbt{self.tag}{suffix}"
+        # the pid keeps two test runs on one machine (e.g. two work trees) out of each
+        # other's namespaces: ns() deletes a namespace of the same name first
+        name = f"tbt{self.tag}{os.getpid() % 100000}{suffix}"
         sh(f"ip netns del {name}", check=False)
         sh(f"ip netns add {name}")
         self.namespaces.append(name)

@@ -27,6 +27,12 @@ assert n.proxy_replace("10.9.0.5", "v0") and n.proxy_del("10.9.0.5", "v0")
 n.ipr.neigh("add", dst="192.0.2.77", ifindex=n.index("v0"), state=1, family=2)   # incomplete
 n.ipr.neigh("add", dst="192.0.2.78", ifindex=n.index("v0"), lladdr="02:00:00:00:00:01", state=128, family=2)
 assert n.flush_incomplete("v0") == 1
+assert n.addr_replace("192.0.2.60", 24, "v0") and ("192.0.2.60", 24) in n.addresses("v0")
+assert n.addr_del("192.0.2.60", 24, "v0") and n.addresses("v0") == [("192.0.2.50", 24)]
+assert n.route_replace("198.51.100.64/26", "v0", src="10.9.0.5", mtu=1480)
+from pyroute2.ethtool import Ethtool
+assert Ethtool().get_features("v0").features["tx-checksum-ip-generic"].enable
+assert n.tx_checksum_off("v0") and not Ethtool().get_features("v0").features["tx-checksum-ip-generic"].enable
 assert n.errors == 0
 print("ok")
 '''
@@ -49,6 +55,7 @@ def test_netlink_verbs_touch_only_what_they_name():
         assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
         routes = subprocess.run(["ip", "-n", ns, "route"], capture_output=True, text=True).stdout
         assert "198.51.100.0/24 via 192.0.2.1" in routes   # not a default: left alone
+        assert "198.51.100.64/26 dev v0 proto static scope link src 10.9.0.5 mtu 1480" in routes, routes
         neigh = subprocess.run(["ip", "-n", ns, "neigh"], capture_output=True, text=True).stdout
         assert "192.0.2.78" in neigh and "192.0.2.77" not in neigh
     finally:

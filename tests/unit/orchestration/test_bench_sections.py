@@ -30,3 +30,21 @@ def test_moves_section_meets_and_misses_its_aims():
     assert sec["fa"]["gap_ms"] == 55.0 and sec["fa"]["met"] and sec["fa"]["gap_over_registration"] == 5.0
     assert sec["ccoa"]["gap_ms"] == 120.0 and not sec["ccoa"]["met"]   # aim 100 ms
     assert sec["sink"]["met"] and sec["home"]["gap_ms"] is None and not sec["home"]["met"]   # not measured: no pass
+
+
+def test_move_breakdown_puts_phases_after_the_cut_and_picks_the_move_gap():
+    mod = load_module(REPO / "scenarios/roaming/bench.py", "roaming_bench_under_test")
+    cut = {"down": 100.0, "up": 100.002}
+    reg = {"phases": {"carrier_down": 100.001, "carrier_up": 100.003, "request": 100.010, "reply": 100.017,
+                      "solicit": 99.0}}   # a phase long before the cut is an earlier move's
+    events = [{"kind": "handover_done", "t": 99.9}, {"kind": "interface_up", "t": 100.004},
+              {"kind": "interface_up", "t": 100.5}, {"kind": "hello", "t": 100.006}]
+    probe = {"gaps": [[90.0, 91.0], [99.999, 100.030], [100.1, 100.115]]}   # the first ended before the cut
+    b = mod.move_breakdown(cut, reg, events, probe)
+    assert b == {"last_echo_before": -1.0, "mn_carrier_down": 1.0, "carrier_restored": 2.0, "mn_carrier_up": 3.0,
+                 "aodv_interface_up": 4.0, "mn_request": 10.0, "mn_reply": 17.0, "first_echo_after": 30.0}
+    assert list(b) == sorted(b, key=b.get)   # in time order
+    sec = mod.moves_section({"fa_interruption_ms": [31.0, 29.0]}, 2,
+                            {"fa": [b, {**b, "mn_reply": 19.0, "first_echo_after": 28.0}]})
+    assert sec["fa"]["phases_ms"]["mn_reply"] == 18.0 and sec["fa"]["phases_ms"]["first_echo_after"] == 29.0
+    assert "phases_ms" not in sec["ccoa"]   # no rounds: no phases

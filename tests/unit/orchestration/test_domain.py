@@ -106,6 +106,21 @@ def test_every_generated_config_passes_its_agent_model() -> None:
             assert agent_mod.problems(f) == [], (name, f.node, f.agent)
 
 
+def test_a_hotspot_router_hands_out_care_of_addresses_by_dhcp() -> None:
+    # claim 23 / issue 14: the MN asks the visited network for its CCoA; an FA network has no server
+    data = lab("roaming")
+    data["access_networks"]["hotspot"] = {"subnet": "192.0.2.0/24"}
+    c = compiled(data)
+    rt = c.topology.nodes["rt-hotspot"]
+    conf = dict(line.rsplit(" ", 1) for line in rt.files[agent_mod.UDHCPD_CONF].splitlines())
+    assert conf["interface"] == "acc" and conf["option router"] == "192.0.2.1"
+    assert conf["start"] == "192.0.2.2" and conf["end"] == "192.0.2.254" and conf["option subnet"] == "255.255.255.0"
+    assert agent_mod.UDHCPD_START in rt.start
+    fa = next(n for n, nd in c.topology.nodes.items() if n.startswith("fa-"))
+    assert agent_mod.UDHCPD_CONF not in c.topology.nodes[fa].files and agent_mod.UDHCPD_START not in c.topology.nodes[fa].start
+    assert config(c, "a", "mip-mn")["ccoa_dhcp"] is True
+
+
 def test_roaming_mn_ha_keys_and_spis_match_and_the_fa_is_shared() -> None:
     c = compiled(lab("roaming"))
     ha = config(c, "opha", "mip-ha")
