@@ -31,12 +31,16 @@ class NodeSpec:
 
 @dataclass
 class ExecResult:
+    """What a command run in a node gave: ``exit_code`` (None-free int; 124-style codes from
+    ``timeout`` pass through), ``stdout`` and ``stderr`` as text (undecodable bytes replaced)."""
+
     exit_code: int
     stdout: str
     stderr: str
 
     @property
     def ok(self) -> bool:
+        """True when the command exited with status 0."""
         return self.exit_code == 0
 
 
@@ -97,4 +101,5 @@ class Backend(abc.ABC):
 
 
 def repo_root() -> Path:
+    """The working tree the testbed runs from (agents are bind-mounted from it into nodes)."""
     return Path(__file__).resolve().parent.parent

@@ -45,6 +45,9 @@ def _brought_up_here(lab: str) -> bool:
 
 
 def clean_lab(lab: str, backend: Backend) -> dict[str, list[str]]:
+    """Remove everything lab ``lab`` left: its labelled containers (again until none lands late
+    from a killed ``up``), its namespaces, its host interfaces and its state file; nothing of
+    another lab. Returns what was removed per kind (containers, namespaces, interfaces, state)."""
     settled = _brought_up_here(lab)
     containers = backend.remove_lab(lab)
     # A killed 'up' (another process) may have container creations still in flight at the

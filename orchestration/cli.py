@@ -438,6 +438,7 @@ def _terminate(signum: int, _frame: object) -> None:
 
 
 def main() -> None:  # pragma: no cover
+    """The ``testbed`` command: SIGTERM/SIGPIPE handled so a stopped run cleans up, then typer."""
     global _MAIN_PID
     _MAIN_PID = os.getpid()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)

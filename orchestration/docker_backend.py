@@ -25,11 +25,17 @@ LABEL_ROLE = "testbed.role"
 
 
 def container_name(lab: str, node: str) -> str:
+    """The container of ``node`` in ``lab``: ``<lab>.<node>``."""
     # Lab names have no dots and node names have none either, so "<lab>.<node>" is unique.
     return f"{lab}.{node}"
 
 
 class DockerBackend(Backend):
+    """The Backend on a local Docker engine: one container per node (``--network none``,
+    capabilities instead of ``--privileged``, /run and /tmp on tmpfs), labelled with the lab,
+    node and role names; every method raises BackendError with what to check when the engine
+    refuses, never a docker SDK exception."""
+
     name = "docker"
 
     def __init__(self) -> None:
@@ -38,6 +44,8 @@ class DockerBackend(Backend):
 
     @property
     def client(self) -> docker.DockerClient:
+        """The engine connection (made and pinged once; 32 pooled HTTP connections).
+        Raises BackendError naming the socket when no engine answers."""
         with self._lock:
             if self._client is None:
                 try:
@@ -51,6 +59,7 @@ class DockerBackend(Backend):
             return self._client
 
     def ensure_ready(self) -> None:
+        """Raise BackendError now if no Docker engine answers (before anything is built)."""
         _ = self.client
 
     def _get(self, lab: str, node: str) -> Container | None:
@@ -60,6 +69,8 @@ class DockerBackend(Backend):
             return None
 
     def start_node(self, spec: NodeSpec) -> int:
+        """Run the node's container (replacing a leftover of the same name) and return the pid
+        of its init, whose network namespace the wiring uses. Raises BackendError."""
         name = container_name(spec.lab, spec.name)
         volumes = {host: {"bind": inside, "mode": "ro" if ro else "rw"} for host, (inside, ro) in spec.mounts.items()}
         try:
@@ -108,6 +119,7 @@ class DockerBackend(Backend):
         raise BackendError(f"node {c.name} did not start")
 
     def node_pid(self, lab: str, node: str) -> int | None:
+        """Pid of the node's init while its container runs, else None."""
         c = self._get(lab, node)
         if c is None or c.status != "running":
             return None
@@ -116,6 +128,9 @@ class DockerBackend(Backend):
     def exec(self, lab: str, node: str, cmd: list[str], detach: bool = False,
              env: dict[str, str] | None = None, stdin: bytes | None = None,
              timeout: float | None = None) -> ExecResult:
+        """Run ``cmd`` (argv) in the node; ``timeout`` in seconds kills it (exit 137), ``detach``
+        returns at once with exit 0, ``stdin`` bytes are fed from a temporary file.
+        Raises BackendError when the lab has no such node."""
         if timeout is not None:
             cmd = ["timeout", "-s", "KILL", str(timeout)] + cmd
         if stdin is not None:
@@ -162,16 +177,20 @@ class DockerBackend(Backend):
             raise BackendError(f"could not write {path} in {c.name}")
 
     def put_file(self, lab: str, node: str, path: str, content: bytes, mode: int = 0o644) -> None:
+        """Write ``content`` to absolute ``path`` in the node (parent folders made) with ``mode``.
+        Raises BackendError for an unknown node or a refused write (e.g. a tmpfs mount point)."""
         c = self._get(lab, node)
         if c is None:
             raise BackendError(f"lab {lab!r} has no node {node!r}")
         self._put(c, path, content, mode)
 
     def logs(self, lab: str, node: str) -> str:
+        """The container's console output as text; empty when the node does not exist."""
         c = self._get(lab, node)
         return c.logs().decode(errors="replace") if c is not None else ""
 
     def restart_node(self, lab: str, node: str) -> int:
+        """Restart the container (1 s stop grace) and return the new init pid. Raises BackendError."""
         c = self._get(lab, node)
         if c is None:
             raise BackendError(f"lab {lab!r} has no node {node!r}")
@@ -179,6 +198,7 @@ class DockerBackend(Backend):
         return self._pid_of(c)
 
     def remove_node(self, lab: str, node: str) -> None:
+        """Force-remove the node's container; nothing happens when it is already gone."""
         c = self._get(lab, node)
         if c is not None:
             try:
@@ -193,6 +213,7 @@ class DockerBackend(Backend):
         return self.client.api.containers(all=True, filters={"label": label})
 
     def list_nodes(self, lab: str | None = None) -> dict[str, list[str]]:
+        """``{lab: [node, ...]}`` of testbed-labelled containers, running or not; one lab when given."""
         out: dict[str, list[str]] = {}
         for c in self._lab_containers(lab):
             labels = c.get("Labels") or {}
@@ -200,6 +221,8 @@ class DockerBackend(Backend):
         return out
 
     def remove_lab(self, lab: str) -> list[str]:
+        """Force-remove every container labelled with exactly this lab (8 at a time) and return
+        the node names removed; other labs' containers are never touched."""
         # Only exactly this lab's label: another lab's containers never match.
         mine = [c for c in self._lab_containers(lab) if (c.get("Labels") or {}).get(LABEL_LAB) == lab]
 

@@ -22,6 +22,11 @@ REALM_COLOURS = ["#e8f1fb", "#fdeeee", "#eef8ee", "#fff7e0", "#f3eefa", "#eefaf8
 
 
 def render(topo: Topology, out: str | Path) -> Path:
+    """Draw the topology with graphviz (dot) into ``out``; the suffix picks the format (png
+    when none): one cluster per M-VPN (coloured, with its realm) plus the Internet, nodes shaped
+    by role, segments as rounded boxes, links labelled with interfaces and addresses.
+
+    Returns the written file. Raises graphviz.ExecutableNotFound when ``dot`` is missing."""
     out = Path(out)
     fmt = out.suffix.lstrip(".") or "png"
     g = graphviz.Graph(topo.name, format=fmt, engine="dot")

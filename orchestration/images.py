@@ -36,10 +36,12 @@ def _digest(folder: Path, extra: str = "") -> str:
 
 
 def base_tag() -> str:
+    """Tag of the base image: ``testbed-base:<12 hex digits of the hash of images/base>``."""
     return f"testbed-base:{_digest(IMAGES_DIR / 'base')}"
 
 
 def role_dir(role: str) -> Path:
+    """The image folder of a role: ``images/<role>`` when it has a Dockerfile, else ``images/node``."""
     d = IMAGES_DIR / role
     return d if (d / "Dockerfile").is_file() else IMAGES_DIR / "node"
 
@@ -49,6 +51,7 @@ BPF_SOURCES = repo_root() / "testbed" / "tunnel" / "bpf"
 
 
 def role_tag(role: str) -> str:
+    """Tag of a role's image: its folder's hash over the base tag and the BPF sources it compiles."""
     d = role_dir(role)
     return f"testbed-{d.name}:{_digest(d, base_tag() + _digest(BPF_SOURCES))}"
 
@@ -87,6 +90,10 @@ def _prune(client: docker.DockerClient, keep: str) -> None:
 
 
 def ensure_base(client: docker.DockerClient, say: Say = print) -> str:
+    """The base image's tag, built first if missing: from the registry's Debian image where one
+    answers, else by debootstrap + docker import (about a minute); older base images pruned.
+
+    Raises BackendError with the build's last output when both ways fail."""
     tag = base_tag()
     if _exists(client, tag):
         return tag
@@ -109,6 +116,8 @@ def ensure_base(client: docker.DockerClient, say: Say = print) -> str:
 
 
 def ensure_role(client: docker.DockerClient, role: str, say: Say = print) -> str:
+    """A role's image tag, built from its folder ``FROM`` the base (made first if needed) when
+    missing; the build compiles the tc-BPF IP-IP object from source. Raises BackendError."""
     tag = role_tag(role)
     if _exists(client, tag):
         return tag

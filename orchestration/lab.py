@@ -51,6 +51,7 @@ def _quiet(_: str) -> None:
 
 
 def default_backend() -> Backend:
+    """The backend labs use when none is given: the local Docker engine."""
     from .docker_backend import DockerBackend
 
     return DockerBackend()
@@ -77,10 +78,13 @@ class Lab:
     # --- construction -----------------------------------------------------------------
     @classmethod
     def from_file(cls, path: str | Path, name: str | None = None, **kw: object) -> "Lab":
+        """A lab (not yet up) from a topology or ``kind: lab`` file. Raises TopologyError naming
+        the file and each wrong field, DuplicateKeyError, LabError for a bad lab name."""
         return cls(load_topology(path), name=name, **kw)  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, data: dict, name: str | None = None, **kw: object) -> "Lab":
+        """A lab (not yet up) from a topology given as data. Raises TopologyError, LabError."""
         return cls(parse_topology(data), name=name, **kw)  # type: ignore[arg-type]
 
     @classmethod
@@ -100,6 +104,8 @@ class Lab:
         return lab
 
     def save(self) -> None:
+        """Write the lab's state (topology, ports, images, owner pid) for ``attach`` and cleanup.
+        Raises OSError when the state folder cannot be written."""
         st = {"name": self.name, "workdir": str(self.workdir), "topology": self.topology.model_dump(mode="json"),
               "ports": {k: asdict(v) for k, v in self.ports.items()}, "images": self.images, "seq": self.seq,
               "pid": os.getpid(), "time": time.time()}
@@ -108,9 +114,11 @@ class Lab:
     # --- life cycle -------------------------------------------------------------------
     @property
     def nodes(self) -> list[str]:
+        """Node names in topology order."""
         return list(self.topology.nodes)
 
     def ns(self, node: str) -> str:
+        """Name under /run/netns of the node's network namespace (usable with ``ip -n``)."""
         return nsmod.node_ns(self.name, node)
 
     def _spec(self, node: str) -> NodeSpec:
@@ -328,6 +336,8 @@ class Lab:
         self.backend.exec(self.name, node, ["sh", "-c", f"exec {cmd} >>/var/log/testbed/{log} 2>&1"], detach=True)
 
     def put_file(self, node: str, path: str, content: str | bytes, mode: int = 0o644) -> None:
+        """Write a file into a node (text is UTF-8 encoded). Not under /tmp or /run (tmpfs
+        mounts the engine cannot write into). Raises BackendError."""
         self.backend.put_file(self.name, node, path, content.encode() if isinstance(content, str) else content, mode)
 
     def _known(self, node: str) -> None:
@@ -429,6 +439,8 @@ class Lab:
 
     @staticmethod
     def stop_capture(proc: subprocess.Popen[bytes], timeout: float = 5) -> None:
+        """Stop a capture from ``capture()`` with SIGINT (tcpdump flushes the pcap), killing it
+        after ``timeout`` seconds."""
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         try:
@@ -437,6 +449,8 @@ class Lab:
             proc.kill()
 
     def status(self) -> dict:
+        """``{lab, workdir, nodes: {name: {role, mvpn, running}}, links: {key: {node, ifname,
+        segment, peer}}}``; ``running`` asks the backend, the rest comes from the state."""
         running = set(self.backend.list_nodes(self.name).get(self.name, []))
         return {
             "lab": self.name,

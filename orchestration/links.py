@@ -25,6 +25,8 @@ RTPROT_TESTBED = 4  # "static"
 
 
 def bridge_name(lab: str, index: int) -> str:
+    """The bridge of the lab's ``index``-th segment in its switch namespace: ``<lab>.b<hex>``
+    (at most 15 characters, IFNAMSIZ, for lab names of up to 8 and 0xfffff segments)."""
     return f"{lab}.b{index:x}"
 
 
@@ -65,17 +67,23 @@ class Wiring:
         self.close()
 
     def close(self) -> None:
+        """Close every netlink socket of the batch; the object can be reused (sockets reopen)."""
         for ipr in self._ns.values():
             ipr.close()
         self._ns.clear()
 
     def ns(self, name: str) -> IPRoute:
+        """The batch's netlink socket inside namespace ``name`` (made on first use).
+
+        Raises OSError (via ``entered``) when the namespace does not exist."""
         if name not in self._ns:
             with entered(name):  # the socket is made (and stays) in that namespace
                 self._ns[name] = IPRoute()
         return self._ns[name]
 
     def forget(self, name: str) -> None:
+        """Drop the socket and cached interface indexes of namespace ``name`` (it went away
+        or will be recreated, e.g. a restarted node)."""
         ipr = self._ns.pop(name, None)
         if ipr is not None:
             ipr.close()
@@ -93,6 +101,8 @@ class Wiring:
 
     # --- creation -------------------------------------------------------------------
     def add_bridge(self, name: str) -> None:
+        """Create (if missing) and bring up bridge ``name`` in the switch namespace, without
+        STP or forwarding delay. Raises NetlinkError when the kernel refuses it."""
         sw = self.ns(switch_ns(self.lab))
         if not sw.link_lookup(ifname=name):
             # No STP and no forwarding delay: a port is usable at once, as after a radio attach.
@@ -108,19 +118,25 @@ class Wiring:
             raise RuntimeError(f"cannot create veth {ns_a}/{if_a} <-> {ns_b}/{if_b}: {e}") from None
 
     def set_master(self, switch_if: str, bridge: str | None) -> None:
+        """Enslave switch-side port ``switch_if`` to ``bridge``, or free it when ``bridge`` is None
+        (a node leaving a segment). Raises LookupError for an unknown interface."""
         sw = switch_ns(self.lab)
         idx = self.index(sw, switch_if)
         master = self.index(sw, bridge) if bridge else 0
         self.ns(sw).link("set", index=idx, master=master)
 
     def set_up(self, ns: str, ifname: str, up: bool = True) -> None:
+        """Set ``ifname`` in ``ns`` administratively up (or down). Raises LookupError."""
         self.ns(ns).link("set", index=self.index(ns, ifname), state="up" if up else "down")
 
     def is_up(self, ns: str, ifname: str) -> bool:
+        """True when ``ifname`` in ``ns`` has IFF_UP set. Raises LookupError."""
         link = self.ns(ns).get_links(self.index(ns, ifname))[0]
         return "UP" in (link.get("flags_names") or []) or bool(link["flags"] & 1)
 
     def address(self, ns: str, ifname: str, addr: ipaddress.IPv4Interface) -> None:
+        """Add IPv4 ``addr`` (address/prefix, broadcast derived) to ``ifname``; an address already
+        there is fine (re-wiring is idempotent). Raises LookupError, NetlinkError otherwise."""
         ipr = self.ns(ns)
         try:
             ipr.addr("add", index=self.index(ns, ifname), address=str(addr.ip), prefixlen=addr.network.prefixlen,
@@ -130,9 +146,15 @@ class Wiring:
                 raise
 
     def loopback_up(self, ns: str) -> None:
+        """Bring ``lo`` up in ``ns`` (a fresh namespace has it down)."""
         self.set_up(ns, "lo")
 
     def route(self, ns: str, r: Route) -> None:
+        """Install (replace) route ``r`` of the topology in ``ns`` with the testbed's routing
+        protocol number, so ``ip route`` shows which routes the lab made.
+
+        Raises RuntimeError naming the route and namespace when the kernel refuses it
+        (e.g. a gateway not on any connected subnet)."""
         ipr = self.ns(ns)
         kw: dict[str, object] = {"dst": "0.0.0.0/0" if r.to == "default" else r.to, "proto": RTPROT_TESTBED}
         if r.via is not None:

@@ -55,14 +55,17 @@ def entered(name: str) -> Iterator[None]:
 
 
 def switch_ns(lab: str) -> str:
+    """Name of the lab's switch namespace, where segment bridges live: ``<lab>.switch``."""
     return f"{lab}.switch"
 
 
 def node_ns(lab: str, node: str) -> str:
+    """Name under /run/netns of a node's network namespace: ``<lab>.node.<node>``."""
     return f"{lab}.node.{node}"
 
 
 def create_switch(lab: str) -> str:
+    """Create the lab's switch namespace if missing and return its name. Raises OSError."""
     name = switch_ns(lab)
     if not (NETNS_DIR / name).exists():
         _netns.create(name)
@@ -88,6 +91,8 @@ def lab_entries(lab: str) -> list[str]:
 
 
 def labs_with_entries() -> set[str]:
+    """Names of labs that have a switch or node namespace entry under /run/netns (for
+    cleanup after a crash); other namespaces on the machine are not looked at."""
     if not NETNS_DIR.is_dir():
         return set()
     return {p.name.split(".", 1)[0] for p in NETNS_DIR.iterdir()

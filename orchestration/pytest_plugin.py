@@ -26,15 +26,21 @@ from .lab import Lab
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``topology(path)`` marker the ``lab`` fixture reads."""
     config.addinivalue_line("markers", "topology(path): the topology the 'lab' fixture brings up")
 
 
 def unique_lab_name(prefix: str = "t") -> str:
+    """A random lab name of 8 characters starting with ``prefix`` (lab names are at most 8:
+    they prefix every interface, and IFNAMSIZ is 15)."""
     return prefix + secrets.token_hex(3)[: 8 - len(prefix)]
 
 
 @pytest.fixture
 def lab_factory(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
+    """Fixture: ``make(topology, name=None, up=True) -> Lab`` from a file path or a dict; every
+    lab made is brought down when the test ends, passed or failed. Raises what Lab.up raises
+    (TopologyError, LabError, BackendError)."""
     labs: list[Lab] = []
 
     def make(topology: str | Path | dict[str, Any], name: str | None = None, up: bool = True) -> Lab:
@@ -56,6 +62,8 @@ def lab_factory(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
 
 @pytest.fixture
 def lab(request: pytest.FixtureRequest, lab_factory: Callable[..., Lab]) -> Lab:
+    """Fixture: the lab of the test's ``@pytest.mark.topology(path)``, up. Raises
+    pytest.UsageError when the marker is missing."""
     marker = request.node.get_closest_marker("topology")
     if marker is None:
         raise pytest.UsageError("the 'lab' fixture needs @pytest.mark.topology('path/to/topology.yaml')")

@@ -49,6 +49,9 @@ class Step(BaseModel):
 
 
 class ScenarioFile(BaseModel):
+    """A scenario folder's ``scenario.yaml``: its topology file, links captured for the whole
+    run, steps (commands, waits), checks of every kind and the protocols its pcaps must show."""
+
     model_config = ConfigDict(extra="forbid")
     topology: str = "topology.yaml"
     capture: list[str] = Field([], description="links or segments captured for the whole run")
@@ -92,9 +95,11 @@ class ScenarioContext:
         return bool(passed)
 
     def metric(self, name: str, value: float) -> None:
+        """Record a measured value (unit in its name, e.g. ``gap_ms``) for the report."""
         self.metrics[name] = value
 
     def pcap(self, name: str) -> Path:
+        """Path for a capture file of this run: ``results/<scenario>/pcaps/<name>``."""
         return self.results / "pcaps" / name
 
 
@@ -110,6 +115,7 @@ def load_module(path: Path, name: str | None = None) -> ModuleType:
 
 
 def scenario_folder(name: str) -> Path:
+    """The folder of scenario ``name``. Raises FileNotFoundError listing the scenarios there are."""
     folder = SCENARIOS_DIR / name
     if not (folder / "scenario.yaml").is_file():
         have = sorted(p.name for p in SCENARIOS_DIR.iterdir() if (p / "scenario.yaml").is_file())
@@ -118,6 +124,8 @@ def scenario_folder(name: str) -> Path:
 
 
 def load_scenario(folder: Path) -> ScenarioFile:
+    """Read and validate ``folder/scenario.yaml``. Raises TopologyError naming the file and each
+    field path that is wrong, DuplicateKeyError for a key given twice."""
     path = folder / "scenario.yaml"
     try:
         return ScenarioFile.model_validate(read_yaml_file(path) or {})

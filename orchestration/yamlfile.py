@@ -21,6 +21,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that raises DuplicateKeyError instead of keeping the last key."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """The mapping, as SafeLoader builds it. Raises DuplicateKeyError naming the key and
+        both lines (file:line) when a key appears twice in one mapping."""
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
