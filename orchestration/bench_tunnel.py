@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from testbed.msm.ca import CertificateAuthority
-from testbed.sg.strongswan import (Charon, Credentials, render_initiator_swanctl, render_responder_swanctl,
+from testbed.common.strongswan import (Charon, Credentials, render_initiator_swanctl, render_responder_swanctl,
                                    write_swanctl_dir)
 from testbed.tunnel.ipip import kernel_ipip_available
 from testbed.tunnel.tcbpf import bpf_unavailable

@@ -64,7 +64,7 @@ def enrol_command(portal: str, identity: str, kind: str, out: str, san_ip: str |
     (key.pem, cert.pem, ca.pem), with the node's token when the MSM takes tokens."""
     pre = f"nsenter --net=/run/netns/{netns} " if netns else ""
     if TOKENS:
-        return (f"{pre}python3 -m testbed.mn.enroll --portal {portal} --token \"$(cat {token_file})\" "
+        return (f"{pre}python3 -m testbed.common.enroll --portal {portal} --token \"$(cat {token_file})\" "
                 f"--kind {kind} --out {out} --wait 120")
     san = f" --san-ip {san_ip}" if san_ip else ""
-    return f"{pre}python3 -m testbed.mn.enroll --portal {portal} --cn {identity} --kind {kind}{san} --out {out} --wait 120"
+    return f"{pre}python3 -m testbed.common.enroll --portal {portal} --cn {identity} --kind {kind}{san} --out {out} --wait 120"

@@ -116,7 +116,7 @@ def _mn() -> dict:
             "routes": [{"to": "default", "via": "10.0.0.1"}],
             "files": {"/etc/testbed/mn.yaml": yaml.safe_dump(cfg, sort_keys=False)},
             "start": [f"sh -c 'while [ ! -f {MN_READY} ]; do sleep 0.2; done; "
-                      f"python3 -m testbed.mn.enroll --portal {PORTAL} --token {MN_TOKEN} --kind mn "
+                      f"python3 -m testbed.common.enroll --portal {PORTAL} --token {MN_TOKEN} --kind mn "
                       f"--out {MN_PORTAL_PKI} --wait 120 && "
                       "exec python3 -m testbed.mn --config /etc/testbed/mn.yaml'"]}
 

@@ -1,5 +1,5 @@
 """Stock strongSwan peer configuration for the matrix: strongswan.conf and swanctl.conf as
-plain text, rendered with the same settings writer as our agents (testbed.sg.strongswan),
+plain text, rendered with the same settings writer as our agents (testbed.common.strongswan),
 and loaded with stock `swanctl --load-all` inside the peer image (no testbed code there).
 
 Settings every peer gets and why:
@@ -18,7 +18,7 @@ Settings every peer gets and why:
 """
 from __future__ import annotations
 
-from testbed.sg.strongswan import render_settings
+from testbed.common.strongswan import render_settings
 
 from .matrix import KEY_TYPES, NO_COMMON_PROPOSAL, PROPOSALS
 

@@ -419,7 +419,7 @@ class MatrixRun:
     # ---- role ha: our MN's claim-24 IPsec -> stock HA ------------------------------------
     def _our_ha_initiator(self, suite: str, proposal: str) -> dict:
         """In v: render our MN's claim-24 swanctl.conf (testbed.mip.ipsec.mn_swanctl) with
-        PROPOSAL offered first, load it into v's charon (started once, testbed.sg.strongswan's
+        PROPOSAL offered first, load it into v's charon (started once, testbed.common.strongswan's
         Charon) and initiate: {"ok", "ms", "error"}."""
         from .matrix import PROPOSALS as P
         ikes = ",".join([P[proposal].ike] + [p.ike for k, p in P.items() if k != proposal])
@@ -428,7 +428,7 @@ class MatrixRun:
 import json, time
 from pathlib import Path
 from testbed.mip.ipsec import CHILD_NAME, IKE_NAME, _write_dir, mn_swanctl
-from testbed.sg.strongswan import Charon, StrongswanError
+from testbed.common.strongswan import Charon, StrongswanError
 ch = Charon(name="mn", workdir=Path("/var/lib/testbed/interop-ha"))
 try:
     with ch.session() as s:

@@ -8,7 +8,7 @@ import time
 from orchestration.checks.status import read_json, wait_until
 from testbed.access.dhcp import udhcpc_args
 from testbed.aodv.messages import AODV_PORT
-from testbed.mn.enroll import sign_local_key
+from testbed.common.enroll import sign_local_key
 from testbed.msm.ca import CertificateAuthority
 
 SINK_STATUS = "/run/testbed/access-sink.json"
@@ -59,7 +59,7 @@ def issue(ctx, cn, kind, **extra):
     the operator on the MSM node makes a one-time token and the CSR is enrolled with it;
     with `extra` (e.g. validity="expired") an operator-only test certificate instead."""
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-    from testbed.mn.enroll import load_or_make_key, make_csr
+    from testbed.common.enroll import load_or_make_key, make_csr
     key = load_or_make_key(tempfile.mkdtemp(prefix="tbt-key-") + "/key.pem", "ec")
     csr = make_csr(key, cn)
     if extra:

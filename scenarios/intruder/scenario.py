@@ -179,7 +179,7 @@ def run(ctx) -> None:
     pcap = ctx.pcap("inet-enrol.pcap")
     cap = lab.capture("inet", pcap)
     time.sleep(0.5)
-    r = lab.exec("d", f"python3 -m testbed.mn.enroll --portal {PORTAL} --token {d_token} --kind mn --out {D_PKI} "
+    r = lab.exec("d", f"python3 -m testbed.common.enroll --portal {PORTAL} --token {d_token} --kind mn --out {D_PKI} "
                       "--wait 60", timeout=90)
     ctx.check("d enrols as itself with its one-time token (key made on d, CSR sent)", r.ok,
               (r.stdout + r.stderr).strip()[-200:], claims=[55])

@@ -35,7 +35,7 @@ REPEAT = 5
 ALONE = r'''
 import sys
 from pathlib import Path
-from testbed.sg.strongswan import Charon, Credentials, render_settings, write_swanctl_dir, IKE_PROPOSALS, ESP_PROPOSALS
+from testbed.common.strongswan import Charon, Credentials, render_settings, write_swanctl_dir, IKE_PROPOSALS, ESP_PROPOSALS
 role, own_id, peer_id, local, remote, lts, rts = sys.argv[1:8]
 work = Path("/var/lib/testbed/alone")
 ch = Charon("alone", work)

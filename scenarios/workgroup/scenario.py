@@ -24,7 +24,7 @@ STREAM_BYTES = 300_000
 # charon workdir, IKE name, CHILD name), in ms. Also used by bench.py.
 SETUP = r'''
 import sys, time
-from testbed.sg.strongswan import Charon
+from testbed.common.strongswan import Charon
 ch = Charon("x", sys.argv[1])
 try:
     ch.terminate(sys.argv[2])

@@ -24,7 +24,7 @@ import time
 
 def run(say=print, samples: int = 30, apply_nft: bool = False) -> dict:
     from testbed.diameter import BlockingDiameterClient, LocalIdentity
-    from testbed.mn.enroll import issue_with_local_key
+    from testbed.common.enroll import issue_with_local_key
     from testbed.msm.__main__ import Msm
     from testbed.msm.config import parse_config
 

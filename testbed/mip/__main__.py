@@ -15,7 +15,8 @@ import time
 from pydantic import ValidationError
 
 from testbed.mip.config import FaAgentConfig, HaAgentConfig, MnAgentConfig
-from testbed.tunnel.status import load_config_file, write_status
+from testbed.common.config import read_mapping as load_config_file
+from testbed.common.jsonfile import write_json_atomic as write_status
 
 log = logging.getLogger("testbed.mip")
 

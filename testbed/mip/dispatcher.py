@@ -26,7 +26,7 @@ import subprocess
 
 from testbed.mip.config import HomeAgentConfig, OperatorConfig
 from testbed.mip.sysctl import set_sysctl
-from testbed.tunnel.tun import run_ip
+from testbed.common.tun import run_ip
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from testbed.tunnel.ipip import TUNNEL_MTU, IpipEndpoint, Peer
 
 log = logging.getLogger(__name__)
 
-CONTROL_MARK = 0x42  # = testbed.sg.strongswan.SOCKET_FWMARK: bypasses charon's table 220
+CONTROL_MARK = 0x42  # = testbed.common.strongswan.SOCKET_FWMARK: bypasses charon's table 220
 
 
 def coa_ifname(coa: str) -> str:

@@ -18,7 +18,7 @@ the default route to the SA.
 Layers on the wire from the MN: IP-IP(CCoA -> HA) [ UDP 4500 (H -> HA) [ ESP [ H -> host ] ] ].
 
 strongSwan runs as one charon per (virtual) HA namespace and one per MN, with
-kernel-libipsec (no kernel ESP here), started and driven with testbed.sg.strongswan's
+kernel-libipsec (no kernel ESP here), started and driven with testbed.common.strongswan's
 Charon (used as is). Its sockets carry fwmark 0x42 and its routes live in table 220,
 consulted only for unmarked packets, so IKE/ESP never loop into ipsec0. On the HA the
 packets that leave an IP-IP tunnel (`mip*`) are marked 0x42 too and
@@ -33,7 +33,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from testbed.sg.strongswan import (
+from testbed.common.strongswan import (
     EMPTY_SWANCTL_DIRS,
     ESP_PROPOSALS,
     IKE_PROPOSALS,

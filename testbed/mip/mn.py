@@ -49,7 +49,7 @@ from testbed.mip.linkwatch import LinkWatch
 from testbed.mip.netlink import Netlink
 from testbed.mip.security import ClockOffset
 from testbed.tunnel.ipip import TUNNEL_MTU, IpipEndpoint
-from testbed.tunnel.tun import run_ip
+from testbed.common.tun import run_ip
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from testbed.tunnel.status import write_status
+from testbed.common.jsonfile import write_json_atomic as write_status
 
 REC = struct.Struct("!Qd")
 

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from testbed.mn.config import MnConfig
-from testbed.mn.enroll import enroll, paths
+from testbed.common.enroll import enroll, paths
 from testbed.mn.realms import TargetTunnel, apply_main_rules, remove_main_rules
-from testbed.msm.client import MsmClient, MsmError
+from testbed.common.portal_client import MsmClient, MsmError
 from testbed.sg.realm import _sysctl
-from testbed.tunnel.status import write_status
+from testbed.common.jsonfile import write_json_atomic as write_status
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class MnAgent:
 
     def enroll(self) -> None:
         """Enrol once with the one-time token: the key is made here and only a CSR is sent
-        (testbed.mn.enroll). Keeps an existing set. Raises RuntimeError if there is no token,
+        (testbed.common.enroll). Keeps an existing set. Raises RuntimeError if there is no token,
         MsmError if the MSM refuses (reason token_used, token_expired, ...)."""
         c = self.cfg.credentials
         if all(Path(p).exists() for p in (self.creds.cert, self.creds.key, self.creds.ca)):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from testbed.sg.config import PortalConfig as SgPortalConfig, Proposals
-from testbed.sg.strongswan import ESP_PROPOSALS, IKE_PROPOSALS
+from testbed.common.strongswan import ESP_PROPOSALS, IKE_PROPOSALS
 
 
 class PortalConfig(SgPortalConfig):

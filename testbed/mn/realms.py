@@ -31,7 +31,7 @@ from typing import Iterable, Mapping
 
 from testbed.sg.realm import _sysctl
 from testbed.sg.realm_mark import realm_mac, realm_mark
-from testbed.sg.strongswan import (ESP_PROPOSALS, IKE_PROPOSALS, Charon, Credentials, StrongswanError,
+from testbed.common.strongswan import (ESP_PROPOSALS, IKE_PROPOSALS, Charon, Credentials, StrongswanError,
                                    render_initiator_swanctl, summarize_sas, write_swanctl_dir)
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from .client import MsmClient, MsmError
+from testbed.common.portal_client import MsmClient, MsmError
 
 
 def main(argv: list[str] | None = None) -> int:

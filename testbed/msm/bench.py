@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from .client import MsmClient, MsmError
+from testbed.common.portal_client import MsmClient, MsmError
 
 Say = Callable[[str], None]
 REPO = Path(__file__).resolve().parents[2]
@@ -120,7 +120,7 @@ class Target:
         """48 MN and 4 SG credentials (keys made here, EC P-256), then the load's callers: sign-on
         clients open a fresh connection per call (an MN signing on), followers keep theirs (an
         agent's long-poll loop)."""
-        from testbed.mn.enroll import issue_with_local_key
+        from testbed.common.enroll import issue_with_local_key
 
         def files(identity: str, kind: str) -> tuple[str, str]:
             doc = issue_with_local_key(self.operator, identity, kind, key_type="ec")

@@ -26,7 +26,7 @@ from . import validate as v
 from .ca import CertificateAuthority, load_csr
 from .errors import ApiError, bad, not_found, refused
 from .store import Store
-from .tokens import TOKEN_ID_RE, TOKEN_RE, ca_mac, new_token
+from testbed.common.tokens import TOKEN_ID_RE, TOKEN_RE, ca_mac, new_token
 
 log = logging.getLogger("msm.enrolment")
 

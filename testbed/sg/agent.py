@@ -22,11 +22,11 @@ from testbed.sg import realm_mark
 from testbed.sg import revocation
 from testbed.sg.portal_follower import PortalFollower, PortalTls
 from testbed.sg.realm import Realm
-from testbed.sg.strongswan import Credentials, StrongswanError, summarize_sas
+from testbed.common.strongswan import Credentials, StrongswanError, summarize_sas
 from testbed.sg.workgroup_filter import FilterRow, WorkgroupFilter
 from testbed.tunnel.ipip import IpipEndpoint
-from testbed.tunnel.status import write_status
-from testbed.tunnel.tun import configure_link
+from testbed.common.jsonfile import write_json_atomic as write_status
+from testbed.common.tun import configure_link
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from testbed.sg.strongswan import ESP_PROPOSALS, IKE_PROPOSALS
+from testbed.common.strongswan import ESP_PROPOSALS, IKE_PROPOSALS
 
 NAME = re.compile(r"^[A-Za-z0-9_]{1,8}$")
 PROPOSAL = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
-from testbed.sg.strongswan import (Charon, Credentials, render_initiator_swanctl, summarize_sas,
+from testbed.common.strongswan import (Charon, Credentials, render_initiator_swanctl, summarize_sas,
                                    write_swanctl_dir)
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ import urllib.request
 from typing import Callable
 from urllib.parse import quote
 
-from testbed.msm.client import client_context
+from testbed.common.portal_client import client_context
 from testbed.sg.workgroup_filter import FilterRow
 
 log = logging.getLogger(__name__)

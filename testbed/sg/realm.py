@@ -32,9 +32,9 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Iterable
 
-from testbed.sg.strongswan import (ESP_PROPOSALS, IKE_PROPOSALS, Charon, Credentials, StrongswanError,
+from testbed.common.strongswan import (ESP_PROPOSALS, IKE_PROPOSALS, Charon, Credentials, StrongswanError,
                                    render_responder_swanctl, summarize_sas, write_swanctl_dir)
-from testbed.tunnel.tun import configure_link, run_ip
+from testbed.common.tun import configure_link, run_ip
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import time
 
 from testbed.tunnel.config import PeerConfig, TunnelConfig
 from testbed.tunnel.ipip import IpipEndpoint, Peer
-from testbed.tunnel.status import write_status
-from testbed.tunnel.tun import configure_link
+from testbed.common.jsonfile import write_json_atomic as write_status
+from testbed.common.tun import configure_link
 
 from testbed.common.cli import start_agent
 

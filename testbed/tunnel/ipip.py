@@ -45,7 +45,7 @@ from typing import Callable
 
 from testbed.tunnel import tcbpf
 from testbed.tunnel.modes import MODES, ModeChoice, select_mode
-from testbed.tunnel.tun import TunError, open_tun, run_ip
+from testbed.common.tun import TunError, open_tun, run_ip
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from testbed.tunnel.libbpf import BPF_TC_INGRESS, BpfError, BpfObject
-from testbed.tunnel.tun import set_sysctl
+from testbed.common.tun import set_sysctl
 
 log = logging.getLogger(__name__)
 

@@ -165,7 +165,7 @@ def test_config_errors_name_the_field():
 def test_rsa_certificate_hello_fits_one_datagram_and_verifies(tmp_path):
     from testbed.access import credentials as cr
     from testbed.msm.ca import CertificateAuthority
-    from testbed.mn.enroll import sign_local_key
+    from testbed.common.enroll import sign_local_key
 
     ca = CertificateAuthority(str(tmp_path / "ca"), key_type="rsa")
     i = sign_local_key(ca, "mn1.mwg.test", "mn", [], ["mn1.mwg.test"])

@@ -10,7 +10,7 @@ from testbed.access.sink import AccessSink
 from testbed.aodv.messages import hello
 from testbed.access import hello_auth as ha
 from testbed.msm.ca import CertificateAuthority
-from testbed.mn.enroll import sign_local_key
+from testbed.common.enroll import sign_local_key
 
 from .netns import wait_for
 

@@ -8,7 +8,7 @@ import pytest
 
 from testbed.access import credentials as cr
 from testbed.msm.ca import CertificateAuthority
-from testbed.mn.enroll import sign_local_key
+from testbed.common.enroll import sign_local_key
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 

@@ -20,7 +20,7 @@ from testbed.access.node import AccessNode, SinkRefused
 from testbed.access.sink import AccessSink
 from testbed.aodv.messages import parse_message
 from testbed.msm.ca import CertificateAuthority
-from testbed.mn.enroll import issue_with_local_key, sign_local_key
+from testbed.common.enroll import issue_with_local_key, sign_local_key
 
 from .conftest import Collector
 

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from testbed.mn.config import MnConfig
 from testbed.sg.realm_mark import realm_mac, realm_mark, render
-from testbed.sg.strongswan import render_initiator_swanctl
+from testbed.common.strongswan import render_initiator_swanctl
 
 
 def test_config_defaults_and_refusals() -> None:

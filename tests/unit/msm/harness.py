@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from testbed.mn.enroll import issue_with_local_key
-from testbed.msm.client import MsmClient
+from testbed.common.enroll import issue_with_local_key
+from testbed.common.portal_client import MsmClient
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 
-from testbed.mn.enroll import issue_with_local_key
-from testbed.msm.client import MsmClient, MsmError, client_context
+from testbed.common.enroll import issue_with_local_key
+from testbed.common.portal_client import MsmClient, MsmError, client_context
 
 from .harness import MsmProcess, populate_example
 
@@ -203,7 +203,7 @@ def tls_failed(msm: MsmProcess, want: int, wait_s: float = 5.0) -> int:
 def test_tls_is_checked_both_ways(msm, tmp_path):
     """The client pins the MSM CA (a server of another CA is refused), and the MSM refuses in the
     handshake a client certificate of another CA (counted as auth.tls_failed)."""
-    from testbed.mn.enroll import sign_local_key
+    from testbed.common.enroll import sign_local_key
     from testbed.msm.ca import CertificateAuthority
 
     rogue = CertificateAuthority(str(tmp_path / "rogue"), "Mobile Workgroup MSM CA", "ec")  # same name, other key

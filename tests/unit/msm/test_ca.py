@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from testbed.mn.enroll import issue_with_local_key
+from testbed.common.enroll import issue_with_local_key
 from testbed.msm.ca import new_key
-from testbed.msm.client import MsmError
+from testbed.common.portal_client import MsmError
 
 from .harness import MsmProcess, populate_example
 
@@ -147,7 +147,7 @@ def test_wrong_sg_test_cert_is_operator_only_and_never_logs_in(tmp_path):
         d.mkdir()
         (d / "cert.pem").write_text(wrong["cert_pem"])
         (d / "key.pem").write_text(wrong["key_pem"])
-        from testbed.msm.client import MsmClient
+        from testbed.common.portal_client import MsmClient
         holder = MsmClient(msm.base_url, ca_file=msm.ca_file, cert_file=str(d / "cert.pem"),
                            key_file=str(d / "key.pem"))
         with pytest.raises(MsmError) as exc:

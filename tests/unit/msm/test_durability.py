@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from testbed.msm.client import MsmError
+from testbed.common.portal_client import MsmError
 from testbed.msm.store import Store
 
 from .harness import MsmProcess
@@ -66,7 +66,7 @@ def test_acknowledged_changes_survive_sigkill(tmp_path):
         msm.start()
         assert u0.user("u0.mwg.test")["fqdn"] == "u0.mwg.test"  # its certificate is still known
         # a token used just before the crash stays used
-        from testbed.mn.enroll import make_csr
+        from testbed.common.enroll import make_csr
         from testbed.msm.ca import new_key
         msm.anonymous().enroll("tttttt.0123456789abcdef", make_csr(new_key("ec")))
         msm.kill()

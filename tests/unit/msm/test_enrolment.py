@@ -15,9 +15,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from testbed.mn.enroll import make_csr
+from testbed.common.enroll import make_csr
 from testbed.msm.ca import new_key
-from testbed.msm.client import MsmError, client_context, discover_ca
+from testbed.common.portal_client import MsmError, client_context, discover_ca
 
 from .harness import REPO, MsmProcess, populate_example
 
@@ -31,7 +31,7 @@ SEED = {
 
 
 def enroll_cli(msm: MsmProcess, out: Path, token: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "testbed.mn.enroll", "--portal", msm.base_url, "--token", token,
+    return subprocess.run([sys.executable, "-m", "testbed.common.enroll", "--portal", msm.base_url, "--token", token,
                            "--out", str(out), "--wait", "5", *extra], cwd=REPO, capture_output=True, text=True,
                           timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
 
@@ -56,7 +56,7 @@ def test_enrol_tool_first_contact_key_made_locally_and_token_one_time(seeded, tm
     key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()
     # the new credential works at once: a signs on as itself
-    from testbed.msm.client import MsmClient
+    from testbed.common.portal_client import MsmClient
     a = MsmClient(seeded.base_url, ca_file=str(ca_file), cert_file=str(cert_file), key_file=str(key_file))
     assert a.user("a.mwg.test")["sg_public"] == "203.0.113.1"
     # enrol twice with one token: refused, nothing written
@@ -121,7 +121,7 @@ def test_two_concurrent_enrolments_with_one_token_only_one_wins(msm):
 
 
 def test_first_contact_mac_binds_the_ca_to_the_token_secret(seeded, monkeypatch):
-    from testbed.msm.client import MsmClient
+    from testbed.common.portal_client import MsmClient
     sent: list = []
     real = MsmClient.request
 
@@ -190,7 +190,7 @@ def test_seed_tokens_are_applied_once(seeded):
 def test_tokens_never_go_over_the_plain_http_port(tmp_path):
     """The test-only plain-HTTP copy of the portal refuses enrolment and the token MAC (403
     no_tls), without spending the token; the same calls over HTTPS work."""
-    from testbed.msm.client import MsmClient
+    from testbed.common.portal_client import MsmClient
 
     from .harness import free_port
     plain_port = free_port()

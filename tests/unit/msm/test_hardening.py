@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from testbed.msm.client import MsmError, client_context
+from testbed.common.portal_client import MsmError, client_context
 from testbed.msm.store import Store
 
 from .harness import MsmProcess

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from testbed.msm.client import MsmClient, MsmError, client_context
+from testbed.common.portal_client import MsmClient, MsmError, client_context
 
 from .harness import MsmProcess, populate_example
 

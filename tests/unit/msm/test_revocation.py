@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from testbed.mn.enroll import issue_with_local_key
-from testbed.msm.client import MsmError
+from testbed.common.enroll import issue_with_local_key
+from testbed.common.portal_client import MsmError
 
 from .harness import populate_example
 

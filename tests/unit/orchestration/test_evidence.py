@@ -77,7 +77,7 @@ def access_hellos() -> list[bytes]:
     from testbed.access import hello_auth as ha
     from testbed.access.node import AccessNode
     from testbed.aodv.messages import hello
-    from testbed.mn.enroll import sign_local_key
+    from testbed.common.enroll import sign_local_key
     from testbed.msm.ca import CertificateAuthority
 
     ca = CertificateAuthority(tempfile.mkdtemp(prefix="tbt-ev-"), "Mobile Workgroup MSM CA", "ec")

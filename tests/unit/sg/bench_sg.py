@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from testbed.sg.strongswan import Charon, Credentials, render_initiator_swanctl, render_responder_swanctl, write_swanctl_dir
+from testbed.common.strongswan import Charon, Credentials, render_initiator_swanctl, render_responder_swanctl, write_swanctl_dir
 from tests.unit.sg.netns import Lab, sh, wait_for
 from tests.unit.sg.pki import ScratchCA
 

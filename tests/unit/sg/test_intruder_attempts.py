@@ -9,9 +9,9 @@ import pytest
 
 from orchestration.scenario import SCENARIOS_DIR, load_module
 from orchestration.topology import load_topology
-from testbed.mn.enroll import enroll, make_csr
+from testbed.common.enroll import enroll, make_csr
 from testbed.msm.ca import new_key
-from testbed.msm.client import MsmClient, MsmError
+from testbed.common.portal_client import MsmClient, MsmError
 
 from .test_msm_contract import real_msm
 

@@ -17,13 +17,13 @@ import time
 
 import pytest
 
-from testbed.mn.enroll import issue_with_local_key
+from testbed.common.enroll import issue_with_local_key
 from testbed.sg import revocation
 from testbed.sg.portal_follower import PortalError, PortalFollower, PortalTls, fetch_filter
 
 from .netns import REPO, wait_for
 
-import testbed.msm.client as msm_client
+import testbed.common.portal_client as msm_client
 
 
 def _free_port() -> int:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from testbed.sg.config import SgConfig
 from testbed.sg.portal_follower import PortalFollower, fetch_filter, wait_for_change
-from testbed.sg.strongswan import (render_initiator_swanctl, render_responder_swanctl,
+from testbed.common.strongswan import (render_initiator_swanctl, render_responder_swanctl,
                                    render_settings, render_strongswan_conf, summarize_sas)
 from testbed.sg.workgroup_filter import (FilterRow, WorkgroupFilter, drop_counter_name, merge_rows,
                                          row_counter_name)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.sg.strongswan import (Charon, Credentials, StrongswanError, render_initiator_swanctl,
+from testbed.common.strongswan import (Charon, Credentials, StrongswanError, render_initiator_swanctl,
                                    write_swanctl_dir)
 
 from testbed.sg.initiator import Initiator
@@ -48,8 +48,8 @@ PEERS = {"A": ["B"], "B": ["A", "D"], "C": ["B"], "D": ["B"]}
 # enrols a key made here with a one-time token (issue 9: no MSM answer carries a private key).
 MSM_CALL = r"""
 import json, sys
-from testbed.msm.client import MsmClient, MsmError
-from testbed.mn.enroll import issue_with_local_key
+from testbed.common.portal_client import MsmClient, MsmError
+from testbed.common.enroll import issue_with_local_key
 ca = sys.argv[3]
 c = MsmClient(sys.argv[1], timeout=10, ca_file=ca + "/ca.pem", cert_file=ca + "/operator/cert.pem",
               key_file=ca + "/operator/key.pem")
@@ -63,7 +63,7 @@ print(json.dumps(out))
 """
 MSM_CA_DIR: list[str] = []   # set by the fixture: the MSM's ca_dir
 
-# A stock swanctl.conf written by hand (not by testbed.sg.strongswan): the interop check.
+# A stock swanctl.conf written by hand (not by testbed.common.strongswan): the interop check.
 HAND_WRITTEN_SWANCTL = """
 connections {
     handmade {

@@ -3,7 +3,7 @@
 Stdlib only (http.client + ssl). The portal speaks HTTPS with mutual TLS (issue 9): give the MSM CA (`ca_file`, pinned: the
 server's certificate must chain to it and name the host of `base_url`) and, for any route
 beyond the anonymous ones, the caller's own certificate and key (`cert_file`, `key_file`, as
-written by `python3 -m testbed.mn.enroll`). The MSM knows the caller only by that certificate.
+written by `python3 -m testbed.common.enroll`). The MSM knows the caller only by that certificate.
 
     msm = MsmClient("https://198.51.100.10:8443", ca_file="pki/ca.pem",
                     cert_file="pki/cert.pem", key_file="pki/key.pem")

@@ -1,6 +1,6 @@
 """Enrol a node at the MSM CA with a one-time token (issue 9; claims 9-10): the key is made HERE.
 
-    python3 -m testbed.mn.enroll --portal https://198.51.100.10:8443 --token abcdef.0123456789abcdef \
+    python3 -m testbed.common.enroll --portal https://198.51.100.10:8443 --token abcdef.0123456789abcdef \
         --kind sg --out /etc/testbed/sg [--ca-file ca.pem] [--wait 120]
 
 Steps: make a private key locally (written 0600 before anything is sent), learn the CA (the
@@ -27,9 +27,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from testbed.msm.ca import key_pem, new_key, write_private
-from testbed.msm.client import MsmClient, MsmError, discover_ca
-from testbed.sg.strongswan import Credentials
+from testbed.common.keys import key_pem, new_key, write_private
+from testbed.common.portal_client import MsmClient, MsmError, discover_ca
+from testbed.common.strongswan import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def sign_local_key(ca: Any, cn: str, kind: str, san_ips: list[str], san_dns: lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m testbed.mn.enroll", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python3 -m testbed.common.enroll", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--portal", required=True, help="https://HOST:PORT of the MSM portal")
     ap.add_argument("--token", required=True, help="one-time enrolment token <id>.<secret>")
