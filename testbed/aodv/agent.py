@@ -35,7 +35,7 @@ from .messages import (
     MalformedMessage, RREPAck, Unreachable, WeightExt, hello, lifetime_ms, parse_message,
 )
 from .ring_search import select_candidates
-from .route_table import Route, RouteState, RouteTable, should_update
+from .route_table import Route, RouteTable, should_update
 from .status import StatusMixin
 from .traffic import TrafficMonitor
 from .transport import BROADCAST, ControlSocket
@@ -85,14 +85,14 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.addr = str(cfg.address)
         self.seq = 1
         self.rreq_id = 0
-        self.routes = RouteTable()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.routes = RouteTable(self.counters, cfg.max_precursors)
         self.neighbours: dict[str, Neighbour] = {}
         self.ifaces: dict[str, tuple[int, str]] = {}
         self.local_addrs: set[str] = {self.addr}
         self.seen_rreq: dict[tuple[str, int], tuple[float, int | None]] = {}
         self.discoveries: dict[str, Discovery] = {}
         self.sessions: dict[str, Session] = {}
-        self.counters: collections.Counter[str] = collections.Counter()
         self.installs: collections.deque[dict] = collections.deque(maxlen=500)
         self.events: collections.deque[dict] = collections.deque(maxlen=200)
         self.rreq_times: collections.deque[float] = collections.deque()
@@ -147,6 +147,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 set_sysctl(f"net/ipv4/conf/{k}/rp_filter", "0")
                 set_sysctl(f"net/ipv4/conf/{k}/send_redirects", "0")
         self.kernel = KernelRoutes(cfg.kernel_proto)
+        self.routes.kernel = self.kernel
         stale = self.kernel.flush_owned()
         if stale:
             log.info("removed %d stale routes with proto %d", stale, cfg.kernel_proto)
@@ -279,40 +280,17 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
     def set_route(self, dst: str, next_hop: str, iface: str, hop_count: int, seq: int,
                   valid_seq: bool, lifetime: float, prefix_len: int = 32,
                   keep_longer: bool = True) -> Route:
-        """Create/overwrite a valid route and mirror it into the kernel."""
-        now = self.now()
-        r = self.routes.get(dst)
-        expires = now + lifetime
-        if r is None:
-            r = self.routes.put(Route(dst=dst, next_hop=next_hop, iface=iface,
-                                      hop_count=hop_count, seq=seq, valid_seq=valid_seq,
-                                      expires=expires, prefix_len=prefix_len))
-            changed = True
-        else:
-            changed = (not r.valid or r.next_hop != next_hop or r.iface != iface
-                       or r.prefix_len != prefix_len)
-            if keep_longer and r.valid and r.next_hop == next_hop:
-                expires = max(expires, r.expires)
-            r.next_hop, r.iface, r.hop_count, r.prefix_len = next_hop, iface, hop_count, prefix_len
-            if valid_seq:
-                r.seq, r.valid_seq = seq, True
-            r.expires = expires
-            r.state = RouteState.VALID
+        """Create/overwrite a valid route (the table mirrors it into the kernel); a route
+        that became usable finishes discoveries and flushes buffered datagrams."""
+        r, changed = self.routes.update(dst, next_hop, iface, hop_count, seq, valid_seq,
+                                        lifetime, self.now(), prefix_len, keep_longer)
         if changed:
-            if self.kernel.install(r):
-                self.counters["routes_installed"] += 1
             self.route_ready(r)
         return r
 
     def invalidate(self, r: Route, reason: str, bump_seq: bool = True) -> None:
-        if not r.valid:
-            return
-        r.state = RouteState.INVALID
-        if bump_seq and r.valid_seq:
-            r.seq = seqnum.increment(r.seq)  # RFC 6.11: unreachable => seqno + 1
-        r.expires = self.now() + self.t.delete_period
-        self.kernel.remove(r.dst, r.prefix_len)
-        log.debug("route %s/%d via %s invalid (%s)", r.dst, r.prefix_len, r.next_hop, reason)
+        if self.routes.invalidate(r, self.now(), self.t.delete_period, bump_seq):
+            log.debug("route %s/%d via %s invalid (%s)", r.dst, r.prefix_len, r.next_hop, reason)
 
     def route_ready(self, r: Route) -> None:
         """A route became usable: finish discoveries it answers and flush buffered datagrams."""
@@ -335,11 +313,6 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 if pkts:
                     log.debug("flushed %d buffered datagrams for %s via %s", len(pkts), dst,
                               match.next_hop)
-
-    def add_precursor(self, r: Route, addr: str) -> None:
-        """RFC 6.2 precursor list, bounded by max_precursors (over it: counted, not kept)."""
-        if not r.add_precursor(addr, self.cfg.max_precursors):
-            self.counters["precursors_refused"] += 1
 
     def neighbour_route(self, addr: str, iface: str, lifetime: float, seq: int | None) -> Route:
         """RFC 6.5/6.9: a one-hop route to a node we just heard from directly."""
@@ -633,7 +606,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                               weight, seen[1])
                     self.set_route(orig, prev, iface, m.hop_count + 1, m.orig_seq, True,
                                    max(rev.remaining(now), self.t.active_route_timeout))
-                    rev.weight = weight
+                    self.routes.set_weight(rev, weight)
             return
         self.remember_rreq(key, (now + self.t.path_discovery_time, weight))
         hops = m.hop_count + 1
@@ -644,9 +617,9 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             life = max(rev.remaining(now) if rev and rev.valid else 0, min_life)
             rev = self.set_route(orig, prev, iface, hops, m.orig_seq, True, life)
         else:
-            rev.expires = max(rev.expires, now + min_life)
+            self.routes.extend(rev, now + min_life)
         if weight is not None:
-            rev.weight = weight
+            self.routes.set_weight(rev, weight)
         ho = m.ext(HandoverExt)
         locate = ho is not None and ho.kind == HandoverKind.LOCATE
         if locate and self.is_local(dst):
@@ -736,7 +709,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                                         expires=self.now() + life)
         rev = self.routes.get(m.orig)
         if rev is not None and rev.valid:
-            rev.expires = max(rev.expires, self.now() + self.t.active_route_timeout)
+            self.routes.extend(rev, self.now() + self.t.active_route_timeout)
         log.debug("RREP as destination for %s/%d to %s via %s (seq %d)", dst, prefix_len,
                   m.orig, prev, self.seq)
 
@@ -751,8 +724,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                    extensions=exts)
         self.unicast(rep, prev)
         self.counters["rrep_sent"] += 1
-        self.add_precursor(r, prev)
-        self.add_precursor(rev, r.next_hop)
+        self.routes.add_precursor(r, prev)
+        self.routes.add_precursor(rev, r.next_hop)
         self.sessions[m.orig] = Session(orig=m.orig, dst=r.dst, prefix_len=r.prefix_len,
                                         expires=self.now() + life / 1000, intermediate=True)
         if m.flags.G:  # gratuitous RREP to the destination (RFC 6.6.3)
@@ -795,7 +768,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if updated:
             fwd = self.set_route(key, prev, iface, hops, m.dst_seq, True, life, prefix_len)
         elif old is not None and old.valid and old.next_hop == prev and m.dst_seq == old.seq:
-            old.expires = max(old.expires, now + life)  # same route, fresh lifetime
+            self.routes.extend(old, now + life)  # same route, fresh lifetime
         if ho is not None and ho.kind == HandoverKind.BIND:
             if updated:
                 self.event("handover_route_updated", mn=key, via=prev, seq=m.dst_seq,
@@ -838,7 +811,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if self.unicast(out, next_hop):
             self.counters["rrep_forwarded"] += 1
         if fwd is not None:
-            self.add_precursor(fwd, next_hop)
+            self.routes.add_precursor(fwd, next_hop)
         stale = self.routes.get(m.orig)
         if stale is not None:
             if not stale.valid and tree:
@@ -846,8 +819,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                                stale.seq, stale.valid_seq, self.t.active_route_timeout,
                                stale.prefix_len)
             elif stale.valid:
-                stale.expires = max(stale.expires, now + self.t.active_route_timeout)
-            self.add_precursor(stale, prev)
+                self.routes.extend(stale, now + self.t.active_route_timeout)
+            self.routes.add_precursor(stale, prev)
         if ho is not None and ho.kind == HandoverKind.ACK and m.orig in self.pending_bind:
             self.pending_bind.pop(m.orig, None)
             self.event("handover_ack_relayed", mn=m.orig, old_sink=m.dst)
@@ -953,7 +926,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.counters["rerr_sent"] += 1
         log.debug("RERR for %s to %s", [r.dst for r in routes], sorted(precursors))
         for r in routes:
-            r.precursors.clear()
+            self.routes.clear_precursors(r)
         return sent
 
     def on_rerr(self, m: RERR, prev: str, iface: str) -> None:
@@ -968,7 +941,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 continue
             self.invalidate(r, f"RERR from {prev}", bump_seq=False)
             if u.seq:
-                r.seq, r.valid_seq = u.seq, True
+                self.routes.learn_seq(r, u.seq)
             if r.precursors:
                 propagate.append(r)
         self.send_rerr(propagate)
@@ -996,7 +969,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.poll_interfaces()  # a vanished interface: link-break handling first
                 r = self.routes.lookup(dst)
         if r is not None:
-            if r.iface in self.ifaces and self.kernel.install(r):
+            if r.iface in self.ifaces and self.routes.mirror(r):
                 if self.reinjector.send(pkt):
                     self.counters["reinjected"] += 1
                 return
@@ -1050,12 +1023,12 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             r = self.routes.lookup(addr)
             if r is None:
                 continue
-            r.last_used = now
+            self.routes.touch(r, now)
             if self.cfg.refresh_on_use:
-                r.expires = max(r.expires, now + self.t.active_route_timeout)
+                self.routes.extend(r, now + self.t.active_route_timeout)
                 nh = self.routes.valid(r.next_hop)
                 if nh is not None:
-                    nh.expires = max(nh.expires, now + self.t.active_route_timeout)
+                    self.routes.extend(nh, now + self.t.active_route_timeout)
         mon.to_dst = {a: t for a, t in mon.to_dst.items() if t >= recent}
         mon.from_src = {a: t for a, t in mon.from_src.items() if t >= now - 10}
 
@@ -1170,12 +1143,9 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                                                      mn_seq=r.get("seq", 0),
                                                      addr=r.get("old_sink", "0.0.0.0")))
         # route expiry
-        for r in self.routes.expired(now):
-            if r.valid:
-                self.counters["routes_expired"] += 1
-                self.invalidate(r, "lifetime over", bump_seq=False)
-            else:
-                self.routes.remove(r.dst)
+        for r in self.routes.expire(now, self.t.delete_period):
+            log.debug("route %s/%d via %s invalid (lifetime over)", r.dst, r.prefix_len,
+                      r.next_hop)
         for k, (exp, _w) in list(self.seen_rreq.items()):
             if exp <= now:
                 self.seen_rreq.pop(k, None)

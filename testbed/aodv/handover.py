@@ -207,8 +207,7 @@ class HandoverMixin:
         new_seq = seqnum.increment(s)
         r = self.routes.get(mn)
         if r is not None:
-            r.seq = seqnum.fresher(r.seq, new_seq)
-            r.valid_seq = True
+            self.routes.learn_seq(r, seqnum.fresher(r.seq, new_seq))
         msg = RREP(hop_count=1, dst=mn, dst_seq=new_seq, orig=old_sink,
                    lifetime=lifetime_ms(self.t.my_route_timeout),
                    extensions=[HandoverExt(kind=HandoverKind.BIND, mn_seq=new_seq,

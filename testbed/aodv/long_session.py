@@ -60,7 +60,7 @@ class LongSessionMixin:
                 self.set_route(rev.dst, rev.next_hop, rev.iface, rev.hop_count, rev.seq,
                                rev.valid_seq, self.t.active_route_timeout, rev.prefix_len)
             else:
-                rev.expires = max(rev.expires, now + self.t.active_route_timeout)
+                self.routes.extend(rev, now + self.t.active_route_timeout)
             if self.unicast(msg, rev.next_hop):
                 s.expires = now + life
                 s.quiet_until = now + max(life - g.threshold_ms / 1000, life / 2)
