@@ -19,10 +19,10 @@ import logging
 import signal
 import socket
 import time
-from typing import Callable
 
 from . import seqnum
 from .buffer import PacketBuffer, Reinjector, Tun, icmp_host_unreachable, ip_header
+from .access_hook import ACCESS_EXT_TYPES
 from .config import AgentConfig
 from .interfaces import LinkEvents, carrier_changes, current_interfaces, local_addresses
 from .kernel import KernelRoutes, set_sysctl
@@ -43,8 +43,6 @@ from .transport import BROADCAST, ControlSocket
 log = logging.getLogger("aodv")
 TICK = 0.05
 BCAST_IP = ipaddress.IPv4Address("255.255.255.255")
-#: extension types of the access plane (issue 5, testbed.access.hello_auth)
-ACCESS_EXT_TYPES = frozenset(range(131, 135))
 
 
 @dataclasses.dataclass
@@ -122,9 +120,6 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.greeted: set[str] = set()
         #: route to a node as it was before that node became our neighbour (claim 29 test)
         self.prior_route: dict[str, Route | None] = {}
-        #: hook for the authentication extension (issue 5): called with the MN's attach
-        #: hello (RREP with its extensions) and the MN's address; False refuses the MN.
-        self.attach_guard: Callable[[RREP, str], bool] | None = None
         self.kernel: KernelRoutes | None = None
         self.sock: ControlSocket | None = None
         self.tun: Tun | None = None

@@ -141,11 +141,6 @@ class HandoverMixin:
         """New sink: the MN's first hello (claims 28-30)."""
         s = ho.mn_seq
         old_sink = ho.addr
-        if self.attach_guard is not None and not self.attach_guard(m, mn):
-            self.counters["attach_refused"] += 1
-            self.event("attach_refused", mn=mn)
-            self.neighbours.pop(mn, None)
-            return
         # judge claim 29 on the route we had before the MN's plain hellos reached us
         before = self.prior_route.pop(mn, before)
         life = self.hello_life(m)
