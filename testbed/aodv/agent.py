@@ -28,7 +28,8 @@ from .interfaces import LinkEvents, carrier_changes, current_interfaces, local_a
 from .kernel import KernelRoutes, set_sysctl
 from .leave import LEAVE_NOTICE, open_leave_socket
 from .handover import HandoverMixin
-from .long_session import LongSessionMixin, Session
+from .context import NodeContext
+from .long_session import LongSessions
 from .loop import EventLoop, Timer
 from .messages import (
     MAX_HOP_COUNT, RERR, RREP, RREQ, GratuitousExt, HandoverExt, HandoverKind,
@@ -73,7 +74,7 @@ class Neighbour:
     hello_lifetime: float
 
 
-class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
+class Agent(HandoverMixin, StatusMixin):
     def __init__(self, cfg: AgentConfig, access_hook=None) -> None:
         self.cfg = cfg
         #: the access plane of issue 5 (contract in access_hook.py): verdicts on hellos
@@ -90,7 +91,6 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.local_addrs: set[str] = {self.addr}
         self.seen_rreq: dict[tuple[str, int], tuple[float, int | None]] = {}
         self.discoveries: dict[str, Discovery] = {}
-        self.sessions: dict[str, Session] = {}
         self.installs: collections.deque[dict] = collections.deque(maxlen=500)
         self.events: collections.deque[dict] = collections.deque(maxlen=200)
         self.rreq_times: collections.deque[float] = collections.deque()
@@ -131,6 +131,14 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         #: carrier-change count per interface when we last saw it usable
         self.carrier_seen: dict[str, int] = {}
         self.loop = EventLoop()
+        self.ctx = NodeContext(
+            addr=self.addr, cfg=cfg, routes=self.routes, counters=self.counters, now=self.now,
+            unicast=self.unicast, event=self.event, own_seq=lambda: self.seq,
+            set_route=self.set_route, discover=self.start_discovery,
+            discovering=lambda dst: dst in self.discoveries)
+        #: claims 67-70: gratuitous RREPs and refresh RREQs
+        self.long_sessions = LongSessions(
+            self.ctx, lambda a: self.monitor.from_src.get(a) if self.monitor else None)
 
     # ------------------------------------------------------------------ set-up
     def open(self) -> None:
@@ -700,8 +708,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                    prefix_sz=0 if prefix_len == 32 else prefix_len, lifetime=lifetime_ms(life))
         self.unicast(rep, prev)
         self.counters["rrep_sent"] += 1
-        self.sessions[m.orig] = Session(orig=m.orig, dst=dst, prefix_len=prefix_len,
-                                        expires=self.now() + life)
+        self.long_sessions.replied(m.orig, dst, prefix_len, life)
         rev = self.routes.get(m.orig)
         if rev is not None and rev.valid:
             self.routes.extend(rev, self.now() + self.t.active_route_timeout)
@@ -711,18 +718,18 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
     def reply_as_intermediate(self, m: RREQ, prev: str, r: Route, rev: Route,
                               locate: bool) -> None:
         """RFC 6.6.2 (and claim 31: a router on the path answers the new sink's LOCATE)."""
-        life = max(1, lifetime_ms(r.remaining()))
+        life_ms = max(1, lifetime_ms(r.remaining()))
         exts = [HandoverExt(kind=HandoverKind.LOCATE, mn_seq=r.seq, addr="0.0.0.0")] \
             if locate else []
         rep = RREP(hop_count=r.hop_count, dst=r.dst, dst_seq=r.seq, orig=m.orig,
-                   prefix_sz=0 if r.prefix_len == 32 else r.prefix_len, lifetime=life,
+                   prefix_sz=0 if r.prefix_len == 32 else r.prefix_len, lifetime=life_ms,
                    extensions=exts)
         self.unicast(rep, prev)
         self.counters["rrep_sent"] += 1
         self.routes.add_precursor(r, prev)
         self.routes.add_precursor(rev, r.next_hop)
-        self.sessions[m.orig] = Session(orig=m.orig, dst=r.dst, prefix_len=r.prefix_len,
-                                        expires=self.now() + life / 1000, intermediate=True)
+        self.long_sessions.replied(m.orig, r.dst, r.prefix_len, life_ms / 1000,
+                                   intermediate=True)
         if m.flags.G:  # gratuitous RREP to the destination (RFC 6.6.3)
             g = RREP(hop_count=rev.hop_count, dst=m.orig, dst_seq=m.orig_seq, orig=r.dst,
                      lifetime=max(1, lifetime_ms(rev.remaining())))
@@ -1144,13 +1151,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         for k, (exp, _w) in list(self.seen_rreq.items()):
             if exp <= now:
                 self.seen_rreq.pop(k, None)
-        for orig, sess in list(self.sessions.items()):
-            if sess.expires < now - self.t.delete_period:  # one per RREQ originator
-                self.sessions.pop(orig, None)
-        if self.cfg.gratuitous.enabled:
-            self.gratuitous_tick()
-        if self.cfg.route_refresh_threshold_ms:
-            self.refresh_tick()
+        self.long_sessions.tick(now)
         if now >= self.next_status:
             self.next_status = now + self.cfg.status_interval_ms / 1000
             self.write_status()

@@ -37,7 +37,8 @@ class StatusMixin:
             "counters": c,
             # sizes of every table a peer's messages can add to (issue 11 section 4)
             "tables": {"routes": len(self.routes), "neighbours": len(self.neighbours),
-                       "seen_rreq": len(self.seen_rreq), "sessions": len(self.sessions),
+                       "seen_rreq": len(self.seen_rreq),
+                       "sessions": len(self.long_sessions.sessions),
                        "precursors_max": max((len(r.precursors) for r in self.routes),
                                              default=0),
                        "buffer_queues": len(self.buffer.queues),
@@ -59,9 +60,7 @@ class StatusMixin:
             "handover": {"sink": self.sink, "last_sink": self.last_sink,
                          "registered_seq": self.reg_seq, "attaching": self.attaching,
                          "registered_mns": self.registered, "held": list(self.held)},
-            "sessions": {o: {"dst": s.dst, "gratuitous_sent": s.sent,
-                             "remaining_s": round(s.expires - now, 3)}
-                         for o, s in self.sessions.items()},
+            "sessions": self.long_sessions.status(now),
             "events": list(self.events),
             "access": self.access_hook.status()
             if self.access_hook is not None and hasattr(self.access_hook, "status") else None,
