@@ -29,8 +29,9 @@ from .kernel import KernelRoutes, set_sysctl
 from .leave import LEAVE_NOTICE, open_leave_socket
 from .handover import HandoverMixin
 from .context import NodeContext
+from .discovery import Discoveries, Discovery, rate_ok
 from .long_session import LongSessions
-from .loop import EventLoop, Timer
+from .loop import EventLoop
 from .messages import (
     MAX_HOP_COUNT, RERR, RREP, RREQ, GratuitousExt, HandoverExt, HandoverKind,
     MalformedMessage, RREPAck, Unreachable, WeightExt, hello, lifetime_ms, parse_message,
@@ -44,26 +45,6 @@ from .transport import BROADCAST, ControlSocket
 log = logging.getLogger("aodv")
 TICK = 0.05
 BCAST_IP = ipaddress.IPv4Address("255.255.255.255")
-
-
-@dataclasses.dataclass
-class Discovery:
-    """An expanding ring search in progress (RFC 3561 6.3, 6.4)."""
-
-    dst: str
-    started: float
-    started_wall: float
-    ttl: int
-    retries: int = 0
-    rreq_count: int = 0
-    handle: Timer | None = None
-    weighted: bool = False
-    fallback_done: bool = False
-    #: claim 30: the new sink looks for the route to its MN towards the old sink
-    locate: HandoverExt | None = None
-    #: a refresh (claims 38, 69): the current route stays in use meanwhile
-    refresh: bool = False
-    orig_seq: int | None = None
 
 
 @dataclasses.dataclass
@@ -83,17 +64,12 @@ class Agent(HandoverMixin, StatusMixin):
         self.t = cfg.timers
         self.addr = str(cfg.address)
         self.seq = 1
-        self.rreq_id = 0
         self.counters: collections.Counter[str] = collections.Counter()
         self.routes = RouteTable(self.counters, cfg.max_precursors)
         self.neighbours: dict[str, Neighbour] = {}
         self.ifaces: dict[str, tuple[int, str]] = {}
         self.local_addrs: set[str] = {self.addr}
-        self.seen_rreq: dict[tuple[str, int], tuple[float, int | None]] = {}
-        self.discoveries: dict[str, Discovery] = {}
-        self.installs: collections.deque[dict] = collections.deque(maxlen=500)
         self.events: collections.deque[dict] = collections.deque(maxlen=200)
-        self.rreq_times: collections.deque[float] = collections.deque()
         self.rerr_times: collections.deque[float] = collections.deque()
         self.buffer = PacketBuffer(cfg.buffer_max_per_dest, cfg.buffer_max_total)
         self.started = time.monotonic()
@@ -134,8 +110,13 @@ class Agent(HandoverMixin, StatusMixin):
         self.ctx = NodeContext(
             addr=self.addr, cfg=cfg, routes=self.routes, counters=self.counters, now=self.now,
             unicast=self.unicast, event=self.event, own_seq=lambda: self.seq,
-            set_route=self.set_route, discover=self.start_discovery,
-            discovering=lambda dst: dst in self.discoveries)
+            set_route=self.set_route, discover=lambda *a, **k: self.discovery.start(*a, **k),
+            discovering=lambda dst: dst in self.discovery.active)
+        #: RFC 6.3-6.5: our RREQs and ring searches, RREQs heard
+        self.discovery = Discoveries(
+            self.ctx, call_later=self.loop.call_later, next_seq=self.next_rreq_seq,
+            broadcast=self.broadcast, send_weighted=self.send_weighted,
+            on_failed=self.discovery_failed)
         #: claims 67-70: gratuitous RREPs and refresh RREQs
         self.long_sessions = LongSessions(
             self.ctx, lambda a: self.monitor.from_src.get(a) if self.monitor else None)
@@ -180,9 +161,7 @@ class Agent(HandoverMixin, StatusMixin):
                  cfg.gratuitous.enabled, [str(n) for n in self.managed])
 
     def close(self) -> None:
-        for d in list(self.discoveries.values()):
-            if d.handle:
-                d.handle.cancel()
+        self.discovery.close()
         if self.kernel:
             self.kernel.flush_owned()
             self.kernel.close()
@@ -297,13 +276,13 @@ class Agent(HandoverMixin, StatusMixin):
 
     def route_ready(self, r: Route) -> None:
         """A route became usable: finish discoveries it answers and flush buffered datagrams."""
-        for dst in list(self.discoveries):
-            d = self.discoveries[dst]
+        for dst in list(self.discovery.active):
+            d = self.discovery.active[dst]
             if d.locate is not None:
                 continue
             match = self.routes.lookup(dst)
             if match is not None and match.valid:
-                self.finish_discovery(d, match)
+                self.discovery.finish(d, match)
         for dst in self.buffer.destinations():
             if dst in self.held and self.routes.lookup(dst) is None:
                 continue
@@ -427,149 +406,22 @@ class Agent(HandoverMixin, StatusMixin):
         return None
 
     # ------------------------------------------------------------------ RREQ (6.3-6.6)
-    def rate_ok(self, times: collections.deque, limit: int) -> bool:
-        now = self.now()
-        while times and now - times[0] > 1.0:
-            times.popleft()
-        if len(times) >= limit:
-            return False
-        times.append(now)
-        return True
-
-    def remember_rreq(self, key: tuple[str, int], value: tuple[float, int | None]) -> None:
-        """RFC 6.5: (originator, RREQ ID) pairs heard within PATH_DISCOVERY_TIME, at most
-        max_seen_rreq of them: over that the oldest is forgotten (and counted), so a flood
-        of invented IDs costs a few duplicate forwards, never unbounded memory."""
-        self.seen_rreq.pop(key, None)
-        self.seen_rreq[key] = value
-        while len(self.seen_rreq) > self.cfg.max_seen_rreq:
-            del self.seen_rreq[next(iter(self.seen_rreq))]
-            self.counters["rreq_seen_evicted"] += 1
-
-    def start_discovery(self, dst: str, *, locate: HandoverExt | None = None,
-                        refresh: bool = False, orig_seq: int | None = None) -> None:
-        key = dst
-        if key in self.discoveries:
-            return
-        # a known (maybe invalid) route: a host route, else the prefix route covering dst
-        r = self.routes.get(dst) or self.routes.lookup(dst, only_valid=False)
-        ttl = self.t.ttl_start
-        if r is not None and r.hop_count and not locate:
-            # RFC 6.4: last hop count + TTL_INCREMENT, the ring never wider than NET_DIAMETER
-            ttl = max(self.t.ttl_start,
-                      min(r.hop_count + self.t.ttl_increment, self.t.net_diameter))
-        if locate is not None:
-            # claim 30: the new sink looks towards the old sink; start the ring where it is
-            x = self.routes.get(locate.addr)
-            ttl = min(x.hop_count + self.t.ttl_increment, MAX_HOP_COUNT) \
-                if x is not None and x.hop_count else self.cfg.handover.locate_ttl
-        d = Discovery(dst=dst, started=self.now(), started_wall=time.time(), ttl=ttl,
-                      weighted=self.cfg.weighted_search.enabled and locate is None,
-                      locate=locate,
-                      refresh=refresh, orig_seq=orig_seq)
-        self.discoveries[key] = d
-        self.counters["discoveries_started"] += 1
-        log.debug("discovery for %s: ring search from TTL %d%s%s", dst, ttl,
-                  " (weighted)" if d.weighted else "", " (handover locate)" if locate else "")
-        self.send_rreq(d)
-
-    def send_rreq(self, d: Discovery) -> None:
-        if not self.rate_ok(self.rreq_times, self.t.rreq_ratelimit):
-            self.counters["rreq_ratelimited"] += 1
-            self.schedule_discovery(d, 1.0 / self.t.rreq_ratelimit)
-            return
-        if d.orig_seq is not None:
-            self.seq = seqnum.fresher(self.seq, d.orig_seq)  # claim 38: seq given by handover
+    def next_rreq_seq(self, orig_seq: int | None) -> int:
+        """Our seqno for a RREQ we originate (RFC 6.1: incremented before each discovery;
+        claim 38: at least the seqno the handover gave)."""
+        if orig_seq is not None:
+            self.seq = seqnum.fresher(self.seq, orig_seq)
         else:
-            self.seq = seqnum.increment(self.seq)  # RFC 6.1: before each route discovery
+            self.seq = seqnum.increment(self.seq)
         if self.cfg.role == "mn" and self.reg_seq is not None and self.sink is not None:
             # this RREQ distributes our new seqno via the sink: it is what the network
             # now knows of us, so it is what the next handover hello must carry (claim 27)
             self.reg_seq = seqnum.fresher(self.reg_seq, self.seq)
-        self.rreq_id = (self.rreq_id + 1) & 0xFFFFFFFF
-        # RFC 6.3: the last known seqno, also of a prefix route (a gateway's network):
-        # without it, any stale intermediate route would answer and be refused by us
-        r = self.routes.get(d.dst) or self.routes.lookup(d.dst, only_valid=False)
-        flags = 0
-        dst_seq = 0
-        if d.locate is not None:
-            dst_seq = d.locate.mn_seq
-        elif r is not None and r.valid_seq:
-            dst_seq = r.seq
-        else:
-            flags |= 0x01  # U: unknown sequence number
-        exts = [HandoverExt(kind=d.locate.kind, mn_seq=d.locate.mn_seq, addr=d.locate.addr)] \
-            if d.locate is not None else []
-        msg = RREQ(flags=flags, hop_count=0, rreq_id=self.rreq_id, dst=d.dst, dst_seq=dst_seq,
-                   orig=self.addr, orig_seq=self.seq, extensions=exts)
-        self.remember_rreq((self.addr, self.rreq_id), (self.now() + self.t.path_discovery_time, 0))
-        weighted = d.weighted and not d.fallback_done
-        if weighted:
-            n = self.send_weighted(msg, 0, exclude=set(), ttl=d.ttl)
-        else:
-            n = self.broadcast(msg, d.ttl)
-        d.rreq_count += 1
-        self.counters["rreq_sent"] += 1
-        self.counters["rreq_tx"] += n
-        log.debug("RREQ id %d for %s ttl %d seq %d sent on %d links%s", self.rreq_id, d.dst,
-                  d.ttl, self.seq, n, " (weighted unicast)" if weighted else "")
-        if d.ttl >= self.t.net_diameter:
-            wait = self.t.net_traversal_time * (2 ** d.retries)  # binary exponential backoff
-        else:
-            wait = self.t.ring_traversal_time(d.ttl)
-        self.schedule_discovery(d, wait)
+        return self.seq
 
-    def schedule_discovery(self, d: Discovery, wait: float) -> None:
-        if d.handle:
-            d.handle.cancel()
-        d.handle = self.loop.call_later(wait, self.discovery_timeout, d)
-
-    def discovery_timeout(self, d: Discovery) -> None:
-        if self.discoveries.get(d.dst) is not d:
-            return
-        if d.ttl < self.t.net_diameter:
-            d.ttl += self.t.ttl_increment
-            if d.ttl > self.t.ttl_threshold:
-                d.ttl = self.t.net_diameter
-        elif d.weighted and not d.fallback_done:
-            # the weighted rings reached NET_DIAMETER without an answer: the cheap paths
-            # do not lead there; fall back to plain flooding (or give up) without retries
-            if not self.cfg.weighted_search.fallback_broadcast:
-                self.fail_discovery(d)
-                return
-            d.fallback_done = True
-            d.ttl = self.t.ttl_start
-            self.counters["weighted_fallbacks"] += 1
-            log.debug("weighted search for %s failed; plain expanding ring search", d.dst)
-        else:
-            d.retries += 1
-            if d.retries > self.t.rreq_retries:
-                self.fail_discovery(d)
-                return
-        try:
-            self.send_rreq(d)
-        except Exception:
-            self.counters["internal_errors"] += 1
-            log.exception("RREQ retry failed")
-
-    def finish_discovery(self, d: Discovery, r: Route) -> None:
-        if d.handle:
-            d.handle.cancel()
-        self.discoveries.pop(d.dst, None)
-        now = self.now()
-        ms = round((now - d.started) * 1000, 2)
-        self.counters["discoveries_succeeded"] += 1
-        self.installs.append({"dst": d.dst, "requested_at": round(d.started_wall, 4),
-                              "installed_at": round(time.time(), 4), "discovery_ms": ms,
-                              "hop_count": r.hop_count, "next_hop": r.next_hop,
-                              "rreq_sent": d.rreq_count, "refresh": d.refresh})
-        log.debug("discovery for %s done in %.1f ms: %d hops via %s (%d RREQs)", d.dst, ms,
-                  r.hop_count, r.next_hop, d.rreq_count)
-
-    def fail_discovery(self, d: Discovery) -> None:
-        self.discoveries.pop(d.dst, None)
-        self.counters["discoveries_failed"] += 1
-        log.info("discovery for %s failed after %d RREQs", d.dst, d.rreq_count)
+    def discovery_failed(self, d: Discovery) -> None:
+        """No route found: a handover LOCATE fails (claim 35), a refresh keeps the route it
+        has, otherwise the buffered datagrams are answered ICMP host unreachable (RFC 6.3)."""
         if d.locate is not None:
             self.handover_failed(d.dst, d.locate)
             return
@@ -597,12 +449,12 @@ class Agent(HandoverMixin, StatusMixin):
         wext = m.ext(WeightExt)
         weight = wext.weight if wext is not None else None
         key = (orig, m.rreq_id)
-        seen = self.seen_rreq.get(key)
+        seen = self.discovery.seen_rreq.get(key)
         if seen is not None and seen[0] > now:
             self.counters["rreq_duplicate"] += 1
             # claim 65: the lowest-weight path from the source wins the reverse route
             if weight is not None and seen[1] is not None and weight < seen[1]:
-                self.seen_rreq[key] = (seen[0], weight)
+                self.discovery.seen_rreq[key] = (seen[0], weight)
                 rev = self.routes.get(orig)
                 if rev is not None and rev.valid:
                     log.debug("reverse route to %s now via %s (weight %d < %d)", orig, prev,
@@ -611,7 +463,7 @@ class Agent(HandoverMixin, StatusMixin):
                                    max(rev.remaining(now), self.t.active_route_timeout))
                     self.routes.set_weight(rev, weight)
             return
-        self.remember_rreq(key, (now + self.t.path_discovery_time, weight))
+        self.discovery.remember_rreq(key, (now + self.t.path_discovery_time, weight))
         hops = m.hop_count + 1
         # RFC 6.5: reverse route to the originator
         rev = self.routes.get(orig)
@@ -779,10 +631,10 @@ class Agent(HandoverMixin, StatusMixin):
                 log.info("handover binding for %s (seq %d) not applied: our route has seq %s"
                          " via %s", key, m.dst_seq, old_seq, old_next)
         if self.is_local(m.orig):
-            d = self.discoveries.get(m.dst)
+            d = self.discovery.active.get(m.dst)
             r = self.routes.lookup(m.dst)
             if d is not None and d.locate is None and r is not None:
-                self.finish_discovery(d, r)
+                self.discovery.finish(d, r)
                 self.route_ready(r)
             if ho is not None:
                 self.on_handover_rrep_for_me(m, prev, ho)
@@ -914,7 +766,7 @@ class Agent(HandoverMixin, StatusMixin):
     def send_rerr(self, routes: list[Route], extensions: list | None = None) -> None:
         if not routes:
             return
-        if not self.rate_ok(self.rerr_times, self.t.rerr_ratelimit):
+        if not rate_ok(self.rerr_times, self.t.rerr_ratelimit, self.now()):
             self.counters["rerr_ratelimited"] += 1
             return
         precursors = set().union(*(r.precursors for r in routes))
@@ -1006,7 +858,7 @@ class Agent(HandoverMixin, StatusMixin):
             self.held[dst] = self.now() + self.cfg.handover.old_sink_hold_ms / 1000
         if dst in self.held:
             return  # handover in progress: the binding will bring the route back
-        self.start_discovery(dst)
+        self.discovery.start(dst)
 
     def apply_activity(self) -> None:
         """RFC 6.2: datagrams forwarded along a route keep it (and its next hop) alive."""
@@ -1137,7 +989,7 @@ class Agent(HandoverMixin, StatusMixin):
                 if r is not None and r.precursors and not r.valid:
                     self.send_rerr([r])
                 if dst in self.buffer.queues and self.routes.lookup(dst) is None:
-                    self.start_discovery(dst)
+                    self.discovery.start(dst)
         for mn, deadline in list(self.pending_bind.items()):
             if now >= deadline:
                 r = self.registered.get(mn, {})
@@ -1148,9 +1000,7 @@ class Agent(HandoverMixin, StatusMixin):
         for r in self.routes.expire(now, self.t.delete_period):
             log.debug("route %s/%d via %s invalid (lifetime over)", r.dst, r.prefix_len,
                       r.next_hop)
-        for k, (exp, _w) in list(self.seen_rreq.items()):
-            if exp <= now:
-                self.seen_rreq.pop(k, None)
+        self.discovery.forget_seen(now)
         self.long_sessions.tick(now)
         if now >= self.next_status:
             self.next_status = now + self.cfg.status_interval_ms / 1000

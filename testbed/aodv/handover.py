@@ -177,13 +177,13 @@ class HandoverMixin:
         log.debug("handover of %s from %s: no route with seq %d (have %s) -> LOCATE RREQ",
                   mn, old_sink, s, f"seq {before.seq} via {before.next_hop}" if before else None)
         self.neighbour_route(mn, iface, life, s)
-        self.discoveries.pop(mn, None)
-        self.start_discovery(mn, locate=HandoverExt(kind=HandoverKind.LOCATE, mn_seq=s,
+        self.discovery.stop(mn)
+        self.discovery.start(mn, locate=HandoverExt(kind=HandoverKind.LOCATE, mn_seq=s,
                                                     addr=old_sink))
 
     def on_locate_reply(self, m: RREP, prev: str, ho: HandoverExt) -> None:
         """New sink: the old sink or a router on the way answered (claim 31)."""
-        d = self.discoveries.pop(m.dst, None)
+        d = self.discovery.active.pop(m.dst, None)
         if d is None or d.locate is None:
             return
         if d.handle:
@@ -278,12 +278,12 @@ class HandoverMixin:
             for dst in list(self.held):
                 self.held.pop(dst)
                 if self.routes.lookup(dst) is None and dst in self.buffer.queues:
-                    self.start_discovery(dst)
+                    self.discovery.start(dst)
             for r in [self.routes.get(d) for d in rediscover]:
                 self.counters["handover_rediscovered"] += 1
                 # one discovery per prefix: a held datagram's may be running already
-                if not any(ipaddress.IPv4Address(d) in r.network for d in self.discoveries):
-                    self.start_discovery(r.dst, orig_seq=self.seq)
+                if not any(ipaddress.IPv4Address(d) in r.network for d in self.discovery.active):
+                    self.discovery.start(r.dst, orig_seq=self.seq)
         ms = round((self.now() - self.handover_started) * 1000, 2) \
             if self.handover_started else None
         self.handover_started = None
@@ -333,8 +333,8 @@ class HandoverMixin:
     def optimise_routes(self, force_all: bool = False) -> None:
         """Claims 37-39: RREQs to active peers, source seqno = the MN's new seqno."""
         for peer in self.active_peers():
-            if peer in self.discoveries:
+            if peer in self.discovery.active:
                 continue
             self.counters["handover_optimise_rreq"] += 1
-            self.start_discovery(peer, refresh=self.routes.lookup(peer) is not None,
+            self.discovery.start(peer, refresh=self.routes.lookup(peer) is not None,
                                  orig_seq=self.seq)
