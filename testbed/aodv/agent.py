@@ -43,7 +43,7 @@ from .traffic import TrafficMonitor
 from .transport import BROADCAST, ControlSocket
 
 log = logging.getLogger("aodv")
-TICK = 0.05
+TICK_S = 0.05
 BCAST_IP = ipaddress.IPv4Address("255.255.255.255")
 
 
@@ -52,7 +52,7 @@ class Neighbour:
     addr: str
     iface: str
     last_heard: float
-    hello_lifetime: float
+    hello_lifetime_s: float
 
 
 class Agent(HandoverMixin, StatusMixin):
@@ -200,7 +200,7 @@ class Agent(HandoverMixin, StatusMixin):
         try:
             self.tick()
         finally:
-            self.loop.call_later(TICK, self._tick_timer)
+            self.loop.call_later(TICK_S, self._tick_timer)
 
     # ------------------------------------------------------------------ helpers
     def now(self) -> float:
@@ -260,12 +260,12 @@ class Agent(HandoverMixin, StatusMixin):
 
     # ------------------------------------------------------------------ routes
     def set_route(self, dst: str, next_hop: str, iface: str, hop_count: int, seq: int,
-                  valid_seq: bool, lifetime: float, prefix_len: int = 32,
+                  valid_seq: bool, lifetime_s: float, prefix_len: int = 32,
                   keep_longer: bool = True) -> Route:
         """Create/overwrite a valid route (the table mirrors it into the kernel); a route
         that became usable finishes discoveries and flushes buffered datagrams."""
         r, changed = self.routes.update(dst, next_hop, iface, hop_count, seq, valid_seq,
-                                        lifetime, self.now(), prefix_len, keep_longer)
+                                        lifetime_s, self.now(), prefix_len, keep_longer)
         if changed:
             self.route_ready(r)
         return r
@@ -296,7 +296,8 @@ class Agent(HandoverMixin, StatusMixin):
                     log.debug("flushed %d buffered datagrams for %s via %s", len(pkts), dst,
                               match.next_hop)
 
-    def neighbour_route(self, addr: str, iface: str, lifetime: float, seq: int | None) -> Route:
+    def neighbour_route(self, addr: str, iface: str, lifetime_s: float,
+                        seq: int | None) -> Route:
         """RFC 6.5/6.9: a one-hop route to a node we just heard from directly."""
         r = self.routes.get(addr)
         valid_seq = seq is not None
@@ -305,7 +306,7 @@ class Agent(HandoverMixin, StatusMixin):
             s = seqnum.fresher(s, r.seq)
         if r is not None and not valid_seq:
             valid_seq = r.valid_seq
-        return self.set_route(addr, addr, iface, 1, s, valid_seq, lifetime)
+        return self.set_route(addr, addr, iface, 1, s, valid_seq, lifetime_s)
 
     def _on_leave_notice(self) -> None:
         """Datagrams on the leave socket: b"left" means Mobile IP registered away."""
@@ -615,14 +616,14 @@ class Agent(HandoverMixin, StatusMixin):
             return
         old = self.routes.get(key)
         old_next = old.next_hop if old is not None else None
-        life = m.lifetime / 1000
+        life_s = m.lifetime / 1000
         fwd = old
         old_seq = old.seq if old is not None else None
         updated = should_update(old, m.dst_seq, True, hops)
         if updated:
-            fwd = self.set_route(key, prev, iface, hops, m.dst_seq, True, life, prefix_len)
+            fwd = self.set_route(key, prev, iface, hops, m.dst_seq, True, life_s, prefix_len)
         elif old is not None and old.valid and old.next_hop == prev and m.dst_seq == old.seq:
-            self.routes.extend(old, now + life)  # same route, fresh lifetime
+            self.routes.extend(old, now + life_s)  # same route, fresh lifetime
         if ho is not None and ho.kind == HandoverKind.BIND:
             if updated:
                 self.event("handover_route_updated", mn=key, via=prev, seq=m.dst_seq,
@@ -686,7 +687,7 @@ class Agent(HandoverMixin, StatusMixin):
         n = self.broadcast(msg, 1)
         self.counters["hello_sent"] += n
 
-    def hello_life(self, m: RREP) -> float:
+    def hello_life_s(self, m: RREP) -> float:
         """Seconds a neighbour's hello keeps it (RFC 6.9/6.11): at least ALLOWED_HELLO_LOSS *
         HELLO_INTERVAL; a longer Lifetime in the hello is believed up to DELETE_PERIOD only,
         so a vanished (or invented) neighbour never stays for the 49 days the field can say."""
@@ -709,7 +710,7 @@ class Agent(HandoverMixin, StatusMixin):
                 self.counters[f"access_{verdict}"] += 1
                 log.debug("hello from %s not admitted by the access plane: %s", prev, verdict)
                 return
-        life = self.hello_life(m)
+        life = self.hello_life_s(m)
         new = prev not in self.neighbours
         if new and len(self.neighbours) >= self.cfg.max_neighbours:
             self.counters["neighbour_table_full_dropped"] += 1
@@ -864,7 +865,7 @@ class Agent(HandoverMixin, StatusMixin):
         """RFC 6.2: datagrams forwarded along a route keep it (and its next hop) alive."""
         mon = self.monitor
         now = self.now()
-        recent = now - 2 * TICK - 0.1
+        recent = now - 2 * TICK_S - 0.1
         touched = set()
         for addr, t in list(mon.to_dst.items()):
             if t < recent:
@@ -965,7 +966,7 @@ class Agent(HandoverMixin, StatusMixin):
             self.send_hellos()
         # neighbour loss (RFC 6.11 via hellos)
         for nb in list(self.neighbours.values()):
-            if now - nb.last_heard > nb.hello_lifetime:
+            if now - nb.last_heard > nb.hello_lifetime_s:
                 self.link_break(nb.addr, "hellos missed")
         # MN: the sink did not answer the probe: hand over to the candidate
         if self.probe is not None and now >= self.probe[2]:

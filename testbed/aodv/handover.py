@@ -143,7 +143,7 @@ class HandoverMixin:
         old_sink = ho.addr
         # judge claim 29 on the route we had before the MN's plain hellos reached us
         before = self.prior_route.pop(mn, before)
-        life = self.hello_life(m)
+        life = self.hello_life_s(m)
         if mn not in self.registered and len(self.registered) >= self.cfg.max_neighbours:
             # issue 11 section 4: forget the longest-registered MN that is no neighbour now
             gone = [k for k in self.registered if k not in self.neighbours]
