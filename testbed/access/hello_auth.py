@@ -37,13 +37,10 @@ from scapy.fields import (
     StrLenField,
 )
 
+from testbed.aodv.access_hook import EXT_AUTH, EXT_CERTAUTH, EXT_CHUNK, EXT_ROUTES
 from testbed.aodv.messages import RREP, AODVExtension, register_extension
 from testbed.common.extensions import ListItem, MalformedMessage
 
-EXT_AUTH = 131
-EXT_CHUNK = 132
-EXT_CERTAUTH = 133
-EXT_ROUTES = 134
 
 MAC_LEN = 32
 NONCE_LEN = 8

@@ -1,9 +1,7 @@
 """Interface between the AODV agent and the access plane of issue 5 (claims 40-62).
 
-New file (the agent itself is not edited while its helper works on it). The agent already
-offers `Agent.attach_guard(m, mn) -> bool` for handover attach hellos; authentication by
-DIAMETER is asynchronous, so the access plane needs a three-way answer and two more
-questions. The intended contract, for the agent to call natively later:
+The agent calls the hook natively (`Agent(cfg, access_hook=hook)`). Authentication by
+DIAMETER is asynchronous, so the answer is three-way:
 
     hook.on_hello(m, prev, iface) -> "admit" | "refuse" | "pending"
         every hello carrying an access extension (types 131-134, testbed.access.hello_auth);
@@ -20,16 +18,21 @@ questions. The intended contract, for the agent to call natively later:
     hook.status() -> dict
         merged into the agent's status file under "access".
 
-Until the agent calls it natively, `testbed.access.msr` runs the agent and the hook in one
-process with the agent's existing extension points only: `attach_guard` (via
-`guard_adapter` below), `announced` (a proxied node's /32 is announced while attached, so
-the agent's own RREQ answering and TUN buffering act for it) and `loop.add_reader`.
+The access extension types (131-134) are declared here once: the agent tells access
+hellos by them, testbed.access.hello_auth builds and parses them.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
 ADMIT, REFUSE, PENDING = "admit", "refuse", "pending"
+
+#: access plane hello extensions (issue 5; layouts in testbed.access.hello_auth)
+EXT_AUTH = 131       # shared-secret authenticator (claims 40-41)
+EXT_CHUNK = 132      # a slice of a certificate / signature blob
+EXT_CERTAUTH = 133   # certificate hello header (claims 50-54)
+EXT_ROUTES = 134     # what the sink advertises (claims 43-46)
+ACCESS_EXT_TYPES = frozenset((EXT_AUTH, EXT_CHUNK, EXT_CERTAUTH, EXT_ROUTES))
 
 
 class AccessHook(Protocol):
@@ -40,12 +43,3 @@ class AccessHook(Protocol):
     def readers(self) -> list[tuple[Any, Callable[[], None]]]: ...
 
     def status(self) -> dict: ...
-
-
-def guard_adapter(hook: AccessHook, iface_of: Callable[[str], str | None]) -> Callable[[Any, str], bool]:
-    """The agent's synchronous attach_guard from a hook: only "admit" admits."""
-
-    def guard(m: Any, mn: str) -> bool:
-        return hook.on_hello(m, mn, iface_of(mn) or "") == ADMIT
-
-    return guard

@@ -19,52 +19,32 @@ import logging
 import signal
 import socket
 import time
-from typing import Callable
 
 from . import seqnum
 from .buffer import PacketBuffer, Reinjector, Tun, icmp_host_unreachable, ip_header
+from .access_hook import ACCESS_EXT_TYPES
 from .config import AgentConfig
 from .interfaces import LinkEvents, carrier_changes, current_interfaces, local_addresses
 from .kernel import KernelRoutes, set_sysctl
 from .leave import LEAVE_NOTICE, open_leave_socket
 from .handover import HandoverMixin
-from .long_session import LongSessionMixin, Session
-from .loop import EventLoop, Timer
+from .context import NodeContext
+from .discovery import Discoveries, Discovery, rate_ok
+from .long_session import LongSessions
+from .loop import EventLoop
 from .messages import (
     MAX_HOP_COUNT, RERR, RREP, RREQ, GratuitousExt, HandoverExt, HandoverKind,
     MalformedMessage, RREPAck, Unreachable, WeightExt, hello, lifetime_ms, parse_message,
 )
 from .ring_search import select_candidates
-from .route_table import Route, RouteState, RouteTable, should_update
+from .route_table import Route, RouteTable, should_update
 from .status import StatusMixin
 from .traffic import TrafficMonitor
 from .transport import BROADCAST, ControlSocket
 
 log = logging.getLogger("aodv")
-TICK = 0.05
+TICK_S = 0.05
 BCAST_IP = ipaddress.IPv4Address("255.255.255.255")
-#: extension types of the access plane (issue 5, testbed.access.hello_auth)
-ACCESS_EXT_TYPES = frozenset(range(131, 135))
-
-
-@dataclasses.dataclass
-class Discovery:
-    """An expanding ring search in progress (RFC 3561 6.3, 6.4)."""
-
-    dst: str
-    started: float
-    started_wall: float
-    ttl: int
-    retries: int = 0
-    rreq_count: int = 0
-    handle: Timer | None = None
-    weighted: bool = False
-    fallback_done: bool = False
-    #: claim 30: the new sink looks for the route to its MN towards the old sink
-    locate: HandoverExt | None = None
-    #: a refresh (claims 38, 69): the current route stays in use meanwhile
-    refresh: bool = False
-    orig_seq: int | None = None
 
 
 @dataclasses.dataclass
@@ -72,10 +52,10 @@ class Neighbour:
     addr: str
     iface: str
     last_heard: float
-    hello_lifetime: float
+    hello_lifetime_s: float
 
 
-class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
+class Agent(HandoverMixin, StatusMixin):
     def __init__(self, cfg: AgentConfig, access_hook=None) -> None:
         self.cfg = cfg
         #: the access plane of issue 5 (contract in access_hook.py): verdicts on hellos
@@ -84,18 +64,12 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.t = cfg.timers
         self.addr = str(cfg.address)
         self.seq = 1
-        self.rreq_id = 0
-        self.routes = RouteTable()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.routes = RouteTable(self.counters, cfg.max_precursors)
         self.neighbours: dict[str, Neighbour] = {}
         self.ifaces: dict[str, tuple[int, str]] = {}
         self.local_addrs: set[str] = {self.addr}
-        self.seen_rreq: dict[tuple[str, int], tuple[float, int | None]] = {}
-        self.discoveries: dict[str, Discovery] = {}
-        self.sessions: dict[str, Session] = {}
-        self.counters: collections.Counter[str] = collections.Counter()
-        self.installs: collections.deque[dict] = collections.deque(maxlen=500)
         self.events: collections.deque[dict] = collections.deque(maxlen=200)
-        self.rreq_times: collections.deque[float] = collections.deque()
         self.rerr_times: collections.deque[float] = collections.deque()
         self.buffer = PacketBuffer(cfg.buffer_max_per_dest, cfg.buffer_max_total)
         self.started = time.monotonic()
@@ -122,9 +96,6 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.greeted: set[str] = set()
         #: route to a node as it was before that node became our neighbour (claim 29 test)
         self.prior_route: dict[str, Route | None] = {}
-        #: hook for the authentication extension (issue 5): called with the MN's attach
-        #: hello (RREP with its extensions) and the MN's address; False refuses the MN.
-        self.attach_guard: Callable[[RREP, str], bool] | None = None
         self.kernel: KernelRoutes | None = None
         self.sock: ControlSocket | None = None
         self.tun: Tun | None = None
@@ -136,6 +107,19 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         #: carrier-change count per interface when we last saw it usable
         self.carrier_seen: dict[str, int] = {}
         self.loop = EventLoop()
+        self.ctx = NodeContext(
+            addr=self.addr, cfg=cfg, routes=self.routes, counters=self.counters, now=self.now,
+            unicast=self.unicast, event=self.event, own_seq=lambda: self.seq,
+            set_route=self.set_route, discover=lambda *a, **k: self.discovery.start(*a, **k),
+            discovering=lambda dst: dst in self.discovery.active)
+        #: RFC 6.3-6.5: our RREQs and ring searches, RREQs heard
+        self.discovery = Discoveries(
+            self.ctx, call_later=self.loop.call_later, next_seq=self.next_rreq_seq,
+            broadcast=self.broadcast, send_weighted=self.send_weighted,
+            on_failed=self.discovery_failed)
+        #: claims 67-70: gratuitous RREPs and refresh RREQs
+        self.long_sessions = LongSessions(
+            self.ctx, lambda a: self.monitor.from_src.get(a) if self.monitor else None)
 
     # ------------------------------------------------------------------ set-up
     def open(self) -> None:
@@ -147,6 +131,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 set_sysctl(f"net/ipv4/conf/{k}/rp_filter", "0")
                 set_sysctl(f"net/ipv4/conf/{k}/send_redirects", "0")
         self.kernel = KernelRoutes(cfg.kernel_proto)
+        self.routes.kernel = self.kernel
         stale = self.kernel.flush_owned()
         if stale:
             log.info("removed %d stale routes with proto %d", stale, cfg.kernel_proto)
@@ -176,9 +161,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                  cfg.gratuitous.enabled, [str(n) for n in self.managed])
 
     def close(self) -> None:
-        for d in list(self.discoveries.values()):
-            if d.handle:
-                d.handle.cancel()
+        self.discovery.close()
         if self.kernel:
             self.kernel.flush_owned()
             self.kernel.close()
@@ -217,7 +200,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         try:
             self.tick()
         finally:
-            self.loop.call_later(TICK, self._tick_timer)
+            self.loop.call_later(TICK_S, self._tick_timer)
 
     # ------------------------------------------------------------------ helpers
     def now(self) -> float:
@@ -277,52 +260,29 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
 
     # ------------------------------------------------------------------ routes
     def set_route(self, dst: str, next_hop: str, iface: str, hop_count: int, seq: int,
-                  valid_seq: bool, lifetime: float, prefix_len: int = 32,
+                  valid_seq: bool, lifetime_s: float, prefix_len: int = 32,
                   keep_longer: bool = True) -> Route:
-        """Create/overwrite a valid route and mirror it into the kernel."""
-        now = self.now()
-        r = self.routes.get(dst)
-        expires = now + lifetime
-        if r is None:
-            r = self.routes.put(Route(dst=dst, next_hop=next_hop, iface=iface,
-                                      hop_count=hop_count, seq=seq, valid_seq=valid_seq,
-                                      expires=expires, prefix_len=prefix_len))
-            changed = True
-        else:
-            changed = (not r.valid or r.next_hop != next_hop or r.iface != iface
-                       or r.prefix_len != prefix_len)
-            if keep_longer and r.valid and r.next_hop == next_hop:
-                expires = max(expires, r.expires)
-            r.next_hop, r.iface, r.hop_count, r.prefix_len = next_hop, iface, hop_count, prefix_len
-            if valid_seq:
-                r.seq, r.valid_seq = seq, True
-            r.expires = expires
-            r.state = RouteState.VALID
+        """Create/overwrite a valid route (the table mirrors it into the kernel); a route
+        that became usable finishes discoveries and flushes buffered datagrams."""
+        r, changed = self.routes.update(dst, next_hop, iface, hop_count, seq, valid_seq,
+                                        lifetime_s, self.now(), prefix_len, keep_longer)
         if changed:
-            if self.kernel.install(r):
-                self.counters["routes_installed"] += 1
             self.route_ready(r)
         return r
 
     def invalidate(self, r: Route, reason: str, bump_seq: bool = True) -> None:
-        if not r.valid:
-            return
-        r.state = RouteState.INVALID
-        if bump_seq and r.valid_seq:
-            r.seq = seqnum.increment(r.seq)  # RFC 6.11: unreachable => seqno + 1
-        r.expires = self.now() + self.t.delete_period
-        self.kernel.remove(r.dst, r.prefix_len)
-        log.debug("route %s/%d via %s invalid (%s)", r.dst, r.prefix_len, r.next_hop, reason)
+        if self.routes.invalidate(r, self.now(), self.t.delete_period, bump_seq):
+            log.debug("route %s/%d via %s invalid (%s)", r.dst, r.prefix_len, r.next_hop, reason)
 
     def route_ready(self, r: Route) -> None:
         """A route became usable: finish discoveries it answers and flush buffered datagrams."""
-        for dst in list(self.discoveries):
-            d = self.discoveries[dst]
+        for dst in list(self.discovery.active):
+            d = self.discovery.active[dst]
             if d.locate is not None:
                 continue
             match = self.routes.lookup(dst)
             if match is not None and match.valid:
-                self.finish_discovery(d, match)
+                self.discovery.finish(d, match)
         for dst in self.buffer.destinations():
             if dst in self.held and self.routes.lookup(dst) is None:
                 continue
@@ -336,12 +296,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                     log.debug("flushed %d buffered datagrams for %s via %s", len(pkts), dst,
                               match.next_hop)
 
-    def add_precursor(self, r: Route, addr: str) -> None:
-        """RFC 6.2 precursor list, bounded by max_precursors (over it: counted, not kept)."""
-        if not r.add_precursor(addr, self.cfg.max_precursors):
-            self.counters["precursors_refused"] += 1
-
-    def neighbour_route(self, addr: str, iface: str, lifetime: float, seq: int | None) -> Route:
+    def neighbour_route(self, addr: str, iface: str, lifetime_s: float,
+                        seq: int | None) -> Route:
         """RFC 6.5/6.9: a one-hop route to a node we just heard from directly."""
         r = self.routes.get(addr)
         valid_seq = seq is not None
@@ -350,7 +306,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             s = seqnum.fresher(s, r.seq)
         if r is not None and not valid_seq:
             valid_seq = r.valid_seq
-        return self.set_route(addr, addr, iface, 1, s, valid_seq, lifetime)
+        return self.set_route(addr, addr, iface, 1, s, valid_seq, lifetime_s)
 
     def _on_leave_notice(self) -> None:
         """Datagrams on the leave socket: b"left" means Mobile IP registered away."""
@@ -451,149 +407,22 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         return None
 
     # ------------------------------------------------------------------ RREQ (6.3-6.6)
-    def rate_ok(self, times: collections.deque, limit: int) -> bool:
-        now = self.now()
-        while times and now - times[0] > 1.0:
-            times.popleft()
-        if len(times) >= limit:
-            return False
-        times.append(now)
-        return True
-
-    def remember_rreq(self, key: tuple[str, int], value: tuple[float, int | None]) -> None:
-        """RFC 6.5: (originator, RREQ ID) pairs heard within PATH_DISCOVERY_TIME, at most
-        max_seen_rreq of them: over that the oldest is forgotten (and counted), so a flood
-        of invented IDs costs a few duplicate forwards, never unbounded memory."""
-        self.seen_rreq.pop(key, None)
-        self.seen_rreq[key] = value
-        while len(self.seen_rreq) > self.cfg.max_seen_rreq:
-            del self.seen_rreq[next(iter(self.seen_rreq))]
-            self.counters["rreq_seen_evicted"] += 1
-
-    def start_discovery(self, dst: str, *, locate: HandoverExt | None = None,
-                        refresh: bool = False, orig_seq: int | None = None) -> None:
-        key = dst
-        if key in self.discoveries:
-            return
-        # a known (maybe invalid) route: a host route, else the prefix route covering dst
-        r = self.routes.get(dst) or self.routes.lookup(dst, only_valid=False)
-        ttl = self.t.ttl_start
-        if r is not None and r.hop_count and not locate:
-            # RFC 6.4: last hop count + TTL_INCREMENT, the ring never wider than NET_DIAMETER
-            ttl = max(self.t.ttl_start,
-                      min(r.hop_count + self.t.ttl_increment, self.t.net_diameter))
-        if locate is not None:
-            # claim 30: the new sink looks towards the old sink; start the ring where it is
-            x = self.routes.get(locate.addr)
-            ttl = min(x.hop_count + self.t.ttl_increment, MAX_HOP_COUNT) \
-                if x is not None and x.hop_count else self.cfg.handover.locate_ttl
-        d = Discovery(dst=dst, started=self.now(), started_wall=time.time(), ttl=ttl,
-                      weighted=self.cfg.weighted_search.enabled and locate is None,
-                      locate=locate,
-                      refresh=refresh, orig_seq=orig_seq)
-        self.discoveries[key] = d
-        self.counters["discoveries_started"] += 1
-        log.debug("discovery for %s: ring search from TTL %d%s%s", dst, ttl,
-                  " (weighted)" if d.weighted else "", " (handover locate)" if locate else "")
-        self.send_rreq(d)
-
-    def send_rreq(self, d: Discovery) -> None:
-        if not self.rate_ok(self.rreq_times, self.t.rreq_ratelimit):
-            self.counters["rreq_ratelimited"] += 1
-            self.schedule_discovery(d, 1.0 / self.t.rreq_ratelimit)
-            return
-        if d.orig_seq is not None:
-            self.seq = seqnum.fresher(self.seq, d.orig_seq)  # claim 38: seq given by handover
+    def next_rreq_seq(self, orig_seq: int | None) -> int:
+        """Our seqno for a RREQ we originate (RFC 6.1: incremented before each discovery;
+        claim 38: at least the seqno the handover gave)."""
+        if orig_seq is not None:
+            self.seq = seqnum.fresher(self.seq, orig_seq)
         else:
-            self.seq = seqnum.increment(self.seq)  # RFC 6.1: before each route discovery
+            self.seq = seqnum.increment(self.seq)
         if self.cfg.role == "mn" and self.reg_seq is not None and self.sink is not None:
             # this RREQ distributes our new seqno via the sink: it is what the network
             # now knows of us, so it is what the next handover hello must carry (claim 27)
             self.reg_seq = seqnum.fresher(self.reg_seq, self.seq)
-        self.rreq_id = (self.rreq_id + 1) & 0xFFFFFFFF
-        # RFC 6.3: the last known seqno, also of a prefix route (a gateway's network):
-        # without it, any stale intermediate route would answer and be refused by us
-        r = self.routes.get(d.dst) or self.routes.lookup(d.dst, only_valid=False)
-        flags = 0
-        dst_seq = 0
-        if d.locate is not None:
-            dst_seq = d.locate.mn_seq
-        elif r is not None and r.valid_seq:
-            dst_seq = r.seq
-        else:
-            flags |= 0x01  # U: unknown sequence number
-        exts = [HandoverExt(kind=d.locate.kind, mn_seq=d.locate.mn_seq, addr=d.locate.addr)] \
-            if d.locate is not None else []
-        msg = RREQ(flags=flags, hop_count=0, rreq_id=self.rreq_id, dst=d.dst, dst_seq=dst_seq,
-                   orig=self.addr, orig_seq=self.seq, extensions=exts)
-        self.remember_rreq((self.addr, self.rreq_id), (self.now() + self.t.path_discovery_time, 0))
-        weighted = d.weighted and not d.fallback_done
-        if weighted:
-            n = self.send_weighted(msg, 0, exclude=set(), ttl=d.ttl)
-        else:
-            n = self.broadcast(msg, d.ttl)
-        d.rreq_count += 1
-        self.counters["rreq_sent"] += 1
-        self.counters["rreq_tx"] += n
-        log.debug("RREQ id %d for %s ttl %d seq %d sent on %d links%s", self.rreq_id, d.dst,
-                  d.ttl, self.seq, n, " (weighted unicast)" if weighted else "")
-        if d.ttl >= self.t.net_diameter:
-            wait = self.t.net_traversal_time * (2 ** d.retries)  # binary exponential backoff
-        else:
-            wait = self.t.ring_traversal_time(d.ttl)
-        self.schedule_discovery(d, wait)
+        return self.seq
 
-    def schedule_discovery(self, d: Discovery, wait: float) -> None:
-        if d.handle:
-            d.handle.cancel()
-        d.handle = self.loop.call_later(wait, self.discovery_timeout, d)
-
-    def discovery_timeout(self, d: Discovery) -> None:
-        if self.discoveries.get(d.dst) is not d:
-            return
-        if d.ttl < self.t.net_diameter:
-            d.ttl += self.t.ttl_increment
-            if d.ttl > self.t.ttl_threshold:
-                d.ttl = self.t.net_diameter
-        elif d.weighted and not d.fallback_done:
-            # the weighted rings reached NET_DIAMETER without an answer: the cheap paths
-            # do not lead there; fall back to plain flooding (or give up) without retries
-            if not self.cfg.weighted_search.fallback_broadcast:
-                self.fail_discovery(d)
-                return
-            d.fallback_done = True
-            d.ttl = self.t.ttl_start
-            self.counters["weighted_fallbacks"] += 1
-            log.debug("weighted search for %s failed; plain expanding ring search", d.dst)
-        else:
-            d.retries += 1
-            if d.retries > self.t.rreq_retries:
-                self.fail_discovery(d)
-                return
-        try:
-            self.send_rreq(d)
-        except Exception:
-            self.counters["internal_errors"] += 1
-            log.exception("RREQ retry failed")
-
-    def finish_discovery(self, d: Discovery, r: Route) -> None:
-        if d.handle:
-            d.handle.cancel()
-        self.discoveries.pop(d.dst, None)
-        now = self.now()
-        ms = round((now - d.started) * 1000, 2)
-        self.counters["discoveries_succeeded"] += 1
-        self.installs.append({"dst": d.dst, "requested_at": round(d.started_wall, 4),
-                              "installed_at": round(time.time(), 4), "discovery_ms": ms,
-                              "hop_count": r.hop_count, "next_hop": r.next_hop,
-                              "rreq_sent": d.rreq_count, "refresh": d.refresh})
-        log.debug("discovery for %s done in %.1f ms: %d hops via %s (%d RREQs)", d.dst, ms,
-                  r.hop_count, r.next_hop, d.rreq_count)
-
-    def fail_discovery(self, d: Discovery) -> None:
-        self.discoveries.pop(d.dst, None)
-        self.counters["discoveries_failed"] += 1
-        log.info("discovery for %s failed after %d RREQs", d.dst, d.rreq_count)
+    def discovery_failed(self, d: Discovery) -> None:
+        """No route found: a handover LOCATE fails (claim 35), a refresh keeps the route it
+        has, otherwise the buffered datagrams are answered ICMP host unreachable (RFC 6.3)."""
         if d.locate is not None:
             self.handover_failed(d.dst, d.locate)
             return
@@ -621,21 +450,21 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         wext = m.ext(WeightExt)
         weight = wext.weight if wext is not None else None
         key = (orig, m.rreq_id)
-        seen = self.seen_rreq.get(key)
+        seen = self.discovery.seen_rreq.get(key)
         if seen is not None and seen[0] > now:
             self.counters["rreq_duplicate"] += 1
             # claim 65: the lowest-weight path from the source wins the reverse route
             if weight is not None and seen[1] is not None and weight < seen[1]:
-                self.seen_rreq[key] = (seen[0], weight)
+                self.discovery.seen_rreq[key] = (seen[0], weight)
                 rev = self.routes.get(orig)
                 if rev is not None and rev.valid:
                     log.debug("reverse route to %s now via %s (weight %d < %d)", orig, prev,
                               weight, seen[1])
                     self.set_route(orig, prev, iface, m.hop_count + 1, m.orig_seq, True,
                                    max(rev.remaining(now), self.t.active_route_timeout))
-                    rev.weight = weight
+                    self.routes.set_weight(rev, weight)
             return
-        self.remember_rreq(key, (now + self.t.path_discovery_time, weight))
+        self.discovery.remember_rreq(key, (now + self.t.path_discovery_time, weight))
         hops = m.hop_count + 1
         # RFC 6.5: reverse route to the originator
         rev = self.routes.get(orig)
@@ -644,9 +473,9 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             life = max(rev.remaining(now) if rev and rev.valid else 0, min_life)
             rev = self.set_route(orig, prev, iface, hops, m.orig_seq, True, life)
         else:
-            rev.expires = max(rev.expires, now + min_life)
+            self.routes.extend(rev, now + min_life)
         if weight is not None:
-            rev.weight = weight
+            self.routes.set_weight(rev, weight)
         ho = m.ext(HandoverExt)
         locate = ho is not None and ho.kind == HandoverKind.LOCATE
         if locate and self.is_local(dst):
@@ -732,29 +561,28 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                    prefix_sz=0 if prefix_len == 32 else prefix_len, lifetime=lifetime_ms(life))
         self.unicast(rep, prev)
         self.counters["rrep_sent"] += 1
-        self.sessions[m.orig] = Session(orig=m.orig, dst=dst, prefix_len=prefix_len,
-                                        expires=self.now() + life)
+        self.long_sessions.replied(m.orig, dst, prefix_len, life)
         rev = self.routes.get(m.orig)
         if rev is not None and rev.valid:
-            rev.expires = max(rev.expires, self.now() + self.t.active_route_timeout)
+            self.routes.extend(rev, self.now() + self.t.active_route_timeout)
         log.debug("RREP as destination for %s/%d to %s via %s (seq %d)", dst, prefix_len,
                   m.orig, prev, self.seq)
 
     def reply_as_intermediate(self, m: RREQ, prev: str, r: Route, rev: Route,
                               locate: bool) -> None:
         """RFC 6.6.2 (and claim 31: a router on the path answers the new sink's LOCATE)."""
-        life = max(1, lifetime_ms(r.remaining()))
+        life_ms = max(1, lifetime_ms(r.remaining()))
         exts = [HandoverExt(kind=HandoverKind.LOCATE, mn_seq=r.seq, addr="0.0.0.0")] \
             if locate else []
         rep = RREP(hop_count=r.hop_count, dst=r.dst, dst_seq=r.seq, orig=m.orig,
-                   prefix_sz=0 if r.prefix_len == 32 else r.prefix_len, lifetime=life,
+                   prefix_sz=0 if r.prefix_len == 32 else r.prefix_len, lifetime=life_ms,
                    extensions=exts)
         self.unicast(rep, prev)
         self.counters["rrep_sent"] += 1
-        self.add_precursor(r, prev)
-        self.add_precursor(rev, r.next_hop)
-        self.sessions[m.orig] = Session(orig=m.orig, dst=r.dst, prefix_len=r.prefix_len,
-                                        expires=self.now() + life / 1000, intermediate=True)
+        self.routes.add_precursor(r, prev)
+        self.routes.add_precursor(rev, r.next_hop)
+        self.long_sessions.replied(m.orig, r.dst, r.prefix_len, life_ms / 1000,
+                                   intermediate=True)
         if m.flags.G:  # gratuitous RREP to the destination (RFC 6.6.3)
             g = RREP(hop_count=rev.hop_count, dst=m.orig, dst_seq=m.orig_seq, orig=r.dst,
                      lifetime=max(1, lifetime_ms(rev.remaining())))
@@ -788,14 +616,14 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             return
         old = self.routes.get(key)
         old_next = old.next_hop if old is not None else None
-        life = m.lifetime / 1000
+        life_s = m.lifetime / 1000
         fwd = old
         old_seq = old.seq if old is not None else None
         updated = should_update(old, m.dst_seq, True, hops)
         if updated:
-            fwd = self.set_route(key, prev, iface, hops, m.dst_seq, True, life, prefix_len)
+            fwd = self.set_route(key, prev, iface, hops, m.dst_seq, True, life_s, prefix_len)
         elif old is not None and old.valid and old.next_hop == prev and m.dst_seq == old.seq:
-            old.expires = max(old.expires, now + life)  # same route, fresh lifetime
+            self.routes.extend(old, now + life_s)  # same route, fresh lifetime
         if ho is not None and ho.kind == HandoverKind.BIND:
             if updated:
                 self.event("handover_route_updated", mn=key, via=prev, seq=m.dst_seq,
@@ -804,10 +632,10 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 log.info("handover binding for %s (seq %d) not applied: our route has seq %s"
                          " via %s", key, m.dst_seq, old_seq, old_next)
         if self.is_local(m.orig):
-            d = self.discoveries.get(m.dst)
+            d = self.discovery.active.get(m.dst)
             r = self.routes.lookup(m.dst)
             if d is not None and d.locate is None and r is not None:
-                self.finish_discovery(d, r)
+                self.discovery.finish(d, r)
                 self.route_ready(r)
             if ho is not None:
                 self.on_handover_rrep_for_me(m, prev, ho)
@@ -838,7 +666,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         if self.unicast(out, next_hop):
             self.counters["rrep_forwarded"] += 1
         if fwd is not None:
-            self.add_precursor(fwd, next_hop)
+            self.routes.add_precursor(fwd, next_hop)
         stale = self.routes.get(m.orig)
         if stale is not None:
             if not stale.valid and tree:
@@ -846,8 +674,8 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                                stale.seq, stale.valid_seq, self.t.active_route_timeout,
                                stale.prefix_len)
             elif stale.valid:
-                stale.expires = max(stale.expires, now + self.t.active_route_timeout)
-            self.add_precursor(stale, prev)
+                self.routes.extend(stale, now + self.t.active_route_timeout)
+            self.routes.add_precursor(stale, prev)
         if ho is not None and ho.kind == HandoverKind.ACK and m.orig in self.pending_bind:
             self.pending_bind.pop(m.orig, None)
             self.event("handover_ack_relayed", mn=m.orig, old_sink=m.dst)
@@ -859,7 +687,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         n = self.broadcast(msg, 1)
         self.counters["hello_sent"] += n
 
-    def hello_life(self, m: RREP) -> float:
+    def hello_life_s(self, m: RREP) -> float:
         """Seconds a neighbour's hello keeps it (RFC 6.9/6.11): at least ALLOWED_HELLO_LOSS *
         HELLO_INTERVAL; a longer Lifetime in the hello is believed up to DELETE_PERIOD only,
         so a vanished (or invented) neighbour never stays for the 49 days the field can say."""
@@ -882,7 +710,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.counters[f"access_{verdict}"] += 1
                 log.debug("hello from %s not admitted by the access plane: %s", prev, verdict)
                 return
-        life = self.hello_life(m)
+        life = self.hello_life_s(m)
         new = prev not in self.neighbours
         if new and len(self.neighbours) >= self.cfg.max_neighbours:
             self.counters["neighbour_table_full_dropped"] += 1
@@ -939,7 +767,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
     def send_rerr(self, routes: list[Route], extensions: list | None = None) -> None:
         if not routes:
             return
-        if not self.rate_ok(self.rerr_times, self.t.rerr_ratelimit):
+        if not rate_ok(self.rerr_times, self.t.rerr_ratelimit, self.now()):
             self.counters["rerr_ratelimited"] += 1
             return
         precursors = set().union(*(r.precursors for r in routes))
@@ -953,7 +781,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
         self.counters["rerr_sent"] += 1
         log.debug("RERR for %s to %s", [r.dst for r in routes], sorted(precursors))
         for r in routes:
-            r.precursors.clear()
+            self.routes.clear_precursors(r)
         return sent
 
     def on_rerr(self, m: RERR, prev: str, iface: str) -> None:
@@ -968,7 +796,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 continue
             self.invalidate(r, f"RERR from {prev}", bump_seq=False)
             if u.seq:
-                r.seq, r.valid_seq = u.seq, True
+                self.routes.learn_seq(r, u.seq)
             if r.precursors:
                 propagate.append(r)
         self.send_rerr(propagate)
@@ -996,7 +824,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 self.poll_interfaces()  # a vanished interface: link-break handling first
                 r = self.routes.lookup(dst)
         if r is not None:
-            if r.iface in self.ifaces and self.kernel.install(r):
+            if r.iface in self.ifaces and self.routes.mirror(r):
                 if self.reinjector.send(pkt):
                     self.counters["reinjected"] += 1
                 return
@@ -1031,13 +859,13 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             self.held[dst] = self.now() + self.cfg.handover.old_sink_hold_ms / 1000
         if dst in self.held:
             return  # handover in progress: the binding will bring the route back
-        self.start_discovery(dst)
+        self.discovery.start(dst)
 
     def apply_activity(self) -> None:
         """RFC 6.2: datagrams forwarded along a route keep it (and its next hop) alive."""
         mon = self.monitor
         now = self.now()
-        recent = now - 2 * TICK - 0.1
+        recent = now - 2 * TICK_S - 0.1
         touched = set()
         for addr, t in list(mon.to_dst.items()):
             if t < recent:
@@ -1050,12 +878,12 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             r = self.routes.lookup(addr)
             if r is None:
                 continue
-            r.last_used = now
+            self.routes.touch(r, now)
             if self.cfg.refresh_on_use:
-                r.expires = max(r.expires, now + self.t.active_route_timeout)
+                self.routes.extend(r, now + self.t.active_route_timeout)
                 nh = self.routes.valid(r.next_hop)
                 if nh is not None:
-                    nh.expires = max(nh.expires, now + self.t.active_route_timeout)
+                    self.routes.extend(nh, now + self.t.active_route_timeout)
         mon.to_dst = {a: t for a, t in mon.to_dst.items() if t >= recent}
         mon.from_src = {a: t for a, t in mon.from_src.items() if t >= now - 10}
 
@@ -1138,7 +966,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
             self.send_hellos()
         # neighbour loss (RFC 6.11 via hellos)
         for nb in list(self.neighbours.values()):
-            if now - nb.last_heard > nb.hello_lifetime:
+            if now - nb.last_heard > nb.hello_lifetime_s:
                 self.link_break(nb.addr, "hellos missed")
         # MN: the sink did not answer the probe: hand over to the candidate
         if self.probe is not None and now >= self.probe[2]:
@@ -1162,7 +990,7 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                 if r is not None and r.precursors and not r.valid:
                     self.send_rerr([r])
                 if dst in self.buffer.queues and self.routes.lookup(dst) is None:
-                    self.start_discovery(dst)
+                    self.discovery.start(dst)
         for mn, deadline in list(self.pending_bind.items()):
             if now >= deadline:
                 r = self.registered.get(mn, {})
@@ -1170,22 +998,11 @@ class Agent(HandoverMixin, LongSessionMixin, StatusMixin):
                                                      mn_seq=r.get("seq", 0),
                                                      addr=r.get("old_sink", "0.0.0.0")))
         # route expiry
-        for r in self.routes.expired(now):
-            if r.valid:
-                self.counters["routes_expired"] += 1
-                self.invalidate(r, "lifetime over", bump_seq=False)
-            else:
-                self.routes.remove(r.dst)
-        for k, (exp, _w) in list(self.seen_rreq.items()):
-            if exp <= now:
-                self.seen_rreq.pop(k, None)
-        for orig, sess in list(self.sessions.items()):
-            if sess.expires < now - self.t.delete_period:  # one per RREQ originator
-                self.sessions.pop(orig, None)
-        if self.cfg.gratuitous.enabled:
-            self.gratuitous_tick()
-        if self.cfg.route_refresh_threshold_ms:
-            self.refresh_tick()
+        for r in self.routes.expire(now, self.t.delete_period):
+            log.debug("route %s/%d via %s invalid (lifetime over)", r.dst, r.prefix_len,
+                      r.next_hop)
+        self.discovery.forget_seen(now)
+        self.long_sessions.tick(now)
         if now >= self.next_status:
             self.next_status = now + self.cfg.status_interval_ms / 1000
             self.write_status()

@@ -141,14 +141,9 @@ class HandoverMixin:
         """New sink: the MN's first hello (claims 28-30)."""
         s = ho.mn_seq
         old_sink = ho.addr
-        if self.attach_guard is not None and not self.attach_guard(m, mn):
-            self.counters["attach_refused"] += 1
-            self.event("attach_refused", mn=mn)
-            self.neighbours.pop(mn, None)
-            return
         # judge claim 29 on the route we had before the MN's plain hellos reached us
         before = self.prior_route.pop(mn, before)
-        life = self.hello_life(m)
+        life = self.hello_life_s(m)
         if mn not in self.registered and len(self.registered) >= self.cfg.max_neighbours:
             # issue 11 section 4: forget the longest-registered MN that is no neighbour now
             gone = [k for k in self.registered if k not in self.neighbours]
@@ -182,13 +177,13 @@ class HandoverMixin:
         log.debug("handover of %s from %s: no route with seq %d (have %s) -> LOCATE RREQ",
                   mn, old_sink, s, f"seq {before.seq} via {before.next_hop}" if before else None)
         self.neighbour_route(mn, iface, life, s)
-        self.discoveries.pop(mn, None)
-        self.start_discovery(mn, locate=HandoverExt(kind=HandoverKind.LOCATE, mn_seq=s,
+        self.discovery.stop(mn)
+        self.discovery.start(mn, locate=HandoverExt(kind=HandoverKind.LOCATE, mn_seq=s,
                                                     addr=old_sink))
 
     def on_locate_reply(self, m: RREP, prev: str, ho: HandoverExt) -> None:
         """New sink: the old sink or a router on the way answered (claim 31)."""
-        d = self.discoveries.pop(m.dst, None)
+        d = self.discovery.active.pop(m.dst, None)
         if d is None or d.locate is None:
             return
         if d.handle:
@@ -207,8 +202,7 @@ class HandoverMixin:
         new_seq = seqnum.increment(s)
         r = self.routes.get(mn)
         if r is not None:
-            r.seq = seqnum.fresher(r.seq, new_seq)
-            r.valid_seq = True
+            self.routes.learn_seq(r, seqnum.fresher(r.seq, new_seq))
         msg = RREP(hop_count=1, dst=mn, dst_seq=new_seq, orig=old_sink,
                    lifetime=lifetime_ms(self.t.my_route_timeout),
                    extensions=[HandoverExt(kind=HandoverKind.BIND, mn_seq=new_seq,
@@ -284,12 +278,12 @@ class HandoverMixin:
             for dst in list(self.held):
                 self.held.pop(dst)
                 if self.routes.lookup(dst) is None and dst in self.buffer.queues:
-                    self.start_discovery(dst)
+                    self.discovery.start(dst)
             for r in [self.routes.get(d) for d in rediscover]:
                 self.counters["handover_rediscovered"] += 1
                 # one discovery per prefix: a held datagram's may be running already
-                if not any(ipaddress.IPv4Address(d) in r.network for d in self.discoveries):
-                    self.start_discovery(r.dst, orig_seq=self.seq)
+                if not any(ipaddress.IPv4Address(d) in r.network for d in self.discovery.active):
+                    self.discovery.start(r.dst, orig_seq=self.seq)
         ms = round((self.now() - self.handover_started) * 1000, 2) \
             if self.handover_started else None
         self.handover_started = None
@@ -339,8 +333,8 @@ class HandoverMixin:
     def optimise_routes(self, force_all: bool = False) -> None:
         """Claims 37-39: RREQs to active peers, source seqno = the MN's new seqno."""
         for peer in self.active_peers():
-            if peer in self.discoveries:
+            if peer in self.discovery.active:
                 continue
             self.counters["handover_optimise_rreq"] += 1
-            self.start_discovery(peer, refresh=self.routes.lookup(peer) is not None,
+            self.discovery.start(peer, refresh=self.routes.lookup(peer) is not None,
                                  orig_seq=self.seq)

@@ -37,7 +37,8 @@ class StatusMixin:
             "counters": c,
             # sizes of every table a peer's messages can add to (issue 11 section 4)
             "tables": {"routes": len(self.routes), "neighbours": len(self.neighbours),
-                       "seen_rreq": len(self.seen_rreq), "sessions": len(self.sessions),
+                       "seen_rreq": len(self.discovery.seen_rreq),
+                       "sessions": len(self.long_sessions.sessions),
                        "precursors_max": max((len(r.precursors) for r in self.routes),
                                              default=0),
                        "buffer_queues": len(self.buffer.queues),
@@ -48,20 +49,14 @@ class StatusMixin:
             "neighbours": {a: {"iface": n.iface, "last_heard_s": round(now - n.last_heard, 3)}
                            for a, n in self.neighbours.items()},
             "routes": [r.as_dict(now) for r in self.routes],
-            "discoveries": {d.dst: {"ttl": d.ttl, "retries": d.retries,
-                                    "rreq_sent": d.rreq_count,
-                                    "age_ms": round((now - d.started) * 1000, 1),
-                                    "locate": d.locate is not None}
-                            for d in self.discoveries.values()},
-            "route_installs": list(self.installs),
+            "discoveries": self.discovery.status(now),
+            "route_installs": list(self.discovery.installs),
             "buffer": self.buffer.sizes(),
             "forwarded_by_dst": dict(self.monitor.forwarded) if self.monitor else {},
             "handover": {"sink": self.sink, "last_sink": self.last_sink,
                          "registered_seq": self.reg_seq, "attaching": self.attaching,
                          "registered_mns": self.registered, "held": list(self.held)},
-            "sessions": {o: {"dst": s.dst, "gratuitous_sent": s.sent,
-                             "remaining_s": round(s.expires - now, 3)}
-                         for o, s in self.sessions.items()},
+            "sessions": self.long_sessions.status(now),
             "events": list(self.events),
             "access": self.access_hook.status()
             if self.access_hook is not None and hasattr(self.access_hook, "status") else None,

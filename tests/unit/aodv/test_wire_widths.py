@@ -50,7 +50,8 @@ def test_route_table_makes_room_from_invalid_routes_only():
 
 
 def test_precursors_are_bounded():
-    r = Route(dst="10.0.0.1", next_hop="10.0.0.2", iface="e", hop_count=1)
-    assert all(r.add_precursor(f"10.0.1.{i}", 3) for i in range(3))
-    assert not r.add_precursor("10.0.1.9", 3) and r.add_precursor("10.0.1.0", 3)
-    assert len(r.precursors) == 3
+    t = RouteTable(max_precursors=3)
+    r = t.put(Route(dst="10.0.0.1", next_hop="10.0.0.2", iface="e", hop_count=1))
+    assert all(t.add_precursor(r, f"10.0.1.{i}") for i in range(3))
+    assert not t.add_precursor(r, "10.0.1.9") and t.add_precursor(r, "10.0.1.0")
+    assert len(r.precursors) == 3 and t.counters["precursors_refused"] == 1
