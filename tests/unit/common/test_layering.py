@@ -17,9 +17,26 @@ AGENTS = {"access", "aodv", "mip", "mn", "msm", "sg"}
 LIBRARIES = {"common", "tunnel", "diameter"}
 
 
+def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Import statements that run (also inside functions), not those under ``if TYPE_CHECKING:``."""
+    out: list[ast.Import | ast.ImportFrom] = []
+
+    def walk(node: ast.AST) -> None:
+        for n in ast.iter_child_nodes(node):
+            if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test):
+                walk(ast.Module(body=n.orelse, type_ignores=[]))
+                continue
+            if isinstance(n, (ast.Import, ast.ImportFrom)):
+                out.append(n)
+            walk(n)
+
+    walk(tree)
+    return out
+
+
 def import_graph(root: Path) -> dict[str, set[str]]:
-    """Module -> modules of the same package tree it imports (absolute and relative,
-    also inside functions), from the source alone."""
+    """Module -> modules of the same package tree it imports at run time (absolute and
+    relative, also inside functions), from the source alone."""
     mods: dict[str, Path] = {}
     for p in root.rglob("*.py"):
         parts = p.relative_to(root.parent).with_suffix("").parts
@@ -27,7 +44,7 @@ def import_graph(root: Path) -> dict[str, set[str]]:
     edges: dict[str, set[str]] = defaultdict(set)
     for m, p in mods.items():
         pkg = m if p.name == "__init__.py" else m.rsplit(".", 1)[0]
-        for n in ast.walk(ast.parse(p.read_text())):
+        for n in _runtime_imports(ast.parse(p.read_text())):
             if isinstance(n, ast.ImportFrom):
                 if n.level:
                     base = pkg.split(".")[: len(pkg.split(".")) - (n.level - 1)]
@@ -100,7 +117,8 @@ def test_each_rule_fails_on_a_tree_that_breaks_it(tmp_path: Path) -> None:
     (root / "sg" / "strongswan.py").write_text("from testbed.common import util\n")
     (root / "mn" / "agent.py").write_text("from testbed.sg.strongswan import x\n")
     (root / "mip" / "ipsec.py").write_text("from testbed.sg import strongswan\n")
-    (root / "common" / "util.py").write_text("from ..mn import agent\n")   # a library importing an agent
+    (root / "common" / "util.py").write_text("from ..mn import agent\n"   # a library importing an agent
+                                             "if TYPE_CHECKING:\n    from testbed.mip import ipsec\n")
     edges = import_graph(root)
     assert shared_agent_modules(edges) == {"testbed.sg.strongswan": {"mn", "mip"}}
     assert library_imports_of_agents(edges) == [("testbed.common.util", "testbed.mn.agent")]
