@@ -563,14 +563,9 @@ except StrongswanError as e:
                 pass
 
 
+# What write_results makes; run_scenario removes them before a run (scenario.py's OUTPUTS),
+# so a run that stops early shows no table of the previous run.
 OUTPUTS = ("matrix.json", "matrix.md", "matrix.html")
-
-
-def clear_results(folder) -> None:
-    """Remove a previous run's OUTPUTS from FOLDER, so a run that stops early shows no old table."""
-    from pathlib import Path
-    for name in OUTPUTS:
-        (Path(folder) / name).unlink(missing_ok=True)
 
 
 def write_results(cells: list[Cell], folder, extra: dict | None = None) -> dict:
