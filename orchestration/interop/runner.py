@@ -106,9 +106,10 @@ class MatrixRun:
         for s in self.suites:
             node = L.initiator_node(s)
             creds = {f"{kt}": ca.issue(f"{node}.interop", [L.SG_A], kt) for kt in KEY_TYPES}
-            creds["wrong-san"] = ca.issue(f"{node}.interop", [L.OTHER_SG], "p256")   # n-wrong-san, n-wrong-id
-            creds["expired"] = ca.issue(f"{node}.interop", [L.SG_A], "p256", expired=True)
-            creds["other-ca"] = other.issue(f"{node}.interop", [L.SG_A], "p256")
+            # negative cells' certificates carry their cell in the CN, so logs tell them apart
+            creds["wrong-san"] = ca.issue(f"{node}-wrong-san.interop", [L.OTHER_SG], "p256")   # also n-wrong-id
+            creds["expired"] = ca.issue(f"{node}-expired.interop", [L.SG_A], "p256", expired=True)
+            creds["other-ca"] = other.issue(f"{node}-other-ca.interop", [L.SG_A], "p256")
             for name, c in creds.items():
                 self.lab.put_file(node, f"{SWANCTL_DIR}/x509/{name}.pem", c.cert)
                 self.lab.put_file(node, f"{SWANCTL_DIR}/private/{name}.pem", c.key, 0o600)
@@ -327,6 +328,10 @@ class MatrixRun:
         of another negative cell fails it)."""
         node, conn = L.initiator_node(suite), f"n-{kind}"
         cell = Cell(suite, "mn", kind, "fail")
+        # charon caches certificates it has verified a signature of (cert_cache) and tries
+        # them again for the same identity: without the flush, the expired certificate of
+        # the cell before shows up as "subject certificate invalid" in the other-ca cell.
+        self.lab.exec("sg-b", f"ip netns exec realm-{OUR_REALM} swanctl --flush-certs --uri {OUR_URI}")
         peer_at, ours_at = self._size(node, PEER_LOG), self._size("sg-b", OUR_LOG)
         ok, _, out = self.initiate(node, conn, timeout_s=8)
         self.terminate(node, conn)
