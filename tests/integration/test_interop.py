@@ -30,6 +30,7 @@ def matrix(tmp_path_factory):
         wrong = run.check_algorithms(SUITE)
         run.run_rows(SUITE)
         write_results(run.cells, work / "results")
+        run.collect_logs()
         yield run, wrong, work
     finally:
         run.collect_logs()
