@@ -65,6 +65,9 @@ OUR_REFUSALS: tuple[tuple[str, str], ...] = (
     ("other-ca", r"no issuer certificate found"),
     ("wrong-san", r"no trusted \S+ public key found for"),
 )
+# The SAN case's refusal is only that when the identity did select a peer config and a
+# certificate was received (else the same line means "no certificate sent").
+REFUSAL_CONTEXT = {"wrong-san": (r"selected peer config", r"received end entity cert")}
 # What the stock initiator hears back (it only sees the notify; RFC 7296 3.10.1).
 PEER_REFUSALS = {"no-proposal": r"NO_PROPOSAL_CHOSEN"}
 PEER_REFUSAL_DEFAULT = r"AUTHENTICATION_FAILED"
@@ -74,6 +77,8 @@ def refusal_reason(our_log: str) -> tuple[str | None, str]:
     """(negative cell kind, the log line) of the first OUR_REFUSALS pattern found in our log,
     or (None, "") when none is."""
     for kind, pattern in OUR_REFUSALS:
+        if not all(re.search(p, our_log) for p in REFUSAL_CONTEXT.get(kind, ())):
+            continue
         for line in our_log.splitlines():
             if re.search(pattern, line):
                 return kind, line.strip()

@@ -64,8 +64,11 @@ REFUSED = {
 10:01:05 14[IKE] no trusted ECDSA public key found for '198.51.100.1'
 """,
     "wrong-san": """\
-10:01:08 09[IKE] received end entity cert "O=testbed interop, CN=im-tr.interop"
-10:01:08 09[IKE] no trusted ECDSA public key found for '198.51.100.1'
+19:02:04 11[IKE] received end entity cert "O=testbed interop, CN=im-tr-wrong-san.interop"
+19:02:04 11[CFG] looking for peer configs matching 198.51.100.2[198.51.100.2]...10.0.0.22[198.51.100.1]
+19:02:04 11[CFG]   candidate "from-A", match: 20/20/28 (me/other/ike)
+19:02:04 11[CFG] selected peer config 'from-A'
+19:02:04 11[IKE] no trusted ECDSA public key found for '198.51.100.1'
 """,
     "wrong-id": """\
 10:01:11 10[CFG] looking for peer configs matching 198.51.100.2[198.51.100.2]...10.0.0.23[198.51.100.3]
@@ -87,6 +90,11 @@ def test_each_refusal_names_exactly_its_own_cell(kind):
     for other in REFUSED:
         if other != kind:
             assert E.refusal_reason(REFUSED[other])[0] != kind
+
+
+def test_no_trusted_key_without_a_received_certificate_is_not_the_san_case():
+    no_cert = "\n".join(ln for ln in REFUSED["wrong-san"].splitlines() if "end entity" not in ln)
+    assert E.refusal_reason(no_cert) == (None, "")
 
 
 def test_a_log_without_any_refusal_names_none():
