@@ -147,6 +147,16 @@ def evidence_checks(ctx: ScenarioContext, pcaps: list[Path], expected: list[str]
         ctx.check(name, ok, detail)
 
 
+def _declared_outputs(folder: Path) -> tuple[str, ...]:
+    """File names a scenario.py declares in OUTPUTS (written under its results folder): a run
+    removes them first, so a run that stops early shows none of the previous run's."""
+    code = folder / "scenario.py"
+    try:
+        return tuple(getattr(load_module(code), "OUTPUTS", ())) if code.is_file() else ()
+    except Exception:  # a broken scenario.py fails later, inside the run, with its reason
+        return ()
+
+
 def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
                  say: Callable[[str], None] = print, results_root: Path | None = None,
                  topology: dict | None = None, results_dir: Path | None = None) -> dict[str, Any]:
@@ -157,7 +167,7 @@ def run_scenario(name: str, lab_name: str | None = None, keep: bool = False,
     spec = load_scenario(folder)
     results = results_dir or (results_root or RESULTS_DIR) / name
     results.mkdir(parents=True, exist_ok=True)
-    for old in ("report.json",):
+    for old in ("report.json", *_declared_outputs(folder)):
         (results / old).unlink(missing_ok=True)
     # Volumes keep a node's data across its restarts within one run, never across runs: the
     # MSM applies its seed (and the lab's one-time tokens) only to an empty store (issue 9).

@@ -5,10 +5,12 @@ Rows are (peer release, role), columns (proposal, certificate key type). A cell 
 ``pass``, ``fail`` (with the first check that failed and the log excerpts explaining it),
 ``unsupported`` ("not supported by <release>") or ``n/a`` (the role does not use that
 column, e.g. claim 24's IPsec authenticates with the MN-HA key, not a certificate).
+Only ``pass`` and ``fail`` cells were tested; ``counts`` keeps the other two apart.
 """
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
@@ -44,7 +46,8 @@ ROLES = {
     "ha": "our MN on a CCoA -> stock home agent IPsec (claim 24)",
 }
 NEGATIVES = {
-    "wrong-san": "certificate whose subjectAltName names another SG",
+    "wrong-san": "identity SG-A, but a certificate whose subjectAltName names another SG",
+    "wrong-id": "identity and certificate subjectAltName both naming another SG",
     "expired": "expired certificate",
     "other-ca": "certificate from another CA",
     "no-proposal": "proposal with nothing in common",
@@ -81,11 +84,19 @@ def missing_features(release: str, proposal: str, key_type: str) -> list[str]:
     return [f for f in needs if v < FEATURE_SINCE[f]]
 
 
+def listed_algs(list_algs: str) -> set[str]:
+    """Algorithm names in `swanctl --list-algs` output ("  AES_GCM_16[openssl] ECP_256[...]"
+    -> {"AES_GCM_16", "ECP_256"}); exact names, so ECP_256_BP is not ECP_256."""
+    return set(re.findall(r"([A-Z][A-Z0-9_]*)\[", list_algs))
+
+
 def algs_disagree(release: str, list_algs: str) -> list[str]:
-    """Features the knowledge says RELEASE has but its `swanctl --list-algs` output lacks
-    (the runtime check that the knowledge above is right)."""
-    v = version(release)
-    return [f for f, alg in FEATURE_ALGS.items() if v >= FEATURE_SINCE[f] and alg not in list_algs]
+    """Features on which the knowledge (FEATURE_SINCE) and RELEASE's `swanctl --list-algs`
+    disagree, both ways: claimed but not listed, or listed although the knowledge would mark
+    cells needing it "not supported" (the runtime check that the knowledge is right). Key
+    types have no list-algs entry and are not cross-checked."""
+    v, listed = version(release), listed_algs(list_algs)
+    return [f for f, alg in FEATURE_ALGS.items() if (v >= FEATURE_SINCE[f]) != (alg in listed)]
 
 
 # --- results ------------------------------------------------------------------------------
@@ -93,13 +104,14 @@ def algs_disagree(release: str, list_algs: str) -> list[str]:
 
 @dataclass
 class Cell:
-    """One cell. status: pass | fail | unsupported | n/a. steps: check name -> passed."""
+    """One cell. status: pass | fail | unsupported | n/a. steps: check name -> passed (True or
+    False), a count ("rekey lost": packets) or "n/a" for a check the role has not."""
     suite: str
     role: str
     column: str                      # "<proposal> / <key type>" or a negative's name
     status: str
     reason: str = ""
-    steps: dict[str, bool] = field(default_factory=dict)
+    steps: dict[str, bool | int | str] = field(default_factory=dict)
     setup_ms: float | None = None
     logs: dict[str, str] = field(default_factory=dict)   # "peer"/"ours" -> excerpt
 
@@ -109,6 +121,16 @@ class Cell:
 
 def column(proposal: str, key_type: str) -> str:
     return f"{proposal} / {key_type}"
+
+
+def counts(cells: Iterable[Cell]) -> dict[str, dict[str, int]]:
+    """Per row label ("trixie (6.0.1) as mn"): how many cells pass, fail, are n/a and are
+    not supported. n/a and unsupported cells were not tested and count as neither."""
+    out: dict[str, dict[str, int]] = {}
+    for c in cells:
+        row = out.setdefault(_row_label(c.suite, c.role), {"pass": 0, "fail": 0, "n/a": 0, "unsupported": 0})
+        row[c.status] = row.get(c.status, 0) + 1
+    return out
 
 
 def _short(cell: Cell) -> str:
@@ -161,6 +183,9 @@ def render_markdown(cells: Iterable[Cell]) -> str:
     for row in rows:
         out.append(f"| {_row_label(*row)} | " + " | ".join(
             _short(by[(row, c)]).replace("|", "/") if (row, c) in by else "" for c in cols) + " |")
+    out += ["", "Cells per row (n/a and not supported were not tested): " + "; ".join(
+        f"{row} {n['pass']} pass, {n['n/a']} n/a, {n['unsupported']} not supported, {n['fail']} fail"
+        for row, n in counts(cells).items()) + "."]
     notes = sorted({f"{c.role}: {c.reason}" for c in cells if c.status == "n/a" and c.reason})
     if notes:
         out += ["", "n/a: " + "; ".join(notes) + "."]

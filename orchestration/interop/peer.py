@@ -72,7 +72,11 @@ def initiator_swanctl(sg: str, own_sg: str, other_sg: str, targets: str,
                 conns["b" + cell_name(prop, kt)] = _conn(baseline[0], own_sg, baseline[0], f"{kt}.pem",
                                                          p.ike, p.esp, baseline[1])
     first = next(iter(PROPOSALS.values()))
-    conns["n-wrong-san"] = _conn(sg, other_sg, sg, "wrong-san.pem", first.ike, first.esp, targets)
+    # The same certificate (SAN = another SG) twice: with the right identity (our SG must
+    # refuse it because the certificate does not confirm the identity, claims 7-11's SAN
+    # selection) and with the other SG's identity (refused earlier: no peer config for it).
+    conns["n-wrong-san"] = _conn(sg, own_sg, sg, "wrong-san.pem", first.ike, first.esp, targets)
+    conns["n-wrong-id"] = _conn(sg, other_sg, sg, "wrong-san.pem", first.ike, first.esp, targets)
     conns["n-expired"] = _conn(sg, own_sg, sg, "expired.pem", first.ike, first.esp, targets)
     conns["n-other-ca"] = _conn(sg, own_sg, sg, "other-ca.pem", first.ike, first.esp, targets)
     conns["n-no-proposal"] = _conn(sg, own_sg, sg, "p256.pem", NO_COMMON_PROPOSAL.ike,
