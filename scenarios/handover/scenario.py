@@ -8,19 +8,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
-
-def _lib():
-    """aodvlab.py beside this file (scenario folders are not packages)."""
-    from orchestration.scenario import load_module
-
-    return load_module(HERE / "aodvlab.py", "aodvlab")
-
-
-lib = _lib()
+import orchestration.aodv_variants as lib
 
 RATE = 100.0
 PORT = 5005

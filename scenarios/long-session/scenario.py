@@ -6,12 +6,8 @@ same lab, without; the requester's own refresh threshold is the same in both run
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from orchestration.scenario import load_module
-
-HERE = Path(__file__).resolve().parent
-lib = load_module(HERE.parent / "handover" / "aodvlab.py", "aodvlab")
+import orchestration.aodv_variants as lib
 
 NODES = ["a", "b", "c", "d"]
 ADDR = {n: f"10.40.0.{i}" for i, n in enumerate(NODES, start=1)}

@@ -31,7 +31,8 @@ def _load(name: str, path: Path):
 
 
 def discovery_times(say, lab_name: str) -> dict[str, Any]:
-    lib = _load("aodvlab", HERE.parent / "handover" / "aodvlab.py")
+    import orchestration.aodv_variants as lib
+
     from orchestration.domain import compile_lab
 
     lab = Lab(compile_lab(CHAIN_LAB, "ring-search bench chain").topology, name=lab_name,

@@ -6,12 +6,8 @@ are summed over all agents' status files.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from orchestration.scenario import load_module
-
-HERE = Path(__file__).resolve().parent
-lib = load_module(HERE.parent / "handover" / "aodvlab.py", "aodvlab")
+import orchestration.aodv_variants as lib
 
 NODES = [f"n{i}" for i in range(1, 11)]
 DISCOVERIES = [("n1", "n5"), ("n6", "n10"), ("n2", "n9"), ("n10", "n1")]

@@ -1,4 +1,5 @@
-"""Shared by the AODV scenarios (handover, ring-search, long-session) and their benches:
+"""A/B runs of the AODV agent, shared by the AODV scenarios (handover, handover-offpath,
+ring-search, long-session) and their benches (moved out of the scenario folders, issue 10):
 start/stop the AODV agents in a lab's nodes with a given config, read their status files,
 and run a numbered UDP stream whose receiver log tells loss, gaps and delays per datagram
 (the stream, status reading and waiting are orchestration.checks', shared with the check kinds).
@@ -19,7 +20,6 @@ from orchestration.checks.stream import STREAM, gaps, install_stream, start_stre
 __all__ = ["STREAM", "CONF", "STATUS", "PIDFILE", "wait", "status", "statuses", "counters", "parallel", "start_agents",
            "agents_ready", "stop_agents", "install_stream", "start_stream", "stream_result", "window", "gaps"]
 
-HERE = Path(__file__).resolve().parent
 CONF = "/etc/testbed/aodv.json"
 STATUS = "/run/testbed/aodv.json"
 PIDFILE = "/run/testbed/aodv.pid"
@@ -36,6 +36,7 @@ def statuses(lab, nodes: list[str]) -> dict[str, dict]:
 
 
 def counters(lab, node: str) -> dict:
+    """The ``counters`` object of the node's AODV status ({} before it wrote one)."""
     return status(lab, node).get("counters", {})
 
 
@@ -51,6 +52,7 @@ def start_agents(lab, configs: dict[str, dict], tag: str) -> None:
 
 
 def agents_ready(lab, nodes: list[str], timeout: float = 40) -> bool:
+    """True once every node's agent wrote a status with counters; False after ``timeout`` s."""
     return bool(wait(lambda: all(s.get("counters") is not None for s in statuses(lab, nodes).values()), timeout, 0.5))
 
 
