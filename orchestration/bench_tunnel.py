@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from testbed.mn.enroll import sign_local_key
 from testbed.msm.ca import CertificateAuthority
 from testbed.common.strongswan import (Charon, Credentials, render_initiator_swanctl, render_responder_swanctl,
                                    write_swanctl_dir)
@@ -107,7 +108,7 @@ def _sa(chain: Chain, ca: CertificateAuthority, work: Path, charons: list) -> No
     """One SA h1 (10.0.0.5) -> responder in h2 for 10.0.0.7, as an MN's tunnel to its target SG."""
     creds = {}
     for who, san in (("rs", RS_PUBLIC), ("mn", MN_SG_PUBLIC)):
-        issued = ca.issue(f"{who}-{chain.tag}.bench", "sg" if who == "rs" else "mn", [san], [], key_type="ec")
+        issued = sign_local_key(ca, f"{who}-{chain.tag}.bench", "sg" if who == "rs" else "mn", [san], [], key_type="ec")
         d = work / f"pki-{who}-{chain.tag}"
         d.mkdir(parents=True, exist_ok=True)
         (d / "cert.pem").write_text(issued.cert_pem)
