@@ -7,6 +7,7 @@ A benchmark is a function ``(say) -> dict`` registered in ``BENCHMARKS``.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -136,16 +137,18 @@ def _cleanup_baseline() -> None:
 
 def bench_diameter(say: Say) -> dict[str, Any]:
     """AA round trip and AA/s of 10 clients against a TCP echo of the same bytes (no Docker)."""
-    from testbed.diameter.bench import bench
+    import asyncio
 
-    return bench(say)
+    from testbed.diameter.bench import run
+
+    return asyncio.run(run(rounds=2, n=100, duration_s=1.0, say=say) if quick() else run(say=say))
 
 
 def bench_tunnel(say: Say) -> dict[str, Any]:
     """IP-IP data planes against plain routing and IPsec alone (orchestration/bench_tunnel.py)."""
     from .bench_tunnel import bench_tunnel as run
 
-    return run(say)
+    return run(say, seconds=2, repeat=2) if quick() else run(say)
 
 
 BENCHMARKS: dict[str, Callable[[Say], dict[str, Any]]] = {"bringup": bench_bringup,
@@ -168,29 +171,71 @@ def _scenario_benchmarks() -> dict[str, Callable[[Say], dict[str, Any]]]:
     return found
 
 
+#: What ``testbed bench`` (``make bench``) runs without ``--only``/``--all``: issue 14's four
+#: sections (``roaming`` fills ``moves``), about 40 minutes on a 2-core machine. The others
+#: (bring-up of a 20-node lab, portal, the scenarios' own benches) run with ``--all`` or ``--only``.
+DEFAULT = ("diameter", "tunnel", "roaming", "scale")
+
+
+def quick() -> bool:
+    """``TESTBED_BENCH_QUICK=1``: every section with its fewest runs, to see that it works.
+    Its numbers are no result (fewer than 5 runs per median)."""
+    return bool(os.environ.get("TESTBED_BENCH_QUICK"))
+
+
+def chosen(names: list[str], only: str | None = None, run_all: bool = False) -> list[str]:
+    """The benchmarks to run, in the order of ``names``: ``only`` (a comma-separated list),
+    all of them, or :data:`DEFAULT`. Raises ValueError naming an unknown benchmark."""
+    if only:
+        want = [w.strip() for w in only.split(",") if w.strip()]
+        bad = [w for w in want if w not in names]
+        if bad:
+            raise ValueError(f"no benchmark {', '.join(map(repr, bad))}; benchmarks: {', '.join(names)}")
+        return [n for n in names if n in want]
+    return list(names) if run_all else [n for n in names if n in DEFAULT]
+
+
 def run_benchmarks(only: str | None = None, output: Path = Path("results/bench.json"),
-                   say: Say = print) -> dict[str, Any]:
+                   say: Say = print, run_all: bool = False) -> dict[str, Any]:
+    """Run the chosen benchmarks (:func:`chosen`), merging each section into ``output`` as
+    soon as it is done (sections of earlier runs stay). ``run`` records this run: start
+    time, quick or not, and each benchmark's duration in seconds."""
     benchmarks = {**BENCHMARKS, **_scenario_benchmarks()}
-    if only and only not in benchmarks:
-        raise ValueError(f"no benchmark {only!r}; benchmarks: {', '.join(benchmarks)}")
+    names = chosen(list(benchmarks), only, run_all)
     results: dict[str, Any] = json.loads(output.read_text()) if output.is_file() else {}
-    for name, fn in benchmarks.items():
-        if only and name != only:
-            continue
+    results["run"] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": quick(),
+                      "benchmarks": names, "duration_s": {}}
+    failed: dict[str, str] = {}
+    for name in names:
+        fn = benchmarks[name]
+        t0 = time.monotonic()
         try:
             res = fn(say)
             # a benchmark may fill further top-level sections (e.g. roaming -> moves)
             results.update(res.pop("sections", {}) if isinstance(res, dict) else {})
             results[name] = res
+        except Exception as e:  # one section failing keeps the others of a 40-minute run
+            failed[name] = f"{type(e).__name__}: {e}"
+            results[name] = {"error": failed[name], "run": results["run"]["started"]}
+            say(f"bench {name} FAILED: {failed[name]}")
         finally:
             _cleanup_baseline()
             from .cleanup import clean_lab
             from .lab import default_backend
 
             clean_lab("benchtb", default_backend())
+            results["run"]["duration_s"][name] = round(time.monotonic() - t0, 1)
+            say(f"bench {name}: {results['run']['duration_s'][name]} s")
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=2))
+    if failed:
+        raise BenchError(f"benchmarks failed: {'; '.join(f'{k}: {v}' for k, v in failed.items())} "
+                         f"(the others are in {output})")
     return results
+
+
+class BenchError(ValueError):
+    """One or more benchmarks of a run failed; the message names each with its error."""
 
 
 BENCHMARKS["portal"] = bench_portal  # registered apart from the dict line, which other benches extend

@@ -411,13 +411,14 @@ def interop(peer: str = typer.Option(..., help="Debian suite of the stock strong
 
 
 @app.command()
-def bench(only: Optional[str] = typer.Option(None, help="only this benchmark"),
+def bench(only: Optional[str] = typer.Option(None, help="only these benchmarks (comma-separated)"),
+          all_: bool = typer.Option(False, "--all", help="every benchmark, not only issue 14's four sections"),
           output: Path = typer.Option(Path("results/bench.json"), "-o", help="JSON results")) -> None:
-    """Run the benchmarks and write their results as JSON."""
+    """Run the benchmarks and write their results as JSON (TESTBED_BENCH_QUICK=1: fewest runs)."""
     from .bench import run_benchmarks
 
     try:
-        res = run_benchmarks(only=only, output=output, say=_say)
+        res = run_benchmarks(only=only, output=output, say=_say, run_all=all_)
     except EXPECTED as e:
         _fail(e)
         return

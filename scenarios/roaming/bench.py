@@ -200,8 +200,10 @@ def moves_section(samples: dict[str, list[float]], repeat: int,
 
 
 def bench(say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Entry point for `testbed bench` / `make bench`."""
-    return bench_roaming(say)
+    """Entry point for `testbed bench` / `make bench` (TESTBED_BENCH_QUICK=1: 2 rounds)."""
+    from orchestration.bench import quick
+
+    return bench_roaming(say, repeat=2 if quick() else REPEAT)
 
 
 if __name__ == "__main__":
