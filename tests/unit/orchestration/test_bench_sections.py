@@ -3,6 +3,8 @@ roaming benchmark's `moves` section (issue 14) judges each move kind against its
 from __future__ import annotations
 
 import json
+
+import pytest
 from pathlib import Path
 
 from orchestration import bench
@@ -12,6 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_sections_of_a_benchmark_land_at_the_top(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "DEFAULT", ("demo",))
     monkeypatch.setattr(bench, "BENCHMARKS", {"demo": lambda say: {"x": 1, "sections": {"moves": {"y": 2}}}})
     monkeypatch.setattr(bench, "_scenario_benchmarks", lambda: {})
     monkeypatch.setattr(bench, "_cleanup_baseline", lambda: None)
@@ -19,7 +22,9 @@ def test_sections_of_a_benchmark_land_at_the_top(tmp_path, monkeypatch):
     monkeypatch.setattr(cleanup, "clean_lab", lambda *a: None)
     out = tmp_path / "bench.json"
     bench.run_benchmarks(output=out, say=lambda m: None)
-    assert json.loads(out.read_text()) == {"demo": {"x": 1}, "moves": {"y": 2}}
+    res = json.loads(out.read_text())
+    assert res.pop("run")["benchmarks"] == ["demo"]
+    assert res == {"demo": {"x": 1}, "moves": {"y": 2}}
 
 
 def test_moves_section_meets_and_misses_its_aims():
@@ -48,3 +53,29 @@ def test_move_breakdown_puts_phases_after_the_cut_and_picks_the_move_gap():
                             {"fa": [b, {**b, "mn_reply": 19.0, "first_echo_after": 28.0}]})
     assert sec["fa"]["phases_ms"]["mn_reply"] == 18.0 and sec["fa"]["phases_ms"]["first_echo_after"] == 29.0
     assert "phases_ms" not in sec["ccoa"]   # no rounds: no phases
+
+
+def test_default_run_is_issue_14s_sections_and_only_takes_a_list():
+    names = ["bringup", "diameter", "tunnel", "scale", "portal", "roaming", "workgroup"]
+    assert bench.chosen(names) == ["diameter", "tunnel", "scale", "roaming"]
+    assert bench.chosen(names, run_all=True) == names
+    assert bench.chosen(names, only="workgroup, tunnel") == ["tunnel", "workgroup"]
+    with pytest.raises(ValueError, match="no benchmark 'nope'"):
+        bench.chosen(names, only="tunnel,nope")
+
+
+def test_a_failing_section_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    def broken(say):
+        raise RuntimeError("engine gone")
+
+    monkeypatch.setattr(bench, "BENCHMARKS", {"tunnel": broken, "diameter": lambda say: {"ratio": 2.0}})
+    monkeypatch.setattr(bench, "_scenario_benchmarks", lambda: {})
+    monkeypatch.setattr(bench, "_cleanup_baseline", lambda: None)
+    import orchestration.cleanup as cleanup
+    monkeypatch.setattr(cleanup, "clean_lab", lambda *a: None)
+    out = tmp_path / "bench.json"
+    with pytest.raises(bench.BenchError, match="tunnel: RuntimeError: engine gone"):
+        bench.run_benchmarks(output=out, say=lambda m: None)
+    res = json.loads(out.read_text())
+    assert res["diameter"] == {"ratio": 2.0} and "engine gone" in res["tunnel"]["error"]
+    assert set(res["run"]["duration_s"]) == {"tunnel", "diameter"}
