@@ -413,10 +413,19 @@ def interop(peer: str = typer.Option(..., help="Debian suite of the stock strong
 @app.command()
 def bench(only: Optional[str] = typer.Option(None, help="only these benchmarks (comma-separated)"),
           all_: bool = typer.Option(False, "--all", help="every benchmark, not only issue 14's four sections"),
-          output: Path = typer.Option(Path("results/bench.json"), "-o", help="JSON results")) -> None:
+          output: Path = typer.Option(Path("results/bench.json"), "-o", help="JSON results"),
+          report: bool = typer.Option(False, "--report", help="only print the summary table of the JSON results")) -> None:
     """Run the benchmarks and write their results as JSON (TESTBED_BENCH_QUICK=1: fewest runs)."""
     from .bench import run_benchmarks
 
+    if report:
+        from .bench_report import markdown
+
+        if not output.is_file():
+            _fail(FileNotFoundError(f"{output}: no results yet; run 'make bench' first"))
+            return
+        print(markdown(json.loads(output.read_text())), end="")
+        return
     try:
         res = run_benchmarks(only=only, output=output, say=_say, run_all=all_)
     except EXPECTED as e:
