@@ -43,43 +43,13 @@ def twenty_nodes() -> dict[str, Any]:
 
 
 def baseline_script(topo_data: dict[str, Any], lab: str, image: str) -> tuple[str, str]:
-    """The same lab by hand: docker run (in parallel) + ip link/addr/route. Returns (up, down) shell scripts."""
-    topo = parse_topology(topo_data)
-    names = list(topo.nodes)
-    up = ["set -e", f"ip netns add {lab}.switch", f"ip -n {lab}.switch link set lo up"]
-    for i, s in enumerate(topo.segments):
-        up.append(f"ip -n {lab}.switch link add {lab}.b{i} type bridge && ip -n {lab}.switch link set {lab}.b{i} up")
-    runs = [f"docker run -d -q --name {lab}.{n} --hostname {n} --init --network none --cap-add NET_ADMIN "
-            f"--cap-add NET_RAW --cap-add SYS_ADMIN --device /dev/net/tun --label testbed.lab={lab} {image} >/dev/null &"
-            for n in names]
-    up += runs + ["wait"]
-    up.append("declare -A P")
-    up.append("while read n p; do P[$n]=$p; done < <(docker inspect -f '{{.Config.Hostname}} {{.State.Pid}}' "
-              + " ".join(f"{lab}.{n}" for n in names) + ")")
-    per_node: dict[str, list[str]] = {n: ["link set lo up"] for n in names}
-    seq = 0
-    seg_index = {s: i for i, s in enumerate(topo.segments)}
-    for w in wires(topo):
-        if w.segment:
-            seq += 1
-            up.append(f"ip link add {w.a.ifname} netns ${{P[{w.a.node}]}} type veth peer name {lab}.p{seq:x} netns {lab}.switch")
-            up.append(f"ip -n {lab}.switch link set {lab}.p{seq:x} master {lab}.b{seg_index[w.segment]} up")
-        else:
-            assert w.b is not None
-            up.append(f"ip link add {w.a.ifname} netns ${{P[{w.a.node}]}} type veth peer name {w.b.ifname} netns ${{P[{w.b.node}]}}")
-            if w.b.address:
-                per_node[w.b.node].append(f"addr add {w.b.address} dev {w.b.ifname}")
-            per_node[w.b.node].append(f"link set {w.b.ifname} up")
-        if w.a.address:
-            per_node[w.a.node].append(f"addr add {w.a.address} dev {w.a.ifname}")
-        per_node[w.a.node].append(f"link set {w.a.ifname} up")
-    for n, nd in topo.nodes.items():
-        for r in nd.routes:
-            per_node[n].append(f"route add {'default' if r.to == 'default' else r.to} via {r.via}")
-        cmds = "\\n".join(per_node[n])
-        up.append(f"printf '{cmds}\\n' | nsenter -t ${{P[{n}]}} -n ip -batch -")
-    down = ["docker rm -f " + " ".join(f"{lab}.{n}" for n in names) + " >/dev/null", f"ip netns del {lab}.switch"]
-    return "\n".join(up) + "\n", "\n".join(down) + "\n"
+    """The same lab by hand (orchestration/bench_bare.py), every node from ``image``.
+    Returns (up, down) shell scripts."""
+    from .bench_bare import bare_script
+
+    bare = Lab.from_dict(topo_data, name=lab, workdir=f"/var/lib/testbed/bench-{lab}")
+    bare.images = {n.role.value: image for n in bare.topology.nodes.values()}
+    return bare_script(bare)
 
 
 def _timed_bash(script: str) -> float:
