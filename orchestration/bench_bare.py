@@ -115,23 +115,30 @@ def bare_script(lab: "Lab", files: dict[str, Path] | None = None) -> tuple[str, 
         if steps:
             up.append(f"( {' && '.join(steps)} ) & pids+=($!)")
     up.append('for p in "${pids[@]}"; do wait $p; done')
-    # agents: each node's start commands once its start_after conditions hold
-    up.append("pids=()")
+    # agents: the nodes that wait for the same conditions form one group; each group waits
+    # once, then starts its nodes' agents at once (a careful script checks a status file
+    # once per group, not once per node)
+    groups: dict[tuple[str, ...], list[str]] = {}
     for n, nd in topo.nodes.items():
-        if not nd.start:
-            continue
-        steps = []
-        for c in nd.start_after:
-            ready = ["python3", "-m", "testbed.common.ready", "--file", c.file, "--timeout", f"{c.timeout_s:g}"]
-            if c.key:
-                ready += ["--key", c.key]
-            if c.equals is not None:
-                ready += ["--equals", str(c.equals).lower() if isinstance(c.equals, bool) else str(c.equals)]
-            steps.append(f"docker exec {name}.{c.node} " + " ".join(shlex.quote(a) for a in ready))
-        for i, cmd in enumerate(nd.start):
-            inner = f"exec {cmd} >>/var/log/testbed/start-{i}.log 2>&1"
-            steps.append(f"docker exec -d {name}.{n} sh -c {shlex.quote(inner)}")
-        up.append(f"( {' && '.join(steps)} ) & pids+=($!)")
+        if nd.start:
+            waits = []
+            for c in nd.start_after:
+                ready = ["python3", "-m", "testbed.common.ready", "--file", c.file, "--timeout", f"{c.timeout_s:g}"]
+                if c.key:
+                    ready += ["--key", c.key]
+                if c.equals is not None:
+                    ready += ["--equals", str(c.equals).lower() if isinstance(c.equals, bool) else str(c.equals)]
+                waits.append(f"docker exec {name}.{c.node} " + " ".join(shlex.quote(a) for a in ready))
+            groups.setdefault(tuple(waits), []).append(n)
+    up.append("pids=()")
+    for waits, members in groups.items():
+        starts = ["q=();"]
+        for n in members:
+            for i, cmd in enumerate(topo.nodes[n].start):
+                inner = f"exec {cmd} >>/var/log/testbed/start-{i}.log 2>&1"
+                starts.append(f"docker exec -d {name}.{n} sh -c {shlex.quote(inner)} & q+=($!);")
+        starts.append('for x in "${q[@]}"; do wait $x; done;')
+        up.append(f"( {' && '.join([*waits, '{ ' + ' '.join(starts) + ' }'])} ) & pids+=($!)")
     up.append('for p in "${pids[@]}"; do wait $p; done')
     down = ["docker rm -f " + " ".join(f"{name}.{n}" for n in nodes) + " >/dev/null", f"ip netns del {sw}"]
     return "\n".join(up) + "\n", "\n".join(down) + "\n"

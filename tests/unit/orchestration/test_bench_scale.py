@@ -50,6 +50,9 @@ def test_bare_script_builds_the_same_lab(tmp_path: Path) -> None:
     mn_line = next(line for line in up.splitlines() if "docker exec -d scalebl.m1n1 " in line)
     assert "docker exec scalebl.sg-m1 python3 -m testbed.common.ready --file /run/testbed/sg.json" in mn_line
     assert mn_line.index("testbed.common.ready") < mn_line.index("docker exec -d")
+    # the SGs wait for the MSM, the MNs of each M-VPN for their SG: one check per group, not per node
+    assert up.count("testbed.common.ready") == 1 + SHAPES[20][0]
+    assert mn_line.count("docker exec -d ") == SHAPES[20][1]
     assert down.splitlines()[0].startswith("docker rm -f scalebl.")
     assert "ip netns del scalebl.switch" in down
 
