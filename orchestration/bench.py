@@ -154,15 +154,18 @@ def quick() -> bool:
 
 
 def chosen(names: list[str], only: str | None = None, run_all: bool = False) -> list[str]:
-    """The benchmarks to run, in the order of ``names``: ``only`` (a comma-separated list),
-    all of them, or :data:`DEFAULT`. Raises ValueError naming an unknown benchmark."""
+    """The benchmarks to run: ``only`` (a comma-separated list), all of them, or
+    :data:`DEFAULT`; ``scale`` always last (the longest: a run cut short keeps the rest).
+    Raises ValueError naming an unknown benchmark."""
     if only:
         want = [w.strip() for w in only.split(",") if w.strip()]
         bad = [w for w in want if w not in names]
         if bad:
             raise ValueError(f"no benchmark {', '.join(map(repr, bad))}; benchmarks: {', '.join(names)}")
-        return [n for n in names if n in want]
-    return list(names) if run_all else [n for n in names if n in DEFAULT]
+        out = [n for n in names if n in want]
+    else:
+        out = list(names) if run_all else [n for n in DEFAULT if n in names]
+    return sorted(out, key=lambda n: n == "scale")
 
 
 def run_benchmarks(only: str | None = None, output: Path = Path("results/bench.json"),
