@@ -81,8 +81,9 @@ def _scale(sec: dict[str, Any]) -> list[Row]:
             met = aims.get("met")
         rows.append(_row("scale", f"{n} nodes up, s", r.get("testbed_up_s"), r.get("baseline_up_s"),
                          "bare docker + veth script", r.get("ratio_up"), aim, met))
-        rows.append(_row("scale", f"{n} nodes: all MNs members, s", r.get("testbed_ready_s"),
-                         r.get("baseline_ready_s"), "bare script", r.get("ratio_ready")))
+        if r.get("testbed_ready_s") is not None or r.get("baseline_ready_s") is not None:  # TESTBED_SCALE_READY
+            rows.append(_row("scale", f"{n} nodes: all MNs members, s", r.get("testbed_ready_s"),
+                             r.get("baseline_ready_s"), "bare script", r.get("ratio_ready")))
         rows.append(_row("scale", f"{n} nodes down, s", r.get("testbed_down_s"), r.get("baseline_down_s"),
                          "docker rm -f", r.get("ratio_down")))
         rows.append(_row("scale", f"{n} nodes: MiB per node", r.get("testbed_mem_per_node_mib"),
