@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from testbed.mn.enroll import sign_local_key
+from testbed.common.enroll import sign_local_key
 from testbed.msm.ca import CertificateAuthority
 from testbed.common.strongswan import (Charon, Credentials, render_initiator_swanctl, render_responder_swanctl,
                                    write_swanctl_dir)
