@@ -62,6 +62,16 @@ def _timed_bash(script: str) -> float:
 
 
 def bench_bringup(say: Say) -> dict[str, Any]:
+    """Bring-up and tear-down of the 20-node lab (``twenty_nodes``): testbed's ``Lab.up``/``down``
+    against the same lab by hand (``baseline_script``: plain ``docker run`` + ``ip``), REPEAT
+    interleaved runs each.
+
+    Returns a dict: ``nodes``, ``links``, ``repeat``; medians in seconds ``testbed_up_s``,
+    ``testbed_down_s``, ``baseline_up_s``, ``baseline_down_s``; ``ratio_up``/``ratio_down``
+    (testbed / baseline, 3 decimals; below 1 = testbed faster) and the raw ``samples`` (s).
+    Raises AssertionError when the testbed lab's hd2 cannot ping its SG 10.0.0.1, and
+    RuntimeError when the baseline script fails or its lab is not wired the same way.
+    """
     data = twenty_nodes()
     image = ensure_images({"sg", "router", "host"}, say)["host"]
     ours_up, ours_down, base_up, base_down = [], [], [], []

@@ -84,6 +84,10 @@ class Chain:
                 time.sleep(0.1)
 
     def status(self, which: str) -> dict:
+        """The tunnel agent's status JSON of gateway ``which`` ("g1"; anything else means g2)
+        as a dict (mode, peers with their packet counters). Only for a chain with a ``mode``: a
+        plain chain runs no agent, and FileNotFoundError follows; ValueError for a half-written file.
+        """
         ns = self.g1 if which == "g1" else self.g2
         return json.loads((self.lab.workdir / f"{ns}.status").read_text())
 
@@ -144,6 +148,24 @@ def modes_here() -> tuple[list[str], dict[str, str]]:
 
 
 def bench_tunnel(say: Say = print, seconds: int = SECONDS, repeat: int = REPEAT, ipsec: bool = True) -> dict[str, Any]:
+    """Benchmark ``tunnel`` (issue 14): iperf3 TCP h1 -> h2 (10.0.0.7) through each leg of the
+    module docstring, REPEAT rounds of ``seconds`` s each, legs interleaved within a round.
+
+    Args:
+        say: progress lines (one per leg and round, in Mbit/s).
+        seconds: iperf3 duration per sample (s).
+        repeat: rounds; medians are taken over them.
+        ipsec: also measure the legs with one strongSwan SA (``ipsec``, ``ipsec_ipip_<mode>``).
+
+    Returns a dict: ``median_mbps`` and ``samples_mbps`` per leg (Mbit/s, 1 decimal),
+    ``ratio_ipip_<mode>_vs_plain`` and ``ratio_ipsec_ipip_<mode>_vs_ipsec`` (3 decimals,
+    against ``aims`` AIM_IPIP 0.5 and AIM_IPSEC 0.9), the modes measured and those left out
+    with why (``modes_here``), the mode each G1 endpoint reports and its tunnel packets out.
+
+    Raises RuntimeError when a tunnel agent does not write its status within 20 s or iperf3
+    gives no result; errors of the namespace harness (tests/unit/netns_support.py) and of
+    strongSwan propagate. Namespaces and charons are removed in every case.
+    """
     modes, skipped = modes_here()
     work = Path(tempfile.mkdtemp(prefix="tbt-bench-tunnel-"))
     lab = _support().NetLab("bt", work, unique=True, via_nsenter=True)

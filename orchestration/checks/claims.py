@@ -51,15 +51,23 @@ class Matrix:
 
     @property
     def uncovered(self) -> list[int]:
+        """Claim numbers of ``titles`` (in file order) that no check names."""
         return [n for n in self.titles if not self.checks.get(n)]
 
     def counts(self, n: int) -> dict[str, int]:
+        """How many checks naming claim ``n`` have each status: {"pass", "fail", "not run"} -> count
+        (all three keys, 0 when none). KeyError for a check whose status is none of the three.
+        """
         out = {"pass": 0, "fail": 0, "not run": 0}
         for c in self.checks.get(n, []):
             out[c.status] += 1
         return out
 
     def to_json(self) -> dict[str, Any]:
+        """The matrix as a JSON-ready dict: ``claims`` (per claim: number, title, the ``counts``
+        and its checks as dicts, in file order), ``uncovered`` claim numbers, ``covered`` and
+        ``total`` claim counts.
+        """
         return {"claims": [{"claim": n, "title": t, **self.counts(n),
                             "checks": [asdict(c) for c in self.checks.get(n, [])]} for n, t in self.titles.items()],
                 "uncovered": self.uncovered,

@@ -210,6 +210,9 @@ class CounterCheck(CheckBase, _StatusSource):
         return self
 
     def points(self) -> list[str]:
+        """The two points of the run this check reads its counter at: [from, to], each a Point
+        string (start, end, "before NAME", "after NAME" or NAME); see parse_point.
+        """
         return [self.from_, self.to]
 
 

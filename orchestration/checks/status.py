@@ -19,7 +19,11 @@ STATUS_DIR = "/run/testbed"
 class Execs(Protocol):
     """What the helpers need of a lab: orchestration.lab.Lab.exec."""
 
-    def exec(self, node: str, cmd: Any, timeout: float | None = None, check: bool = False) -> Any: ...
+    def exec(self, node: str, cmd: Any, timeout: float | None = None, check: bool = False) -> Any:
+        """Run ``cmd`` (a string for sh -c, or an argv list) in ``node``, giving up after
+        ``timeout`` seconds (None: no limit); returns a result with ``ok``, ``stdout`` and
+        ``stderr``. With ``check`` a failing command raises (Lab.exec: LabError), as does
+        a node the lab has not."""
 
 
 def status_path(agent_or_path: str) -> str:

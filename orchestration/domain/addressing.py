@@ -24,6 +24,9 @@ class Pool:
         self.used: set[ipaddress.IPv4Address] = {a for a in reserved if a in subnet}
 
     def reserve(self, addr: ipaddress.IPv4Address) -> ipaddress.IPv4Address:
+        """Mark ``addr`` used and return it (no check that it lies in the subnet or was free;
+        ``take`` and ``last`` call it with a free host address).
+        """
         self.used.add(addr)
         return addr
 

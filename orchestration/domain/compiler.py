@@ -94,6 +94,10 @@ class Compiler:
 
     # --- helpers ------------------------------------------------------------------------
     def node(self, name: str, role: str, **kw: Any) -> dict[str, Any]:
+        """Node ``name`` as a low-level topology dict, created with ``role`` and empty links,
+        routes, files, setup, start and start_after on first use; keywords ``kw`` are set on it
+        (overwriting). Returns the same dict on every call, for the passes to append to.
+        """
         nd = self.nodes.setdefault(name, {"role": role, "links": [], "routes": [], "files": {}, "setup": [],
                                           "start": [], "start_after": []})
         for k, v in kw.items():
@@ -101,17 +105,29 @@ class Compiler:
         return nd
 
     def agent(self, node: str, kind: str, data: dict[str, Any], path: str | None = None) -> agents.AgentFile:
+        """Add the agent config ``data`` of ``kind`` (sg, mn, aodv, mip-ha, ...) for ``node``:
+        recorded in ``agent_files`` and written as YAML into the node's files at its path
+        (``path`` or the agent's default). Returns the AgentFile. KeyError when ``node`` has not
+        been made yet (``node``) or ``kind`` is unknown.
+        """
         f = agents.AgentFile(kind, node, data, path)
         self.agent_files.append(f)
         self.nodes[node]["files"][f.path] = f.text()
         return f
 
     def token(self, node: str, identity: str, kind: str, path: str = TOKEN_FILE) -> None:
+        """A one-time enrolment token for ``identity`` of ``kind`` (mn, sg, msr): recorded in
+        ``tokens`` for the MSM's seed (ttl_s 3600, i.e. one hour) and written to ``path`` on
+        ``node`` (TOKEN_FILE by default). KeyError when ``node`` has not been made yet.
+        """
         tok = self.secrets.token(identity, kind)
         self.tokens.append({"identity": identity, "kind": kind, "token": tok, "ttl_s": 3600})
         self.nodes[node]["files"][path] = tok + "\n"
 
     def needs_internet(self) -> bool:
+        """Whether the lab needs the emulated Internet segment: any M-VPN with an SG, any
+        operator, access network or workgroup, or an MSM.
+        """
         lab = self.lab
         return bool(any(m.sg for m in lab.mvpns.values()) or lab.operators or lab.access_networks
                     or lab.workgroups or lab.msm)
@@ -128,9 +144,13 @@ class Compiler:
         return out
 
     def msm_address(self) -> ipaddress.IPv4Address | None:
+        """The MSM's public address (set by ``addresses``), or None when the lab has no MSM."""
         return self.public.get("@msm")
 
     def msm_node(self) -> str | None:
+        """The node the MSM runs on: its operator's HA node when it runs there, else its own
+        node; None when the lab has no MSM.
+        """
         m = self.lab.msm
         if m is None:
             return None
@@ -138,6 +158,13 @@ class Compiler:
 
     # --- passes -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Run every pass in order (module docstring: addresses, Internet, M-VPNs, AODV mesh,
+        operators, access networks, mobile nodes, hosts, access plane, MSM last, backbone NAPT,
+        testing section, merge of the low-level nodes/segments) and return the topology as a
+        dict (name, description, mvpns, segments, nodes) for parse_topology; fills
+        ``agent_files``, ``tokens``, ``ports``, ``nft_files`` on the way.
+        Raises PoolExhausted (a ValueError) when a subnet has no address left to derive.
+        """
         self.addresses()
         self.internet()
         for name in self.lab.mvpns:
@@ -166,6 +193,13 @@ class Compiler:
         return topo
 
     def addresses(self) -> None:
+        """Pass 1: fill ``addr`` (realm address of each MSR, mobile node and host), ``gateway``
+        (home LAN gateway of each M-VPN with an SG or HA: the realm's lowest free address) and
+        ``public`` (Internet addresses: backbone router = highest free when ``needs_internet``, SGs as given, operators,
+        virtual HAs ``@vha-<m>``, the MSM ``@msm``) and ``access_router``. Addresses the file
+        gives are reserved first, per realm and for the Internet (addressing.Pool).
+        Raises PoolExhausted when a subnet is full.
+        """
         lab = self.lab
         pools: dict[str, Pool] = {}
         for m, mv in lab.mvpns.items():
@@ -204,11 +238,19 @@ class Compiler:
             self.access_router[n] = (a.router or (f"fa-{n}" if a.fa else f"rt-{n}"), inet.take())
 
     def inet_link(self, node: str, addr: ipaddress.IPv4Address, ifname: str = "inet") -> None:
+        """Attach ``node`` to the Internet at ``addr``: a link on the INET segment named
+        ``ifname`` with the subnet's prefix, or with ``internet.routers`` its own /30 to its
+        router (internet.attach_sg).
+        """
         if self.lab.internet.routers:  # a routed Internet: the SG's own /30 to its router
             return internet.attach_sg(self, node, addr)
         self.nodes[node]["links"].append({"segment": INET, "address": str(self.inet.iface(addr)), "name": ifname})
 
     def inet_routes(self, node: str, default: bool = True) -> None:
+        """Routes of an Internet node on the single segment: each access network via its router,
+        and with ``default`` a default route via the backbone router. Nothing with a routed
+        Internet (``internet.routers``; attach_sg routed it).
+        """
         rt = self.nodes[node]["routes"]
         if self.lab.internet.routers:  # internet.attach_sg routed it
             return
@@ -218,6 +260,10 @@ class Compiler:
             rt.append({"to": "default", "via": str(self.public[self.lab.internet.router])})
 
     def internet(self) -> None:
+        """Pass 2: the emulated Internet when ``needs_internet``: the INET segment with the
+        backbone router (IP forwarding on) and the plain hosts, or the chain of routers of
+        ``internet.routers`` (internet.build_routers).
+        """
         if not self.needs_internet():
             return
         if self.lab.internet.routers:
@@ -230,6 +276,10 @@ class Compiler:
         internet.build_hosts(self)
 
     def mvpn(self, m: str) -> None:
+        """Pass 3 for M-VPN ``m``: its home LAN segment when anything lives at home, its SG
+        (``sg``; for an SG inside a virtual HA, claim 15, a start command the operator's node runs
+        after the MSM) and its MSR chain (``msrs``).
+        """
         mv = self.lab.mvpns[m]
         home_needed = mv.sg or mv.home_agent or any(
             x.mvpn == m and x.at in (None, "home") for x in list(self.lab.mobile_nodes.values()) + list(self.lab.hosts.values()))
@@ -242,6 +292,12 @@ class Compiler:
         self.msrs(m)
 
     def sg(self, m: str) -> None:
+        """M-VPN ``m``'s SG node (claims 3-4): home LAN gateway address, Internet link and
+        routes, the SG agent config with its workgroup peers (``sg_peers``), the edge nft file.
+        With an MSM: an enrolment token and a start script that enrols (certificate with the
+        public address as SAN IP) and then starts the agent after the MSM is up; without one,
+        no SG agent (a plain gateway with its edge filter). AssertionError if ``m`` has no SG.
+        """
         lab, mv = self.lab, self.lab.mvpns[m]
         assert mv.sg is not None
         name = sg_node(lab, m)
@@ -289,12 +345,19 @@ class Compiler:
         return None
 
     def wait_msm(self, node: str) -> None:
+        """Make ``node`` start after the MSM's status file exists (timeout 120 s), unless there is
+        no MSM or it runs on ``node`` itself.
+        """
         msm = self.msm_node()
         if msm and msm != node:
             self.nodes[node]["start_after"].append({"node": msm, "file": agents.STATUS["msm"],
                                                     "what": "the MSM (portal, DNS, CA)", "timeout_s": 120})
 
     def msrs(self, m: str) -> None:
+        """M-VPN ``m``'s MSR chain (claim 25): per MSR a radio-cell segment, a node with AODV
+        sysctls, a link to the next MSR (nx/pv), its realm address as /32 on each interface and
+        an AODV agent (role msr) managing the realm, or the home sink's prefixes.
+        """
         mv = self.lab.mvpns[m]
         for i, r in enumerate(mv.msrs):
             self.segments[homedomain.cell_name(mv, r)] = {"description": f"radio cell of MSR {r} (M-VPN {m})"}
@@ -314,6 +377,11 @@ class Compiler:
             nd["start"].append(agents.AGENTS["aodv"][2].format(path=agents.AGENTS["aodv"][0]))
 
     def operator(self, o: str) -> None:
+        """Operator ``o``'s HA node (claims 16-19): Internet link, one home interface per M-VPN
+        whose virtual HA it hosts (kept down until the dispatcher moves it into the virtual
+        HA's namespace), and the mip-ha agent config listing each virtual HA with its mobile
+        nodes (SPI, MN-HA key: RFC 5944 3.5) and the MSM as a backbone service when it runs here.
+        """
         lab = self.lab
         nd = self.node(o, "ha", description="operator home agent: dispatcher, virtual HAs, backbone (claims 16-19)")
         self.inet_link(o, self.public[o])
@@ -343,10 +411,17 @@ class Compiler:
         return 300 + [k for k, v in self.lab.mobile_nodes.items() if v.mvpn == mvpn].index(n)
 
     def runs_mip(self, n: str) -> bool:
+        """Whether mobile node ``n`` runs the Mobile IP MN agent: its ``mip`` flag when given,
+        else whether its M-VPN has a home agent. KeyError for an unknown node.
+        """
         x = self.lab.mobile_nodes[n]
         return x.mip if x.mip is not None else self.lab.mvpns[x.mvpn].home_agent is not None
 
     def msm(self) -> None:
+        """The MSM (claims 5, 13, 20-21), last of the node passes: on its operator's HA node
+        (address on lo) or its own node on the Internet; its agent config seeded with the
+        M-VPNs, users, workgroups and every token handed out so far. Nothing without an MSM.
+        """
         lab = self.lab
         if lab.msm is None:
             return
@@ -379,6 +454,11 @@ class Compiler:
         nd["start"].append(agents.AGENTS["msm"][2].format(path=agents.AGENTS["msm"][0]))
 
     def access(self, n: str) -> None:
+        """Access network ``n``: its segment and its router, a foreign agent (claim 18) when the
+        network has ``fa``, else a plain router with a DHCP server (udhcpd) that hands visitors
+        a co-located care-of address (claim 23); routes to the other access networks and the
+        backbone. Raises PoolExhausted when the subnet is too small.
+        """
         a = self.lab.access_networks[n]
         rname, inet_addr = self.access_router[n]
         self.segments[n] = {"subnet": str(a.subnet), "description": f"public access network{' with a shared FA' if a.fa else ''}"}
@@ -411,6 +491,12 @@ class Compiler:
         return seg
 
     def mobile_node(self, n: str) -> None:
+        """Mobile node ``n``: linked where it starts (``attach``); an AODV agent when it has one
+        or starts at an MSR (claim 25), else a realm address on the home LAN; the Mobile IP MN
+        agent when ``runs_mip`` (RFC 5944); the workgroup member agent with its enrolment and
+        start conditions when it has a ``workgroup`` (claims 7-11); testbed.mip.probe's TCP
+        echo server on port ``serve``.
+        """
         lab, x = self.lab, self.lab.mobile_nodes[n]
         mv = lab.mvpns[x.mvpn]
         at_msr = x.at in mv.msrs
@@ -467,6 +553,10 @@ class Compiler:
             nd["start"].append(f"python3 -m testbed.mip.probe server --port {x.serve}")
 
     def host(self, n: str) -> None:
+        """Correspondent host ``n`` of an M-VPN: linked where it starts; on the home LAN with
+        its realm address/prefix and a default route via the gateway, elsewhere its address
+        as /32; testbed.mip.probe's TCP echo server on port ``serve``.
+        """
         x = self.lab.hosts[n]
         mv = self.lab.mvpns[x.mvpn]
         nd = self.node(n, "host", mvpn=x.mvpn, description=f"correspondent host in M-VPN {x.mvpn}")

@@ -41,6 +41,11 @@ def scale_lab(mvpns: int, mns_per_mvpn: int, name: str = "scale", realm: str = "
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line ``python3 -m orchestration.domain.generate N_MVPNS MNS_PER_MVPN``: prints
+    the lab (scale_lab) as YAML on stdout and returns 0; returns 2 with a usage line on
+    stderr unless given exactly two non-negative integers. ValueError from scale_lab when
+    they do not fit the subnets.
+    """
     args = (argv if argv is not None else sys.argv[1:])
     if len(args) != 2 or not all(a.isdigit() for a in args):
         print("usage: python3 -m orchestration.domain.generate N_MVPNS MNS_PER_MVPN", file=sys.stderr)

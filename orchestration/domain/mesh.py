@@ -97,6 +97,9 @@ class Mesh(_Strict):
         return list(dict.fromkeys(n for e in self.edges() for n in e))
 
     def neighbours(self, n: str) -> list[str]:
+        """MSRs linked to MSR ``n`` by an edge (``edges``), either direction; [] for a name on no
+        edge. Valid once mesh_problems found nothing.
+        """
         return [b for a, b in self.edges() if a == n] + [a for a, b in self.edges() if b == n]
 
 

@@ -176,6 +176,12 @@ Check = AnyCheck
 
 
 class Internet(_Strict):
+    """The emulated Internet (``internet:`` of a lab file): its ``subnet`` (default
+    198.51.100.0/24, addresses the file leaves out are taken from it), the backbone
+    ``router`` on one segment, or instead ``routers`` in a chain (name -> the M-VPNs whose
+    SGs it serves), and plain ``hosts`` (name -> address). Unknown keys and item names that
+    are not lowercase letters, digits and '-' are refused (pydantic ValidationError).
+    """
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("198.51.100.0/24")
     router: str = Field("bb", description="the backbone router of the emulated Internet")
     routers: dict[str, list[str]] = Field({}, description="instead of one segment: routers in a chain, each with the "

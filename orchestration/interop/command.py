@@ -32,5 +32,8 @@ def summary(results: Path) -> str:
 
 
 def cells(results: Path) -> list[dict]:
+    """The cells of ``<results>/matrix.json`` as dicts (Cell.to_json), or [] when the run left
+    no matrix.json. ValueError (json) for a malformed file, KeyError when it has no "cells".
+    """
     p = results / "matrix.json"
     return json.loads(p.read_text())["cells"] if p.is_file() else []

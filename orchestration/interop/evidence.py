@@ -95,6 +95,10 @@ def peer_refusal(kind: str) -> str:
 
 @dataclass(frozen=True)
 class ChildSA:
+    """One CHILD_SA line of ``swanctl --list-sas``: connection ``name``, unique id ``uid``,
+    ``state`` (INSTALLED, REKEYED, ...), and its inbound/outbound ESP SPIs (8 hex digits;
+    "" when list-sas showed none). RFC 7296 1.3.
+    """
     name: str
     uid: int
     state: str
@@ -104,6 +108,11 @@ class ChildSA:
 
 @dataclass(frozen=True)
 class IkeSA:
+    """One IKE_SA of ``swanctl --list-sas`` (parse_list_sas): connection ``name``, unique id
+    ``uid``, ``state`` (ESTABLISHED, REKEYED, ...), initiator and responder IKE SPIs (16 hex
+    digits, RFC 7296 3.1) and its CHILD_SAs. evidence.judge compares two of them across a
+    rekey or reauthentication.
+    """
     name: str
     uid: int
     state: str

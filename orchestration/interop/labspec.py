@@ -47,34 +47,50 @@ def suite_index(suite: str) -> int:
 
 
 def tag(suite: str) -> str:
+    """The suite's 2-letter tag (its first two letters: "bookworm" -> "bo") used in node
+    names; it must differ between PEER_SUITES.
+    """
     return suite[:2]
 
 
 def initiator_node(suite: str) -> str:
+    """Node name of suite's stock initiating MN (claims 7-11): ``im-<tag>``."""
     return f"im-{tag(suite)}"
 
 
 def responder_node(suite: str) -> str:
+    """Node name of suite's stock responder SG (claim 12, HA IPsec of claim 24): ``rs-<tag>``."""
     return f"rs-{tag(suite)}"
 
 
 def initiator_addr(suite: str) -> str:
+    """Realm address of suite's initiating MN, 10.0.0.2i (i = suite_index, 1-based; inside
+    INITIATORS 10.0.0.16/28). ValueError for a suite not in PEER_SUITES.
+    """
     return f"10.0.0.2{suite_index(suite)}"
 
 
 def responder_public(suite: str) -> str:
+    """Public (Internet) address of suite's stock responder SG, 198.51.100.3i (i =
+    suite_index). ValueError for a suite not in PEER_SUITES.
+    """
     return f"198.51.100.3{suite_index(suite)}"
 
 
 def responder_realm(suite: str) -> str:
+    """Realm address behind suite's stock responder (on its lo; the responder's /32 traffic
+    selector), 10.0.0.3i (i = suite_index). ValueError for a suite not in PEER_SUITES.
+    """
     return f"10.0.0.3{suite_index(suite)}"
 
 
 def responder_mvpn(suite: str) -> str:
+    """Name of the M-VPN suite's stock responder stands for: "X" + upper-case tag, e.g. "XBO"."""
     return f"X{tag(suite).upper()}"
 
 
 def responder_fqdn(suite: str) -> str:
+    """FQDN of suite's stock responder SG in the lab's zone: ``p-<tag>.mwg.test``."""
     return f"p-{tag(suite)}.mwg.test"
 
 

@@ -116,10 +116,14 @@ class Cell:
     logs: dict[str, str] = field(default_factory=dict)   # "peer"/"ours" -> excerpt
 
     def to_json(self) -> dict:
+        """The cell as a JSON-ready dict of all its fields (dataclasses.asdict); one entry of
+        matrix.json's ``cells``.
+        """
         return asdict(self)
 
 
 def column(proposal: str, key_type: str) -> str:
+    """A matrix column label: "<proposal> / <key type>", e.g. "aes256-sha256-modp3072 / p256"."""
     return f"{proposal} / {key_type}"
 
 

@@ -72,6 +72,7 @@ class MatrixCA:
 
     @property
     def pem(self) -> bytes:
+        """The CA certificate as PEM bytes (what SGs and peers install as their trust anchor)."""
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, cn: str, san_ips: list[str], key_type: str = "p256", *,

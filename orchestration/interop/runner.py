@@ -190,6 +190,9 @@ class MatrixRun:
         return m.group(2) == "0", int(m.group(1)) / 1e6, r.stdout
 
     def terminate(self, node: str, conn: str) -> None:
+        """``swanctl --terminate`` of IKE_SA CONN on NODE (5 s swanctl timeout); never fails on
+        the command's result (nothing to terminate is fine). LabError for a node the lab has not.
+        """
         self.lab.exec(node, f"swanctl --terminate --ike {conn} --timeout 5 >/dev/null 2>&1; true")
 
     # ---- role mn: stock initiating MN -> our SG -------------------------------------------
@@ -199,6 +202,18 @@ class MatrixRun:
         return algs_disagree(SUITE_RELEASE[suite], out)
 
     def mn_cell(self, suite: str, proposal: str, key_type: str) -> Cell:
+        """Cell (SUITE, "mn", PROPOSAL / KEY_TYPE), claims 7-11: stock im-<suite> initiates
+        connection ``cell_name(PROPOSAL, KEY_TYPE)`` through SG-A towards our SG-B.
+
+        Status "unsupported" (no run) when the release lacks a feature of the cell
+        (matrix.missing_features); else "pass" when every step of the module docstring passed
+        (IKE_SA and CHILD_SA up with the proposal's algorithms on both sides, key type, traffic
+        both ways, realm filter counters, and with ``rekey`` the three rekey steps within
+        LOSS_WINDOW packets), otherwise "fail" with the first failing step's reason and the
+        logs since the cell began (peer, our realm charon, our agent). The connection is
+        terminated afterwards in every case. KeyError for a suite the matrix does not know
+        (SUITE_RELEASE); LabError from Lab.exec for a missing node.
+        """
         release = SUITE_RELEASE[suite]
         cell = Cell(suite, "mn", column(proposal, key_type), "fail")
         if missing := missing_features(release, proposal, key_type):
@@ -354,6 +369,12 @@ class MatrixRun:
         return cell
 
     def run_mn_row(self, suite: str, negatives: bool = True) -> list[Cell]:
+        """Row "mn" of SUITE (claims 7-11): ``mn_cell`` for every proposal x key type of this run,
+        an "n/a" cell per proposal for psk (these claims authenticate with X.509), and with
+        ``negatives`` (default True) one ``negative_cell`` per kind of matrix.NEGATIVES. Each
+        cell is reported through ``say`` and appended to ``self.cells``; returns the row's
+        cells in that order.
+        """
         cells = [self.mn_cell(suite, p, k) for p in self.proposals for k in self.key_types]
         cells += [Cell(suite, "mn", column(p, "psk"), "n/a", "claims 7-11 authenticate with X.509")
                   for p in self.proposals]
@@ -449,6 +470,10 @@ class MatrixRun:
         cell.status = "pass"
 
     def run_sg_row(self, suite: str) -> list[Cell]:
+        """Row "sg" of SUITE (claim 12): ``sg_cell`` for every proposal x key type (our MN agent
+        m to stock rs-<suite>), then an "n/a" cell per proposal for psk (claim 12 uses X.509).
+        Each cell is reported through ``say`` and appended to ``self.cells``; returns the row.
+        """
         cells = [self.sg_cell(suite, p, k) for p in self.proposals for k in self.key_types]
         cells += [Cell(suite, "sg", column(p, "psk"), "n/a", "claim 12 authenticates with X.509")
                   for p in self.proposals]
@@ -542,6 +567,11 @@ except StrongswanError as e:
             self.lab.exec(node, "swanctl --terminate --ike ha --timeout 5 >/dev/null 2>&1; true")
 
     def run_ha_row(self, suite: str) -> list[Cell]:
+        """Row "ha" of SUITE (claim 24): ``ha_cell`` per proposal (pre-shared MN-HA key), then
+        "n/a" cells for every proposal x certificate key type (claim 24 authenticates with the
+        MN-HA key). The tested cells are reported through ``say``; all are appended to
+        ``self.cells``; returns the row.
+        """
         cells = [self.ha_cell(suite, p) for p in self.proposals]
         cells += [Cell(suite, "ha", column(p, k), "n/a", "claim 24 authenticates with the MN-HA key")
                   for p in self.proposals for k in self.key_types]
