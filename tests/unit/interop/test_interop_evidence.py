@@ -172,3 +172,21 @@ def test_excerpt_skips_the_configuration_echo_and_keeps_errors():
     assert "no trusted ECDSA" in out and "proposals =" not in out and "local:" not in out
     agent = "2026-11-29 10:00:02 ERROR testbed.mn: tunnel to 198.51.100.31: initiate failed: timeout\n"
     assert "initiate failed" in E.excerpt(log + agent)
+
+
+def test_sg_key_step_judges_the_sa_under_test_when_the_window_holds_an_older_one():
+    # role sg: our agent re-initiated under the previous cell's Ed25519 config before the
+    # stock SG switched to RSA; the last authentication is the SA under test
+    from orchestration.interop.matrix import Cell
+    from orchestration.interop.runner import MatrixRun
+    run = MatrixRun(lab=None, suites=[])
+    signer = ("rs-bo", "1 09[IKE] authentication of '198.51.100.31' (myself) with ED25519 successful\n"
+                       "2 09[IKE] authentication of '198.51.100.31' (myself) with RSA_EMSA_PKCS1_SHA2_256 successful\n")
+    verifier = ("our m", "1 12[IKE] authentication of '198.51.100.31' with ED25519 successful\n"
+                         "2 12[IKE] authentication of '198.51.100.31' with RSA_EMSA_PKCS1_SHA2_256 successful\n")
+    assert run._key_step(Cell("b", "sg", "c", "fail"), "rsa3072", "198.51.100.31", signer, verifier, last_only=True)
+    assert not run._key_step(Cell("b", "sg", "c", "fail"), "ed25519", "198.51.100.31", signer, verifier, last_only=True)
+    assert not run._key_step(Cell("b", "sg", "c", "fail"), "rsa3072", "198.51.100.31", signer, verifier)
+    # nothing verified on our side still fails
+    assert not run._key_step(Cell("b", "sg", "c", "fail"), "rsa3072", "198.51.100.31", signer, ("our m", ""),
+                             last_only=True)
