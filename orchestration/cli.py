@@ -406,7 +406,8 @@ def interop(peer: str = typer.Option(..., help="Debian suite of the stock strong
     print(summary(results))
     for c in report["checks"]:
         if not c["passed"]:
-            console.print(f"[red]FAIL[/red] {c['name']}: {c['detail']}", markup=True, highlight=False)
+            # names and details are data (log lines, peer identities): never read as markup
+            console.print(Text.assemble(("FAIL", "red"), f" {c['name']}: {c['detail']}"), highlight=False)
     raise typer.Exit(0 if report["passed"] else 1)
 
 

@@ -175,6 +175,16 @@ def _bare_error(data: bytes, rcode: int) -> bytes:
     return struct.pack("!6H", qid, flags, 0, 0, 0, 0)
 
 
+#: RFC 1035 2.3.4/3.1: a domain name is at most 255 octets in wire form (labels, their
+#: length octets and the root's zero octet).
+MAX_NAME_OCTETS = 255
+
+
+def name_octets(name: DNSLabel) -> int:
+    """Wire length of a dnslib name in octets (each label plus its length octet, plus 1)."""
+    return sum(len(label) + 1 for label in name.label) + 1
+
+
 def answer(data: bytes, resolver: WorkgroupResolver, udp: bool) -> bytes | None:
     """The wire answer to one DNS message `data` (bytes, no TCP length prefix), or None
     when nothing may be sent (shorter than a header, or itself a response).
@@ -212,6 +222,10 @@ def answer(data: bytes, resolver: WorkgroupResolver, udp: bool) -> bytes | None:
         return reply.pack()
     if len(query.questions) != 1:
         count("formerr")
+        return _bare_error(data, RCODE.FORMERR)
+    if name_octets(query.q.qname) > MAX_NAME_OCTETS:
+        # dnslib reads such a name but cannot write it back: refuse it here (RFC 1035 3.1)
+        count("malformed")
         return _bare_error(data, RCODE.FORMERR)
     if query.q.qclass not in (CLASS.IN, CLASS_ANY):
         count("refused")  # our zone is class IN only: not authoritative for CH, HS, ...

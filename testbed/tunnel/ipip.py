@@ -59,6 +59,8 @@ IP_DF = 0x40          # in the high byte of the flags/fragment offset field
 OUTER_LEN = 20
 #: the tunnel MTU over a 1500-byte Ethernet path: less the outer IPv4 header (RFC 2003 3.1)
 TUNNEL_MTU = 1500 - OUTER_LEN
+#: Distinct unknown outer sources counted one by one in the status; the rest only in a total.
+UNKNOWN_SOURCES_KEPT = 256
 ICMP_RATE = 50        # "fragmentation needed" answers per peer and second (RFC 1812 4.3.2.8)
 MIN_MTU = 68          # RFC 791: every IPv4 module must forward 68 bytes unfragmented
 BUF_SIZE = 65536
@@ -226,7 +228,11 @@ class IpipEndpoint:
         self._by_key: dict[bytes, Peer] = {}
         self._by_fd: dict[int, Peer] = {}
         self.unknown_peer_dropped = 0
+        # Per outer source, how many IP-IP packets from no known peer were dropped: the
+        # evidence a reviewer reads. Any host can send IP-IP from any source, so the table
+        # keeps the first UNKNOWN_SOURCES_KEPT sources and only counts the rest.
         self.unknown_sources: dict[str, int] = {}
+        self.unknown_sources_untracked = 0
         self.malformed_outer_dropped = 0
         self._lock = threading.Lock()
         self._stop = False
@@ -345,6 +351,17 @@ class IpipEndpoint:
         log.info("peer %s removed", name)
 
     # ---- data plane --------------------------------------------------------------------
+    def _count_unknown(self, src: str) -> None:
+        """Count a packet from ``src`` (dotted quad), no known peer: per source for the first
+        UNKNOWN_SOURCES_KEPT sources, in ``unknown_sources_untracked`` beyond (bounded state)."""
+        if src in self.unknown_sources:
+            self.unknown_sources[src] += 1
+        elif len(self.unknown_sources) < UNKNOWN_SOURCES_KEPT:
+            self.unknown_sources[src] = 1
+            log.debug("IP-IP from unknown source %s dropped", src)
+        else:
+            self.unknown_sources_untracked += 1
+
     def _drain_socket(self, buf: bytearray, mv: memoryview) -> None:
         sock = self._sock
         assert sock is not None
@@ -364,10 +381,7 @@ class IpipEndpoint:
             peer = self._by_key.get(bytes(mv[12:16]))
             if peer is None:
                 self.unknown_peer_dropped += 1
-                src = socket.inet_ntoa(mv[12:16])
-                self.unknown_sources[src] = self.unknown_sources.get(src, 0) + 1
-                if self.unknown_sources[src] == 1:
-                    log.debug("IP-IP from unknown source %s dropped", src)
+                self._count_unknown(socket.inet_ntoa(mv[12:16]))
                 continue
             c = peer.counters
             total = _valid_inner(buf, ihl, n)
@@ -589,6 +603,7 @@ class IpipEndpoint:
         st = {"local": self.local, **self.mode_choice.as_status(), "peers": peers,
               "unknown_peer_dropped": self.unknown_peer_dropped,
               "unknown_sources": dict(self.unknown_sources),
+              "unknown_sources_untracked": self.unknown_sources_untracked,
               "malformed_outer_dropped": self.malformed_outer_dropped}
         if self._bpf is not None:
             st.update(self._bpf.stats())

@@ -245,3 +245,25 @@ def test_silent_tcp_clients_hold_no_threads_beyond_the_cap(server, tmp_path):
         for s in socks:
             s.close()
         lifted.stop()
+
+
+def _long_name_query(labels: int) -> bytes:
+    """A query for `labels` labels of 63 octets (+ the root): 64 * labels + 1 octets of name."""
+    name = b"".join(b"\x3f" + b"a" * 63 for _ in range(labels)) + b"\x00"
+    return struct.pack("!6H", 0x4343, 0x0100, 1, 0, 0, 0) + name + b"\x00\x01\x00\x01"
+
+
+def test_a_name_over_255_octets_is_formerr_and_counted_malformed_over_udp_and_tcp(server):
+    """RFC 1035 3.1: a name is at most 255 octets. dnslib parses a longer one but cannot
+    write it back, so the server answered nothing (UDP) or closed (TCP) and counted an
+    NXDOMAIN. 3 labels (193 octets) are a name like any other: NXDOMAIN."""
+    assert udp(server, _long_name_query(3)).rcode() == dns.rcode.NXDOMAIN
+    r = udp(server, _long_name_query(4))                       # 257 octets
+    assert r.rcode() == dns.rcode.FORMERR and r.id == 0x4343
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as s:
+        wire = _long_name_query(5)                             # 321 octets, over TCP
+        s.sendall(struct.pack("!H", len(wire)) + wire)
+        n = struct.unpack("!H", s.recv(2))[0]
+        assert dns.message.from_wire(s.recv(n)).rcode() == dns.rcode.FORMERR
+    c = server.counters()
+    assert c.get("malformed") == 2 and c.get("nxdomain") == 1, c

@@ -286,3 +286,18 @@ def test_named_steps_are_counter_points_and_reports_carry_claims(shell_engine: P
     assert res["row is there"] == (True, [2]) and res["from code"] == (True, [12, 13])
     detail = next(c["detail"] for c in rep["checks"] if c["name"] == "wrong: it grew by 5")
     assert "1 -> 5, delta 4" in detail
+
+
+def test_interop_failures_print_names_and_details_verbatim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`testbed interop` lists failing cells: their names and log excerpts are data ([/x] once
+    raised MarkupError there, [bold] vanished)."""
+    from orchestration.interop import command
+
+    report = {"passed": False, "checks": [{"name": "cell [bold] x", "passed": False,
+                                           "detail": f"no trusted key [/x] for {MAC}"}]}
+    monkeypatch.setattr(command, "run_row", lambda peer, **kw: (report, []))
+    monkeypatch.setattr(command, "summary", lambda results: "matrix")
+    r = CliRunner().invoke(app, ["interop", "--peer", "trixie"])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert r.exit_code == 1, r.output
+    assert f"FAIL cell [bold] x: no trusted key [/x] for {MAC}" in r.output
