@@ -41,5 +41,8 @@ def pcaps_open_in_wireshark(pcaps: list[Path]) -> None:
     for ext in (131, 132, 133, 134):  # AUTH, CHUNK, CERTAUTH, ROUTES
         assert sum(count(p, f"aodv.ext_type == {ext} && udp.port == 654") for p in pcaps) > 0, ext
     assert sum(count(p, "udp.port == 655 || udp.port == 656") for p in pcaps) == 0
+    # wherever the hellos went, Wireshark must name them: on the radio cell no UDP datagram
+    # is left as bare data but the visitor's own test stream to port 9999 (20 datagrams)
+    assert count(pcaps[1], "udp && data && !(udp.dstport == 9999)") == 0
     decoded = [decode(p) for p in pcaps]
     assert [m for d in decoded for m in d.malformed + d.errors] == []
