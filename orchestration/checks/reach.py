@@ -93,14 +93,18 @@ def classify_ping(exit_code: int, out: str, count: int) -> tuple[str, str]:
 
 
 def classify_tcp(exit_code: int, out: str) -> tuple[str, str]:
-    """(result, detail) of TCP_PROBE's output."""
+    """(result, detail) of TCP_PROBE's output: reach when connected, blocked when nothing
+    came back (timeout, ICMP host unreachable), ``refused`` when the target answered with a
+    reset: a closed port is no proof of a filter, so it passes neither expectation."""
     words = out.strip().split()
     if not words:
         return "error", f"the TCP probe printed nothing (exit {exit_code})"
     if words[0] == "connected":
         return "reach", "connected"
-    if words[0] in ("timeout", "refused"):
-        return "blocked", words[0]
+    if words[0] == "timeout":
+        return "blocked", "timeout"
+    if words[0] == "refused":
+        return "refused", "refused: the target answered with a reset (closed port?); not blocked"
     return "blocked" if words[0] == "oserror" and len(words) > 1 and words[1] == "113" else "error", " ".join(words)
 
 

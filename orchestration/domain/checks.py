@@ -110,7 +110,13 @@ def _addresses(lab: LabFile, add: Callable[[str, str], None]) -> None:
 def _workgroups(lab: LabFile, add: Callable[[str, str], None]) -> None:
     zone = lab.zone.rstrip(".")
     users = {n: m.mvpn for n, m in lab.mobile_nodes.items()} | {n: u.mvpn for n, u in lab.users.items()}
-    fqdns = {(x.fqdn or f"{n}.{zone}"): n for n, x in list(lab.mobile_nodes.items()) + list(lab.users.items())}
+    fqdns: dict[str, str] = {}
+    for kind, table in (("mobile_nodes", lab.mobile_nodes), ("users", lab.users)):
+        for n, x in table.items():
+            fqdn = x.fqdn or f"{n}.{zone}"
+            if fqdn in fqdns:  # the MSM keeps one user per FQDN and would refuse its seed
+                add(f"{kind}.{n}.fqdn", f"FQDN {fqdn} is already {fqdns[fqdn]}'s; give {n} its own 'fqdn'")
+            fqdns.setdefault(fqdn, n)
     for w, members in lab.workgroups.items():
         for i, mem in enumerate(members):
             name = mem if mem in users else fqdns.get(mem)

@@ -294,7 +294,12 @@ def test_reach_tcp(nslab) -> None:  # type: ignore[no-untyped-def]
     assert s.run(mk(reach=["a"], to=["10.9.0.2"], how="tcp", port=7007, retry=3)).passed
     r = s.run(mk(reach=["a"], to=["10.9.0.2"], how="tcp", port=7008))
     assert not r.passed and "refused" in r.detail
-    assert s.run(mk(reach=["a"], to=["10.9.0.2"], how="tcp", port=7008, expect="blocked")).passed
+    # a reset is the target answering: not "blocked" (a wrong port must not pass as a filter)
+    assert not s.run(mk(reach=["a"], to=["10.9.0.2"], how="tcp", port=7008, expect="blocked")).passed
+    nslab.exec("b", "nft add table ip tbrc; nft add chain ip tbrc in '{ type filter hook input priority 0; "
+                    "policy accept; }'; nft add rule ip tbrc in tcp dport 7007 drop")
+    assert s.run(mk(reach=["a"], to=["10.9.0.2"], how="tcp", port=7007, expect="blocked")).passed
+    nslab.exec("b", "nft delete table ip tbrc")
     assert classify_tcp(1, "Traceback ...")[0] == "error" and classify_tcp(0, "oserror 101 Network is unreachable")[0] == "error"
     assert classify_ping(2, "connect: Network is unreachable", 3)[0] == "error"
 

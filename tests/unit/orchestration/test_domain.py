@@ -205,6 +205,13 @@ def test_member_that_is_no_user() -> None:
     assert ("workgroups.W[2]", p[0][1]) == p[0] and "'zed' is no user" in p[0][1] and "mobile_nodes" in p[0][1]
 
 
+def test_two_users_with_one_fqdn() -> None:
+    """The MSM keeps one user per FQDN: its seed would fail at start-up (ApiError), so the
+    lab is refused before anything starts (found by a newcomer trial)."""
+    p = wrong(lambda d: d["mobile_nodes"]["c"].update(fqdn="a.mwg.test"))
+    assert p[0][0] == "mobile_nodes.c.fqdn" and "already a's" in p[0][1] and "own 'fqdn'" in p[0][1]
+
+
 def test_user_outside_its_mvpn_realm() -> None:
     p = wrong(lambda d: d["mobile_nodes"]["a"].update(address="10.9.0.5"))
     assert p[0][0] == "mobile_nodes.a.address" and "outside M-VPN A's realm 10.0.0.0/24" in p[0][1]
