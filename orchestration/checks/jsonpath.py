@@ -71,6 +71,13 @@ def lookup(doc: Any, path: str) -> Any:
     return _walk(doc, parse_path(path))
 
 
+def parent_exists(doc: Any, path: str) -> bool:
+    """True when everything of ``path`` but its last step resolves in ``doc``: a value can
+    only be judged absent where its container is there (a misspelt key is no absence)."""
+    segs = parse_path(path)
+    return len(segs) <= 1 or _walk(doc, segs[:-1]) is not MISSING
+
+
 def _walk(doc: Any, segs: tuple[tuple[str, Any], ...]) -> Any:
     for i, seg in enumerate(segs):
         if seg[0] == "all":

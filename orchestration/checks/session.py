@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from .compare import compare, show
 from .counter import nft_counter, snmp_counter, status_counter
-from .jsonpath import MISSING, lookup
+from .jsonpath import MISSING, lookup, parent_exists
 from .model import (CheckBase, CommandCheck, ContinuityCheck, CounterCheck, PcapCheck, ReachCheck, StatusCheck,
                     parse_point)
 from ..evidence import count as count_frames
@@ -205,7 +205,11 @@ class CheckSession:
         doc = read_json(self.lab, c.status, c.status_file(), timeout=c.timeout)
         if doc is None:
             return False, f"{c.status}:{c.status_file()}: no status file (or not JSON) yet"
-        ok, detail = compare(lookup(doc, c.path), c.op, c.value)
+        value = lookup(doc, c.path)
+        if value is MISSING and c.op in ("absent", "!=") and not parent_exists(doc, c.path):
+            return False, (f"{c.status}:{c.status_file()} {c.path}: the path's container is not there "
+                           "either (a misspelt key?); absence is judged only inside an existing object")
+        ok, detail = compare(value, c.op, c.value)
         return ok, f"{c.status}:{c.status_file()} {c.path}: {detail}"
 
     def _reach(self, c: ReachCheck) -> tuple[bool, str]:

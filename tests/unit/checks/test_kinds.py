@@ -171,6 +171,11 @@ def test_status_check_on_a_status_file(tmp_path: Path) -> None:
     assert not r.passed and "found nothing" in r.detail
     r = s.run(mk(status="sg-b", file=str(tmp_path / "none.json"), path="mode", value="fa"))
     assert not r.passed and "no status file" in r.detail
+    # absence is judged inside an existing container: a row that is not there passes, the
+    # same path with a misspelt key on the way fails (it passed before a newcomer trial)
+    assert s.run(mk(status="sg-b", file=str(f), path="filter.rows[initiator_private=10.0.0.9]", op="absent")).passed
+    r = s.run(mk(status="sg-b", file=str(f), path="filtr.rows[initiator_private=10.0.0.9]", op="absent"))
+    assert not r.passed and "misspelt" in r.detail
 
 
 def test_status_check_retries_until_the_agent_writes(tmp_path: Path) -> None:
