@@ -239,7 +239,11 @@ def test_silent_tcp_clients_hold_no_threads_beyond_the_cap(server, tmp_path):
     lifted.start()
     socks = _silent_clients(lifted.port, 100)
     try:
-        time.sleep(0.3)
+        # each accepted connection gets its thread: wait for them (a fixed sleep could end
+        # before a loaded machine started them all, and fail the control for no reason)
+        deadline = time.monotonic() + 10
+        while _threads() - base < 90 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert _threads() - base >= 90
     finally:
         for s in socks:
