@@ -75,9 +75,37 @@ def load_lab(path: str | Path, secrets: Secrets | None = None, check_nft: bool =
     return compile_lab(read_yaml_file(p), str(p), secrets, check_nft)
 
 
+#: Short forms the parser accepts besides the full object (model.py's "before" validators):
+#: ``sg: 198.51.100.1`` for ``{address: ...}``, ``home_agent: opha`` for ``{operator: ...}``,
+#: and every ``at`` as text with a unit (``2.5s``, ``300ms``).
+_SHORT_FORMS = {
+    "sg": {"type": "string", "description": "short for {address: THIS}: the SG's public address"},
+    "home_agent": {"type": "string", "description": "short for {operator: THIS}: a virtual HA in that operator HA"},
+    "at": {"type": "string", "pattern": r"^[0-9.]+\s*(ms|s)?$", "description": "a time with its unit, e.g. 2.5s or 300ms"},
+}
+
+
+def _allow_short_forms(node: Any) -> None:
+    """Add the short forms to every property of that name in a JSON Schema (in place)."""
+    if isinstance(node, dict):
+        for name, prop in (node.get("properties") or {}).items():
+            if name in _SHORT_FORMS and isinstance(prop, dict):
+                alts = prop.pop("anyOf", None) or [{k: prop.pop(k) for k in list(prop)
+                                                    if k not in ("title", "description", "default")}]
+                prop["anyOf"] = [a for a in alts if a] + [_SHORT_FORMS[name]]
+        for v in node.values():
+            _allow_short_forms(v)
+    elif isinstance(node, list):
+        for v in node:
+            _allow_short_forms(v)
+
+
 def lab_schema() -> dict[str, Any]:
-    """JSON Schema of the lab format, for editors."""
-    return LabFile.model_json_schema()
+    """JSON Schema (draft 2020-12, as pydantic writes it) of the lab format, for editors;
+    it accepts the short forms the parser accepts (``sg: ADDRESS``, ``at: 2.5s``, ...)."""
+    schema = LabFile.model_json_schema()
+    _allow_short_forms(schema)
+    return schema
 
 
 __all__ = ["is_lab", "parse_lab", "compile_lab", "load_lab", "lab_schema", "Compiled", "LabFile", "Secrets",

@@ -380,3 +380,19 @@ def test_with_an_msm_that_takes_tokens_every_enrolling_node_uses_its_own(monkeyp
     assert "--token" in c.topology.nodes["sg-b"].files["/etc/testbed/start-sg.sh"]
     assert yaml.safe_load(c.topology.nodes["sg-b"].files["/etc/testbed/sg.yaml"])["portal"]["url"] == "https://198.51.100.10:8443"
     assert "c" not in {t["identity"].split(".")[0] for t in seed["tokens"]}  # no token for a node that does not enrol
+
+
+def test_the_json_schema_takes_the_short_forms_the_parser_takes() -> None:
+    """`testbed schema` is for editors: `sg: ADDRESS`, `home_agent: NAME` and `at: 2.5s`
+    are valid lab text, so the schema must allow a string there (without this, every
+    example failed JSON Schema validation; checked with jsonschema 4.26 against the
+    examples and the scenario labs)."""
+    from orchestration.domain import lab_schema
+
+    schema = lab_schema()
+    mvpn = schema["$defs"]["Mvpn"]["properties"]
+    for name in ("sg", "home_agent"):
+        assert {"type": "string"}.items() <= mvpn[name]["anyOf"][-1].items(), mvpn[name]
+        assert any("$ref" in a for a in mvpn[name]["anyOf"]), mvpn[name]   # the full form stays
+    at = schema["$defs"]["Event"]["properties"]["at"]
+    assert [a.get("type") for a in at["anyOf"]] == ["number", "string"], at
