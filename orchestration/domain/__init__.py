@@ -10,9 +10,11 @@ link events at run time), ``generate`` (N M-VPNs x M mobile nodes).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from ..topology import TopologyError, _loc, read_yaml_file
@@ -57,9 +59,20 @@ def compile_lab(data: Any, source: str = "<lab>", secrets: Secrets | None = None
     compiled = compile_model(lab, source, secrets)
     problems = []
     for f in compiled.agent_files:
+        # judge the file the node will get: a 'nodes:' override replaces the generated text
+        final = compiled.topology.nodes[f.node].files.get(f.path)
+        overridden = final is not None and final != f.text()
+        where = f"nodes.{f.node}.files.{f.path}"
+        if overridden:
+            try:
+                f = dataclasses.replace(f, data=yaml.safe_load(final) or {})
+            except yaml.YAMLError as e:
+                problems.append((where, f"the override under 'nodes:' is no YAML: {e}"))
+                continue
         for p in agents.problems(f):
-            problems.append((f"nodes.{f.node}.files.{f.path}", f"{f.agent} agent would refuse it: {p} "
-                             "(generated from the lab; fix the lab field it came from, or override it under 'nodes:')"))
+            problems.append((where, f"{f.agent} agent would refuse it: {p} " + (
+                "(from the override under 'nodes:'; fix the override)" if overridden else
+                "(generated from the lab; fix the lab field it came from, or override it under 'nodes:')")))
     if check_nft and compiled.nft_files and nft_available():
         for node, path in compiled.nft_files:
             for p in nft_problems(compiled.topology.nodes[node].files[path]):

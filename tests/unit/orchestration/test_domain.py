@@ -396,3 +396,12 @@ def test_the_json_schema_takes_the_short_forms_the_parser_takes() -> None:
         assert any("$ref" in a for a in mvpn[name]["anyOf"]), mvpn[name]   # the full form stays
     at = schema["$defs"]["Event"]["properties"]["at"]
     assert [a.get("type") for a in at["anyOf"]] == ["number", "string"], at
+
+
+def test_an_override_under_nodes_is_judged_as_the_node_will_get_it() -> None:
+    """Agent configs are checked after the 'nodes:' escape hatch is merged: a broken
+    override is refused naming the override (it validated before a newcomer trial)."""
+    p = wrong(lambda d: d.setdefault("nodes", {}).update(
+        {"sg-b": {"files": {"/etc/testbed/sg.yaml": "nonsense_field: 1\n"}}}))
+    assert any(path == "nodes.sg-b.files./etc/testbed/sg.yaml" and "from the override under 'nodes:'" in m
+               for path, m in p), p
