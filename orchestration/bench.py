@@ -194,8 +194,13 @@ def run_benchmarks(only: str | None = None, output: Path = Path("results/bench.j
         t0 = time.monotonic()
         try:
             res = fn(say)
-            # a benchmark may fill further top-level sections (e.g. roaming -> moves)
-            results.update(res.pop("sections", {}) if isinstance(res, dict) else {})
+            # a benchmark may fill further top-level sections (e.g. roaming -> moves); each
+            # section says which run measured it, so one kept from an earlier run shows as such
+            extra = res.pop("sections", {}) if isinstance(res, dict) else {}
+            for sec in [res, *extra.values()]:
+                if isinstance(sec, dict):
+                    sec["run"] = results["run"]["started"]
+            results.update(extra)
             results[name] = res
         except Exception as e:  # one section failing keeps the others of a 40-minute run
             failed[name] = f"{type(e).__name__}: {e}"

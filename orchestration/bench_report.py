@@ -99,6 +99,7 @@ SECTIONS = {"tunnel": _tunnel, "moves": _moves, "diameter": _diameter, "scale": 
 def summary(results: dict[str, Any]) -> list[Row]:
     """Rows of the four sections of issue 14 found in ``results`` (bench.json loaded)."""
     rows: list[Row] = []
+    started = results.get("run", {}).get("started")
     for name, fn in SECTIONS.items():
         sec = results.get(name)
         if not isinstance(sec, dict):
@@ -106,6 +107,10 @@ def summary(results: dict[str, Any]) -> list[Row]:
         if "error" in sec:
             rows.append(_row(name, "FAILED", None, None, "", aim=sec["error"]))
             continue
+        if started and sec.get("run") != started:
+            # kept from an earlier run (this run failed it or did not run it): say so
+            rows.append(_row(name, f"from the run of {sec.get('run') or 'an unknown time'}, not this one",
+                             None, None, ""))
         rows.extend(fn(sec))
     return rows
 

@@ -24,6 +24,18 @@ RESULTS = {
               "skipped": {"200": "needs ~9000 MiB"}, "failed": {}},
 }
 
+for _name in ("tunnel", "moves", "diameter", "scale"):   # measured by this run
+    RESULTS[_name]["run"] = RESULTS["run"]["started"]
+
+
+def test_a_section_kept_from_an_earlier_run_says_so():
+    """A section this run did not measure (it failed, or --only left it out) keeps the old
+    numbers in bench.json; the table must not show them as this run's (newcomer trial)."""
+    old = {**RESULTS, "moves": {**RESULTS["moves"], "run": "2026-11-28T10:00:00Z"}}
+    stale = [r for r in summary(old) if r["section"] == "moves" and "not this one" in r["what"]]
+    assert len(stale) == 1 and "2026-11-28T10:00:00Z" in stale[0]["what"]
+    assert not [r for r in summary(RESULTS) if "not this one" in r["what"]]
+
 
 def test_each_section_with_its_baseline_ratio_and_aim():
     rows = {(r["section"], r["what"]): r for r in summary(RESULTS)}

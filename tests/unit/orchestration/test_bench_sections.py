@@ -23,8 +23,10 @@ def test_sections_of_a_benchmark_land_at_the_top(tmp_path, monkeypatch):
     out = tmp_path / "bench.json"
     bench.run_benchmarks(output=out, say=lambda m: None)
     res = json.loads(out.read_text())
-    assert res.pop("run")["benchmarks"] == ["demo"]
-    assert res == {"demo": {"x": 1}, "moves": {"y": 2}}
+    run = res.pop("run")
+    assert run["benchmarks"] == ["demo"]
+    # every section says which run measured it (a kept older one then shows as older)
+    assert res == {"demo": {"x": 1, "run": run["started"]}, "moves": {"y": 2, "run": run["started"]}}
 
 
 def test_moves_section_meets_and_misses_its_aims():
@@ -77,5 +79,5 @@ def test_a_failing_section_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch
     with pytest.raises(bench.BenchError, match="tunnel: RuntimeError: engine gone"):
         bench.run_benchmarks(output=out, say=lambda m: None)
     res = json.loads(out.read_text())
-    assert res["diameter"] == {"ratio": 2.0} and "engine gone" in res["tunnel"]["error"]
+    assert res["diameter"] == {"ratio": 2.0, "run": res["run"]["started"]} and "engine gone" in res["tunnel"]["error"]
     assert set(res["run"]["duration_s"]) == {"tunnel", "diameter"}
