@@ -257,8 +257,9 @@ def summarize(n: int, topo_roles: dict[str, str], tb: list[dict[str, Any]], bl: 
     """One size's row of the section from the runs of both sides (lists of ``_measure``
     results with ``down_s``): medians of up/ready/down seconds, their ratios testbed / bare,
     memory per node in MiB (median over runs of the mean over nodes) overall and per role.
-    A ready time missing in a run (timeout) leaves that run out of the ready median and is
-    counted in ``ready_timeouts``. Raises ValueError on an empty side."""
+    A run without a ready time (readiness not waited for, the default, or a timeout) is left
+    out of the ready median and counted in ``runs_without_ready_time``. Raises ValueError on
+    an empty side."""
     if not tb or not bl:
         raise ValueError("both sides need at least one run")
     med = statistics.median
@@ -282,7 +283,7 @@ def summarize(n: int, topo_roles: dict[str, str], tb: list[dict[str, Any]], bl: 
         row[f"ratio_{key[:-2]}"] = round(med(a) / med(b), 3) if a and b else None
         row.setdefault("samples", {})[f"testbed_{key}"] = a
         row["samples"][f"baseline_{key}"] = b
-    row["ready_timeouts"] = {"testbed": sum(r.get("ready_s") is None for r in tb),
+    row["runs_without_ready_time"] = {"testbed": sum(r.get("ready_s") is None for r in tb),
                              "baseline": sum(r.get("ready_s") is None for r in bl)}
     row["members_when_memory_read"] = {"testbed": [r.get("members") for r in tb],
                                        "baseline": [r.get("members") for r in bl]}

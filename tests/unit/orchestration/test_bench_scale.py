@@ -85,7 +85,7 @@ def test_summarize_takes_medians_ratios_and_memory_per_role() -> None:
     bl = [_run(9, 18, 2, mem), _run(10, 19, 2, mem), _run(50, 20, 2, mem)]
     row = summarize(4, roles, tb, bl)
     assert row["testbed_up_s"] == 11 and row["baseline_up_s"] == 10 and row["ratio_up"] == 1.1
-    assert row["testbed_ready_s"] == 21 and row["ready_timeouts"] == {"testbed": 1, "baseline": 0}
+    assert row["testbed_ready_s"] == 21 and row["runs_without_ready_time"] == {"testbed": 1, "baseline": 0}
     assert row["ratio_down"] == 2.5
     assert row["testbed_mem_per_node_mib"] == 35.0
     assert row["mem_per_role_mib"]["mn"] == {"testbed": 20.0, "baseline": 20.0}
