@@ -357,9 +357,12 @@ class MatrixRun:
         peer_log, our_log = self._since(node, PEER_LOG, peer_at), self._since("sg-b", OUR_LOG, ours_at)
         want_peer = E.peer_refusal(kind)
         said, line = E.refusal_reason(our_log)
-        pattern = dict(E.OUR_REFUSALS)[kind]
+        # the excerpt keeps the lines the reason is judged by: the refusal and, for
+        # wrong-san, the context that tells it from a peer-config miss (REFUSAL_CONTEXT)
+        context = E.REFUSAL_CONTEXT.get(kind, ())
+        pattern = "|".join([dict(E.OUR_REFUSALS)[kind], *context])
         cell.logs = {f"peer ({node})": E.excerpt(peer_log, want_peer, 3),
-                     "ours (sg-b realm A)": E.excerpt(our_log, pattern, 3)}
+                     "ours (sg-b realm A)": E.excerpt(our_log, pattern, 3 + len(context))}
         seen_peer = bool(re.search(want_peer, peer_log))
         cell.steps = {"refused": not ok, "peer log says why": seen_peer, "our log names this cell": said == kind}
         if ok:
