@@ -12,7 +12,6 @@ stop exactly the agent we started.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from orchestration.checks.status import parallel, read_status, read_statuses, wait_until as wait
 from orchestration.checks.stream import STREAM, gaps, install_stream, start_stream, stream_result, window

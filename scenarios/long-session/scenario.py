@@ -96,7 +96,7 @@ def judge(res: dict[str, dict]) -> list[tuple[str, bool, str]]:
             ", ".join(f"{t} {r['sent']}" for t, r in res.items()) + f" datagrams at {RATE:.0f}/s"),
            ("with gratuitous RREPs: no gap, nothing lost (the baselines often manage this too: not the comparison)",
             not wi["gaps"] and wi["lost"] == 0, f"gaps {wi['gaps']}, lost {wi['lost']}"),
-           (f"only the extension sends gratuitous RREPs (>= 3 with, 0 without)",
+           ("only the extension sends gratuitous RREPs (>= 3 with, 0 without)",
             wi["grat_rrep_sent"] >= 3 and no["grat_rrep_sent"] == 0 and rf["grat_rrep_sent"] == 0,
             f"with {wi['grat_rrep_sent']}, none {no['grat_rrep_sent']}, refresh {rf['grat_rrep_sent']}"),
            (f"a single discovery with gratuitous RREPs; without, the route had to be found again "
